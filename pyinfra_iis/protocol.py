@@ -1,0 +1,334 @@
+"""The contract between the controller and the PowerShell worker on a host.
+
+This module is shared by the connector (``pyinfra_iis.transport``), the simulator
+(``pyinfra_iis.sim``) and the operations/facts, so that all three speak exactly the same
+language. See ``../shared/design.md`` ("Remote calls", "The connector").
+
+Remote calls
+============
+
+Every command an operation or fact yields is exactly one call of one function of the
+project's PowerShell module with one JSON argument::
+
+    Set-IisAppPool -Json '{"name":"api","startMode":"AlwaysRunning"}'
+
+The JSON sits inside a single-quoted PowerShell literal in which ``'`` (and its typographic
+variants, which PowerShell also treats as quotes) is doubled; values are never spliced into
+script text, so injection is impossible by construction. :func:`remote_call` builds such a
+command (secrets become pyinfra ``HiddenValue`` bits, so pyinfra prints them masked);
+:func:`parse_remote_call` reverses it (the simulator uses it).
+
+Worker protocol (version 1)
+===========================
+
+The connector starts one ``powershell.exe`` per host per run with ``-EncodedCommand`` of
+``remote/worker.ps1`` (:func:`worker_command_line`). Then:
+
+* **Step** (client → worker stdin): one line, ``base64(UTF-8 JSON)`` + ``"\\n"``, the JSON
+  being ``{"id": int, "op": "run", "script": str}``, or ``{"id": int, "op": "module",
+  "name": str, "source": str}`` to load the project's module (sent once per worker).
+* **Upload data** (client → worker stdin): one line ``"+" + base64(bytes)`` + ``"\\n"``,
+  appended to the upload opened by ``Start-FileUpload``; it produces no reply. A write
+  error is kept and reported by ``Complete-FileUpload``.
+* **Reply** (worker stdout): one line ``REPLY_MARKER + base64(UTF-8 JSON)`` + CRLF, the
+  JSON being ``{"id": int, "rc": int, "stdout": str, "stderr": str}``. Any other stdout line
+  is noise written around PowerShell's pipeline (for example by a native program) and is
+  kept by the client as extra output of the current step.
+* On stdin EOF the worker exits 0.
+
+A step therefore costs one WinRS Send and (usually) one Receive.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from pyinfra.api import HiddenValue, StringCommand
+
+PROTOCOL_VERSION = 1
+
+#: Name under which the project's PowerShell module is loaded into the worker.
+MODULE_NAME = "PyinfraIis"
+
+#: Absolute path of Windows PowerShell 5.1 (no cmd.exe in between; field notes, WinRM).
+POWERSHELL_EXE = r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe"
+
+#: Arguments before ``-EncodedCommand``.
+POWERSHELL_ARGS = ("-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy", "Bypass")
+
+#: Prefix of a reply line on the worker's stdout.
+REPLY_MARKER = "##pyinfra-iis-reply## "
+
+#: Prefix of an upload data line on the worker's stdin.
+DATA_PREFIX = "+"
+
+# PowerShell treats these as single quotes inside a single-quoted string (the ASCII
+# apostrophe and U+2018..U+201B); each must be doubled to stand for itself.
+_PS_SINGLE_QUOTES = "'\u2018\u2019\u201a\u201b"
+_PS_QUOTE_RE = re.compile(f"([{_PS_SINGLE_QUOTES}])")
+
+# Function names of the module: Verb-Noun, letters only.
+_FUNCTION_RE = re.compile(r"^[A-Z][a-z]+-[A-Z][A-Za-z0-9]+$")
+
+_CALL_RE = re.compile(
+    r"^(?P<name>[A-Z][a-z]+-[A-Z][A-Za-z0-9]+) -Json '(?P<literal>(?:[^" + _PS_SINGLE_QUOTES + r"]|["
+    + _PS_SINGLE_QUOTES + r"]{2})*)'$",
+    re.DOTALL,
+)
+
+
+class ProtocolError(Exception):
+    """A frame or a remote call that does not follow this protocol."""
+
+
+# --- Remote calls -----------------------------------------------------------------------
+
+
+def ps_single_quote(text: str) -> str:
+    """Return ``text`` as the body of a PowerShell single-quoted literal (quotes doubled).
+
+    The result still needs the surrounding quotes; see :func:`ps_literal`.
+    """
+
+    return _PS_QUOTE_RE.sub(r"\1\1", text)
+
+
+def ps_literal(text: str) -> str:
+    """Return ``text`` as a complete PowerShell single-quoted string literal."""
+
+    return "'" + ps_single_quote(text) + "'"
+
+
+def _unquote_ps(body: str) -> str:
+    return re.sub(f"([{_PS_SINGLE_QUOTES}])\\1", r"\1", body)
+
+
+class Secret:
+    """A value that must reach the host but never be shown.
+
+    Wrap a password in ``Secret`` inside a :func:`remote_call` payload: pyinfra then shows
+    ``*MASKED*`` in its output while the raw value is sent. ``str()`` and ``repr()`` of a
+    ``Secret`` never reveal the value.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        if isinstance(value, Secret):
+            value = value.reveal()
+        if hasattr(value, "get_secret_value"):  # pydantic SecretStr
+            value = value.get_secret_value()
+        self._value = str(value)
+
+    def reveal(self) -> str:
+        """Return the raw secret (only for sending it)."""
+
+        return self._value
+
+    def __str__(self) -> str:
+        return "*MASKED*"
+
+    __repr__ = __str__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+_SECRET_TOKEN = "\x00pyinfra-iis-secret-{}\x00"
+
+
+def remote_call(function: str, payload: Mapping[str, Any] | None = None) -> StringCommand:
+    """Build the command ``<function> -Json '<payload as JSON>'``.
+
+    Args:
+        function: a function of the project's PowerShell module, ``Verb-Noun``.
+        payload: JSON-serialisable mapping; :class:`Secret` values anywhere inside are sent
+            raw but shown masked.
+
+    Returns:
+        a pyinfra ``StringCommand`` whose raw value is the PowerShell call and whose masked
+        value replaces every secret with ``*MASKED*``.
+
+    Raises:
+        ProtocolError: the function name is not of the form ``Verb-Noun``.
+    """
+
+    if not _FUNCTION_RE.match(function):
+        raise ProtocolError(f"not a module function name: {function!r}")
+
+    secrets: list[str] = []
+
+    def default(value: Any) -> Any:
+        if isinstance(value, Secret):
+            secrets.append(value.reveal())
+            return _SECRET_TOKEN.format(len(secrets) - 1)
+        if hasattr(value, "get_secret_value"):
+            return default(Secret(value))
+        raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+    # ensure_ascii keeps the command pure ASCII: nothing depends on console code pages.
+    text = json.dumps(payload or {}, separators=(",", ":"), sort_keys=True, default=default)
+    quoted = ps_single_quote(text)
+
+    bits: list[Any] = []
+    rest = quoted
+    for index, raw in enumerate(secrets):
+        # The token went through json.dumps, which escapes NUL as \u0000.
+        token = json.dumps(_SECRET_TOKEN.format(index))
+        before, _, rest = rest.partition(token)
+        bits.append(before)
+        bits.append(HiddenValue(ps_single_quote(json.dumps(raw))))
+    bits.append(rest)
+
+    return StringCommand(f"{function} -Json '", *bits, "'", _separator="")
+
+
+def parse_remote_call(script: str) -> tuple[str, dict[str, Any]] | None:
+    """Parse a script of exactly the form :func:`remote_call` produces.
+
+    Returns:
+        ``(function, payload)``, or ``None`` when ``script`` is not a remote call.
+
+    Raises:
+        ProtocolError: it has the form of a call but the JSON is invalid or not an object.
+    """
+
+    match = _CALL_RE.match(script.strip())
+    if not match:
+        return None
+    try:
+        payload = json.loads(_unquote_ps(match.group("literal")))
+    except ValueError as exc:
+        raise ProtocolError(f"invalid JSON argument to {match.group('name')}: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ProtocolError(f"the JSON argument to {match.group('name')} must be an object")
+    return match.group("name"), payload
+
+
+# --- Worker frames ----------------------------------------------------------------------
+
+
+def worker_script() -> str:
+    """Return the text of ``remote/worker.ps1``, the worker's read-eval loop."""
+
+    from .remote import read_remote_file
+
+    return read_remote_file("worker.ps1")
+
+
+def encode_powershell_command(script: str) -> str:
+    """Return ``script`` as PowerShell's ``-EncodedCommand`` value (base64 of UTF-16LE)."""
+
+    return base64.b64encode(script.encode("utf-16-le")).decode("ascii")
+
+
+def decode_powershell_command(value: str) -> str:
+    """Reverse :func:`encode_powershell_command`.
+
+    Raises:
+        ProtocolError: ``value`` is not base64 of UTF-16LE text.
+    """
+
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-16-le")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"invalid -EncodedCommand value: {exc}") from None
+
+
+def worker_command_line() -> tuple[str, list[str]]:
+    """Return ``(executable, arguments)`` that start the worker (no cmd.exe)."""
+
+    return POWERSHELL_EXE, [*POWERSHELL_ARGS, "-EncodedCommand", encode_powershell_command(worker_script())]
+
+
+def encode_step(step_id: int, script: str) -> bytes:
+    """Return the stdin line of a ``run`` step."""
+
+    return _encode_frame({"id": step_id, "op": "run", "script": script})
+
+
+def encode_module(step_id: int, source: str, name: str = MODULE_NAME) -> bytes:
+    """Return the stdin line that loads the module ``source`` into the worker."""
+
+    return _encode_frame({"id": step_id, "op": "module", "name": name, "source": source})
+
+
+def encode_data(chunk: bytes) -> bytes:
+    """Return the stdin line carrying one chunk of upload data."""
+
+    return DATA_PREFIX.encode("ascii") + base64.b64encode(chunk) + b"\n"
+
+
+def _encode_frame(frame: dict[str, Any]) -> bytes:
+    raw = json.dumps(frame, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return base64.b64encode(raw) + b"\n"
+
+
+def decode_request_line(line: bytes | str) -> dict[str, Any]:
+    """Decode one stdin line into a frame (used by the simulator).
+
+    Returns:
+        a step frame (``{"id", "op", ...}``) or ``{"op": "data", "data": bytes}``.
+
+    Raises:
+        ProtocolError: the line is not a valid frame.
+    """
+
+    if isinstance(line, bytes):
+        line = line.decode("ascii", "replace")
+    line = line.strip()
+    try:
+        if line.startswith(DATA_PREFIX):
+            return {"op": "data", "data": base64.b64decode(line[1:], validate=True)}
+        frame = json.loads(base64.b64decode(line, validate=True).decode("utf-8"))
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(f"invalid worker frame: {exc}") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("id"), int) or frame.get("op") not in ("run", "module"):
+        raise ProtocolError("invalid worker frame: needs an integer id and op run or module")
+    return frame
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The result of one step: exit code, stdout and stderr as text."""
+
+    id: int
+    rc: int
+    stdout: str
+    stderr: str
+
+
+def encode_reply(reply: Reply) -> bytes:
+    """Return the stdout line of a reply (used by the simulator)."""
+
+    raw = json.dumps(
+        {"id": reply.id, "rc": reply.rc, "stdout": reply.stdout, "stderr": reply.stderr},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode("utf-8")
+    return REPLY_MARKER.encode("ascii") + base64.b64encode(raw) + b"\r\n"
+
+
+def decode_reply_line(line: str) -> Reply | None:
+    """Decode one stdout line; ``None`` when it is not a reply line.
+
+    Raises:
+        ProtocolError: it starts with the marker but is not a valid reply.
+    """
+
+    line = line.rstrip("\r\n")
+    if not line.startswith(REPLY_MARKER):
+        return None
+    try:
+        data = json.loads(base64.b64decode(line[len(REPLY_MARKER):], validate=True).decode("utf-8"))
+        return Reply(int(data["id"]), int(data["rc"]), str(data["stdout"]), str(data["stderr"]))
+    except (binascii.Error, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise ProtocolError(f"invalid worker reply: {exc}") from None
