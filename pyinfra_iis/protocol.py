@@ -332,3 +332,21 @@ def decode_reply_line(line: str) -> Reply | None:
         return Reply(int(data["id"]), int(data["rc"]), str(data["stdout"]), str(data["stderr"]))
     except (binascii.Error, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise ProtocolError(f"invalid worker reply: {exc}") from None
+
+
+# --- Secret digests ---------------------------------------------------------------------
+
+SECRET_DIGEST_PREFIX = "sha256:"
+
+
+def secret_digest(value: str) -> str:
+    """Return the digest a fact reports instead of a secret value.
+
+    Facts never return secret values (pool environment variables, passwords): the host reports
+    ``"sha256:" + hex(SHA-256(UTF-8("pyinfra-iis\\0" + value)))`` and operations compare it with
+    the digest of the desired value. The PowerShell module computes the same string.
+    """
+
+    import hashlib
+
+    return SECRET_DIGEST_PREFIX + hashlib.sha256(("pyinfra-iis\0" + value).encode("utf-8")).hexdigest()
