@@ -1,0 +1,314 @@
+"""A WinRS shell client over pywinrm's ``winrm.protocol.Protocol``.
+
+Layering follows pypsrp (wsman → shell → client) but SOAP, HTTP and authentication stay in
+pywinrm: this module only sequences the WinRS actions (Create, Command, Send, Receive,
+Signal, Delete) and turns pywinrm/requests exceptions into :mod:`.errors` classes.
+
+Facts relied on (``../shared/field-notes.md``, "WinRM / WinRS"):
+
+* ``open_shell(codepage=65001, noprofile=True)``: UTF-8 console, no user profile.
+* ``run_command(..., console_mode_stdin=False, skip_cmd_shell=True)``: no cmd.exe, so the
+  CreateProcess limit (32767 chars) applies, and the executable must be a full path.
+* ``send_command_input`` encodes a ``str`` as cp437: :meth:`WinRSShell.send` takes bytes only.
+* ``get_command_output_raw`` is one Receive; ``WinRMOperationTimeoutError`` means "no output
+  yet" (WSMan fault 2150858793), not a failure.
+* WSMan fault 2150858843: unknown shell or command id → the shell is lost.
+* WMI error 0x803381A6 (operation quota exceeded) → rebuild the shell (as Ansible does).
+* error 170 (busy) → retried 3 times with 5 s pauses (as Ansible does).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, TypeVar
+
+import requests
+import xmltodict
+from winrm.exceptions import (
+    InvalidCredentialsError,
+    WinRMError,
+    WinRMOperationTimeoutError,
+    WinRMTransportError,
+    WSManFaultError,
+)
+from winrm.protocol import Protocol
+
+from .errors import (
+    AuthenticationFailed,
+    ConnectionDropped,
+    HostUnreachable,
+    HttpError,
+    ShellLost,
+    TransportError,
+    WSManFault,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: WSManFault code of an operation timeout (Receive with no output yet).
+FAULT_OPERATION_TIMEOUT = 2150858793
+#: WSManFault code of an unknown shell or command id.
+FAULT_UNKNOWN_SHELL = 2150858843
+#: WMI error 0x803381A6: operation quota exceeded; the shell must be rebuilt.
+FAULT_QUOTA_EXCEEDED = 0x803381A6
+#: Windows error 170, ERROR_BUSY ("The requested resource is in use").
+FAULT_BUSY = 170
+
+SHELL_URI = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
+SIGNAL_TERMINATE = SHELL_URI + "/signal/terminate"
+SIGNAL_CTRL_C = SHELL_URI + "/signal/ctrl_c"
+
+
+@dataclass
+class ReceiveResult:
+    """What one Receive returned.
+
+    Attributes:
+        stdout: bytes of stdout (may end mid-line or mid-character).
+        stderr: bytes of stderr.
+        done: the command has ended (CommandState Done).
+        exit_code: the command's exit code when ``done``, else None.
+    """
+
+    stdout: bytes = b""
+    stderr: bytes = b""
+    done: bool = False
+    exit_code: int | None = None
+
+
+def classify(exc: BaseException, endpoint: str = "the host", connected: bool = True) -> TransportError | None:
+    """Return the project exception for a pywinrm/requests exception.
+
+    Args:
+        exc: the exception raised by pywinrm's ``Protocol`` or requests.
+        endpoint: shown in the message (never holds credentials).
+        connected: whether the shell was already open; a connection error before that is
+            :class:`HostUnreachable`, after it :class:`ConnectionDropped`.
+
+    Returns:
+        an instance of a :class:`TransportError` subclass (not raised), or None for an
+        exception that is not a transport failure (a programming error: re-raise it).
+    """
+
+    if isinstance(exc, TransportError):
+        return exc
+    if isinstance(exc, InvalidCredentialsError):
+        return AuthenticationFailed(f"{endpoint}: the credentials were rejected (HTTP 401)")
+    if isinstance(exc, WSManFaultError):
+        codes = {exc.wsman_fault_code, exc.wmierror_code}
+        reason = (exc.reason or "").strip()
+        if FAULT_UNKNOWN_SHELL in codes:
+            return ShellLost(f"{endpoint}: the shell or command is gone (WSMan fault {FAULT_UNKNOWN_SHELL}): {reason}")
+        if FAULT_QUOTA_EXCEEDED in codes:
+            return ShellLost(f"{endpoint}: operation quota exceeded (0x803381A6), the shell must be rebuilt: {reason}")
+        if FAULT_OPERATION_TIMEOUT in codes:
+            return ConnectionDropped(f"{endpoint}: WSMan operation timeout ({FAULT_OPERATION_TIMEOUT}): {reason}")
+        return WSManFault(
+            f"{endpoint}: WSMan fault {exc.wsman_fault_code} (WMI {exc.wmierror_code}): {reason}",
+            wsman_code=exc.wsman_fault_code,
+            wmi_code=exc.wmierror_code,
+            reason=reason,
+        )
+    if isinstance(exc, WinRMOperationTimeoutError):
+        return ConnectionDropped(f"{endpoint}: WSMan operation timeout ({FAULT_OPERATION_TIMEOUT})")
+    if isinstance(exc, WinRMTransportError):
+        return HttpError(f"{endpoint}: unexpected HTTP status {exc.code} from the WinRM service")
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return ConnectionDropped(f"{endpoint}: no answer within the read timeout")
+    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, ConnectionError)):
+        if connected:
+            return ConnectionDropped(f"{endpoint}: the connection was dropped ({type(exc).__name__})")
+        return HostUnreachable(f"{endpoint}: cannot connect ({type(exc).__name__})")
+    if isinstance(exc, WinRMError):
+        # pywinrm raises a bare WinRMError for configuration problems (e.g. bad timeouts,
+        # encryption "always" without support); its messages hold no secrets.
+        return TransportError(f"{endpoint}: {exc}")
+    return None
+
+
+def _is_busy(exc: BaseException) -> bool:
+    return isinstance(exc, WSManFaultError) and FAULT_BUSY in (exc.wsman_fault_code, exc.wmierror_code)
+
+
+class WinRSShell:
+    """One WinRS shell on one host, and the commands started in it.
+
+    Args:
+        protocol: a ready ``winrm.protocol.Protocol`` (endpoint, auth and timeouts set).
+        codepage: console code page of the shell; 65001 (UTF-8) by default.
+        noprofile: do not load the user profile (default True: faster, deterministic).
+        env: environment variables of the shell (name → value), or None.
+        working_directory: initial directory of the shell, or None.
+        busy_retries: how many times a call answered with error 170 (busy) is retried (3).
+        busy_pause: seconds between those retries (5.0, from Ansible; tests pass 0).
+        endpoint: label used in error messages (defaults to the protocol's endpoint URL).
+
+    Every method raises a :class:`~.errors.TransportError` subclass on failure.
+    """
+
+    def __init__(
+        self,
+        protocol: Protocol,
+        *,
+        codepage: int = 65001,
+        noprofile: bool = True,
+        env: Mapping[str, str] | None = None,
+        working_directory: str | None = None,
+        busy_retries: int = 3,
+        busy_pause: float = 5.0,
+        endpoint: str | None = None,
+    ):
+        self.protocol = protocol
+        self.codepage = codepage
+        self.noprofile = noprofile
+        self.env = dict(env) if env else None
+        self.working_directory = working_directory
+        self.busy_retries = busy_retries
+        self.busy_pause = busy_pause
+        self.endpoint = endpoint or protocol.transport.endpoint
+        self.shell_id: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<WinRSShell {self.endpoint} shell={self.shell_id}>"
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        attempt = 0
+        while True:
+            try:
+                return func(*args, **kwargs)
+            except WinRMOperationTimeoutError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if _is_busy(exc) and attempt < self.busy_retries:
+                    attempt += 1
+                    logger.debug("%s: busy (error 170), retry %d/%d in %.1f s", self.endpoint, attempt, self.busy_retries, self.busy_pause)
+                    time.sleep(self.busy_pause)
+                    continue
+                error = classify(exc, self.endpoint, connected=self.shell_id is not None)
+                if error is None:
+                    raise
+                raise error from None
+
+    def _require_shell(self) -> str:
+        if self.shell_id is None:
+            raise ShellLost(f"{self.endpoint}: no shell is open")
+        return self.shell_id
+
+    # -- WinRS actions ----------------------------------------------------------------------
+
+    def open(self) -> str:
+        """Create the shell (WinRS Create) and return its id."""
+
+        self.shell_id = None
+        self.shell_id = self._call(
+            self.protocol.open_shell,
+            codepage=self.codepage,
+            noprofile=self.noprofile,
+            env_vars=self.env,
+            working_directory=self.working_directory,
+        )
+        logger.debug("%s: shell %s opened", self.endpoint, self.shell_id)
+        return self.shell_id
+
+    def run(self, executable: str, arguments: Iterable[str] = (), *, skip_cmd_shell: bool = True, console_mode_stdin: bool = False) -> str:
+        """Start ``executable`` with ``arguments`` (WinRS Command); return the command id.
+
+        ``skip_cmd_shell`` (default True) starts the process without cmd.exe: give the full
+        path of the executable (field notes).
+        """
+
+        return self._call(
+            self.protocol.run_command,
+            self._require_shell(),
+            executable,
+            list(arguments),
+            console_mode_stdin=console_mode_stdin,
+            skip_cmd_shell=skip_cmd_shell,
+        )
+
+    def send(self, command_id: str, data: bytes, end: bool = False) -> None:
+        """Write ``data`` to the command's stdin (one WinRS Send); ``end`` closes stdin.
+
+        Raises:
+            TypeError: ``data`` is not bytes (pywinrm would encode a str as cp437).
+        """
+
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError("WinRSShell.send takes bytes, never str (pywinrm encodes str as cp437)")
+        self._call(self.protocol.send_command_input, self._require_shell(), command_id, bytes(data), end=end)
+
+    def receive(self, command_id: str) -> ReceiveResult:
+        """Issue one WinRS Receive; an operation timeout returns an empty result (no output yet)."""
+
+        try:
+            stdout, stderr, code, done = self._call(self.protocol.get_command_output_raw, self._require_shell(), command_id)
+        except WinRMOperationTimeoutError:
+            return ReceiveResult()
+        return ReceiveResult(stdout, stderr, bool(done), code if done else None)
+
+    def signal(self, command_id: str, code: str = SIGNAL_TERMINATE) -> None:
+        """Send a WinRS Signal (``SIGNAL_TERMINATE`` by default, or ``SIGNAL_CTRL_C``)."""
+
+        shell_id = self._require_shell()
+
+        def send_signal() -> None:
+            request = {
+                "env:Envelope": self.protocol.build_wsman_header(
+                    resource_uri=SHELL_URI + "/cmd", action=SHELL_URI + "/Signal", shell_id=shell_id, message_id=uuid.uuid4()
+                )
+            }
+            body = request["env:Envelope"].setdefault("env:Body", {}).setdefault("rsp:Signal", {})
+            body["@CommandId"] = command_id
+            body["rsp:Code"] = code
+            ET.fromstring(self.protocol.send_message(xmltodict.unparse(request)))
+
+        self._call(send_signal)
+
+    def close(self) -> None:
+        """Delete the shell (WinRS Delete) and close the HTTP session; errors are raised."""
+
+        shell_id, self.shell_id = self.shell_id, None
+        if shell_id is None:
+            self.protocol.transport.close_session()
+            return
+        try:
+            self._call(self.protocol.close_shell, shell_id, close_session=True)
+        finally:
+            self.protocol.transport.close_session()
+
+    # -- convenience ------------------------------------------------------------------------
+
+    def execute(
+        self,
+        executable: str,
+        arguments: Iterable[str] = (),
+        stdin: Iterable[bytes] = (),
+        *,
+        skip_cmd_shell: bool = True,
+        signal_code: str = SIGNAL_TERMINATE,
+    ) -> tuple[bytes, bytes, int]:
+        """Run one command to its end: Command, Send each stdin chunk (last with End),
+        Receive until Done, Signal. Returns ``(stdout, stderr, exit_code)``."""
+
+        command_id = self.run(executable, arguments, skip_cmd_shell=skip_cmd_shell)
+        chunks = list(stdin)
+        for index, chunk in enumerate(chunks):
+            self.send(command_id, chunk, end=index == len(chunks) - 1)
+        out: list[bytes] = []
+        err: list[bytes] = []
+        while True:
+            result = self.receive(command_id)
+            out.append(result.stdout)
+            err.append(result.stderr)
+            if result.done:
+                break
+        self.signal(command_id, signal_code)
+        return b"".join(out), b"".join(err), int(result.exit_code if result.exit_code is not None else -1)
