@@ -1,0 +1,206 @@
+# PyinfraIis module, part 00: the module header and helpers every function uses.
+#
+# The module is the concatenation of PyinfraIis/*.ps1 in name order (pyinfra_iis/remote/__init__.py),
+# loaded once per worker with New-Module (remote/worker.ps1), so these files are parts of ONE script
+# module: variables set here are module-scope ($script:) for every function, and New-Module exports
+# every function. Target: Windows PowerShell 5.1 (WebAdministration and IISAdministration do not load
+# under PowerShell 7; field notes, IIS).
+#
+# Every remote function is called as `Verb-Noun -Json '<object>'` (pyinfra_iis/protocol.py): it reads
+# its argument with ConvertFrom-CallJson / Get-CallValue, prints ONE line of compressed JSON with
+# Write-CallResult, and on failure throws a terminating error whose message says what failed and why
+# (the worker turns it into rc 1). Nothing else may reach the pipeline: cast to [void] whatever
+# returns a value you do not print.
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+# Progress records would otherwise reach the client as CLIXML noise (field notes, WinRM).
+$ProgressPreference = 'SilentlyContinue'
+
+# Depth for ConvertTo-Json: Windows PowerShell 5.1 defaults to 2 and silently flattens deeper
+# objects into their type name, which would corrupt facts such as Get-HostState.
+$script:CallResultDepth = 20
+
+function ConvertFrom-CallJson {
+    <#
+    .SYNOPSIS
+    Parse the -Json argument of a remote call into a PSCustomObject.
+    .PARAMETER Json
+    The text of the -Json argument; must be one JSON object ('{}' for no arguments).
+    .PARAMETER Function
+    Name of the calling function, used in error messages.
+    .OUTPUTS
+    PSCustomObject (ConvertFrom-Json of Windows PowerShell 5.1 has no -AsHashtable). Read members
+    with Get-CallValue: under Set-StrictMode -Version Latest a missing property throws.
+    Throws a terminating error when the text is empty, not JSON, or not an object.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [AllowEmptyString()]
+        [string] $Json,
+        [string] $Function = 'remote call'
+    )
+    if ([string]::IsNullOrWhiteSpace($Json)) {
+        throw ('{0}: the -Json argument is empty; expected a JSON object' -f $Function)
+    }
+    try {
+        $value = ConvertFrom-Json -InputObject $Json
+    } catch {
+        throw ('{0}: the -Json argument is not valid JSON: {1}' -f $Function, $_.Exception.Message)
+    }
+    if ($value -isnot [System.Management.Automation.PSCustomObject]) {
+        throw ('{0}: the -Json argument must be a JSON object, not {1}' -f $Function, (Get-JsonTypeName -Value $value))
+    }
+    return $value
+}
+
+function Get-JsonTypeName {
+    <#
+    .SYNOPSIS
+    Name the JSON type of a value parsed by ConvertFrom-Json (for error messages).
+    #>
+    [CmdletBinding()]
+    param(
+        [AllowNull()]
+        [object] $Value
+    )
+    if ($null -eq $Value) { return 'null' }
+    if ($Value -is [string]) { return 'a string' }
+    if ($Value -is [bool]) { return 'a boolean' }
+    if ($Value -is [array]) { return 'an array' }
+    if ($Value -is [System.Management.Automation.PSCustomObject]) { return 'an object' }
+    return 'a number'
+}
+
+function Get-CallValue {
+    <#
+    .SYNOPSIS
+    Read one member of a parsed -Json argument.
+    .PARAMETER Call
+    The object from ConvertFrom-CallJson.
+    .PARAMETER Name
+    Member name (JSON keys are case-sensitive in the contract; PowerShell matches case-insensitively).
+    .PARAMETER Default
+    Returned when the member is absent or null (default $null).
+    .PARAMETER Required
+    Throw when the member is absent or null instead of returning Default.
+    .PARAMETER Function
+    Name of the calling function, used in error messages.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [System.Management.Automation.PSCustomObject] $Call,
+        [Parameter(Mandatory = $true)]
+        [string] $Name,
+        [AllowNull()]
+        [object] $Default = $null,
+        [switch] $Required,
+        [string] $Function = 'remote call'
+    )
+    $property = $Call.PSObject.Properties[$Name]
+    if ($null -eq $property -or $null -eq $property.Value) {
+        if ($Required) {
+            throw ('{0}: the -Json argument needs "{1}"' -f $Function, $Name)
+        }
+        return $Default
+    }
+    # The comma keeps an array an array (PowerShell would unroll it on return).
+    return , $property.Value
+}
+
+function Get-CallInteger {
+    <#
+    .SYNOPSIS
+    Read a whole number member of a parsed -Json argument as [long], checking its range.
+    .PARAMETER Minimum
+    Smallest accepted value (default 0).
+    .PARAMETER Maximum
+    Largest accepted value (default [long]::MaxValue).
+    Throws when the member is absent, not a whole number, or out of range.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [System.Management.Automation.PSCustomObject] $Call,
+        [Parameter(Mandatory = $true)]
+        [string] $Name,
+        [long] $Minimum = 0,
+        [long] $Maximum = [long]::MaxValue,
+        [string] $Function = 'remote call'
+    )
+    $value = Get-CallValue -Call $Call -Name $Name -Required -Function $Function
+    $isWhole = ($value -is [int]) -or ($value -is [long]) -or
+        (($value -is [decimal] -or $value -is [double]) -and [math]::Truncate($value) -eq $value)
+    if (-not $isWhole) {
+        throw ('{0}: "{1}" must be a whole number, got {2}' -f $Function, $Name, (Get-JsonTypeName -Value $value))
+    }
+    $number = [long]$value
+    if ($number -lt $Minimum -or $number -gt $Maximum) {
+        throw ('{0}: "{1}" must be between {2} and {3}, got {4}' -f $Function, $Name, $Minimum, $Maximum, $number)
+    }
+    return $number
+}
+
+function Write-CallResult {
+    <#
+    .SYNOPSIS
+    Print the result of a remote call as ONE line of compressed JSON on stdout.
+    .PARAMETER InputObject
+    A hashtable / [ordered] dictionary / PSCustomObject (nested up to $script:CallResultDepth = 20
+    levels); $null prints null.
+    .NOTES
+    Out-String (used by the worker) neither wraps nor truncates plain strings, whatever -Width
+    says (PowerShell issues #6971, #25284), so long results stay on one line.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [AllowNull()]
+        [object] $InputObject
+    )
+    if ($null -eq $InputObject) {
+        Write-Output -InputObject 'null'
+        return
+    }
+    $json = ConvertTo-Json -InputObject $InputObject -Depth $script:CallResultDepth -Compress
+    Write-Output -InputObject $json
+}
+
+function ConvertTo-HexString {
+    <#
+    .SYNOPSIS
+    Return bytes as lowercase hex without separators (the form SHA-256 digests take in the protocol).
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [AllowEmptyCollection()]
+        [byte[]] $Bytes
+    )
+    return ([System.BitConverter]::ToString($Bytes) -replace '-', '').ToLowerInvariant()
+}
+
+function ConvertTo-SecretDigest {
+    <#
+    .SYNOPSIS
+    Return the digest facts report instead of a secret value.
+    .DESCRIPTION
+    "sha256:" + hex(SHA-256(UTF-8("pyinfra-iis" + NUL + Value))), exactly as
+    pyinfra_iis.protocol.secret_digest computes it, so operations can compare without the value.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [AllowEmptyString()]
+        [string] $Value
+    )
+    $sha = [System.Security.Cryptography.SHA256]::Create()
+    try {
+        $bytes = [System.Text.Encoding]::UTF8.GetBytes('pyinfra-iis' + [char]0 + $Value)
+        return 'sha256:' + (ConvertTo-HexString -Bytes $sha.ComputeHash($bytes))
+    } finally {
+        $sha.Dispose()
+    }
+}
