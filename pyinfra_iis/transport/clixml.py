@@ -18,6 +18,7 @@ CLIXML_PREFIX = "#< CLIXML"
 
 _ESCAPES_RE = re.compile(r"(?:_x[0-9A-Fa-f]{4}_)+")
 _UNIT_RE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+_PREFIX_RE = re.compile(r"#< CLIXML\r?\n?")
 _OBJS_RE = re.compile(r"<Objs\b.*?</Objs>", re.DOTALL)
 _ERROR_STRING_RE = re.compile(r"<S\s+S=\"Error\"\s*>(.*?)</S>", re.DOTALL)
 
@@ -68,10 +69,8 @@ def decode_stderr(text: str) -> str:
     parts: list[str] = []
     position = 0
     for match in _OBJS_RE.finditer(text):
-        parts.append(text[position:match.start()].replace(CLIXML_PREFIX, ""))
+        parts.append(_PREFIX_RE.sub("", text[position:match.start()]))
         parts.extend(unescape(item) for item in _error_strings(match.group(0)))
         position = match.end()
-    parts.append(text[position:].replace(CLIXML_PREFIX, ""))
-    joined = "".join(parts)
-    # The prefix sits on its own line: drop the blank lines it leaves behind.
-    return re.sub(r"^(?:\r?\n)+", "", joined)
+    parts.append(_PREFIX_RE.sub("", text[position:]))
+    return "".join(parts)
