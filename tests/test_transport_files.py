@@ -12,7 +12,7 @@ from pyinfra_iis import protocol as wire
 from pyinfra_iis.transport import files
 from pyinfra_iis.transport.errors import FileTransferError
 
-from transport_fakes import make_session
+from test_transport_fakes import make_session
 
 
 def test_chunk_sizes_fit_the_envelope() -> None:

@@ -10,7 +10,7 @@ from pyinfra_iis.transport.errors import AuthenticationFailed, TransportError, H
 from pyinfra_iis.transport.winrs import classify
 from pyinfra_iis.transport.worker import max_stdin_bytes
 
-from transport_fakes import FakeHost, fault, make_session
+from test_transport_fakes import FakeHost, fault, make_session
 
 CLIXML = (
     '#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/powershell/2004/04">'
