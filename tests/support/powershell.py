@@ -486,7 +486,7 @@ def check_script(
         include_warnings: also return warnings (a call that fits no documented parameter set).
 
     Returns:
-        the problems found, in source order (syntax errors first); empty when the script is clean.
+        the problems found, sorted by line and column; empty when the script is clean.
     """
 
     cmdlets = load_reference(reference)
@@ -520,7 +520,7 @@ def check_script(
 
     if not include_warnings:
         problems = [problem for problem in problems if problem.severity == "error"]
-    return problems
+    return sorted(problems, key=lambda problem: (problem.line, problem.column))
 
 
 def _split_position(error: str) -> tuple[int, int]:

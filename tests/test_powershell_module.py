@@ -1,0 +1,229 @@
+"""The project's PowerShell (worker and module) against tree-sitter and Microsoft's cmdlet reference,
+the checker itself, and remote calls as PowerShell sees them (no injection possible)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pyinfra_iis.protocol import Secret, remote_call
+from pyinfra_iis.remote import module_files, module_source, read_remote_file
+from support.powershell import (
+    FunctionDef,
+    check_script,
+    command_calls,
+    decode_single_quoted,
+    load_reference,
+    syntax_errors,
+)
+
+REMOTE = Path(__file__).resolve().parent.parent / "pyinfra_iis" / "remote"
+PS_FILES = sorted(str(path.relative_to(REMOTE)) for path in REMOTE.rglob("*.ps1"))
+FILE_FUNCTIONS = ("Start-FileUpload", "Complete-FileUpload", "Stop-FileUpload", "Get-FileHashInfo", "Read-FileChunk")
+
+
+def module_functions() -> dict[str, FunctionDef]:
+    """Every function defined in any module file (they form one module)."""
+
+    return dict(command_calls(module_source()).defined)
+
+
+# --- The project's PowerShell ------------------------------------------------------------
+
+
+def test_there_is_powershell_to_check():
+    assert "worker.ps1" in PS_FILES
+    assert "PyinfraIis/00-common.ps1" in module_files()
+    assert "PyinfraIis/10-files.ps1" in module_files()
+
+
+@pytest.mark.parametrize("name", PS_FILES)
+def test_every_ps1_parses(name):
+    assert syntax_errors((REMOTE / name).read_text(encoding="utf-8")) == []
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", PS_FILES)
+def test_every_ps1_names_only_real_cmdlets_and_parameters(name, shared_reference):
+    problems = check_script((REMOTE / name).read_text(encoding="utf-8"), defined=module_functions(), reference=shared_reference)
+    assert [str(problem) for problem in problems] == []
+
+
+@pytest.mark.shared
+def test_module_functions_never_shadow_a_cmdlet(shared_reference):
+    cmdlets = load_reference(shared_reference)
+    shadowing = sorted(definition.name for definition in module_functions().values() if cmdlets.lookup(definition.name))
+    assert shadowing == []
+
+
+def test_module_header_sets_strict_mode_and_preferences():
+    header = read_remote_file("PyinfraIis/00-common.ps1")
+    calls = command_calls(header).calls
+    strict = [call for call in calls if call.name == "Set-StrictMode"]
+    assert len(strict) == 1 and [e.text for e in strict[0].elements] == ["Version", "Latest"]
+    assert "\n$ErrorActionPreference = 'Stop'\n" in header
+    assert "\n$ProgressPreference = 'SilentlyContinue'\n" in header
+
+
+def test_file_functions_take_one_mandatory_json_argument():
+    functions = module_functions()
+    for name in FILE_FUNCTIONS:
+        definition = functions[name.lower()]
+        assert (definition.parameters, definition.mandatory) == (("Json",), ("Json",)), name
+
+
+def test_worker_and_module_agree_on_upload_data():
+    # worker.ps1 calls AddCommand('Add-FileUploadChunk').AddParameter('Base64', ...) for each "+" line.
+    worker = read_remote_file("worker.ps1")
+    assert "AddCommand('Add-FileUploadChunk').AddParameter('Base64'," in worker
+    chunk = module_functions()["add-fileuploadchunk"]
+    assert chunk.parameters == ("Base64",)
+    assert "[AllowEmptyString()]" in read_remote_file("PyinfraIis/10-files.ps1")  # an empty "+" line must bind
+
+
+# --- The checker catches what it should ----------------------------------------------------
+
+
+def errors(text: str, reference: Path, **kwargs) -> list[str]:
+    return [str(problem) for problem in check_script(text, reference=reference, **kwargs)]
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(
+    "script, expected",
+    [
+        ("Get-Itme -Path C:\\x", "unknown command 'Get-Itme'"),
+        ("Get-ChildItem -Path C:\\x -Recursive", "unknown parameter -Recursive"),
+        ("Get-ChildItem -Path C:\\x -Rec", "unknown parameter -Rec"),  # prefixes are not accepted
+        ("Remove-Item -Path C:\\x -Recurse $true", "switch -Recurse given a separate value '$true'"),
+        ("New-Item -ItemType Directory -Force", "missing mandatory parameter(s) -Path"),
+        ("Get-Item -Path 'C:\\x", "syntax"),
+        ("Install-WindowsFeature", "missing mandatory parameter(s) -Name"),
+        ("Set-ItemProperty -Path HKLM:\\x -Name y -Value", "parameter -Value needs a value"),
+        ("Start-FileUpload -Jsn '{}'", "unknown parameter -Jsn"),
+        ("Write-CallResult", "missing mandatory parameter(s) -InputObject"),
+    ],
+)
+def test_checker_reports(script, expected, shared_reference):
+    found = errors(script, shared_reference, defined=module_functions())
+    assert any(expected in problem for problem in found), found
+    assert all(problem.startswith("1:") for problem in found)
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(
+    "script",
+    [
+        "Remove-Item -Path C:\\x -Recurse:$true -Force -ErrorAction Stop",  # colon form, common parameter
+        "Remove-Item -LiteralPath C:\\x -ea SilentlyContinue",  # common parameter alias
+        "gci C:\\x | % { $_.FullName }",  # aliases; positional Path; pipeline-fed mandatory parameter
+        "Get-Item C:\\x",  # mandatory Path given by position
+        "$raw | ConvertFrom-Json",  # InputObject from the pipeline
+        "New-Object System.Text.StringBuilder",
+        "[System.IO.File]::Move($a, $b); $stream.Write($bytes, 0, 4)",  # .NET calls are not commands
+        "& msiexec.exe /i $msi /qn /norestart",
+        "& 'C:\\Windows\\System32\\netsh.exe' http show sslcert",
+        "& $python -m venv $target",  # computed name: not checkable, skipped
+        "Get-ChildItem -Path C:\\x -Attributes Directory",
+        "Start-FileUpload -Json '{}'",
+        "$size = 16MB",
+    ],
+)
+def test_checker_accepts(script, shared_reference):
+    assert errors(script, shared_reference, defined=module_functions()) == []
+
+
+@pytest.mark.shared
+def test_checker_checks_parameters_of_functions_defined_in_the_text(shared_reference):
+    script = "function Get-Thing {\n  param([Parameter(Mandatory = $true)][string]$Name, [switch]$All)\n  $Name\n}\nGet-Thing -Name x -All\nGet-Thing -All $true\nGet-Thing -Nam x\n"
+    found = errors(script, shared_reference)
+    # Line 7: after the unknown -Nam, x binds to Name by position, so nothing is missing.
+    assert len(found) == 3, found
+    assert found[0].startswith("6:1:") and "missing mandatory parameter(s) -Name" in found[0]
+    assert found[1].startswith("6:16:") and "switch -All given a separate value" in found[1]
+    assert found[2].startswith("7:") and "unknown parameter -Nam" in found[2]
+
+
+@pytest.mark.shared
+def test_parameter_set_mismatch_is_only_a_warning(shared_reference):
+    # -Path and -LiteralPath are in different parameter sets of Get-Item.
+    script = "Get-Item -Path C:\\x -LiteralPath C:\\y"
+    assert check_script(script, reference=shared_reference) == []
+    warnings = check_script(script, reference=shared_reference, include_warnings=True)
+    assert [problem.severity for problem in warnings] == ["warning"]
+
+
+def test_command_calls_reads_parameters_switches_and_definitions():
+    found = command_calls("function script:Send-X {\n param([int]$Id, [switch]$Now)\n}\nSend-X -Id:3 -Now\n$a | Out-String -Width 4096")
+    assert set(found.defined) == {"send-x"}
+    assert found.defined["send-x"].switches == ("Now",)
+    send, out = found.calls
+    assert (send.name, send.parameters, send.piped) == ("Send-X", ["Id", "Now"], False)
+    assert send.elements[0].colon_value and send.elements[1].text == "3"
+    assert (out.name, out.parameters, out.piped, out.line) == ("Out-String", ["Width"], True, 5)
+
+
+def test_syntax_errors_carry_line_and_column():
+    assert syntax_errors("Get-Item 'x'\n") == []
+    found = syntax_errors("$a = 1\nif ($a) { Get-Item 'x'\n")
+    assert found and all(":" in error for error in found)
+    assert any(error.startswith("2:") or error.startswith("3:") for error in found), found
+
+
+# --- Remote calls: one command, one -Json literal, no injection ------------------------------
+
+NASTY_PAYLOADS = [
+    {"path": "C:\\it's\\a ‘quoted’ ‚path‛"},
+    {"s": "'; Remove-Item -Recurse C:\\ ; '"},
+    {"s": "’; Remove-Item -Recurse C:\\ ; ‘"},
+    {"s": '" $(Stop-Computer) ${env:PATH} `n `"'},
+    {"s": "line one\nline two\r\n'@\n\"@"},
+    {"s": "; & | > < @( ) { } # <# #>"},
+    {"s": "unicode: é ß 中文 🙂 \u2028 \x00 \x1b"},
+    {"nested": {"list": ["'", "''", "'''", "‘’", "`'"], "n": 1, "b": True, "z": None}},
+    {"password": Secret("p'a’s$(s)`\"w;o|rd")},
+]
+
+
+def reveal(value):
+    if isinstance(value, Secret):
+        return value.reveal()
+    if isinstance(value, dict):
+        return {key: reveal(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [reveal(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("payload", NASTY_PAYLOADS, ids=range(len(NASTY_PAYLOADS)))
+def test_remote_call_is_one_command_with_one_json_literal(payload):
+    text = remote_call("Set-IisConfig", payload).get_raw_value()
+    assert syntax_errors(text) == []
+    calls = command_calls(text).calls
+    assert len(calls) == 1
+    (call,) = calls
+    assert call.name == "Set-IisConfig"
+    assert [(element.kind, element.text) for element in call.elements[:1]] == [("parameter", "Json")]
+    assert len(call.elements) == 2 and call.elements[1].kind == "argument"
+    # PowerShell's own rule for single-quoted literals (typographic quotes included, which
+    # tree-sitter does not know): the literal must end exactly at the end of the command.
+    prefix = "Set-IisConfig -Json "
+    assert text.startswith(prefix)
+    value, rest = decode_single_quoted(text[len(prefix):])
+    assert rest == ""
+    assert call.elements[1].text == text[len(prefix):]
+    assert json.loads(value) == reveal(payload)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"s": "'; Remove-Item -Recurse C:\\ ; '"}, {"s": "’; Remove-Item -Recurse C:\\ ; ‘"}],
+)
+def test_naive_splicing_would_be_caught(payload):
+    # The control: the same checks fail for a command that splices JSON without doubling quotes.
+    text = "Set-IisConfig -Json '" + json.dumps(payload, ensure_ascii=False) + "'"
+    value, rest = decode_single_quoted(text[len("Set-IisConfig -Json "):])
+    assert rest != ""
+    assert value != json.dumps(payload, ensure_ascii=False)
