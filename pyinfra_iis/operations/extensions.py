@@ -1,0 +1,76 @@
+"""IIS extensions from MSI packages (HttpPlatformHandler, URL Rewrite, ARR): ``Install-MsiProduct``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pyinfra import host, state
+from pyinfra.api import FileUploadCommand, operation
+from pyinfra.api.exceptions import OperationValueError
+
+from ..facts.host_state import host_state
+from ..iis.diff import Change, log_changes
+from ..models.extensions import MsiExtension
+from ..protocol import remote_call
+from ._common import validated
+
+#: Where controller MSIs are uploaded before ``Install-MsiProduct`` copies them into
+#: ``C:\\ProgramData\\pyinfra-iis\\msi\\`` (docs/remote-functions.md).
+UPLOAD_DIR = r"C:\ProgramData\pyinfra-iis\uploads"
+
+
+def local_msi(source: Path) -> Path:
+    """Resolve a controller MSI path (relative paths from pyinfra's working directory).
+
+    Raises:
+        OperationValueError: the file does not exist.
+    """
+
+    path = source if source.is_absolute() else Path(getattr(state, "cwd", None) or ".") / source
+    if not path.is_file():
+        raise OperationValueError(f"argument 'extension': source {str(source)!r} is not a file on the controller")
+    return path
+
+
+@operation()
+def msi_extension(extension: Any):
+    """
+    Install an IIS extension from its MSI unless the host already has it.
+
+    + extension: an ``MsiExtension`` model or dict: ``product`` (HttpPlatformHandler, UrlRewrite,
+      ARR), ``source`` (controller file, ``https://`` URL or UNC path), ``sha256`` (required).
+
+    Detection comes from ``Get-HostState`` (module / registry, field notes: detection is safer
+    than product codes), so an installed product is skipped without uploading anything. A
+    controller file is uploaded (``FileUploadCommand``, streamed and hash-checked by the
+    connector) only when the product is missing; the host checks the SHA-256 before msiexec.
+    Install URL Rewrite before ARR (field notes): the ``Configure IIS`` deploy orders them.
+
+    **Example:**
+
+    .. code:: python
+
+        msi_extension(
+            name="URL Rewrite 2.1",
+            extension={"product": "UrlRewrite", "source": "files/rewrite_amd64_en-US.msi",
+                       "sha256": "..."},
+        )
+    """
+
+    model = validated(MsiExtension, extension, "extension")
+    detected = (host_state(host).get("extensions") or {}).get(model.product) or {}
+    if detected.get("installed"):
+        host.noop(f"{model.product} is installed (version {detected.get('version')})")
+        return
+    source: str
+    if isinstance(model.source, Path):
+        local = local_msi(model.source)
+        source = UPLOAD_DIR + "\\" + local.name
+        log_changes(host, f"Will install {model.product}", [Change(model.product, "absent", f"installed from {local.name}")])
+        yield remote_call("Initialize-Directory", {"path": UPLOAD_DIR})
+        yield FileUploadCommand(str(local), source)
+    else:
+        source = str(model.source)
+        log_changes(host, f"Will install {model.product}", [Change(model.product, "absent", f"installed from {source}")])
+    yield remote_call("Install-MsiProduct", {"product": model.product, "source": source, "sha256": model.sha256})

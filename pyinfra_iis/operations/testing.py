@@ -1,0 +1,100 @@
+"""Run an operation generator against a given fact, pyinfra-style, without a host.
+
+Used by the unit tests (``tests/test_operations_*.py``) and usable by anyone who wants to see
+what an operation would yield for a given ``Get-HostState`` value::
+
+    result = run_operation(app_pool._inner, fact, pool={"name": "api"})
+    result.commands   # raw command strings (secrets in clear: never print them)
+    result.masked     # what pyinfra shows (*MASKED*)
+
+A real pyinfra ``State``/``Inventory``/``Host`` are built (host ``web01`` with ``host_data``), the
+fact is put in the host's fact cache, and ``pyinfra.context`` is set while the generator runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pyinfra import context
+from pyinfra.api import Config, FileUploadCommand, Inventory, State, StringCommand
+
+from ..facts.host_state import set_host_state
+
+
+@dataclass
+class OperationResult:
+    """Commands an operation yielded and what it logged.
+
+    Attributes:
+        commands: raw command strings (uploads as ``"upload <src> -> <dest>"``).
+        masked: the same as pyinfra prints them (secrets ``*MASKED*``).
+        objects: the yielded command objects.
+        logs: log lines (``noop:`` lines, ``--diff`` lines, warnings).
+    """
+
+    commands: list[str] = field(default_factory=list)
+    masked: list[str] = field(default_factory=list)
+    objects: list[Any] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+
+
+class _Collect(logging.Handler):
+    def __init__(self, sink: list[str]):
+        super().__init__(logging.DEBUG)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink.append(record.getMessage())
+
+
+def make_host(host_data: dict | None = None, name: str = "web01", diff: bool = False) -> tuple[State, Any]:
+    """Return ``(state, host)``: a pyinfra state with one host carrying ``host_data``."""
+
+    inventory = Inventory(([(name, dict(host_data or {}))], {}))
+    config = Config()
+    config.DIFF = diff
+    state = State(inventory, config)
+    return state, inventory.get_host(name)
+
+
+def run_operation(func: Callable, fact: dict | None, *args: Any, host_data: dict | None = None, diff: bool = False, host: Any = None, state: State | None = None, **kwargs: Any) -> OperationResult:
+    """Run the generator ``func`` (an operation's ``_inner``) and collect what it yields.
+
+    Args:
+        func: the undecorated operation generator.
+        fact: the ``Get-HostState`` value to serve (``None``: keep the host's cache as it is).
+        host_data: the host's data (``iis_*`` keys) when a new host is made.
+        diff: set ``config.DIFF`` (``--diff``).
+        host, state: reuse a host made by :func:`make_host`.
+    """
+
+    if host is None:
+        state, host = make_host(host_data, diff=diff)
+    if fact is not None:
+        set_host_state(host, fact)
+    result = OperationResult()
+    handler = _Collect(result.logs)
+    logger = logging.getLogger("pyinfra")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        with context.ctx_state.use(state), context.ctx_host.use(host), context.ctx_config.use(state.config):
+            for command in func(*args, **kwargs):
+                result.objects.append(command)
+                if isinstance(command, FileUploadCommand):
+                    text = f"upload {command.src} -> {command.dest}"
+                    result.commands.append(text)
+                    result.masked.append(text)
+                elif isinstance(command, StringCommand):
+                    result.commands.append(command.get_raw_value())
+                    result.masked.append(command.get_masked_value())
+                else:
+                    result.commands.append(str(command))
+                    result.masked.append(str(command))
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    return result
