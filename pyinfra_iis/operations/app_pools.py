@@ -1,0 +1,151 @@
+"""Application pools: ``Set-IisConfig`` (only differing attributes) and ``Set-IisRuntimeState``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import operation
+
+from ..facts.host_state import host_state
+from ..iis import config
+from ..iis.compare import differing
+from ..iis.defaults import APP_POOL, APP_POOLS, normalize
+from ..iis.diff import Change, log_changes
+from ..iis.edits import Edit, attribute_edits, child_step, item_step, remove_edit, set_edit
+from ..models.app_pool import AppPool
+from ..protocol import Secret, secret_digest
+from ._common import iis_of, validated
+
+
+def _environment_edits(model: AppPool, pool_item: config.Element | None, base: list) -> tuple[list[Edit], list[Change]]:
+    """Edits for the pool's ``environmentVariables``: set each variable whose digest differs,
+    remove the variables the model does not list (one item per edit, never a clear)."""
+
+    holder = config.child(pool_item, "environmentVariables")
+    path = [*base, child_step("environmentVariables")]
+    edits: list[Edit] = []
+    diff: list[Change] = []
+    wanted = {name.lower(): (name, value.get_secret_value()) for name, value in model.environment_variables.items()}
+    for name, value in wanted.values():
+        item = config.find_item(holder, "add", {"name": name})
+        current = config.get_attribute(item, "value")
+        if current != secret_digest(value):
+            edits.append(set_edit(APP_POOLS, [*path, item_step("add", name=name)], {"value": Secret(value)}))
+            diff.append(Change(f"app pool {model.name}: environmentVariables[{name}]", current, "set", secret=True))
+    for item in config.items(holder, "add"):
+        name = config.get_attribute(item, "name") or ""
+        if name.lower() not in wanted:
+            edits.append(remove_edit(APP_POOLS, [*path, item_step("add", name=name)]))
+            diff.append(Change(f"app pool {model.name}: environmentVariables[{name}]", "set", None, secret=True))
+    return edits, diff
+
+
+def _schedule_edits(model: AppPool, pool_item: config.Element | None, base: list) -> tuple[list[Edit], list[Change]]:
+    """Edits for ``recycling/periodicRestart/schedule``: add missing times, remove others."""
+
+    holder = config.descend(pool_item, ["recycling", "periodicRestart", "schedule"])
+    path = [*base, child_step("recycling"), child_step("periodicRestart"), child_step("schedule")]
+    current = {normalize("timeSpan", config.get_attribute(item, "value")): config.get_attribute(item, "value") for item in config.items(holder, "add")}
+    wanted = {normalize("timeSpan", value): value for value in model.schedule_values}
+    edits: list[Edit] = []
+    diff: list[Change] = []
+    for key, value in wanted.items():
+        if key not in current:
+            edits.append(set_edit(APP_POOLS, [*path, item_step("add", value=value)]))
+            diff.append(Change(f"app pool {model.name}: periodicRestart.schedule", None, value))
+    for key, value in current.items():
+        if key not in wanted:
+            edits.append(remove_edit(APP_POOLS, [*path, item_step("add", value=value)]))
+            diff.append(Change(f"app pool {model.name}: periodicRestart.schedule", value, None))
+    return edits, diff
+
+
+def app_pool_edits(model: AppPool, iis: dict | None) -> tuple[list[Edit], list[Change]]:
+    """Return the ``Set-IisConfig`` edits (and diff lines) that make pool ``model`` so.
+
+    Attributes are compared with their effective values (explicit → applicationPoolDefaults →
+    schema default; :mod:`pyinfra_iis.iis.defaults`); only differing ones are set, grouped by
+    element. A SpecificUser password is compared by digest and sent as a ``Secret``.
+    """
+
+    section = config.section(iis, APP_POOLS)
+    item = config.find_item(section, "add", {"name": model.name})
+    defaults_element = config.child(section, "applicationPoolDefaults")
+    base = [item_step("add", name=model.name)]
+    label = f"app pool {model.name}"
+    changes, diff = differing(item, model.config_attributes(), APP_POOL, defaults_element=defaults_element, label=label)
+    if item is None:
+        diff.insert(0, Change(label, None, "created"))
+    if model.password is not None:
+        current = config.explicit(item, "processModel.password")
+        if current != secret_digest(model.password.get_secret_value()):
+            changes["processModel.password"] = Secret(model.password.get_secret_value())
+            diff.append(Change(f"{label}: processModel.password", current, "set", secret=True))
+    edits = attribute_edits(APP_POOLS, base, changes)
+    if item is None and not any(edit["path"] == base for edit in edits):
+        edits.insert(0, set_edit(APP_POOLS, base))
+    for extra in (_environment_edits(model, item, base), _schedule_edits(model, item, base)):
+        edits.extend(extra[0])
+        diff.extend(extra[1])
+    return edits, diff
+
+
+@operation()
+def app_pool(pool: Any):
+    """
+    Create or update an application pool, then bring it to its runtime state.
+
+    + pool: an ``AppPool`` model or dict (host data ``iis_app_pools`` entry). Defaults are the
+      model's, right for Python behind HttpPlatformHandler (field notes, IIS): No Managed Code,
+      ApplicationPoolIdentity, AlwaysRunning, idle timeout 0, periodic restart off.
+
+    Only the attributes whose effective value differs are sent, in ONE ``Set-IisConfig``; pool
+    environment variables are compared through ``protocol.secret_digest`` (the fact never holds
+    their values) and sent as secrets; variables the model does not list are removed one by
+    one. ``Set-IisRuntimeState`` runs only when the pool is not in the wanted state.
+
+    **Example:**
+
+    .. code:: python
+
+        app_pool(name="API pool", pool={"name": "api", "environment_variables": {"API_KEY": os.environ["API_KEY"]}})
+    """
+
+    model = validated(AppPool, pool, "pool")
+    state = host_state(host)
+    iis = iis_of(state)
+    edits, diff = app_pool_edits(model, iis)
+    runtime = ((iis or {}).get("runtime") or {}).get("app_pools") or {}
+    current_state = next((value for name, value in runtime.items() if name.lower() == model.name.lower()), None)
+    if current_state != model.state:
+        diff.append(Change(f"app pool {model.name}: state", current_state, model.state))
+    if not edits and current_state == model.state:
+        host.noop(f"app pool {model.name} is configured and {model.state}")
+        return
+    log_changes(host, f"Will change app pool {model.name}", diff)
+    if edits:
+        yield remote_call_set(edits)
+    if current_state != model.state:
+        yield remote_call_runtime(app_pools={model.name: model.state})
+
+
+def remote_call_set(edits: list[Edit]):
+    """``Set-IisConfig`` with ``edits`` (all committed together)."""
+
+    from ..protocol import remote_call
+
+    return remote_call("Set-IisConfig", {"edits": edits})
+
+
+def remote_call_runtime(app_pools: dict | None = None, sites: dict | None = None):
+    """``Set-IisRuntimeState`` for the given pools/sites (``{name: "Started"|"Stopped"}``)."""
+
+    from ..protocol import remote_call
+
+    payload: dict = {}
+    if app_pools:
+        payload["app_pools"] = app_pools
+    if sites:
+        payload["sites"] = sites
+    return remote_call("Set-IisRuntimeState", payload)
