@@ -1,0 +1,191 @@
+"""The simulated pyinfra-iis worker: ``powershell.exe -EncodedCommand <worker.ps1>``.
+
+Speaks the worker protocol of :mod:`pyinfra_iis.protocol`: stdin lines (possibly split across
+WinRS Sends, reassembled here) are frames or upload data; each step gets one reply line on
+stdout. Behaviour mirrors ``remote/worker.ps1``:
+
+* ``op: "module"`` loads the module: the simulator records its name and the SHA-256 of its
+  source and which functions the source defines. A module function is "not recognized"
+  (PowerShell's CommandNotFoundException text) until a loaded module defines it.
+* ``op: "run"`` with a remote call (``Verb-Noun -Json '...'``) dispatches to the Python
+  implementation in :mod:`pyinfra_iis.sim.functions`; stdout gets the CRLF that
+  ``Out-String`` adds. Other scripts run in the mini-language of :func:`plain.run_powershell`
+  with ``$ErrorActionPreference = 'Stop'`` (the worker's runspace setting); anything else is
+  exit code 1 and ``not supported by the simulator``.
+* upload data lines go to the open upload (:func:`functions.files.add_chunk`).
+* stdin end: the worker exits 0.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import re
+from typing import TYPE_CHECKING, Any, Sequence
+
+from .. import protocol
+from . import functions
+from .functions import SimFunctionError
+from .functions.files import add_chunk
+from .plain import run_powershell
+from .process import Process
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .faults import Faults
+    from .host import SimHost
+
+_DEFINES_RE = re.compile(r"^\s*function\s+(?:global:|script:)?([A-Za-z]+-[A-Za-z0-9]+)\b", re.IGNORECASE | re.MULTILINE)
+
+NOT_RECOGNIZED = (
+    "The term '{}' is not recognized as the name of a cmdlet, function, script file, or operable program. "
+    "Check the spelling of the name, or if a path was included, verify that the path is correct and try again."
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_encoded() -> str:
+    return protocol.encode_powershell_command(protocol.worker_script())
+
+
+def is_worker_command(command: str, arguments: Sequence[str]) -> bool:
+    """True when ``command arguments`` start the pyinfra-iis worker: Windows PowerShell (full
+    path compared case-insensitively, or plain ``powershell.exe``) with ``-EncodedCommand``
+    decoding exactly to :func:`protocol.worker_script`."""
+
+    words = [command.strip().strip('"'), *arguments]
+    if len(words) == 1 and " " in words[0]:
+        words = words[0].split()
+    exe = words[0].lower()
+    if exe not in (protocol.POWERSHELL_EXE.lower(), "powershell.exe"):
+        return False
+    lowered = [word.lower() for word in words]
+    for flag in ("-encodedcommand", "-enc", "-e", "-ec"):
+        if flag in lowered:
+            index = lowered.index(flag)
+            return index + 1 < len(words) and words[index + 1] == _worker_encoded()
+    return False
+
+
+class WorkerProcess(Process):
+    """One worker process (one per WinRS Command that starts the worker)."""
+
+    kind = "worker"
+
+    def __init__(self, host: "SimHost", faults: "Faults"):
+        super().__init__()
+        self.host = host
+        self.faults = faults
+        self.session: dict[str, Any] = {}
+        self.modules: dict[str, str] = {}  # name -> SHA-256 of the source
+        self.defined: set[str] = set()  # lower-case function names the loaded modules define
+        self.steps = 0
+        self._buffer = bytearray()
+
+    # --- stdin ------------------------------------------------------------------------
+
+    def on_stdin(self, data: bytes) -> None:
+        buffer = self._buffer
+        start = len(buffer)
+        buffer.extend(data)
+        if data.find(b"\n") < 0:
+            return
+        position = 0
+        end = buffer.find(b"\n", max(start, 0))
+        while end >= 0 and not self.done:
+            line = bytes(buffer[position:end]).rstrip(b"\r")
+            position = end + 1
+            self._line(line)
+            end = buffer.find(b"\n", position)
+        del buffer[:position]
+
+    def on_stdin_end(self) -> None:
+        if self._buffer.strip() and not self.done:
+            self._line(bytes(self._buffer).strip())
+        self._buffer.clear()
+        self._discard_upload()
+        self.exit(0)
+
+    def kill(self, code: int = 1) -> None:
+        self._discard_upload()
+        super().kill(code)
+
+    def _discard_upload(self) -> None:
+        upload = self.session.pop("upload", None)
+        if upload is not None:
+            upload["handle"].close()
+            upload["temp"].unlink(missing_ok=True)
+
+    def _line(self, line: bytes) -> None:
+        if not line:
+            return
+        if line[:1] == protocol.DATA_PREFIX.encode("ascii"):
+            try:
+                data = base64.b64decode(line[1:], validate=True)
+            except binascii.Error:
+                self.session.setdefault("upload_error", "an upload data line was not valid base64")
+                return
+            add_chunk(self.session, data)
+            return
+        try:
+            frame = protocol.decode_request_line(line)
+        except protocol.ProtocolError as exc:
+            self._reply(-1, 1, "", f"invalid frame: {exc}\r\n")
+            return
+        self.steps += 1
+        if frame["op"] == "module":
+            self._load_module(frame)
+        else:
+            self._run(frame["id"], str(frame.get("script", "")))
+
+    # --- steps ------------------------------------------------------------------------
+
+    def _reply(self, step_id: int, rc: int, stdout: str, stderr: str) -> None:
+        self.write("stdout", protocol.encode_reply(protocol.Reply(step_id, rc, stdout, stderr)))
+
+    def _load_module(self, frame: dict[str, Any]) -> None:
+        name = frame.get("name")
+        source = frame.get("source")
+        if not isinstance(name, str) or not isinstance(source, str):
+            self._reply(frame["id"], 1, "", "a module frame needs a name and a source\r\n")
+            return
+        self.modules[name] = hashlib.sha256(source.encode("utf-8")).hexdigest()
+        self.defined.update(found.lower() for found in _DEFINES_RE.findall(source))
+        self.host.count("module_loads")
+        self._reply(frame["id"], 0, "", "")
+
+    def _run(self, step_id: int, script: str) -> None:
+        try:
+            call = protocol.parse_remote_call(script)
+        except protocol.ProtocolError as exc:
+            self._reply(step_id, 1, "", f"{exc}\r\n")
+            return
+        if call is None:
+            result = run_powershell(self.host, script, clixml=False, stop_on_error=True)
+            self._reply(step_id, result.rc, result.stdout, result.stderr)
+            return
+        name, payload = call
+        rc, stdout, stderr = self._call(name, payload)
+        self._reply(step_id, rc, stdout, stderr)
+
+    def _call(self, name: str, payload: dict[str, Any]) -> tuple[int, str, str]:
+        if name.lower() not in self.defined:
+            return 1, "", NOT_RECOGNIZED.format(name) + "\r\n"
+        self.host.count("function_calls")
+        injected = self.faults.take_function_failure(name)
+        if injected is not None:
+            return 1, "", injected + "\r\n"
+        try:
+            text = functions.call(self.host, name, payload, self.session)
+        except KeyError:
+            return 1, "", f"not supported by the simulator: module function {name} has no simulator implementation\r\n"
+        except SimFunctionError as exc:
+            return 1, "", f"{exc}\r\n"
+        except Exception as exc:  # a bug in a simulator function must not take the server down
+            # Only the type: an exception text could carry a payload value (a secret).
+            return 1, "", f"simulator error in {name}: {type(exc).__name__}\r\n"
+        text = "" if text is None else str(text)
+        if text and not text.endswith("\n"):
+            text += "\r\n"
+        return 0, text, ""
