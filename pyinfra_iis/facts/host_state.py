@@ -113,7 +113,7 @@ def inventory_fact_arguments(host: Any) -> tuple[list[str], list[str]]:
     try:
         from ..models import load_host_config
 
-        config = load_host_config(host.name, host.data)
+        config = load_host_config(host.name, host_data_dict(host))
     except Exception:  # noqa: BLE001 - reported by the operations that need the model
         config = None
     if config is not None:
@@ -155,3 +155,10 @@ def host_state(host: Any, *, refresh: bool = False, acl_paths: Iterable[str] = (
         raise RuntimeError(f"Get-HostState returned nothing on {host.name}")
     cache[_CACHE_KEY] = (wanted, value)
     return value
+
+
+def host_data_dict(host: Any) -> dict:
+    """Return the host's data (group data merged) as a plain dict."""
+
+    data = host.data
+    return data.dict() if hasattr(data, "dict") else dict(data)

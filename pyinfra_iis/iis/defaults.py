@@ -41,7 +41,7 @@ class AttributeSpec:
             ``"add/processModel"``...). Used by the schema test.
         name: attribute name.
         type: schema type: ``bool``, ``uint``, ``int64``, ``timeSpan``, ``enum``, ``flags``,
-            ``string``.
+            ``string``; ``hex`` (case-insensitive string) for certificate hashes.
         default: schema ``defaultValue``; ``None`` when the schema declares none (IIS then
             uses the type's empty value: ``""`` for strings).
         source: schema file holding the declaration (``None``: not in the reference copies).
@@ -108,12 +108,14 @@ VIRTUAL_DIRECTORY: dict[str, AttributeSpec] = _specs(SITES, "site/application/vi
 
 #: Binding (``site/bindings/binding``) attributes. ``certificateHash`` and
 #: ``certificateStoreName`` exist since IIS 8 (Microsoft docs, sites/site/bindings/binding) but
-#: are missing from the 2015 schema copy, hence ``source=None``.
+#: are missing from the 2015 schema copy, hence ``source=None``; they are compared
+#: case-insensitively (type ``hex`` / ``enum`` here: ``Cert:\`` shows upper case, IIS may keep
+#: what it was given).
 BINDING: dict[str, AttributeSpec] = {
     **_specs(SITES, "site/bindings/binding", "", {"sslFlags": ("uint", "0")}),
     **_specs(SITES, "site/bindings/binding", "", {
-        "certificateHash": ("string", None),
-        "certificateStoreName": ("string", None),
+        "certificateHash": ("hex", None),
+        "certificateStoreName": ("enum", None),
     }, source=None),
 }
 
@@ -208,7 +210,7 @@ def normalize(type_: str | None, value: str | None) -> object:
             return timespan_seconds(value)
         if type_ in ("uint", "int", "int64"):
             return int(value.strip())
-        if type_ == "enum":
+        if type_ in ("enum", "hex"):
             return value.strip().lower()
         if type_ == "flags":
             return frozenset(part.strip().lower() for part in value.split(",") if part.strip())

@@ -52,14 +52,27 @@ def log_changes(host: Any, title: str, changes: Iterable[Change]) -> list[str]:
         the lines (also when ``--diff`` is off, for tests).
     """
 
-    from pyinfra import context
-
     lines = [format_change(change) for change in changes]
-    state = context.state if context.ctx_state.isset() else None
-    # pyinfra runs a generator at plan time and again at execute time: print once per run.
-    once = state is not None and (not state.is_executing or not state.check_for_changes)
-    if lines and once and getattr(getattr(state, "config", None), "DIFF", False):
+    state = _state()
+    if lines and once_per_run() and getattr(getattr(state, "config", None), "DIFF", False):
         host.log(title, logger.info)
         for line in lines:
             logger.info("    %s", line)
     return lines
+
+
+def _state() -> Any:
+    from pyinfra import context
+
+    return context.state if context.ctx_state.isset() else None
+
+
+def once_per_run() -> bool:
+    """True in the one pass of an operation generator whose messages should be printed:
+    pyinfra runs a generator at plan time and again at execute time (only at execute time
+    under ``-y``)."""
+
+    state = _state()
+    if state is None:
+        return True
+    return not state.is_executing or not state.check_for_changes

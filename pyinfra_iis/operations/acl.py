@@ -1,0 +1,167 @@
+"""File-system ACLs: ``Initialize-Directory``, ``Grant-PathAccess``, ``Revoke-PathAccess``.
+
+An explicit entry is compared with the wanted one through a FileSystemRights bitmask (.NET
+``System.Security.AccessControl.FileSystemRights`` values), so ``"ReadAndExecute,
+Synchronize"`` as Windows reports it matches a wanted ``ReadAndExecute``: Windows adds
+Synchronize to every allow entry it writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import operation
+from pyinfra.api.exceptions import OperationValueError
+
+from ..facts.host_state import host_state
+from ..iis.diff import Change, log_changes
+from ..models.acl import AclRule
+from ..protocol import remote_call
+from ._common import validated
+
+#: FileSystemRights names → values (.NET ``FileSystemRights`` enumeration, Microsoft docs).
+RIGHTS: dict[str, int] = {
+    "ListDirectory": 0x1, "ReadData": 0x1, "WriteData": 0x2, "CreateFiles": 0x2,
+    "CreateDirectories": 0x4, "AppendData": 0x4, "ReadExtendedAttributes": 0x8,
+    "WriteExtendedAttributes": 0x10, "Traverse": 0x20, "ExecuteFile": 0x20,
+    "DeleteSubdirectoriesAndFiles": 0x40, "ReadAttributes": 0x80, "WriteAttributes": 0x100,
+    "Write": 0x116, "Delete": 0x10000, "ReadPermissions": 0x20000, "Read": 0x20089,
+    "ReadAndExecute": 0x200A9, "Modify": 0x301BF, "ChangePermissions": 0x40000,
+    "TakeOwnership": 0x80000, "Synchronize": 0x100000, "FullControl": 0x1F01FF,
+}
+SYNCHRONIZE = RIGHTS["Synchronize"]
+
+#: Generic access bits an ACE may carry (inherit-only entries such as CREATOR OWNER's), mapped
+#: to the file rights they mean (Microsoft docs, "File Security and Access Rights").
+GENERIC: dict[int, int] = {
+    0x10000000: RIGHTS["FullControl"],                                   # GENERIC_ALL
+    0x20000000: RIGHTS["ExecuteFile"] | RIGHTS["ReadAttributes"] | RIGHTS["ReadPermissions"] | SYNCHRONIZE,  # GENERIC_EXECUTE
+    0x40000000: RIGHTS["Write"] | RIGHTS["ReadPermissions"] | SYNCHRONIZE,  # GENERIC_WRITE
+    0x80000000: RIGHTS["Read"] | SYNCHRONIZE,                             # GENERIC_READ
+}
+
+
+def rights_mask(rights: Any) -> int:
+    """Return the bitmask of ``rights``: ``"ReadAndExecute, Synchronize"``, a sequence of
+    names, or a number (as .NET prints unnamed combinations, possibly negative).
+
+    Raises:
+        ValueError: an unknown right name.
+    """
+
+    if isinstance(rights, int):
+        value = rights
+    elif isinstance(rights, str) and rights.strip().lstrip("-").isdigit():
+        value = int(rights.strip())
+    else:
+        names = rights.split(",") if isinstance(rights, str) else list(rights)
+        value = 0
+        lookup = {name.lower(): bit for name, bit in RIGHTS.items()}
+        for name in names:
+            name = str(name).strip()
+            if name.lower() not in lookup:
+                raise ValueError(f"unknown FileSystemRights name {name!r}")
+            value |= lookup[name.lower()]
+    value &= 0xFFFFFFFF
+    for bit, mapped in GENERIC.items():
+        if value & bit:
+            value = (value & ~bit) | mapped
+    return value
+
+
+def same_rights(current: Any, wanted: Any) -> bool:
+    """Whether an entry with ``current`` rights grants exactly ``wanted`` (Synchronize aside)."""
+
+    return (rights_mask(current) | SYNCHRONIZE) == (rights_mask(wanted) | SYNCHRONIZE)
+
+
+def _flags(text: Any) -> frozenset[str]:
+    names = text.split(",") if isinstance(text, str) else list(text or ())
+    found = frozenset(str(n).strip().lower() for n in names if str(n).strip())
+    return found - {"none"}
+
+
+def path_entry(fact: dict, path: str) -> dict | None:
+    """Return the fact's ACL report for ``path`` (case-insensitive), or ``None``."""
+
+    for name, entry in (fact.get("acls") or {}).items():
+        if name.lower() == path.lower():
+            return entry or {}
+    return None
+
+
+def explicit_entries(report: dict | None, principal: str, type_: str = "Allow") -> list[dict]:
+    """The explicit (not inherited) entries of ``principal`` with access type ``type_``."""
+
+    return [
+        entry for entry in (report or {}).get("entries") or []
+        if not entry.get("inherited")
+        and str(entry.get("principal", "")).lower() == principal.lower()
+        and str(entry.get("type", "Allow")).lower() == type_.lower()
+    ]
+
+
+def entry_matches(entry: dict, rule: AclRule) -> bool:
+    """Whether an explicit entry is exactly what ``rule`` asks: rights (bitmask), inheritance
+    and propagation flags."""
+
+    return (
+        same_rights(entry.get("rights", 0), rule.rights)
+        and _flags(entry.get("inheritance", "None")) == _flags(rule.inheritance)
+        and _flags(entry.get("propagation", "None")) == _flags(rule.propagation)
+    )
+
+
+@operation()
+def acl(rule: Any):
+    """
+    Make a principal's explicit access entry on a path exactly what the rule says, or remove it.
+
+    + rule: an ``AclRule`` model or dict: ``path``, ``principal``, ``rights`` (FileSystemRights
+      names), ``inheritance`` (default ``ContainerInherit, ObjectInherit``: explicit, never
+      implied), ``propagation`` (default None), ``ensure`` (present/absent).
+
+    Present: nothing happens when the principal has exactly one explicit allow entry with the
+    same rights (bitmask; Synchronize aside), inheritance and propagation; otherwise
+    ``Grant-PathAccess`` replaces the principal's explicit entries (``SetAccessRule``), leaving
+    all others. A missing folder (a rule that inherits to children) is created first with
+    ``Initialize-Directory``. Absent: ``Revoke-PathAccess`` when an explicit entry exists.
+    Inherited entries are never touched. Deny entries are not supported by the remote contract.
+
+    **Example:**
+
+    .. code:: python
+
+        acl(name="Pool reads the app", rule={"path": r"C:\\sites\\api", "principal": "IIS AppPool\\api",
+            "rights": "ReadAndExecute"})
+    """
+
+    model = validated(AclRule, rule, "rule")
+    if model.type != "Allow":
+        raise OperationValueError("argument 'rule': only Allow entries are supported (Grant-PathAccess)")
+    report = path_entry(host_state(host, acl_paths=[model.path]), model.path)
+    exists = bool(report and report.get("exists"))
+    entries = explicit_entries(report, model.principal)
+    label = f"{model.path}: {model.principal}"
+    if model.ensure == "absent":
+        if not entries:
+            host.noop(f"{label} has no explicit entry")
+            return
+        log_changes(host, f"Will revoke access on {model.path}", [Change(label, ", ".join(str(e.get("rights")) for e in entries), None)])
+        yield remote_call("Revoke-PathAccess", {"path": model.path, "principal": model.principal})
+        return
+    if exists and len(entries) == 1 and entry_matches(entries[0], model):
+        host.noop(f"{label} has {model.rights_text}")
+        return
+    before = "; ".join(f"{e.get('rights')} ({e.get('inheritance')})" for e in entries) or None
+    diff = [Change(label, before, f"{model.rights_text} ({model.inheritance_text})")]
+    if not exists and model.inheritance != ("None",):
+        diff.insert(0, Change(model.path, None, "directory created"))
+    log_changes(host, f"Will change access on {model.path}", diff)
+    if not exists and model.inheritance != ("None",):
+        yield remote_call("Initialize-Directory", {"path": model.path})
+    yield remote_call("Grant-PathAccess", {
+        "path": model.path, "principal": model.principal, "rights": model.rights_text,
+        "inheritance": model.inheritance_text, "propagation": model.propagation_text,
+    })

@@ -1,0 +1,244 @@
+"""Sites and bindings: ``Set-IisConfig`` (site, root application and virtual directory,
+bindings one by one, anonymous authentication at the site's location), log directory,
+``Set-IisRuntimeState``."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from pyinfra import host
+from pyinfra.api import operation
+from pyinfra.api.exceptions import OperationError
+
+from ..facts.host_state import host_state
+from ..iis import config
+from ..iis.compare import differing
+from ..iis.defaults import ANONYMOUS_AUTH, ANONYMOUS_AUTH_ATTRS, APPLICATION, BINDING, SITE, SITES, VIRTUAL_DIRECTORY
+from ..iis.diff import Change, log_changes, once_per_run
+from ..iis.edits import Edit, attribute_edits, child_step, item_step, remove_edit, set_edit
+from ..models.certificates import Certificate
+from ..models.site import Binding, Site
+from ..protocol import remote_call
+from ._common import iis_of, validated
+from .app_pools import remote_call_runtime
+from .certificates import CertificateInfo, check_for_binding, fact_certificate, info_of_fact_entry, pfx_info, warn
+
+ROOT_APP = item_step("application", path="/")
+ROOT_VDIR = item_step("virtualDirectory", path="/")
+
+
+def _split(attributes: dict[str, str]) -> tuple[dict, dict, dict]:
+    site, app, vdir = {}, {}, {}
+    for dotted, value in attributes.items():
+        head, _, rest = dotted.partition(".")
+        if head == "application" and rest:
+            app[rest] = value
+        elif head == "virtualDirectory" and rest:
+            vdir[rest] = value
+        else:
+            site[dotted] = value
+    return site, app, vdir
+
+
+def site_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change]]:
+    """Edits for the site element, its root application and root virtual directory: only the
+    attributes whose effective value differs (item → siteDefaults / applicationDefaults /
+    virtualDirectoryDefaults → schema default)."""
+
+    section = config.section(iis, SITES)
+    site = config.find_item(section, "site", {"name": model.name})
+    app = config.find_item(site, "application", {"path": "/"})
+    vdir = config.find_item(app, "virtualDirectory", {"path": "/"})
+    label = f"site {model.name}"
+    wanted_site, wanted_app, wanted_vdir = _split(model.config_attributes())
+    base = [item_step("site", name=model.name)]
+    edits: list[Edit] = []
+    diff: list[Change] = [Change(label, None, "created")] if site is None else []
+    for element, wanted, table, defaults_tag, path, sub in (
+        (site, wanted_site, SITE, "siteDefaults", base, label),
+        (app, wanted_app, APPLICATION, "applicationDefaults", [*base, ROOT_APP], f"{label}: application /"),
+        (vdir, wanted_vdir, VIRTUAL_DIRECTORY, "virtualDirectoryDefaults", [*base, ROOT_APP, ROOT_VDIR], f"{label}: virtualDirectory /"),
+    ):
+        changes, lines = differing(element, wanted, table, defaults_element=config.child(section, defaults_tag), label=sub)
+        edits += attribute_edits(SITES, path, changes)
+        diff += lines
+    if site is None and not any(edit["path"] == base for edit in edits):
+        edits.insert(0, set_edit(SITES, base))
+    return edits, diff
+
+
+def binding_attributes(binding: Binding, thumbprint: str | None, store: str | None) -> dict[str, str]:
+    """The non-key attributes a binding must have: https → ``sslFlags``, and the certificate
+    (``certificateHash``, ``certificateStoreName``) unless it comes from the Central
+    Certificate Store; http → none."""
+
+    if binding.protocol != "https":
+        return {}
+    attributes = {"sslFlags": str(binding.ssl_flags or 0)}
+    if thumbprint:
+        attributes["certificateHash"] = thumbprint
+        attributes["certificateStoreName"] = store or "My"
+    return attributes
+
+
+def binding_edits(model: Site, iis: dict | None, certificates: dict[int, tuple[str | None, str | None]]) -> tuple[list[Edit], list[Change], list[Binding]]:
+    """Edits for the site's bindings: add a missing one, set the differing attributes of an
+    existing one, remove one the model does not list; each binding alone, never a clear.
+
+    Args:
+        certificates: ``{index of the binding: (thumbprint, store)}`` for https bindings.
+
+    Returns:
+        ``(edits, diff, bindings added or changed)``.
+    """
+
+    site = config.find_item(config.section(iis, SITES), "site", {"name": model.name})
+    holder = config.child(site, "bindings")
+    path = [item_step("site", name=model.name), child_step("bindings")]
+    edits: list[Edit] = []
+    diff: list[Change] = []
+    touched: list[Binding] = []
+    wanted_keys = set()
+    for index, binding in enumerate(model.bindings):
+        key = {"protocol": binding.protocol, "bindingInformation": binding.binding_information}
+        wanted_keys.add((binding.protocol.lower(), binding.binding_information.lower()))
+        item = config.find_item(holder, "binding", key)
+        thumbprint, store = certificates.get(index, (None, None))
+        label = f"site {model.name}: binding {binding.protocol} {binding.binding_information}"
+        changes, lines = differing(item, binding_attributes(binding, thumbprint, store), BINDING, label=label)
+        if item is None:
+            edits.append(set_edit(SITES, [*path, item_step("binding", **key)], changes))
+            diff.append(Change(label, None, "added"))
+            diff += lines
+            touched.append(binding)
+        elif changes:
+            edits += attribute_edits(SITES, [*path, item_step("binding", **key)], changes)
+            diff += lines
+            touched.append(binding)
+    for item in config.items(holder, "binding"):
+        protocol = config.get_attribute(item, "protocol") or ""
+        information = config.get_attribute(item, "bindingInformation") or ""
+        if (protocol.lower(), information.lower()) not in wanted_keys:
+            edits.append(remove_edit(SITES, [*path, item_step("binding", protocol=protocol, bindingInformation=information)]))
+            diff.append(Change(f"site {model.name}: binding {protocol} {information}", "present", None))
+    return edits, diff, touched
+
+
+def anonymous_auth_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change]]:
+    """``anonymousAuthentication`` at ``<location path="site">``: enabled, ``userName=""`` (the
+    pool identity) when the model asks for it (field notes, IIS)."""
+
+    if model.anonymous_user_name is None:
+        return [], []
+    wanted = {"enabled": "true", "userName": model.anonymous_user_name}
+    at_location = config.section(iis, ANONYMOUS_AUTH, location=model.name)
+    server = config.section(iis, ANONYMOUS_AUTH)
+    # Effective: the location's explicit value, else the server level's, else the schema's.
+    changes, diff = differing(at_location, wanted, ANONYMOUS_AUTH_ATTRS, defaults_element=server, label=f"site {model.name}: anonymousAuthentication")
+    return attribute_edits(ANONYMOUS_AUTH, [], changes, location=model.name), diff
+
+
+def resolve_certificate(binding: Binding, certificates: Iterable[Certificate], fact: dict, what: str) -> tuple[str, str, CertificateInfo]:
+    """Return ``(thumbprint, store, info)`` of an https binding's certificate.
+
+    A name refers to an ``iis_certificates`` entry (its PFX on the controller gives the
+    thumbprint, and the facts when it is not imported yet); a thumbprint must be in the store.
+
+    Raises:
+        OperationError: unknown name, or a thumbprint that is not in the store.
+    """
+
+    thumbprint = binding.certificate_thumbprint
+    if thumbprint is None:
+        entry = next((c for c in certificates if c.name.lower() == str(binding.certificate).lower()), None)
+        if entry is None:
+            raise OperationError(f"{what}: certificate {binding.certificate!r} is not in the certificates given to the operation")
+        local = pfx_info(entry)
+        store = binding.certificate_store or entry.store
+        found = fact_certificate(fact, local.thumbprint, store)
+        return local.thumbprint, store, info_of_fact_entry(found) if found else local
+    store = binding.certificate_store or "My"
+    found = fact_certificate(fact, thumbprint, store)
+    if found is None:
+        raise OperationError(f"{what}: certificate {thumbprint} is not in Cert:\\LocalMachine\\{store}")
+    return thumbprint, store, info_of_fact_entry(found)
+
+
+def _path_exists(fact: dict, path: str) -> bool | None:
+    for name, entry in (fact.get("acls") or {}).items():
+        if name.lower() == path.lower():
+            return bool((entry or {}).get("exists"))
+    return None
+
+
+@operation()
+def site(site: Any, certificates: Iterable[Any] = ()):
+    """
+    Create or update a site, its root application and virtual directory, its bindings, its
+    anonymous authentication and log directory, then bring it to its runtime state.
+
+    + site: a ``Site`` model or dict (host data ``iis_sites`` entry).
+    + certificates: the ``Certificate`` models (or dicts) binding ``certificate`` names refer
+      to (host data ``iis_certificates``).
+
+    A binding is added, changed or removed alone; the others are never touched. Before an
+    https binding is added or changed its certificate is checked: present (or imported in this
+    run from a PFX of ``certificates``), with a private key, within its validity, covering the
+    binding's host name (wildcards included); a certificate expiring within 30 days is warned
+    about. All configuration edits go in ONE ``Set-IisConfig``.
+
+    **Example:**
+
+    .. code:: python
+
+        site(name="API site", site={"name": "api", "physical_path": r"C:\\sites\\api\\current",
+             "app_pool": "api", "bindings": [{"protocol": "http", "port": 80}]})
+    """
+
+    model = validated(Site, site, "site")
+    cert_models = [validated(Certificate, c, "certificates") for c in certificates]
+    fact = host_state(host)
+    iis = iis_of(fact)
+    resolved: dict[int, tuple[str | None, str | None]] = {}
+    infos: dict[int, CertificateInfo] = {}
+    for index, binding in enumerate(model.bindings):
+        if binding.protocol == "https" and binding.certificate:
+            what = f"site {model.name} binding {binding.binding_information}"
+            thumbprint, store, info = resolve_certificate(binding, cert_models, fact, what)
+            resolved[index] = (thumbprint, store)
+            infos[index] = info
+    edits, diff = site_edits(model, iis)
+    more, lines, touched = binding_edits(model, iis, resolved)
+    edits += more
+    diff += lines
+    warnings: list[str] = []
+    for index, binding in enumerate(model.bindings):
+        if index in infos:
+            what = f"site {model.name} binding {binding.binding_information}"
+            try:
+                warnings += check_for_binding(infos[index], binding.host_name, what)
+            except OperationError as exc:
+                if binding in touched:
+                    raise
+                warnings.append(f"{exc} (binding left as it is)")
+    if warnings and once_per_run():
+        warn(warnings)
+    more, lines = anonymous_auth_edits(model, iis)
+    edits += more
+    diff += lines
+    commands = []
+    if model.log_directory and _path_exists(fact, model.log_directory) is not True:
+        diff.append(Change(f"site {model.name}: log directory {model.log_directory}", None, "created"))
+        commands.append(remote_call("Initialize-Directory", {"path": model.log_directory}))
+    if edits:
+        commands.append(remote_call("Set-IisConfig", {"edits": edits}))
+    runtime = ((iis or {}).get("runtime") or {}).get("sites") or {}
+    current_state = next((value for name, value in runtime.items() if name.lower() == model.name.lower()), None)
+    if current_state != model.state:
+        diff.append(Change(f"site {model.name}: state", current_state, model.state))
+        commands.append(remote_call_runtime(sites={model.name: model.state}))
+    if not commands:
+        host.noop(f"site {model.name} is configured and {model.state}")
+        return
+    log_changes(host, f"Will change site {model.name}", diff)
+    yield from commands
