@@ -15,8 +15,12 @@ IIS_DEFAULTS: dict[str, str] = {
     "serverAutoStart": "true",
     "application.preloadEnabled": "false",
     "logFile.directory": "%SystemDrive%\\inetpub\\logs\\LogFiles",
-    "binding.sslFlags": "0",
+    "bindings.binding.sslFlags": "0",
 }
+
+#: ``system.webServer/security/authentication/anonymousAuthentication`` default (IIS_schema.xml):
+#: requests run as IUSR unless ``userName`` is set to ``""`` (then: the pool identity).
+ANONYMOUS_AUTH_IIS_DEFAULTS: dict[str, str] = {"userName": "IUSR"}
 
 SNI = 1
 CENTRAL_CERT_STORE = 2

@@ -401,7 +401,7 @@ def _python_version(value: Any) -> str:
 
 
 #: A CPython version ``3.X`` or ``3.X.Y`` with X in 10..14.
-PythonVersion = Annotated[str, AfterValidator(_python_version)]
+PythonVersion = Annotated[str, BeforeValidator(_python_version)]
 
 
 # --- sslFlags -----------------------------------------------------------------------------
