@@ -122,6 +122,9 @@ function Start-FileUpload {
     }
 
     Close-OpenUpload
+    if ([System.IO.Directory]::Exists($path)) {
+        throw ('{0}: cannot upload to {1}: it is a folder' -f $name, $path)
+    }
     $existing = Get-FileSha256Info -Path $path
     if ($existing.exists -and $existing.size -eq $size -and $existing.sha256 -eq $sha256) {
         Write-CallResult -InputObject ([ordered]@{ skipped = $true })
