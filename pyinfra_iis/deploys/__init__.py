@@ -1,0 +1,1 @@
+"""Reusable pyinfra deploys (``@deploy``) composed from the operations."""
