@@ -29,7 +29,7 @@ from .. import protocol
 from . import functions
 from .functions import SimFunctionError
 from .functions.files import add_chunk
-from .plain import run_powershell
+from .plain import run_powershell, split_command_line
 from .process import Process
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,9 +54,11 @@ def is_worker_command(command: str, arguments: Sequence[str]) -> bool:
     path compared case-insensitively, or plain ``powershell.exe``) with ``-EncodedCommand``
     decoding exactly to :func:`protocol.worker_script`."""
 
-    words = [command.strip().strip('"'), *arguments]
-    if len(words) == 1 and " " in words[0]:
-        words = words[0].split()
+    # WinRS joins Command and Arguments with spaces into one command line (pywinrm even sends
+    # all arguments as one rsp:Arguments element); CreateProcess splits it again.
+    words = split_command_line(" ".join([command, *arguments]))
+    if not words:
+        return False
     exe = words[0].lower()
     if exe not in (protocol.POWERSHELL_EXE.lower(), "powershell.exe"):
         return False
@@ -124,8 +126,7 @@ class WorkerProcess(Process):
             try:
                 data = base64.b64decode(line[1:], validate=True)
             except binascii.Error:
-                self.session.setdefault("upload_error", "an upload data line was not valid base64")
-                return
+                data = None
             add_chunk(self.session, data)
             return
         try:
@@ -179,7 +180,9 @@ class WorkerProcess(Process):
         try:
             text = functions.call(self.host, name, payload, self.session)
         except KeyError:
-            return 1, "", f"not supported by the simulator: module function {name} has no simulator implementation\r\n"
+            broken = "".join(f"; simulator module {module} failed to import: {error}"
+                             for module, error in sorted(functions.LOAD_ERRORS.items()))
+            return 1, "", f"not supported by the simulator: module function {name} has no simulator implementation{broken}\r\n"
         except SimFunctionError as exc:
             return 1, "", f"{exc}\r\n"
         except Exception as exc:  # a bug in a simulator function must not take the server down

@@ -44,6 +44,9 @@ _REGISTRY: dict[str, tuple[str, SimFunction]] = {}
 _LOADED = False
 _LOAD_LOCK = threading.Lock()
 _NAME_RE = re.compile(r"^[A-Z][a-z]+-[A-Z][A-Za-z0-9]+$")
+#: Modules of this package that failed to import: name -> error text (their functions are
+#: then missing, and a call reports this).
+LOAD_ERRORS: dict[str, str] = {}
 _SESSION: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("pyinfra_iis_sim_session")
 
 
@@ -72,7 +75,8 @@ def sim_function(name: str) -> Callable[[SimFunction], SimFunction]:
 
 
 def load_all() -> None:
-    """Import every module of this package once (they register their functions)."""
+    """Import every module of this package once (they register their functions); a module
+    that fails to import is recorded in :data:`LOAD_ERRORS` and skipped."""
 
     global _LOADED
     if _LOADED:
@@ -82,7 +86,10 @@ def load_all() -> None:
             return
         for info in pkgutil.iter_modules(__path__):
             if not info.name.startswith("_"):
-                importlib.import_module(f"{__name__}.{info.name}")
+                try:
+                    importlib.import_module(f"{__name__}.{info.name}")
+                except Exception as exc:  # one broken module must not hide the others
+                    LOAD_ERRORS[info.name] = f"{type(exc).__name__}: {exc}"
         _LOADED = True
 
 

@@ -17,7 +17,10 @@ Contract (shared with the connector and the PowerShell module; keep them identic
 * ``Get-FileHashInfo -Json '{"path":...}'`` → ``{"exists":bool,"size":N|null,"sha256":..|null}``
   (a folder counts as not existing: only files are hashed).
 * ``Read-FileChunk -Json '{"path":...,"offset":N,"length":N}'`` → base64 of those bytes on
-  one line (empty at end of file); fails when the file does not exist.
+  one line (empty at end of file); fails when the file does not exist; length at most 16 MiB.
+
+Error messages start with the function name, as the module's do. Start-FileUpload discards an
+open upload before anything else (also when it then skips), like the module.
 
 SHA-256 values are lower-case hex on output and compared case-insensitively on input.
 """
@@ -41,26 +44,29 @@ if TYPE_CHECKING:  # pragma: no cover
 UPLOAD_SUFFIX = ".pyinfra-upload"
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 _HASH_BLOCK = 1 << 20
+#: Largest range Read-FileChunk returns (bytes), as the module's $script:MaxReadChunkBytes.
+MAX_READ_CHUNK = 16 * 1024 * 1024
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _host_path(host: "SimHost", payload: dict[str, Any], key: str = "path") -> tuple[str, Path]:
-    value = payload.get(key)
+def _host_path(host: "SimHost", payload: dict[str, Any], function: str) -> tuple[str, Path]:
+    value = payload.get("path")
     if not isinstance(value, str):
-        raise SimFunctionError(f"'{key}' must be a Windows path string")
+        raise SimFunctionError(f'{function}: "path" must be an absolute Windows path, got {value!r}')
     try:
         return value, host.path(value)
     except SimPathError as exc:
-        raise SimFunctionError(str(exc)) from None
+        raise SimFunctionError(f"{function}: {exc}") from None
 
 
-def _int(payload: dict[str, Any], key: str) -> int:
+def _int(payload: dict[str, Any], key: str, function: str, maximum: int | None = None) -> int:
     value = payload.get(key)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise SimFunctionError(f"'{key}' must be a non-negative integer")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (maximum is not None and value > maximum):
+        limit = f" and at most {maximum}" if maximum is not None else ""
+        raise SimFunctionError(f'{function}: "{key}" must be an integer >= 0{limit}, got {value!r}')
     return value
 
 
@@ -91,68 +97,78 @@ def _discard(state: dict[str, Any]) -> None:
 def start_file_upload(host: "SimHost", payload: dict[str, Any]) -> str:
     """Open an upload (or skip it when the file is already there); see the module docstring."""
 
-    windows_path, target = _host_path(host, payload)
-    size = _int(payload, "size")
+    name = "Start-FileUpload"
+    windows_path, target = _host_path(host, payload, name)
+    size = _int(payload, "size", name)
     sha = payload.get("sha256")
     if not isinstance(sha, str) or not _HEX64.match(sha):
-        raise SimFunctionError("'sha256' must be 64 hexadecimal digits")
+        raise SimFunctionError(f'{name}: "sha256" must be 64 hex digits, got "{sha}"')
     sha = sha.lower()
-    if target.is_file() and target.stat().st_size == size and file_sha256(target) == sha:
-        return _json({"skipped": True})
-    if target.is_dir():
-        raise SimFunctionError(f"cannot upload to {windows_path}: it is a folder")
     state = session()
     _discard(state)
-    state.pop("upload_error", None)
+    if target.is_dir():
+        raise SimFunctionError(f"{name}: cannot upload to {windows_path}: it is a folder")
+    if target.is_file() and target.stat().st_size == size and file_sha256(target) == sha:
+        return _json({"skipped": True})
+    state["orphan_chunks"] = 0
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         temp = target.parent / f".{target.name}{UPLOAD_SUFFIX}"
         handle = open(temp, "wb")
     except OSError as exc:
-        raise SimFunctionError(f"cannot open an upload for {windows_path}: {exc.strerror}") from None
-    state["upload"] = {"path": windows_path, "target": target, "temp": temp, "handle": handle, "size": size,
-                       "sha256": sha, "error": None}
-    return _json({"skipped": False, "temp": host.windows_path(temp)})
+        raise SimFunctionError(f"{name}: cannot open an upload for {windows_path}: {exc.strerror}") from None
+    temp_windows = host.windows_path(temp)
+    state["upload"] = {"path": windows_path, "target": target, "temp": temp, "temp_windows": temp_windows,
+                       "handle": handle, "size": size, "sha256": sha, "written": 0, "error": None}
+    return _json({"skipped": False, "temp": temp_windows})
 
 
-def add_chunk(state: dict[str, Any], data: bytes) -> None:
+def add_chunk(state: dict[str, Any], data: bytes | None) -> None:
     """Append an upload data line's bytes to the worker's open upload.
 
     Never raises: an error (no upload open, write failure) is remembered for
-    Complete-FileUpload, like the module's ``Add-FileUploadChunk``.
+    Complete-FileUpload, like the module's ``Add-FileUploadChunk``. ``data`` None stands for
+    a data line that was not valid base64.
     """
 
     upload = state.get("upload")
     if upload is None:
-        state.setdefault("upload_error", "upload data arrived while no upload was open")
+        state["orphan_chunks"] = state.get("orphan_chunks", 0) + 1
         return
     if upload["error"]:
         return
+    if data is None:
+        upload["error"] = f"writing upload data to {upload['temp_windows']} failed after {upload['written']} bytes: invalid base64"
+        return
     try:
         upload["handle"].write(data)
+        upload["written"] += len(data)
     except OSError as exc:
-        upload["error"] = f"write to {upload['path']} failed: {exc.strerror}"
+        upload["error"] = (f"writing upload data to {upload['temp_windows']} failed after {upload['written']} bytes: "
+                           f"{exc.strerror}")
 
 
 @sim_function("Complete-FileUpload")
 def complete_file_upload(host: "SimHost", payload: dict[str, Any]) -> str:
     """Verify the open upload and move it into place; see the module docstring."""
 
+    name = "Complete-FileUpload"
     state = session()
     upload = state.get("upload")
     if upload is None:
-        remembered = state.pop("upload_error", None)
-        raise SimFunctionError(remembered or "no upload is open (call Start-FileUpload first)")
+        orphans = state.pop("orphan_chunks", 0)
+        raise SimFunctionError(f"{name}: no upload is open (Start-FileUpload first); {orphans} data line(s) arrived "
+                               "without one")
     try:
         upload["handle"].close()
         if upload["error"]:
-            raise SimFunctionError(upload["error"])
+            raise SimFunctionError(f"{name}: upload of {upload['path']} failed: {upload['error']}")
         actual_size = upload["temp"].stat().st_size
         actual_sha = file_sha256(upload["temp"])
         if actual_size != upload["size"] or actual_sha != upload["sha256"]:
             raise SimFunctionError(
-                f"upload of {upload['path']} failed verification: expected {upload['size']} bytes with SHA-256 "
-                f"{upload['sha256']}, got {actual_size} bytes with SHA-256 {actual_sha}"
+                f"{name}: upload of {upload['path']} failed verification: expected {upload['size']} bytes with "
+                f"SHA-256 {upload['sha256']}, received {actual_size} bytes with SHA-256 {actual_sha}"
             )
         os.replace(upload["temp"], upload["target"])
     except BaseException:
@@ -168,7 +184,7 @@ def stop_file_upload(host: "SimHost", payload: dict[str, Any]) -> str:
 
     state = session()
     _discard(state)
-    state.pop("upload_error", None)
+    state["orphan_chunks"] = 0
     return _json({})
 
 
@@ -176,7 +192,7 @@ def stop_file_upload(host: "SimHost", payload: dict[str, Any]) -> str:
 def get_file_hash_info(host: "SimHost", payload: dict[str, Any]) -> str:
     """Size and SHA-256 of a file, or ``exists: false``."""
 
-    _, target = _host_path(host, payload)
+    _, target = _host_path(host, payload, "Get-FileHashInfo")
     if not target.is_file():
         return _json({"exists": False, "size": None, "sha256": None})
     return _json({"exists": True, "size": target.stat().st_size, "sha256": file_sha256(target)})
@@ -186,11 +202,12 @@ def get_file_hash_info(host: "SimHost", payload: dict[str, Any]) -> str:
 def read_file_chunk(host: "SimHost", payload: dict[str, Any]) -> str:
     """Base64 of ``length`` bytes at ``offset`` (empty at end of file)."""
 
-    windows_path, target = _host_path(host, payload)
-    offset = _int(payload, "offset")
-    length = _int(payload, "length")
+    name = "Read-FileChunk"
+    windows_path, target = _host_path(host, payload, name)
+    offset = _int(payload, "offset", name)
+    length = _int(payload, "length", name, maximum=MAX_READ_CHUNK)
     if not target.is_file():
-        raise SimFunctionError(f"Cannot find path '{windows_path}' because it does not exist.")
+        raise SimFunctionError(f"{name}: file not found: {windows_path}")
     with open(target, "rb") as handle:
         handle.seek(offset)
         data = handle.read(length)
