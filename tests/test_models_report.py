@@ -119,6 +119,8 @@ INVALID = [
     ("iis_app_pools[0].environment_variables", {"MY VAR": "x"}, "iis_app_pools[0].environment_variables['MY VAR'] (key)", "portable environment variable name"),
     ("iis_app_pools[0].extra_attributes", {"processModel.password": "x"}, "iis_app_pools[0].extra_attributes['processModel.password'] (key)", "dedicated field"),
     ("iis_app_pools[0].extra_attributes", {"cpu.limit; x": 1}, "iis_app_pools[0].extra_attributes['cpu.limit; x'] (key)", "attribute path"),
+    ("iis_app_pools[0].extra_attributes", {"cpu.limit": [1]}, "iis_app_pools[0].extra_attributes['cpu.limit']", "whole number"),
+    ("iis_app_pools[0].extra_attributes", {"cpu.action": "Throttle\nx"}, "iis_app_pools[0].extra_attributes['cpu.action']", "control characters"),
     ("iis_certificates[0].thumbprint", "12345", None, "40 hexadecimal"),
     ("iis_certificates[0].thumbprint", "G" * 40, None, "40 hexadecimal"),
     ("iis_certificates[0].store", "Root", None, "'My' or 'WebHosting'"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, BeforeValidator, Field, SecretStr, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
 from .types import show
@@ -70,15 +70,17 @@ def _attribute_path(value: Any) -> str:
     return value
 
 
-def _attribute_value(value: Any) -> Any:
+def _attribute_value(value: Any) -> Union[bool, int, str]:
     if isinstance(value, str) and any(ord(c) < 32 for c in value):
         raise PydanticCustomError("attribute_value", "attribute values cannot contain control characters")
+    if not isinstance(value, (bool, int, str)):
+        raise PydanticCustomError("attribute_value", "an attribute value is text, a whole number or true/false, not {kind}", {"kind": type(value).__name__})
     return value
 
 
 #: Path of an attribute under the pool's ``<add>`` element: ``element.attribute``.
 AttributePath = Annotated[str, AfterValidator(_attribute_path)]
-AttributeValue = Annotated[Union[bool, int, str], AfterValidator(_attribute_value)]
+AttributeValue = Annotated[Union[bool, int, str], PlainValidator(_attribute_value)]
 
 
 def _unique_schedule(times: tuple[Duration, ...]) -> tuple[Duration, ...]:

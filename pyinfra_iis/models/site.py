@@ -8,7 +8,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from .base import IisModel, iis_bool
-from .types import BindingIp, HostName, PoolName, Port, SiteName, SslFlags, Thumbprint, WindowsPath, _refuse_bool, _thumbprint
+from .types import BindingIp, HostName, PoolName, Port, SiteName, SslFlags, WindowsPath, _refuse_bool, _thumbprint
 
 #: IIS defaults (IIS_schema.xml) of the attributes :meth:`Site.config_attributes` writes.
 IIS_DEFAULTS: dict[str, str] = {

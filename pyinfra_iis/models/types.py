@@ -250,9 +250,10 @@ BindingIp = Annotated[str, AfterValidator(_binding_ip)]
 # --- Hashes -------------------------------------------------------------------------------
 
 #: Invisible characters that copy-paste adds around a thumbprint: U+200E LEFT-TO-RIGHT MARK
-#: (the certificate MMC snap-in's Details tab puts one before the value; widely reported,
-#: e.g. Microsoft Q&A "Thumbprint copied from certificate has hidden character" [R]), U+200F,
-#: U+FEFF and non-breaking space.
+#: (the certificate dialog / certmgr.msc puts one before the value: Microsoft KB 2023835
+#: "Certificate thumbprint displayed in MMC certificate snap-in has extra invisible unicode
+#: character"; dotnet/corefx #31463; ansible/ansible #60130), U+200F, U+FEFF, U+202A/U+202C
+#: and non-breaking space.
 _INVISIBLE = "\u200e\u200f\ufeff\u00a0\u202a\u202c"
 
 
