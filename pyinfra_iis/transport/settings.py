@@ -135,7 +135,7 @@ class WinrmSettings(BaseModel):
             transport=transport,
             username=self.user,
             password=self.password.reveal() if self.password is not None else None,
-            ca_trust_path=self.ca_trust_path if self.ca_trust_path else "legacy_requests",
+            ca_trust_path=self.ca_trust_path or None,  # None: requests' own bundle, not $REQUESTS_CA_BUNDLE
             cert_pem=self.cert_pem,
             cert_key_pem=self.cert_key_pem,
             server_cert_validation=validation,

@@ -13,6 +13,7 @@ Facts relied on (``../shared/field-notes.md``, "WinRM / WinRS"):
 * ``get_command_output_raw`` is one Receive; ``WinRMOperationTimeoutError`` means "no output
   yet" (WSMan fault 2150858793), not a failure.
 * WSMan fault 2150858843: unknown shell or command id → the shell is lost.
+* Windows error 232 ("The pipe is being closed") on Send: the process exited → new process.
 * WMI error 0x803381A6 (operation quota exceeded) → rebuild the shell (as Ansible does).
 * error 170 (busy) → retried 3 times with 5 s pauses (as Ansible does).
 """
@@ -44,6 +45,7 @@ from .errors import (
     HttpError,
     ShellLost,
     TransportError,
+    WorkerDied,
     WSManFault,
 )
 
@@ -57,6 +59,9 @@ FAULT_OPERATION_TIMEOUT = 2150858793
 FAULT_UNKNOWN_SHELL = 2150858843
 #: WMI error 0x803381A6: operation quota exceeded; the shell must be rebuilt.
 FAULT_QUOTA_EXCEEDED = 0x803381A6
+#: Windows errors 232 ERROR_NO_DATA ("The pipe is being closed") and 109 ERROR_BROKEN_PIPE:
+#: a Send to a process that has exited; the shell is fine, the process is gone.
+FAULT_PIPE_CLOSED = (232, 109)
 #: Windows error 170, ERROR_BUSY ("The requested resource is in use").
 FAULT_BUSY = 170
 
@@ -105,6 +110,8 @@ def classify(exc: BaseException, endpoint: str = "the host", connected: bool = T
         reason = (exc.reason or "").strip()
         if FAULT_UNKNOWN_SHELL in codes:
             return ShellLost(f"{endpoint}: the shell or command is gone (WSMan fault {FAULT_UNKNOWN_SHELL}): {reason}")
+        if codes & set(FAULT_PIPE_CLOSED):
+            return WorkerDied(f"{endpoint}: the process has exited (WSMan fault {exc.wsman_fault_code}): {reason}")
         if FAULT_QUOTA_EXCEEDED in codes:
             return ShellLost(f"{endpoint}: operation quota exceeded (0x803381A6), the shell must be rebuilt: {reason}")
         if FAULT_OPERATION_TIMEOUT in codes:
