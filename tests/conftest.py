@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from sim_fixtures import *  # noqa: F401,F403 - sim_server, sim_password fixtures
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_REFERENCE = PROJECT_ROOT.parent / "shared" / "reference"
 

@@ -169,12 +169,14 @@ class ShellManager:
         body = self._body(request, "Signal")
         command_id = body.get("CommandId")
         process = self._command(shell, command_id)
+        # Compared case-insensitively: pypsrp sends .../signal/Terminate, pywinrm .../terminate.
         code = (body.findtext("{%s}Code" % soap.NS["rsp"]) or "").strip()
-        if code == soap.SIGNAL_TERMINATE:
+        lowered = code.lower()
+        if lowered == soap.SIGNAL_TERMINATE:
             process.kill()
             with self._lock:
                 shell.commands.pop((command_id or "").upper(), None)
-        elif code in (soap.SIGNAL_CTRL_C, soap.SIGNAL_CTRL_BREAK):
+        elif lowered in (soap.SIGNAL_CTRL_C, soap.SIGNAL_CTRL_BREAK):
             process.signal_ctrl_c()
         else:
             raise SoapError(soap.ERROR_WSMAN_INVALID_SOAP_BODY, "w:SchemaValidationError",
