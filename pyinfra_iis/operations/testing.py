@@ -98,3 +98,94 @@ def run_operation(func: Callable, fact: dict | None, *args: Any, host_data: dict
         logger.removeHandler(handler)
         logger.setLevel(old_level)
     return result
+
+
+# --- A minimal model of the host side, to check that a second run yields nothing ------------
+
+
+def empty_fact(features: list[str] | None = None) -> dict:
+    """A ``Get-HostState`` value of a fresh host (``iis`` present when Web-Server is listed)."""
+
+    features = list(features or [])
+    iis = {"sections": {}, "locations": {}, "runtime": {"app_pools": {}, "sites": {}}} if "Web-Server" in features else None
+    return {"computer_name": "WEB01", "reboot_pending": False, "features": features,
+            "extensions": {p: {"installed": False, "version": None} for p in ("HttpPlatformHandler", "UrlRewrite", "ARR")},
+            "iis": iis, "certificates": [], "acls": {}}
+
+
+def _new_element(tag: str | None = None, key: dict | None = None) -> dict:
+    element: dict = {"attributes": dict(key or {}), "children": {}, "items": []}
+    if tag is not None:
+        element["tag"] = tag
+    return element
+
+
+def _apply_edit(iis: dict, edit: dict) -> None:
+    from ..iis import config
+    from ..protocol import secret_digest
+
+    if edit.get("location"):
+        sections = iis["locations"].setdefault(edit["location"], {})
+    else:
+        sections = iis["sections"]
+    element = sections.setdefault(edit["section"], _new_element())
+    parent, item = None, None
+    for step in edit["path"]:
+        if "child" in step:
+            element = element["children"].setdefault(step["child"], _new_element())
+        else:
+            parent = element
+            item = config.find_item(element, step["item"], step["key"])
+            if item is None:
+                if edit["action"] == "remove":
+                    return
+                item = _new_element(step["item"], step["key"])
+                element["items"].append(item)
+            element = item
+    if edit["action"] == "remove":
+        parent["items"].remove(item)
+        return
+    for name, value in edit["attributes"].items():
+        secret = name == "password" or (name == "value" and "environmentVariables" in [s.get("child") for s in edit["path"]])
+        element["attributes"][name] = secret_digest(value) if secret else value
+
+
+def apply_to_fact(fact: dict, commands: list[str]) -> dict:
+    """Apply raw remote calls to ``fact`` as the host would (the subset the unit tests need:
+    features, MSI products, ``Set-IisConfig``, runtime state, directories, ACL grants/revokes,
+    certificate key readers). Returns ``fact`` (changed in place)."""
+
+    from ..protocol import parse_remote_call
+
+    for command in commands:
+        call = parse_remote_call(command)
+        if call is None:
+            continue
+        function, payload = call
+        if function == "Install-WindowsFeatureSet":
+            fact["features"] = sorted(set(fact["features"]) | set(payload["names"]))
+            if "Web-Server" in fact["features"] and fact.get("iis") is None:
+                fact["iis"] = empty_fact(["Web-Server"])["iis"]
+        elif function == "Install-MsiProduct":
+            fact["extensions"][payload["product"]] = {"installed": True, "version": "1.0"}
+        elif function == "Set-IisConfig":
+            for edit in payload["edits"]:
+                _apply_edit(fact["iis"], edit)
+        elif function == "Set-IisRuntimeState":
+            for kind in ("app_pools", "sites"):
+                fact["iis"]["runtime"][kind].update(payload.get(kind) or {})
+        elif function == "Initialize-Directory":
+            fact["acls"].setdefault(payload["path"], {"exists": True, "is_directory": True, "inheritance_protected": False, "entries": []})["exists"] = True
+        elif function == "Grant-PathAccess":
+            entry = fact["acls"].setdefault(payload["path"], {"exists": True, "entries": []})
+            entry["entries"] = [e for e in entry["entries"] if e["inherited"] or e["principal"].lower() != payload["principal"].lower()]
+            entry["entries"].append({"principal": payload["principal"], "type": "Allow", "rights": payload["rights"] + ", Synchronize",
+                                     "inherited": False, "inheritance": payload["inheritance"], "propagation": payload["propagation"]})
+        elif function == "Revoke-PathAccess":
+            entry = fact["acls"][payload["path"]]
+            entry["entries"] = [e for e in entry["entries"] if e["inherited"] or e["principal"].lower() != payload["principal"].lower()]
+        elif function == "Grant-CertificateKeyAccess":
+            for cert in fact["certificates"]:
+                if cert["thumbprint"] == payload["thumbprint"]:
+                    cert.setdefault("key_readers", []).append(payload["principal"])
+    return fact
