@@ -73,7 +73,7 @@ def run_operation(func: Callable, fact: dict | None, *args: Any, host_data: dict
     if host is None:
         state, host = make_host(host_data, diff=diff)
     if fact is not None:
-        set_host_state(host, fact)
+        set_host_state(host, fact, acl_paths=list((fact.get("acls") or {}).keys()))
     result = OperationResult()
     handler = _Collect(result.logs)
     logger = logging.getLogger("pyinfra")
@@ -175,7 +175,8 @@ def apply_to_fact(fact: dict, commands: list[str]) -> dict:
             for kind in ("app_pools", "sites"):
                 fact["iis"]["runtime"][kind].update(payload.get(kind) or {})
         elif function == "Initialize-Directory":
-            fact["acls"].setdefault(payload["path"], {"exists": True, "is_directory": True, "inheritance_protected": False, "entries": []})["exists"] = True
+            entry = fact["acls"].setdefault(payload["path"], {})
+            entry.update({"exists": True, "is_directory": True, "inheritance_protected": False, "entries": entry.get("entries") or []})
         elif function == "Grant-PathAccess":
             entry = fact["acls"].setdefault(payload["path"], {"exists": True, "entries": []})
             entry["entries"] = [e for e in entry["entries"] if e["inherited"] or e["principal"].lower() != payload["principal"].lower()]
