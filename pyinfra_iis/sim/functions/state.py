@@ -1,0 +1,109 @@
+"""``Get-HostState`` on the simulated host: the one wide fact (``docs/remote-functions.md``).
+
+Extensions are detected like the real function does, from what is on the host (the global
+module in applicationHost.config, as the field notes recommend), not from a product code; the
+version comes from the product record the installer left (the registry ``Version`` value on
+Windows).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from ..iis.appconfig import real_children
+from ..iis.store import STARTED, load_config, pool_names, runtime, site_elements
+from . import SimFunctionError, sim_function
+from .acl import describe_acl
+from .certificates import STORES, describe_certificates
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..host import SimHost
+
+#: Sections the fact reports, at server level and under each <location>.
+REPORTED_SECTIONS = (
+    "system.applicationHost/applicationPools",
+    "system.applicationHost/sites",
+    "system.webServer/globalModules",
+    "system.webServer/proxy",
+    "system.webServer/rewrite/allowedServerVariables",
+    "system.webServer/security/requestFiltering",
+    "system.webServer/security/authentication/anonymousAuthentication",
+)
+
+#: Extension → the global module that shows it is installed.
+EXTENSION_MODULES = {
+    "HttpPlatformHandler": "httpPlatformHandler",
+    "UrlRewrite": "RewriteModule",
+    "ARR": "ApplicationRequestRouting",
+}
+
+
+def _extensions(host: "SimHost", config) -> dict[str, Any]:
+    modules = set()
+    if config is not None:
+        element = config.section_element("system.webServer/globalModules")
+        modules = {m.get("name", "").casefold() for m in (real_children(element) if element is not None else [])}
+    products = host.state.get("products", {})
+    result = {}
+    for product, module in EXTENSION_MODULES.items():
+        installed = module.casefold() in modules
+        version = products.get(product, {}).get("version") if installed else None
+        result[product] = {"installed": installed, "version": version}
+    return result
+
+
+def _iis(host: "SimHost", config) -> dict[str, Any] | None:
+    if config is None or "Web-Server" not in host.state.get("features", {}):
+        return None
+    registered = [s for s in REPORTED_SECTIONS if config.is_registered(s)]
+    sections = {s: config.read_section(s) for s in registered}
+    locations: dict[str, Any] = {}
+    for path in config.locations():
+        found = {}
+        for section in registered:
+            try:
+                element = config.section_element(section, path)
+            except Exception:  # AppHostOnly sections cannot be under a location
+                continue
+            if element is not None:
+                found[section] = config.read_section(section, path)
+        if found:
+            locations[path] = found
+    state = runtime(host)
+    pools = {name: state["app_pools"].get(name, STARTED) for name in pool_names(config)}
+    sites = {s.get("name", ""): state["sites"].get(s.get("name", ""), STARTED) for s in site_elements(config)}
+    return {"sections": sections, "locations": locations, "runtime": {"app_pools": pools, "sites": sites}}
+
+
+def _string_list(payload: dict[str, Any], key: str, default: list[str]) -> list[str]:
+    value = payload.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SimFunctionError(f"'{key}' must be a list of strings")
+    return value
+
+
+@sim_function("Get-HostState")
+def get_host_state(host: "SimHost", payload: dict[str, Any]) -> str:
+    """``{"acl_paths": [...], "cert_stores": ["My", "WebHosting"]}`` → the host state JSON.
+
+    ``cert_stores`` defaults to My and WebHosting; ``acl_paths`` to none. Secrets never appear:
+    environment variable values and passwords are digests (``protocol.secret_digest``).
+    """
+
+    acl_paths = _string_list(payload, "acl_paths", [])
+    cert_stores = _string_list(payload, "cert_stores", list(STORES))
+    with host.lock:
+        config = load_config(host)
+        result = {
+            "computer_name": host.hostname,
+            "reboot_pending": bool(host.state.get("reboot_pending", False)),
+            "features": sorted(host.state.get("features", {})),
+            "extensions": _extensions(host, config),
+            "iis": _iis(host, config),
+            "certificates": describe_certificates(host, cert_stores),
+            "acls": {path: describe_acl(host, path) for path in acl_paths},
+        }
+    return json.dumps(result, separators=(",", ":"))
