@@ -117,7 +117,9 @@ def import_iis_certificate(host: "SimHost", payload: dict[str, Any]) -> str:
         password = payload.get("password") or ""
         if not isinstance(password, str):
             raise SimFunctionError("'password' must be a string")
-        key, cert, _ = _load_pfx(local.read_bytes(), password)
+        key, cert, others = _load_pfx(local.read_bytes(), password)
+        if cert is None and others:
+            cert = others[0]  # a PFX without a key: its certificate comes back as an "additional" one
         if cert is None:
             raise SimFunctionError(f"Cannot import '{path}': the PFX holds no certificate")
         return _import(host, store, key, cert, bool(payload.get("exportable", False)))
