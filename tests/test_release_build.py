@@ -178,7 +178,7 @@ def test_broken_variant_builds_like_any_app(wheel_cache, tmp_path):
     result = build_release(broken, "1.0.1", "3.12", tmp_path / "dist", name="app", cache_dir=wheel_cache)
     assert result.path.name == "app-1.0.1.zip"
     with zipfile.ZipFile(result.path) as archive:
-        assert archive.read("app/main.py").startswith(b"raise RuntimeError(")
+        assert archive.read("app/main.py").rstrip().endswith(b'raise RuntimeError("deliberately broken release (pyinfra-iis test variant): fails at import")')
 
 
 def test_cli_exit_codes(builds, wheel_cache, tmp_path, capsys):

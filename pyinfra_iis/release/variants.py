@@ -18,7 +18,8 @@ from .artifact import AppError, collect_app_files
 
 BROKEN_MODES = ("import-error", "unhealthy")
 
-_IMPORT_ERROR = 'raise RuntimeError("deliberately broken release (pyinfra-iis test variant): fails at import")\n\n'
+# Appended, not prepended: a module may start with a docstring and ``from __future__`` imports.
+_IMPORT_ERROR = '\n\nraise RuntimeError("deliberately broken release (pyinfra-iis test variant): fails at import")\n'
 
 _UNHEALTHY = '''
 
@@ -65,5 +66,5 @@ def make_broken_app(app_dir: Path, dest: Path, mode: str = "import-error", modul
     if not entry.is_file():
         raise AppError(f"{app_dir} has no {module}.py to break")
     source = entry.read_text(encoding="utf-8")
-    entry.write_text(_IMPORT_ERROR + source if mode == "import-error" else source + _UNHEALTHY, encoding="utf-8")
+    entry.write_text(source + (_IMPORT_ERROR if mode == "import-error" else _UNHEALTHY), encoding="utf-8")
     return dest
