@@ -31,7 +31,6 @@ def test_msi_uploaded_only_when_missing(tmp_path):
     ext = {"product": "UrlRewrite", "source": str(msi), "sha256": SHA}
     result = run_operation(msi_extension._inner, empty_fact(), extension=ext)
     assert result.commands == [
-        "Initialize-Directory -Json '{\"path\":\"C:\\\\ProgramData\\\\pyinfra-iis\\\\uploads\"}'",
         f"upload {msi} -> C:\\ProgramData\\pyinfra-iis\\uploads\\rewrite_amd64_en-US.msi",
         "Install-MsiProduct -Json '{\"product\":\"UrlRewrite\",\"sha256\":\"" + SHA + "\",\"source\":\"C:\\\\ProgramData\\\\pyinfra-iis\\\\uploads\\\\rewrite_amd64_en-US.msi\"}'",
     ]

@@ -190,7 +190,6 @@ def certificate(certificate: Any, key_readers: Iterable[str] = ()):
     log_changes(host, f"Will change certificate {model.name}", diff)
     if entry is None:
         remote = UPLOAD_DIR + "\\" + model.name + ".pfx"
-        yield remote_call("Initialize-Directory", {"path": UPLOAD_DIR})
         yield FileUploadCommand(str(_local_file(model.pfx)), remote)
         yield remote_call("Import-IisCertificate", {
             "path": remote, "password": Secret(model.password.get_secret_value()),

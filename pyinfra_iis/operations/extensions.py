@@ -43,7 +43,7 @@ def msi_extension(extension: Any):
 
     Detection comes from ``Get-HostState`` (module / registry, field notes: detection is safer
     than product codes), so an installed product is skipped without uploading anything. A
-    controller file is uploaded (``FileUploadCommand``, streamed and hash-checked by the
+    controller file is uploaded (``FileUploadCommand``; the upload creates missing folders, streamed and hash-checked by the
     connector) only when the product is missing; the host checks the SHA-256 before msiexec.
     Install URL Rewrite before ARR (field notes): the ``Configure IIS`` deploy orders them.
 
@@ -68,7 +68,6 @@ def msi_extension(extension: Any):
         local = local_msi(model.source)
         source = UPLOAD_DIR + "\\" + local.name
         log_changes(host, f"Will install {model.product}", [Change(model.product, "absent", f"installed from {local.name}")])
-        yield remote_call("Initialize-Directory", {"path": UPLOAD_DIR})
         yield FileUploadCommand(str(local), source)
     else:
         source = str(model.source)
