@@ -100,6 +100,7 @@ def test_converge_then_nothing_then_drift_is_reported_and_corrected(sim, tmp_pat
     sim.stop()
     config_path.write_text(drifted, encoding="utf-8")
     sim.start()
+    write_inventory(tmp_path, sim.port)  # a restarted server may listen on another free port
     dry = pyinfra(tmp_path, "--dry", "--diff")
     assert "processModel.idleTimeout: '00:20:00' -> '00:00:00'" in dry
     assert "binding http *:8081:api.example.com: (absent) -> 'added'" in dry
