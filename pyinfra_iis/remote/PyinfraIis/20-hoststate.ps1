@@ -1,0 +1,387 @@
+# PyinfraIis module, part 20: Get-HostState, the one wide fact, and the typed readers of the -Json
+# argument that parts 20-80 share.
+#
+# Contract: docs/remote-functions.md, "Read: Get-HostState". The IIS part is built by helpers of
+# 50-iisconfig.ps1 (configuration) and 60-runtime.ps1 (runtime state), certificates by
+# 70-certificates.ps1, ACLs by 80-acl.ps1; the module is one script, so the order of the files does
+# not matter for calls made at run time.
+#
+# Registry reads go through Microsoft.Win32.Registry, not the HKLM: drive: a missing key or value is
+# then $null instead of an error record (an error record, even one silenced with -ErrorAction, can
+# make the worker report the step as failed).
+
+# --- Typed readers of the -Json argument ---------------------------------------------------------
+
+function Get-CallString {
+    <#
+    .SYNOPSIS
+    Read a string member of a parsed -Json argument (or of a nested object of it).
+    .PARAMETER Call
+    The object from ConvertFrom-CallJson, or a nested JSON object of it.
+    .PARAMETER Name
+    Member name.
+    .PARAMETER Required
+    Throw when the member is absent, null or empty.
+    .PARAMETER Default
+    Returned when the member is absent or null (default $null).
+    .PARAMETER Function
+    Name of the calling function, for error messages.
+    .OUTPUTS
+    [string] or the default. Throws when the member is present but not a JSON string.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [System.Management.Automation.PSCustomObject] $Call,
+        [Parameter(Mandatory = $true)]
+        [string] $Name,
+        [switch] $Required,
+        # Untyped: a [string] parameter would turn $null into ''.
+        [AllowNull()]
+        [object] $Default = $null,
+        [string] $Function = 'remote call'
+    )
+    $value = Get-CallValue -Call $Call -Name $Name -Function $Function
+    if ($null -eq $value) {
+        if ($Required) {
+            throw ('{0}: the -Json argument needs "{1}"' -f $Function, $Name)
+        }
+        return $Default
+    }
+    if ($value -isnot [string]) {
+        throw ('{0}: "{1}" must be a string, got {2}' -f $Function, $Name, (Get-JsonTypeName -Value $value))
+    }
+    if ($Required -and $value.Length -eq 0) {
+        throw ('{0}: "{1}" must not be empty' -f $Function, $Name)
+    }
+    return $value
+}
+
+function Get-CallList {
+    <#
+    .SYNOPSIS
+    Read a JSON array member of a parsed -Json argument; always returns an array.
+    .PARAMETER Required
+    Throw when the member is absent or null (otherwise an absent member is an empty array).
+    .OUTPUTS
+    [object[]] (assign it: `$list = Get-CallList ...`; it is never unrolled to $null). Throws when
+    the member is not a JSON array.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [System.Management.Automation.PSCustomObject] $Call,
+        [Parameter(Mandatory = $true)]
+        [string] $Name,
+        [switch] $Required,
+        [string] $Function = 'remote call'
+    )
+    $value = Get-CallValue -Call $Call -Name $Name -Required:$Required -Function $Function
+    if ($null -eq $value) {
+        return , @()
+    }
+    if ($value -isnot [array]) {
+        throw ('{0}: "{1}" must be a JSON array, got {2}' -f $Function, $Name, (Get-JsonTypeName -Value $value))
+    }
+    return , $value
+}
+
+function Get-CallStringList {
+    <#
+    .SYNOPSIS
+    Read a JSON array of non-empty strings; always returns [string[]] (empty when absent).
+    .OUTPUTS
+    [string[]]. Throws when the member is not an array or an element is not a non-empty string.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [System.Management.Automation.PSCustomObject] $Call,
+        [Parameter(Mandatory = $true)]
+        [string] $Name,
+        [switch] $Required,
+        [string] $Function = 'remote call'
+    )
+    $list = Get-CallList -Call $Call -Name $Name -Required:$Required -Function $Function
+    $strings = New-Object -TypeName 'System.Collections.Generic.List[string]'
+    foreach ($element in $list) {
+        if ($element -isnot [string] -or $element.Length -eq 0) {
+            throw ('{0}: "{1}" must hold non-empty strings, got {2}' -f $Function, $Name, (Get-JsonTypeName -Value $element))
+        }
+        $strings.Add($element)
+    }
+    return , $strings.ToArray()
+}
+
+function Get-CallObject {
+    <#
+    .SYNOPSIS
+    Read a JSON object member of a parsed -Json argument.
+    .OUTPUTS
+    PSCustomObject, or $null when absent and not -Required. Throws when the member is not an object.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [System.Management.Automation.PSCustomObject] $Call,
+        [Parameter(Mandatory = $true)]
+        [string] $Name,
+        [switch] $Required,
+        [string] $Function = 'remote call'
+    )
+    $value = Get-CallValue -Call $Call -Name $Name -Required:$Required -Function $Function
+    if ($null -eq $value) {
+        return $null
+    }
+    if ($value -isnot [System.Management.Automation.PSCustomObject]) {
+        throw ('{0}: "{1}" must be a JSON object, got {2}' -f $Function, $Name, (Get-JsonTypeName -Value $value))
+    }
+    return $value
+}
+
+function Get-CallBoolean {
+    <#
+    .SYNOPSIS
+    Read a JSON boolean member; returns -Default (default $false) when absent or null.
+    .OUTPUTS
+    [bool]. Throws when the member is present but not true/false.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [System.Management.Automation.PSCustomObject] $Call,
+        [Parameter(Mandatory = $true)]
+        [string] $Name,
+        [bool] $Default = $false,
+        [string] $Function = 'remote call'
+    )
+    $value = Get-CallValue -Call $Call -Name $Name -Function $Function
+    if ($null -eq $value) {
+        return $Default
+    }
+    if ($value -isnot [bool]) {
+        throw ('{0}: "{1}" must be true or false, got {2}' -f $Function, $Name, (Get-JsonTypeName -Value $value))
+    }
+    return $value
+}
+
+function Get-CallMemberNames {
+    <#
+    .SYNOPSIS
+    Return the member names of a JSON object in document order (ConvertFrom-Json keeps it).
+    .OUTPUTS
+    [string[]], empty for $null.
+    #>
+    [CmdletBinding()]
+    param(
+        [AllowNull()]
+        [object] $Object
+    )
+    $names = New-Object -TypeName 'System.Collections.Generic.List[string]'
+    if ($null -ne $Object) {
+        foreach ($property in $Object.PSObject.Properties) {
+            $names.Add($property.Name)
+        }
+    }
+    return , $names.ToArray()
+}
+
+# --- Host facts -----------------------------------------------------------------------------------
+
+function Get-RegistryValue {
+    <#
+    .SYNOPSIS
+    Read a value under HKEY_LOCAL_MACHINE without producing error records.
+    .PARAMETER Key
+    Subkey path under HKLM, e.g. 'SOFTWARE\Microsoft\IIS Extensions\URL Rewrite'.
+    .PARAMETER Name
+    Value name; omit to only test that the key exists.
+    .OUTPUTS
+    Without -Name: $true / $false (key exists). With -Name: the value, or $null when the key or the
+    value is absent.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [string] $Key,
+        [string] $Name
+    )
+    $handle = [Microsoft.Win32.Registry]::LocalMachine.OpenSubKey($Key)
+    if ($null -eq $handle) {
+        if ([string]::IsNullOrEmpty($Name)) { return $false }
+        return $null
+    }
+    try {
+        if ([string]::IsNullOrEmpty($Name)) { return $true }
+        return , $handle.GetValue($Name)
+    } finally {
+        $handle.Close()
+    }
+}
+
+function Test-RebootPending {
+    <#
+    .SYNOPSIS
+    Tell whether Windows waits for a restart.
+    .DESCRIPTION
+    True when any of the usual markers is present (the checks Microsoft's ComputerManagementDsc
+    PendingReboot resource makes, minus computer rename and the ConfigMgr client) [R]:
+    HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\RebootPending (key),
+    HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\WindowsUpdate\Auto Update\RebootRequired (key),
+    HKLM\SYSTEM\CurrentControlSet\Control\Session Manager\PendingFileRenameOperations (non-empty
+    value; some anti-virus products leave entries there, so this can report a restart that nothing
+    strictly needs).
+    .OUTPUTS
+    [bool]
+    #>
+    [CmdletBinding()]
+    param()
+    if (Get-RegistryValue -Key 'SOFTWARE\Microsoft\Windows\CurrentVersion\Component Based Servicing\RebootPending') {
+        return $true
+    }
+    if (Get-RegistryValue -Key 'SOFTWARE\Microsoft\Windows\CurrentVersion\WindowsUpdate\Auto Update\RebootRequired') {
+        return $true
+    }
+    $renames = Get-RegistryValue -Key 'SYSTEM\CurrentControlSet\Control\Session Manager' -Name 'PendingFileRenameOperations'
+    if ($null -eq $renames) {
+        return $false
+    }
+    foreach ($entry in @($renames)) {
+        if (-not [string]::IsNullOrEmpty([string]$entry)) { return $true }
+    }
+    return $false
+}
+
+function Get-InstalledFeatureNames {
+    <#
+    .SYNOPSIS
+    Return the names of the installed Windows features (ServerManager's Get-WindowsFeature), sorted
+    ordinally (the order Python's sorted() gives).
+    .OUTPUTS
+    [string[]]
+    #>
+    [CmdletBinding()]
+    param()
+    $names = New-Object -TypeName 'System.Collections.Generic.List[string]'
+    foreach ($feature in (Get-WindowsFeature)) {
+        if ($feature.Installed) {
+            $names.Add([string]$feature.Name)
+        }
+    }
+    $sorted = $names.ToArray()
+    [System.Array]::Sort($sorted, [System.StringComparer]::Ordinal)
+    return , $sorted
+}
+
+function Get-IisExtensionState {
+    <#
+    .SYNOPSIS
+    Detect the IIS extensions the project installs: HttpPlatformHandler, UrlRewrite, ARR.
+    .DESCRIPTION
+    Detection, not product codes (several installer builds exist; field notes, HttpPlatformHandler
+    and URL Rewrite / ARR) [R]:
+    - HttpPlatformHandler: %windir%\System32\inetsrv\httpPlatformHandler.dll (version = its file
+      version) or the global module httpPlatformHandler;
+    - UrlRewrite: HKLM\SOFTWARE\Microsoft\IIS Extensions\URL Rewrite (value Version) or the global
+      module RewriteModule;
+    - ARR: HKLM\SOFTWARE\Microsoft\IIS Extensions\Application Request Routing (value Version) or the
+      global module ApplicationRequestRouting.
+    .PARAMETER GlobalModules
+    Names of the registered global modules (empty when IIS is not installed).
+    .OUTPUTS
+    Ordered dictionary name -> {installed: bool, version: string or $null}.
+    #>
+    [CmdletBinding()]
+    param(
+        [AllowEmptyCollection()]
+        [string[]] $GlobalModules = @()
+    )
+    $state = [ordered]@{}
+
+    $dll = Join-Path -Path (Get-InetsrvPath) -ChildPath 'httpPlatformHandler.dll'
+    $version = $null
+    if ([System.IO.File]::Exists($dll)) {
+        $info = [System.Diagnostics.FileVersionInfo]::GetVersionInfo($dll)
+        $version = '{0}.{1}.{2}.{3}' -f $info.FileMajorPart, $info.FileMinorPart, $info.FileBuildPart, $info.FilePrivatePart
+    }
+    $state['HttpPlatformHandler'] = [ordered]@{
+        installed = ($null -ne $version) -or ($GlobalModules -contains 'httpPlatformHandler')
+        version = $version
+    }
+
+    $registryProducts = @(
+        @('UrlRewrite', 'SOFTWARE\Microsoft\IIS Extensions\URL Rewrite', 'RewriteModule'),
+        @('ARR', 'SOFTWARE\Microsoft\IIS Extensions\Application Request Routing', 'ApplicationRequestRouting')
+    )
+    foreach ($product in $registryProducts) {
+        $keyExists = Get-RegistryValue -Key $product[1]
+        $version = $null
+        if ($keyExists) {
+            $raw = Get-RegistryValue -Key $product[1] -Name 'Version'
+            if ($null -ne $raw -and ([string]$raw).Length -gt 0) { $version = [string]$raw }
+        }
+        $state[$product[0]] = [ordered]@{
+            installed = $keyExists -or ($GlobalModules -contains $product[2])
+            version = $version
+        }
+    }
+    return $state
+}
+
+function Get-HostState {
+    <#
+    .SYNOPSIS
+    Print the whole state of the host the project manages, as one line of JSON.
+    .PARAMETER Json
+    {"acl_paths": ["C:\\sites\\api", ...], "cert_stores": ["My", "WebHosting", ...]}; both optional
+    (default: empty lists, so no ACL and no certificate is read).
+    .OUTPUTS
+    One line: {computer_name, reboot_pending, features, extensions, iis, certificates, acls} as
+    described in docs/remote-functions.md. "iis" is null until the Web-Server feature is installed
+    (and Microsoft.Web.Administration.dll exists). Secret values (environment variable values,
+    passwords) appear only as ConvertTo-SecretDigest digests.
+    Throws when an argument has the wrong type, or when reading the IIS configuration fails.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [AllowEmptyString()]
+        [string] $Json
+    )
+    $function = 'Get-HostState'
+    $call = ConvertFrom-CallJson -Json $Json -Function $function
+    $aclPaths = Get-CallStringList -Call $call -Name 'acl_paths' -Function $function
+    $certStores = Get-CallStringList -Call $call -Name 'cert_stores' -Function $function
+
+    $features = Get-InstalledFeatureNames
+    $iisInstalled = ($features -contains 'Web-Server') -and (Test-IisInstalled)
+    $iis = $null
+    if ($iisInstalled) {
+        $manager = New-IisServerManager -Function $function
+        try {
+            $configuration = $manager.GetApplicationHostConfiguration()
+            $globalModules = Get-IisGlobalModuleNames -Configuration $configuration
+            $extensions = Get-IisExtensionState -GlobalModules $globalModules
+            $iis = [ordered]@{
+                sections = Get-IisServerSections -Configuration $configuration -Extensions $extensions -Function $function
+                locations = Get-IisLocationSections -Configuration $configuration -Extensions $extensions -Function $function
+                runtime = Get-IisRuntimeState -Manager $manager
+            }
+        } finally {
+            $manager.Dispose()
+        }
+    } else {
+        $extensions = Get-IisExtensionState
+    }
+
+    $result = [ordered]@{
+        computer_name = [string]$env:COMPUTERNAME
+        reboot_pending = Test-RebootPending
+        features = $features
+        extensions = $extensions
+        iis = $iis
+        certificates = Get-CertificateState -Stores $certStores -Function $function
+        acls = Get-PathAclState -Paths $aclPaths -Function $function
+    }
+    Write-CallResult -InputObject $result
+}

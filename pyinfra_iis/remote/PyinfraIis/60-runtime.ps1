@@ -1,0 +1,193 @@
+# PyinfraIis module, part 60: runtime state of application pools and sites (started / stopped,
+# recycle) through Microsoft.Web.Administration.
+#
+# Contract: docs/remote-functions.md, "Change: runtime state".
+# ApplicationPool.Start()/Stop()/Recycle() and Site.Start()/Stop() return an ObjectState
+# (Starting, Started, Stopping, Stopped, Unknown) [V]:
+# https://learn.microsoft.com/dotnet/api/microsoft.web.administration.applicationpool
+# https://learn.microsoft.com/dotnet/api/microsoft.web.administration.objectstate
+# Runtime state is not configuration: no CommitChanges() here.
+# Reading State throws when the Windows Process Activation Service is stopped, and for a site
+# without an HTTP binding [R]; such states are reported as "Unknown".
+
+function Get-IisObjectState {
+    <#
+    .SYNOPSIS
+    Return the State of an application pool or site as a string, "Unknown" when it cannot be read.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [object] $Object
+    )
+    try {
+        return [string]$Object.State
+    } catch {
+        return 'Unknown'
+    }
+}
+
+function Get-IisRuntimeState {
+    <#
+    .SYNOPSIS
+    Return {"app_pools": {name: state}, "sites": {name: state}} for Get-HostState.
+    .PARAMETER Manager
+    A Microsoft.Web.Administration.ServerManager.
+    .OUTPUTS
+    Ordered dictionary; states are ObjectState names.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [object] $Manager
+    )
+    $pools = [ordered]@{}
+    foreach ($pool in $Manager.ApplicationPools) {
+        $pools[[string]$pool.Name] = Get-IisObjectState -Object $pool
+    }
+    $sites = [ordered]@{}
+    foreach ($site in $Manager.Sites) {
+        $sites[[string]$site.Name] = Get-IisObjectState -Object $site
+    }
+    return [ordered]@{ app_pools = $pools; sites = $sites }
+}
+
+function Set-IisObjectState {
+    <#
+    .SYNOPSIS
+    Start or stop one application pool or site when it is not already in (or going to) that state.
+    .PARAMETER Object
+    An ApplicationPool or Site.
+    .PARAMETER Kind
+    "app pool" or "site", for messages.
+    .PARAMETER Desired
+    "Started" or "Stopped".
+    .OUTPUTS
+    [string] the change ("app pool api: Stopped -> Started"), or $null when nothing changed.
+    Throws when Start()/Stop() fails (for example a binding already in use).
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [object] $Object,
+        [Parameter(Mandatory = $true)]
+        [string] $Kind,
+        [Parameter(Mandatory = $true)]
+        [string] $Name,
+        [Parameter(Mandatory = $true)]
+        [string] $Desired
+    )
+    $current = Get-IisObjectState -Object $Object
+    if ($Desired -eq 'Started') {
+        if ($current -eq 'Started' -or $current -eq 'Starting') { return $null }
+        try {
+            [void]$Object.Start()
+        } catch {
+            throw ('{0} {1}: cannot start it ({2}): {3}' -f $Kind, $Name, $current, $_.Exception.Message)
+        }
+    } else {
+        if ($current -eq 'Stopped' -or $current -eq 'Stopping') { return $null }
+        try {
+            [void]$Object.Stop()
+        } catch {
+            throw ('{0} {1}: cannot stop it ({2}): {3}' -f $Kind, $Name, $current, $_.Exception.Message)
+        }
+    }
+    return ('{0} {1}: {2} -> {3}' -f $Kind, $Name, $current, $Desired)
+}
+
+function Set-IisRuntimeState {
+    <#
+    .SYNOPSIS
+    Bring application pools and sites to the given runtime state (pools first: a site needs its pool).
+    .PARAMETER Json
+    {"app_pools": {name: "Started" | "Stopped"}, "sites": {name: "Started" | "Stopped"}}; both
+    optional.
+    .OUTPUTS
+    One line {"changed": ["app pool api: Stopped -> Started", "site api: Stopped -> Started", ...]}.
+    Throws naming the pool or site when it does not exist, the state is not Started/Stopped, or
+    starting/stopping fails (changes made before stay made: runtime state has no transaction).
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [AllowEmptyString()]
+        [string] $Json
+    )
+    $function = 'Set-IisRuntimeState'
+    $call = ConvertFrom-CallJson -Json $Json -Function $function
+    $groups = @(
+        @('app_pools', 'app pool', (Get-CallObject -Call $call -Name 'app_pools' -Function $function)),
+        @('sites', 'site', (Get-CallObject -Call $call -Name 'sites' -Function $function))
+    )
+    foreach ($group in $groups) {
+        foreach ($name in (Get-CallMemberNames -Object $group[2])) {
+            $desired = $group[2].PSObject.Properties[$name].Value
+            if ($desired -cne 'Started' -and $desired -cne 'Stopped') {
+                throw ('{0}: {1} {2}: state must be "Started" or "Stopped"' -f $function, $group[1], $name)
+            }
+        }
+    }
+    $changed = New-Object -TypeName 'System.Collections.Generic.List[string]'
+    $manager = New-IisServerManager -Function $function
+    try {
+        foreach ($group in $groups) {
+            foreach ($name in (Get-CallMemberNames -Object $group[2])) {
+                if ($group[0] -eq 'app_pools') {
+                    $object = $manager.ApplicationPools[$name]
+                } else {
+                    $object = $manager.Sites[$name]
+                }
+                if ($null -eq $object) {
+                    throw ('{0}: {1} "{2}" does not exist' -f $function, $group[1], $name)
+                }
+                $change = Set-IisObjectState -Object $object -Kind $group[1] -Name $name -Desired $group[2].PSObject.Properties[$name].Value
+                if ($null -ne $change) { $changed.Add($change) }
+            }
+        }
+    } finally {
+        $manager.Dispose()
+    }
+    Write-CallResult -InputObject ([ordered]@{ changed = $changed.ToArray() })
+}
+
+function Restart-IisAppPool {
+    <#
+    .SYNOPSIS
+    Recycle an application pool (a new worker process starts; overlapped unless the pool says
+    disallowOverlappingRotation).
+    .PARAMETER Json
+    {"name": "api"}
+    .OUTPUTS
+    One line {"recycled": name}. Throws when the pool does not exist or is not Started (a stopped
+    pool has no worker process to recycle: start it with Set-IisRuntimeState).
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [AllowEmptyString()]
+        [string] $Json
+    )
+    $function = 'Restart-IisAppPool'
+    $call = ConvertFrom-CallJson -Json $Json -Function $function
+    $name = Get-CallString -Call $call -Name 'name' -Required -Function $function
+    $manager = New-IisServerManager -Function $function
+    try {
+        $pool = $manager.ApplicationPools[$name]
+        if ($null -eq $pool) {
+            throw ('{0}: app pool "{1}" does not exist' -f $function, $name)
+        }
+        $state = Get-IisObjectState -Object $pool
+        if ($state -ne 'Started') {
+            throw ('{0}: app pool "{1}" is {2}, not Started: nothing to recycle' -f $function, $name, $state)
+        }
+        try {
+            [void]$pool.Recycle()
+        } catch {
+            throw ('{0}: recycling app pool "{1}" failed: {2}' -f $function, $name, $_.Exception.Message)
+        }
+    } finally {
+        $manager.Dispose()
+    }
+    Write-CallResult -InputObject ([ordered]@{ recycled = $name })
+}
