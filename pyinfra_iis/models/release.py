@@ -62,7 +62,7 @@ class ReleaseSettings(IisModel):
         keep_releases: releases kept under ``<root>\\releases`` (default 5, at least 2 so a
             rollback target exists).
         health_check_path: path requested through the IIS binding after a switch (``/healthz``).
-        health_deadline: how long the deploy waits for a healthy answer (default 120 s).
+        health_deadline: how long the deploy waits for a healthy answer (default 120 s, 1-7200 s).
         request_timeout: HttpPlatformHandler ``requestTimeout``, whole minutes, 1 min to 30 days
             (default ``00:02:00``; a longer request gets 502.3; field notes, HttpPlatformHandler).
         startup_time_limit: HttpPlatformHandler ``startupTimeLimit``, 1-3600 s. Set explicitly
@@ -108,7 +108,7 @@ class ReleaseSettings(IisModel):
     python_version: PythonVersion = "3.12"
     keep_releases: int = Field(5, ge=2, le=100)
     health_check_path: Annotated[str, AfterValidator(_health_path)] = "/healthz"
-    health_deadline: Annotated[Duration, _seconds(1, 3600)] = Duration(120)
+    health_deadline: Annotated[Duration, _seconds(1, 7200)] = Duration(120)
     request_timeout: Annotated[WholeMinutes, _seconds(60, 2592000)] = Duration(120)
     startup_time_limit: Annotated[Duration, _seconds(1, 3600)] = Duration(60)
     startup_retry_count: int = Field(10, ge=0, le=100)
