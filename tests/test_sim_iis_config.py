@@ -146,16 +146,31 @@ def test_new_site_gets_next_id_and_binding_changes_leave_the_rest_untouched(iis)
     assert sites[1]["attributes"] == {"name": "api", "id": "2"}
     before = config_bytes(iis).decode()
 
+    # Adding a binding inserts exactly one line; everything else stays byte-for-byte.
+    result = run(iis, "Set-IisConfig", {"edits": [site_edit("api", {"child": "bindings"}, binding("*:8443:", "http"))]})
+    assert result["changed"] == ["system.applicationHost/sites/site[name=api]/bindings/binding[protocol=http,bindingInformation=*:8443:]: added"]
+    after = config_bytes(iis).decode()
+    added = [line for line in after.splitlines() if line not in before.splitlines()]
+    assert [line.strip() for line in added] == ['<binding protocol="http" bindingInformation="*:8443:" />']
+    assert [line for line in after.splitlines() if line not in added] == before.splitlines()
+
+    # The certificate of an https binding lives in HTTP.sys (IIS's RSCA extension), not in the
+    # file; the fact shows it on the binding, like Microsoft.Web.Administration does.
     result = run(iis, "Set-IisConfig", {"edits": [
         site_edit("api", {"child": "bindings"}, binding("*:443:API.example.com"),
                   attributes={"certificateHash": "AB" * 20, "certificateStoreName": "My"})]})
     assert len(result["changed"]) == 2
-    after = config_bytes(iis).decode()
-    old_line = next(line for line in before.splitlines() if "*:443:api.example.com" in line)
-    new_line = next(line for line in after.splitlines() if "*:443:api.example.com" in line)
-    assert new_line == old_line.replace(' />', f' certificateHash="{"AB" * 20}" certificateStoreName="My" />')
-    # Everything but that line is byte-for-byte the same.
-    assert before.replace(old_line, new_line) == after
+    assert config_bytes(iis).decode() == after
+    https = [b for b in run(iis, "Get-HostState", {})["iis"]["sections"][SITES]["items"][1]["children"]["bindings"]["items"]
+             if b["attributes"]["protocol"] == "https"]
+    assert https[0]["attributes"] == {"protocol": "https", "bindingInformation": "*:443:api.example.com", "sslFlags": "1",
+                                      "certificateHash": "AB" * 20, "certificateStoreName": "My"}
+    assert iis.state["http_sys"]["sslcert"] == {"api.example.com:443": {"certificateHash": "AB" * 20, "certificateStoreName": "My"}}
+    assert run(iis, "Set-IisConfig", {"edits": [
+        site_edit("api", {"child": "bindings"}, binding("*:443:api.example.com"), attributes={"certificateHash": "ab" * 20})]}) == {"changed": []}
+    with pytest.raises(SimFunctionError, match="https bindings only"):
+        run(iis, "Set-IisConfig", {"edits": [
+            site_edit("api", {"child": "bindings"}, binding("*:8080:", "http"), attributes={"certificateHash": "AB" * 20})]})
 
     removed = run(iis, "Set-IisConfig", {"edits": [
         site_edit("api", {"child": "bindings"}, binding("*:8080:", "http"), action="remove")]})

@@ -4,6 +4,9 @@ The edits are applied to a copy of the document (``sim/iis/appconfig.py``); only
 is valid is the file replaced, in one atomic write, like one ``CommitChanges()``. Afterwards
 the runtime state follows the configuration (new pools and sites start, removed ones are
 forgotten) and a started pool whose configuration changed is recycled, as WAS does.
+
+A binding's ``certificateHash``/``certificateStoreName`` go to HTTP.sys (``host.state
+["http_sys"]["sslcert"]``), not into the file: see ``appconfig.HTTP_SYS_BINDING_ATTRIBUTES``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..iis.appconfig import ConfigError, edit_file
-from ..iis.store import STARTED, config_file, load_config, runtime, sync_runtime
+from ..iis.store import STARTED, config_file, load_config, runtime, sslcert_bindings, sync_runtime
 from . import SimFunctionError, sim_function
 from .runtime import fire_pool_event
 
@@ -48,10 +51,11 @@ def set_iis_config(host: "SimHost", payload: dict[str, Any]) -> str:
         if "Web-Server" not in host.state.get("features", {}) or not config_file(host).exists():
             raise SimFunctionError("IIS is not installed: install the Web-Server feature first")
         try:
-            changed = edit_file(config_file(host), edits)
+            changed, sslcert = edit_file(config_file(host), edits, sslcert_bindings(host))
         except ConfigError as exc:
             raise SimFunctionError(f"Set-IisConfig: nothing was committed: {exc}") from None
         if changed:
+            host.state["http_sys"]["sslcert"] = sslcert
             state = runtime(host)
             before = dict(state["app_pools"])
             result = sync_runtime(host, load_config(host))

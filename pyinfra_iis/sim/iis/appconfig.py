@@ -56,6 +56,15 @@ ITEM_TAGS = frozenset(
 #: httpPlatform environment variables); every attribute named ``password`` is one too.
 SECRET_VALUE_COLLECTIONS = frozenset({"environmentVariables"})
 
+#: Binding attributes that are not stored in applicationHost.config: IIS's RSCA schema extension
+#: (``inetsrv\config\schema\rscaext.xml``) backs them with HTTP.sys's SSL certificate bindings
+#: (``netsh http show sslcert``), keyed by endpoint, so ``Microsoft.Web.Administration`` shows
+#: them on the binding while the file keeps only protocol, bindingInformation and sslFlags (the
+#: IIS schema declares nothing else). The simulator keeps them in an ``sslcert`` mapping
+#: ``{endpoint: {"certificateHash", "certificateStoreName"}}``, endpoint ``"0.0.0.0:443"``
+#: (ipport) or, with the SNI bit of sslFlags, ``"api.example.com:443"`` (hostnameport).
+HTTP_SYS_BINDING_ATTRIBUTES = ("certificateHash", "certificateStoreName")
+
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>'
 INDENT = "    "
 NEWLINE = "\r\n"
@@ -173,24 +182,27 @@ class AppHostConfig:
 
     Args:
         root: the parsed ``<configuration>`` element (see :func:`parse_text`).
+        sslcert: HTTP.sys SSL certificate bindings (see :data:`HTTP_SYS_BINDING_ATTRIBUTES`);
+            edits change this mapping in place.
     """
 
-    def __init__(self, root: ET.Element):
+    def __init__(self, root: ET.Element, sslcert: dict[str, dict[str, str]] | None = None):
         self.root = root
+        self.sslcert = {} if sslcert is None else sslcert
 
     # -- loading and saving
 
     @classmethod
-    def from_text(cls, text: str) -> "AppHostConfig":
+    def from_text(cls, text: str, sslcert: dict[str, dict[str, str]] | None = None) -> "AppHostConfig":
         """Parse file text. Raises :class:`ConfigError` when it is not a configuration file."""
 
-        return cls(parse_text(text))
+        return cls(parse_text(text), sslcert)
 
     @classmethod
-    def load(cls, path: Path) -> "AppHostConfig":
+    def load(cls, path: Path, sslcert: dict[str, dict[str, str]] | None = None) -> "AppHostConfig":
         """Read the file at ``path`` (a local path). Raises ``FileNotFoundError``, :class:`ConfigError`."""
 
-        return cls.from_text(Path(path).read_text(encoding="utf-8"))
+        return cls.from_text(Path(path).read_text(encoding="utf-8"), sslcert)
 
     def to_text(self) -> str:
         """Return the file text (see :func:`render`)."""
@@ -205,7 +217,7 @@ class AppHostConfig:
     def copy(self) -> "AppHostConfig":
         """Return an independent deep copy (edits are applied to a copy first)."""
 
-        return AppHostConfig(copy.deepcopy(self.root))
+        return AppHostConfig(copy.deepcopy(self.root), copy.deepcopy(self.sslcert))
 
     # -- section registrations
 
@@ -329,7 +341,7 @@ class AppHostConfig:
         element = self.section_element(section, location)
         if element is None:
             return {"attributes": {}, "children": {}, "items": []}
-        return element_json(element)
+        return element_json(element, sslcert=self.sslcert)
 
     # -- edits
 
@@ -383,7 +395,10 @@ class AppHostConfig:
                 if item is None:
                     return []
                 element.remove(item)
-                return [f"{label}: removed"]
+                changes = [f"{label}: removed"]
+                if tag == "binding":
+                    changes += self._drop_unused_sslcert(item, label)
+                return changes
             if item is None and create:
                 item = self._new_item(element, tag, key, attributes if is_last else {})
                 created_items.append(label)
@@ -392,6 +407,10 @@ class AppHostConfig:
             return []
         secret_item = bool(path) and "item" in path[-1] and len(path) >= 2 and path[-2].get("child") in SECRET_VALUE_COLLECTIONS
         changes = [f"{label}: added" for label in created_items]
+        dynamic = {}
+        if element.tag == "binding" and section == "system.applicationHost/sites":
+            dynamic = {k: v for k, v in attributes.items() if k in HTTP_SYS_BINDING_ATTRIBUTES}
+            attributes = {k: v for k, v in attributes.items() if k not in dynamic}
         for name, value in attributes.items():
             old = element.get(name)
             if old == value:
@@ -399,7 +418,34 @@ class AppHostConfig:
             element.set(name, value)
             secret = secret_item and name == "value"
             changes.append(f"{label}@{name}: {_describe_value(name, old, secret)} -> {_describe_value(name, value, secret)}")
+        if dynamic:
+            changes += self._set_sslcert(element, label, dynamic)
         return changes
+
+    def _set_sslcert(self, binding: ET.Element, label: str, values: Mapping[str, str]) -> list[str]:
+        endpoint = binding_endpoint(binding)
+        if endpoint is None:
+            raise ConfigError(f"{label}: certificateHash and certificateStoreName apply to https bindings only")
+        entry = self.sslcert.setdefault(endpoint, {})
+        changes = []
+        for name, value in values.items():
+            old = entry.get(name)
+            if old is not None and old.casefold() == value.casefold():
+                continue
+            entry[name] = value
+            changes.append(f"{label}@{name}: {_describe_value(name, old, False)} -> {_describe_value(name, value, False)}")
+        return changes
+
+    def _drop_unused_sslcert(self, removed: ET.Element, label: str) -> list[str]:
+        endpoint = binding_endpoint(removed)
+        if endpoint is None or endpoint not in self.sslcert:
+            return []
+        sites = self.section_element("system.applicationHost/sites")
+        for binding in sites.iter("binding") if sites is not None else []:
+            if binding_endpoint(binding) == endpoint:
+                return []
+        del self.sslcert[endpoint]
+        return [f"{label}: HTTP.sys certificate binding {endpoint} removed"]
 
     def _new_item(self, parent: ET.Element, tag: str, key: Mapping[str, str], attributes: Mapping[str, str]) -> ET.Element:
         item = ET.Element(tag, {k: str(v) for k, v in key.items()})
@@ -418,13 +464,31 @@ class AppHostConfig:
         return item
 
 
-def element_json(element: ET.Element, secret_values: bool = False) -> dict[str, Any]:
+def binding_endpoint(binding: ET.Element) -> str | None:
+    """HTTP.sys endpoint of an https ``<binding>``: ``"0.0.0.0:443"`` (ipport) or with the SNI
+    bit (sslFlags & 1) ``"host:443"`` (hostnameport); ``None`` for other protocols."""
+
+    if binding.get("protocol", "").casefold() != "https":
+        return None
+    ip, _, rest = binding.get("bindingInformation", "").partition(":")
+    port, _, hostname = rest.partition(":")
+    flags = binding.get("sslFlags", "0")
+    sni = flags.isdigit() and int(flags) & 1
+    if sni:
+        return f"{hostname.casefold()}:{port}"
+    return f"{'0.0.0.0' if ip in ('', '*') else ip}:{port}"
+
+
+def element_json(element: ET.Element, secret_values: bool = False,
+                 sslcert: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
     """Return the ELEMENT JSON of an XML element (see ``docs/remote-functions.md``).
 
     Args:
         element: a configuration element.
         secret_values: the element is an item of a secret-bearing collection, so its ``value``
             attribute is replaced by its digest.
+        sslcert: HTTP.sys certificate bindings whose values https ``<binding>`` items show as
+            attributes (as ``Microsoft.Web.Administration`` does).
     """
 
     attributes = {}
@@ -432,14 +496,16 @@ def element_json(element: ET.Element, secret_values: bool = False) -> dict[str, 
         if name == "password" or (secret_values and name == "value"):
             value = secret_digest(value)
         attributes[name] = value
+    if element.tag == "binding" and sslcert:
+        attributes.update(sslcert.get(binding_endpoint(element) or "", {}))
     children: dict[str, Any] = {}
     items: list[dict[str, Any]] = []
     secret_children = element.tag in SECRET_VALUE_COLLECTIONS
     for child in real_children(element):
         if child.tag in ITEM_TAGS:
-            items.append({"tag": child.tag, **element_json(child, secret_values=secret_children)})
+            items.append({"tag": child.tag, **element_json(child, secret_values=secret_children, sslcert=sslcert)})
         else:
-            children[child.tag] = element_json(child)
+            children[child.tag] = element_json(child, sslcert=sslcert)
     return {"attributes": attributes, "children": children, "items": items}
 
 
@@ -479,19 +545,28 @@ def _validate_edit(edit: Mapping[str, Any]) -> tuple[str, str | None, list[dict[
     return section, location, [dict(s) for s in path], action, dict(attributes)
 
 
-def edit_file(path: Path, edits: list[Mapping[str, Any]]) -> list[str]:
+def edit_file(path: Path, edits: list[Mapping[str, Any]],
+              sslcert: dict[str, dict[str, str]] | None = None) -> tuple[list[str], dict[str, dict[str, str]]]:
     """Apply ``edits`` to the file at ``path`` all-or-nothing.
 
     The edits are applied to a copy; only when all succeed and something changed is the file
-    rewritten (atomically). See :meth:`AppHostConfig.apply_edits` for arguments and result.
+    rewritten (atomically). See :meth:`AppHostConfig.apply_edits` for the edits.
+
+    Args:
+        path: local path of the file.
+        edits: the contract's EDIT objects.
+        sslcert: the host's HTTP.sys certificate bindings (not changed: a changed copy is returned).
+
+    Returns:
+        ``(changed lines, HTTP.sys certificate bindings after the edits)``.
 
     Raises:
         ConfigError: any edit is invalid; the file is untouched.
     """
 
-    config = AppHostConfig.load(path)
+    config = AppHostConfig.load(path, sslcert)
     candidate = config.copy()
     changed = candidate.apply_edits(edits)
     if changed:
         candidate.save(path)
-    return changed
+    return changed, candidate.sslcert

@@ -34,13 +34,21 @@ def iis_installed(host: "SimHost") -> bool:
     return "Web-Server" in host.state.get("features", {}) and config_file(host).exists()
 
 
+def sslcert_bindings(host: "SimHost") -> dict[str, dict[str, str]]:
+    """Return (creating) the host's HTTP.sys SSL certificate bindings,
+    ``host.state["http_sys"]["sslcert"]`` (see ``appconfig.HTTP_SYS_BINDING_ATTRIBUTES``)."""
+
+    return host.state.setdefault("http_sys", {}).setdefault("sslcert", {})
+
+
 def load_config(host: "SimHost") -> AppHostConfig | None:
-    """Return the parsed applicationHost.config, or ``None`` before Web-Server is installed."""
+    """Return the parsed applicationHost.config (with the host's HTTP.sys certificate
+    bindings), or ``None`` before Web-Server is installed."""
 
     path = config_file(host)
     if not path.exists():
         return None
-    return AppHostConfig.load(path)
+    return AppHostConfig.load(path, sslcert_bindings(host))
 
 
 def runtime(host: "SimHost") -> dict[str, Any]:
