@@ -8,7 +8,6 @@ commands in a dict per shell.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import threading
 import time
@@ -133,7 +132,8 @@ class ShellManager:
         for stream in body.findall("{%s}Stream" % soap.NS["rsp"]):
             process = self._command(shell, stream.get("CommandId"))
             try:
-                data = base64.b64decode(stream.text or "", validate=True)
+                # binascii directly: base64.b64decode(validate=True) runs a regex over the text.
+                data = binascii.a2b_base64(stream.text or "", strict_mode=True)
             except binascii.Error:
                 raise SoapError(soap.ERROR_WSMAN_INVALID_SOAP_BODY, "w:SchemaValidationError",
                                 "The stdin stream of this Send is not valid base64.") from None

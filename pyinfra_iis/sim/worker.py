@@ -18,7 +18,6 @@ stdout. Behaviour mirrors ``remote/worker.ps1``:
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import hashlib
@@ -37,6 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .host import SimHost
 
 _DEFINES_RE = re.compile(r"^\s*function\s+(?:global:|script:)?([A-Za-z]+-[A-Za-z0-9]+)\b", re.IGNORECASE | re.MULTILINE)
+
+_DATA_BYTE = ord(protocol.DATA_PREFIX)
 
 NOT_RECOGNIZED = (
     "The term '{}' is not recognized as the name of a cmdlet, function, script file, or operable program. "
@@ -88,22 +89,25 @@ class WorkerProcess(Process):
     # --- stdin ------------------------------------------------------------------------
 
     def on_stdin(self, data: bytes) -> None:
-        buffer = self._buffer
-        start = len(buffer)
-        buffer.extend(data)
-        if data.find(b"\n") < 0:
-            return
+        # Lines are sliced with memoryviews and base64-decoded in place: an upload Send carries
+        # ~360 KB of data lines, so copies and per-byte Python work would cap the upload rate.
+        if self._buffer:
+            self._buffer.extend(data)
+            data = bytes(self._buffer)
+            self._buffer.clear()
+        view = memoryview(data)
         position = 0
-        end = buffer.find(b"\n", max(start, 0))
+        end = data.find(b"\n")
         while end >= 0 and not self.done:
-            line = bytes(buffer[position:end]).rstrip(b"\r")
+            stop = end - 1 if end > position and data[end - 1] == 13 else end  # drop a CR
+            self._line(view[position:stop])
             position = end + 1
-            self._line(line)
-            end = buffer.find(b"\n", position)
-        del buffer[:position]
+            end = data.find(b"\n", position)
+        if position < len(data) and not self.done:
+            self._buffer.extend(view[position:])
 
     def on_stdin_end(self) -> None:
-        if self._buffer.strip() and not self.done:
+        if bytes(self._buffer).strip() and not self.done:
             self._line(bytes(self._buffer).strip())
         self._buffer.clear()
         self._discard_upload()
@@ -119,16 +123,17 @@ class WorkerProcess(Process):
             upload["handle"].close()
             upload["temp"].unlink(missing_ok=True)
 
-    def _line(self, line: bytes) -> None:
-        if not line:
+    def _line(self, line: memoryview | bytes) -> None:
+        if not len(line):
             return
-        if line[:1] == protocol.DATA_PREFIX.encode("ascii"):
+        if line[0] == _DATA_BYTE:
             try:
-                data = base64.b64decode(line[1:], validate=True)
+                data: bytes | None = binascii.a2b_base64(line[1:], strict_mode=True)
             except binascii.Error:
                 data = None
             add_chunk(self.session, data)
             return
+        line = bytes(line)
         try:
             frame = protocol.decode_request_line(line)
         except protocol.ProtocolError as exc:
