@@ -11,7 +11,7 @@ from pyinfra_iis.sim.functions.acl import can_read, format_rights, parse_rights
 from pyinfra_iis.sim.host import SimHost
 from pyinfra_iis.sim.iis.appconfig import APPHOST_CONFIG_PATH
 
-APP = "IIS AppPool\\api"
+APP = "IIS APPPOOL\\api"
 
 
 @pytest.fixture

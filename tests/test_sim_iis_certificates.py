@@ -69,7 +69,8 @@ def test_import_reports_the_certificate_and_deletes_the_pfx(host):
     [listed] = json.loads(raw)["certificates"]
     assert listed == {"store": "WebHosting", "thumbprint": thumbprint, "subject": "CN=api.example.com, O=Example",
                       "dns_names": ["api.example.com", "www.example.com"], "not_before": "2026-01-01T00:00:00Z",
-                      "not_after": "2027-01-01T00:00:00Z", "has_private_key": True, "key_readers": []}
+                      "not_after": "2027-01-01T00:00:00Z", "has_private_key": True,
+                      "key_readers": ["BUILTIN\\Administrators", "NT AUTHORITY\\SYSTEM"]}
     assert run(host, "Get-HostState", {"cert_stores": ["My"]})["certificates"] == []
 
     upload(host, data)
@@ -97,7 +98,8 @@ def test_key_access_grant(host):
     grant = {"thumbprint": thumbprint.lower(), "store": "My", "principal": "IIS AppPool\\api"}
     assert run(host, "Grant-CertificateKeyAccess", grant) == {"changed": True}
     assert run(host, "Grant-CertificateKeyAccess", grant) == {"changed": False}
-    assert run(host, "Get-HostState", {})["certificates"][0]["key_readers"] == ["IIS AppPool\\api"]
+    assert run(host, "Get-HostState", {})["certificates"][0]["key_readers"] == [
+        "BUILTIN\\Administrators", "IIS APPPOOL\\api", "NT AUTHORITY\\SYSTEM"]
     with pytest.raises(SimFunctionError, match="could not be translated"):
         run(host, "Grant-CertificateKeyAccess", {**grant, "principal": "IIS AppPool\\nope"})
     with pytest.raises(SimFunctionError, match="not found"):

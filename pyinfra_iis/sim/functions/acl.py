@@ -70,7 +70,8 @@ _WELL_KNOWN = {
 _SHORT = {full.split("\\", 1)[1].casefold(): full for full in _WELL_KNOWN.values()}
 _STANDALONE = {"everyone": "Everyone", "creator owner": "CREATOR OWNER"}
 _IIS_ONLY = {"builtin\\iis_iusrs", "nt authority\\iusr"}
-APPPOOL_PREFIX = "IIS AppPool\\"
+#: How Windows prints a pool identity (NTAccount of its SID): "IIS APPPOOL\\api".
+APPPOOL_PREFIX = "IIS APPPOOL\\"
 
 
 # --- rights, flags and principals -------------------------------------------------------
@@ -121,8 +122,9 @@ def _parse_flags(text: str | None, allowed: tuple[str, ...], what: str) -> str:
 
 
 def canonical_principal(host: "SimHost", principal: str) -> str:
-    """Return the account name as Windows resolves it (``IIS_IUSRS`` → ``BUILTIN\\IIS_IUSRS``;
-    ``IIS AppPool\\api`` kept in the contract's spelling).
+    """Return the account name as Windows prints it after resolving it (``IIS_IUSRS`` →
+    ``BUILTIN\\IIS_IUSRS``, ``IIS AppPool\\api`` → ``IIS APPPOOL\\api``, ``IUSR`` →
+    ``NT AUTHORITY\\IUSR``), as the PowerShell module's ``Get-PrincipalName`` does.
 
     Raises:
         SimFunctionError: the account does not exist ("Some or all identity references could

@@ -5,7 +5,9 @@ Store model (``host.state["certificates"]``, keyed ``"<store>/<THUMBPRINT>"``): 
 (SHA-1 of the DER certificate, upper-case hex, as Windows shows it), subject (RDNs most
 specific first, ``", "``-separated, like ``X509Certificate2.Subject``), SAN DNS names, validity
 (UTC, ISO 8601 with ``Z``), whether a private key came with it, the exportable flag, the key
-file and the principals granted read on it (``key_readers``).
+file and the principals with read on it (``key_readers``: SYSTEM and Administrators, as for
+every machine key, plus those granted with ``Grant-CertificateKeyAccess``; sorted ordinally,
+spelled as Windows prints them, like the PowerShell module).
 
 The private key is kept (PEM, unencrypted: a test double) at
 ``C:\\ProgramData\\Microsoft\\Crypto\\Keys\\<container>``, where CNG keeps machine keys, so
@@ -34,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Stores the functions accept (LocalMachine), in reporting order.
 STORES = ("My", "WebHosting")
 KEY_FOLDER = "C:\\ProgramData\\Microsoft\\Crypto\\Keys"
+DEFAULT_KEY_READERS = ("BUILTIN\\Administrators", "NT AUTHORITY\\SYSTEM")
 _WRONG_PASSWORD = "The specified network password is not correct. (Exception from HRESULT: 0x80070056)"
 
 
@@ -153,7 +156,7 @@ def _import(host: "SimHost", store: str, key, cert: x509.Certificate, exportable
             "has_private_key": key is not None,
             "exportable": exportable,
             "key_file": key_file,
-            "key_readers": [],
+            "key_readers": sorted(DEFAULT_KEY_READERS) if key is not None else [],
             "certificate_pem": cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
         }
         host.save()
@@ -180,6 +183,6 @@ def grant_certificate_key_access(host: "SimHost", payload: dict[str, Any]) -> st
             raise SimFunctionError(f"Certificate {record['thumbprint']} in {store} has no private key")
         if any(p.casefold() == principal.casefold() for p in record["key_readers"]):
             return json.dumps({"changed": False})
-        record["key_readers"].append(principal)
+        record["key_readers"] = sorted([*record["key_readers"], principal])
         host.save()
     return json.dumps({"changed": True})
