@@ -57,7 +57,8 @@ class NoWindowsWheelError(WheelhouseError):
             f"(pip download --only-binary=:all: --platform {platform} --python-version {python} --implementation cp "
             f"found none): the project publishes no Windows wheel for this Python (only an sdist, or wheels for "
             f"other platforms), or its Requires-Python excludes {python}. Pin a version that has one, or drop it "
-            f"for Windows with a marker such as '; sys_platform != \"win32\"'"
+            f"for Windows with a marker such as '; sys_platform != \"win32\"'. (pip says the same when the index "
+            f"lists no versions at all, e.g. an unreachable index without retries, or a pip constraint file that excludes the pin.)"
         )
 
 
@@ -201,17 +202,26 @@ def _pip_download(requirements: Sequence[LockedRequirement], python_version: str
     return result
 
 
+#: pip output that means the index could not be reached. pip then also says "No matching
+#: distribution found" (it saw no versions at all), which must not be reported as a missing wheel.
+_NETWORK_HINTS = ("NewConnectionError", "ConnectTimeout", "ReadTimeout", "ProxyError", "SSLError", "Max retries exceeded", "name resolution", "Connection refused")
+
+
+def _is_missing_wheel(stderr: str) -> bool:
+    return "No matching distribution" in stderr and not any(hint in stderr for hint in _NETWORK_HINTS)
+
+
 def _explain_failure(missing: Sequence[LockedRequirement], python_version: str, cache: Path, result: subprocess.CompletedProcess) -> None:
     """Turn a failed batch download into a precise error: retry one by one to find the culprit."""
 
-    if "No matching distribution" not in result.stderr:
+    if not _is_missing_wheel(result.stderr):
         raise WheelhouseError(f"pip download failed (exit {result.returncode}):\n{_tail(result.stderr)}")
     for requirement in missing:
         if find_cached(requirement, python_version, cache) is not None:
             continue
         single = _pip_download([requirement], python_version, cache)
         if single.returncode != 0:
-            if "No matching distribution" in single.stderr:
+            if _is_missing_wheel(single.stderr):
                 raise NoWindowsWheelError(requirement.name, requirement.version, PLATFORM, _minor(python_version))
             raise WheelhouseError(f"pip download of {requirement.pin} failed (exit {single.returncode}):\n{_tail(single.stderr)}")
 
