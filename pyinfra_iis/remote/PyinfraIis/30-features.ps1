@@ -13,7 +13,10 @@ function Install-WindowsFeatureSet {
     {"names": ["Web-Server", "Web-WebSockets", ...]}: feature names as Get-WindowsFeature lists
     them (no wildcards).
     .OUTPUTS
-    One line {"installed": [names installed by this call, sorted], "restart_needed": bool}.
+    One line {"installed": [names], "restart_needed": bool}: installed lists every feature this
+    call installed, parents and default role services included (Install-WindowsFeature's
+    FeatureResult, in its order; the simulator does the same), or the requested ones when the
+    result lists none.
     restart_needed is true when Install-WindowsFeature answers RestartNeeded Yes or Maybe: a
     needed reboot is never hidden.
     Throws naming every unknown feature before installing anything, and with the exit code when
@@ -70,9 +73,15 @@ function Install-WindowsFeatureSet {
         throw ('{0}: Install-WindowsFeature {1} did not succeed (exit code {2})' -f $function, [string]::Join(', ', $toInstall), [string]$result.ExitCode)
     }
     $restart = [string]$result.RestartNeeded
-    [System.Array]::Sort($toInstall, [System.StringComparer]::Ordinal)
+    $installed = New-Object -TypeName 'System.Collections.Generic.List[string]'
+    foreach ($featureResult in @($result.FeatureResult)) {
+        if ($null -ne $featureResult -and -not $installed.Contains([string]$featureResult.Name)) {
+            $installed.Add([string]$featureResult.Name)
+        }
+    }
+    if ($installed.Count -eq 0) { $installed.AddRange([string[]]$toInstall) }
     Write-CallResult -InputObject ([ordered]@{
-            installed = $toInstall
+            installed = $installed.ToArray()
             restart_needed = ($restart -eq 'Yes') -or ($restart -eq 'Maybe')
         })
 }

@@ -174,7 +174,10 @@ function Install-MsiProduct {
     {"product": "HttpPlatformHandler" | "UrlRewrite" | "ARR", "source": path on the host, UNC path
     or https:// URL, "sha256": 64 hex digits}.
     .OUTPUTS
-    One line {"product", "exit_code", "restart_needed", "log"}: exit 0 -> restart_needed false;
+    One line {"product", "exit_code", "restart_needed", "log", "changed"}. A product that
+    Get-IisExtensionState already detects is left alone (msiexec would run a repair):
+    exit_code 0, changed false, as in the simulator. Otherwise changed is true and
+    exit 0 -> restart_needed false;
     3010 (reboot required) and 1641 (reboot started) -> restart_needed true. The log is
     C:\ProgramData\pyinfra-iis\logs\<product>.log.
     Throws before msiexec runs when the product is unknown, ARR is asked without URL Rewrite, the
@@ -198,17 +201,22 @@ function Install-MsiProduct {
     if ($sha256 -notmatch '^[0-9A-Fa-f]{64}$') {
         throw ('{0}: "sha256" must be 64 hex digits' -f $function)
     }
-    if ($product -eq 'ARR') {
-        $modules = @()
-        if (Test-IisInstalled) {
-            $manager = New-IisServerManager -Function $function
-            try {
-                $modules = Get-IisGlobalModuleNames -Configuration $manager.GetApplicationHostConfiguration()
-            } finally {
-                $manager.Dispose()
-            }
+    $log = Join-Path -Path $script:MsiLogFolder -ChildPath ($product + '.log')
+    $modules = @()
+    if (Test-IisInstalled) {
+        $manager = New-IisServerManager -Function $function
+        try {
+            $modules = Get-IisGlobalModuleNames -Configuration $manager.GetApplicationHostConfiguration()
+        } finally {
+            $manager.Dispose()
         }
-        $extensions = Get-IisExtensionState -GlobalModules $modules
+    }
+    $extensions = Get-IisExtensionState -GlobalModules $modules
+    if ($extensions[$product]['installed']) {
+        Write-CallResult -InputObject ([ordered]@{ product = $product; exit_code = 0; restart_needed = $false; log = $log; changed = $false })
+        return
+    }
+    if ($product -eq 'ARR') {
         if (-not $extensions['UrlRewrite']['installed']) {
             throw ('{0}: ARR needs URL Rewrite, which is not installed: install UrlRewrite first' -f $function)
         }
@@ -217,7 +225,6 @@ function Install-MsiProduct {
     $package = Copy-MsiPackage -Source $source -Function $function
     Assert-FileSha256 -Path $package -Expected $sha256 -Function $function
     [void][System.IO.Directory]::CreateDirectory($script:MsiLogFolder)
-    $log = Join-Path -Path $script:MsiLogFolder -ChildPath ($product + '.log')
     $exitCode = Invoke-Msiexec -Package $package -Log $log -Function $function
     if ($exitCode -ne 0 -and $exitCode -ne 3010 -and $exitCode -ne 1641) {
         throw ('{0}: msiexec /i {1} failed with exit code {2}; last 30 lines of {3}:{4}{5}' -f $function, $package, $exitCode, $log, "`n", (Get-FileTail -Path $log -Count 30))
@@ -227,5 +234,6 @@ function Install-MsiProduct {
             exit_code = $exitCode
             restart_needed = $exitCode -ne 0
             log = $log
+            changed = $true
         })
 }

@@ -113,6 +113,8 @@ function Format-ConfigValue {
         if ($Value) { return 'true' }
         return 'false'
     }
+    # A binding's certificateHash comes back as bytes (MWA's Binding.CertificateHash is a byte[]) [I].
+    if ($Value -is [byte[]]) { return ([System.BitConverter]::ToString($Value) -replace '-', '') }
     if ($Value -is [System.TimeSpan]) { return $Value.ToString('c', [System.Globalization.CultureInfo]::InvariantCulture) }
     $type = ''
     if ($null -ne $Schema) { $type = [string]$Schema.Type }
@@ -207,6 +209,44 @@ function ConvertFrom-ConfigValue {
         throw ('{0} is a {1}: {2} is not a valid {1}' -f $Where, $type, $shown)
     }
     return $Text
+}
+
+# Attributes of a site binding that IIS keeps in HTTP.sys, not in applicationHost.config: the
+# RSCA schema extension (inetsrv\config\schema\rscaext.xml) adds them to <binding>, and MWA writes
+# the HTTP.sys SSL certificate binding when the change is committed (this is what MWA's
+# Binding.CertificateHash / CertificateStoreName do) [I: not checked on Windows]. IIS_schema.xml
+# does not declare them, so they are set even when the element's schema does not list them.
+$script:BindingCertificateAttributes = @('certificateHash', 'certificateStoreName')
+
+function ConvertTo-BindingCertificateValue {
+    <#
+    .SYNOPSIS
+    Return the value to store for a binding's certificateHash (the thumbprint as bytes, as MWA's
+    Binding.CertificateHash takes it) or certificateStoreName (the store name as it is).
+    .PARAMETER Text
+    certificateHash: 40 hex digits (SHA-1 thumbprint); certificateStoreName: "My", "WebHosting", ...
+    .OUTPUTS
+    [byte[]] or [string]. Throws when the thumbprint is not hex of even length.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [string] $Name,
+        [Parameter(Mandatory = $true)]
+        [AllowEmptyString()]
+        [string] $Text,
+        [Parameter(Mandatory = $true)]
+        [string] $Where
+    )
+    if ($Name -cne 'certificateHash') { return $Text }
+    if ($Text -notmatch '^([0-9A-Fa-f]{2})+$') {
+        throw ('{0}: a certificate thumbprint is hex digits (40 for SHA-1), got "{1}"' -f $Where, $Text)
+    }
+    $bytes = New-Object -TypeName 'byte[]' -ArgumentList ($Text.Length / 2)
+    for ($index = 0; $index -lt $bytes.Length; $index++) {
+        $bytes[$index] = [System.Convert]::ToByte($Text.Substring($index * 2, 2), 16)
+    }
+    return , $bytes
 }
 
 function Test-SecretConfigAttribute {
@@ -431,6 +471,9 @@ function Find-XmlChildElement {
     <#
     .SYNOPSIS
     Return the first child element of an XML node with the given tag, or $null.
+    .NOTES
+    XML nodes are enumerable (their children): functions here return them with the unary comma so
+    that PowerShell does not unroll them.
     #>
     [CmdletBinding()]
     param(
@@ -441,7 +484,7 @@ function Find-XmlChildElement {
     )
     foreach ($child in $Parent.get_ChildNodes()) {
         if ($child.get_NodeType() -eq [System.Xml.XmlNodeType]::Element -and $child.get_LocalName() -ceq $Tag) {
-            return $child
+            return , $child
         }
     }
     return $null
@@ -465,7 +508,7 @@ function Find-XmlSection {
         $node = Find-XmlChildElement -Parent $node -Tag $part
         if ($null -eq $node) { return $null }
     }
-    return $node
+    return , $node
 }
 
 function Read-ApplicationHostXml {
@@ -644,7 +687,7 @@ function Find-ConfigItem {
                 break
             }
         }
-        if ($isMatch) { return $item }
+        if ($isMatch) { return , $item }
     }
     return $null
 }
@@ -675,7 +718,7 @@ function Find-XmlConfigItem {
                 break
             }
         }
-        if ($isMatch) { return $child }
+        if ($isMatch) { return , $child }
     }
     return $null
 }
@@ -732,7 +775,7 @@ function Invoke-IisConfigEdit {
     $section = Get-CallString -Call $Edit -Name 'section' -Required -Function $Function
     $location = Get-CallString -Call $Edit -Name 'location' -Function $Function
     $steps = Get-CallList -Call $Edit -Name 'path' -Function $Function
-    $action = Get-CallString -Call $Edit -Name 'action' -Required -Function $Function
+    $action = Get-CallString -Call $Edit -Name 'action' -Default 'set' -Function $Function
     if ($action -cne 'set' -and $action -cne 'remove') {
         throw ('"action" must be "set" or "remove", got "{0}"' -f $action)
     }
@@ -743,7 +786,7 @@ function Invoke-IisConfigEdit {
 
     $where = $section
     if ($null -ne $location) {
-        $where = 'location[path={0}]/{1}' -f $location, $section
+        $where = 'location[{0}]/{1}' -f $location, $section
         $element = $Configuration.GetSection($section, $location)
         $xml = $null
         if ($null -ne $Document) {
@@ -833,18 +876,21 @@ function Invoke-IisConfigEdit {
         }
         $secret = Test-SecretConfigAttribute -Name $name -InEnvironmentVariables $inEnvironmentVariables
         $attribute = Find-ConfigAttribute -Element $element -Name $name
+        $certificateAttribute = $parentTag -ceq 'binding' -and $script:BindingCertificateAttributes -ccontains $name
         if ($null -eq $attribute) {
-            if ($null -eq $element.Schema -or -not $element.Schema.AllowUnrecognizedAttributes) {
+            if (-not $certificateAttribute -and ($null -eq $element.Schema -or -not $element.Schema.AllowUnrecognizedAttributes)) {
                 throw ('{0}: <{1}> has no attribute "{2}" in the IIS schema' -f $where, $parentTag, $name)
             }
-            $element.SetAttributeValue($name, $text)
+            $element.SetAttributeValue($name, (ConvertTo-BindingCertificateValue -Name $name -Text $text -Where $attributeWhere))
             $modified = $true
-            $shown = '"' + $text + '"'
-            if ($secret) { $shown = ConvertTo-SecretDigest -Value $text }
-            $Changed.Add(('{0}: (unset) -> {1}' -f $attributeWhere, $shown))
+            $Changed.Add(('{0}: {1} -> {2}' -f $attributeWhere, (Format-ChangeValue -Text '' -Present $false -Secret $secret), (Format-ChangeValue -Text $text -Secret $secret)))
             continue
         }
-        $value = ConvertFrom-ConfigValue -Schema $attribute.Schema -Text $text -Where $attributeWhere -Secret $secret
+        if ($certificateAttribute) {
+            $value = ConvertTo-BindingCertificateValue -Name $name -Text $text -Where $attributeWhere
+        } else {
+            $value = ConvertFrom-ConfigValue -Schema $attribute.Schema -Text $text -Where $attributeWhere -Secret $secret
+        }
         $old = Format-ConfigValue -Schema $attribute.Schema -Value $attribute.Value
         $new = Format-ConfigValue -Schema $attribute.Schema -Value $value
         if ($null -ne $location) {
@@ -855,14 +901,28 @@ function Invoke-IisConfigEdit {
         if ($explicit -and $old -ceq $new) { continue }
         $element.SetAttributeValue($name, $value)
         $modified = $true
-        if ($old -ceq $new) { continue }  # same value, now written explicitly: not a change of behaviour
-        if ($secret) {
-            $Changed.Add(('{0}: {1} -> {2}' -f $attributeWhere, (ConvertTo-SecretDigest -Value $old), (ConvertTo-SecretDigest -Value $new)))
-        } else {
-            $Changed.Add(('{0}: "{1}" -> "{2}"' -f $attributeWhere, $old, $new))
-        }
+        # As the simulator words it: the value written in the file before (null when none).
+        $Changed.Add(('{0}: {1} -> {2}' -f $attributeWhere, (Format-ChangeValue -Text $old -Present $explicit -Secret $secret), (Format-ChangeValue -Text $new -Secret $secret)))
     }
     return $modified
+}
+
+function Format-ChangeValue {
+    <#
+    .SYNOPSIS
+    Return a value for a Set-IisConfig change line, as the simulator writes it: null when the
+    attribute was not written in the file, "*MASKED*" for a secret, else the JSON string.
+    #>
+    [CmdletBinding()]
+    param(
+        [AllowEmptyString()]
+        [string] $Text,
+        [bool] $Present = $true,
+        [bool] $Secret = $false
+    )
+    if (-not $Present) { return 'null' }
+    if ($Secret) { return '"*MASKED*"' }
+    return (ConvertTo-Json -InputObject $Text -Compress)
 }
 
 function Get-EditSecretValues {
@@ -925,14 +985,16 @@ function Set-IisConfig {
     {"edits": [EDIT, ...]} (docs/remote-functions.md, "Change: IIS configuration"):
     EDIT = {"section", "location": null | "Site" | "Site/app", "path": [STEP, ...],
             "action": "set" | "remove", "attributes": {name: string}};
+    "action" defaults to "set".
     STEP = {"child": tag} (created if missing) | {"item": tag, "key": {name: value}} (matched
     case-insensitively; created with its key attributes when missing, set only). A new site gets the
     largest site id + 1 when its key has no id.
     .OUTPUTS
     One line {"changed": ["<where>@<attr>: \"old\" -> \"new\"", "<where>/<item>: added",
-    "<where>/<item>: removed", ...]}; <where> is the section path, prefixed with
-    "location[path=...]/" for a location. Nothing is committed when nothing changed. Secret values
-    (password attributes, environment variable values) appear only as digests.
+    "<where>/<item>: removed", ...]} (the simulator's wording); <where> is the section path and
+    the steps (add[name=api]/processModel), prefixed with "location[<path>]/" for a location; the
+    old value is null when the file did not hold the attribute. Nothing is committed when nothing
+    changed. Secret values (password attributes, environment variable values) show as "*MASKED*".
     Throws naming the edit (index and path) when an edit is invalid or IIS rejects it; then nothing
     is written. Error messages never contain secret values.
     #>

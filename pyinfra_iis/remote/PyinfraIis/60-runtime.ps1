@@ -99,7 +99,9 @@ function Set-IisObjectState {
 function Set-IisRuntimeState {
     <#
     .SYNOPSIS
-    Bring application pools and sites to the given runtime state (pools first: a site needs its pool).
+    Bring application pools and sites to the given runtime state: pools first (a site needs its
+    pool), then sites, stopping before starting so a binding can move between sites in one call.
+    Every name is checked before anything changes.
     .PARAMETER Json
     {"app_pools": {name: "Started" | "Stopped"}, "sites": {name: "Started" | "Stopped"}}; both
     optional.
@@ -131,19 +133,30 @@ function Set-IisRuntimeState {
     $changed = New-Object -TypeName 'System.Collections.Generic.List[string]'
     $manager = New-IisServerManager -Function $function
     try {
+        # [kind, object, name, desired] in the order they are applied.
+        $work = New-Object -TypeName 'System.Collections.ArrayList'
         foreach ($group in $groups) {
-            foreach ($name in (Get-CallMemberNames -Object $group[2])) {
+            $names = Get-CallMemberNames -Object $group[2]
+            if ($group[0] -eq 'sites') {
+                $stops = @($names | Where-Object -FilterScript { $group[2].PSObject.Properties[$_].Value -ceq 'Stopped' })
+                $starts = @($names | Where-Object -FilterScript { $group[2].PSObject.Properties[$_].Value -ceq 'Started' })
+                $names = $stops + $starts
+            }
+            foreach ($name in $names) {
                 if ($group[0] -eq 'app_pools') {
                     $object = $manager.ApplicationPools[$name]
                 } else {
                     $object = $manager.Sites[$name]
                 }
                 if ($null -eq $object) {
-                    throw ('{0}: {1} "{2}" does not exist' -f $function, $group[1], $name)
+                    throw ('{0}: {1} "{2}" does not exist; nothing was changed' -f $function, $group[1], $name)
                 }
-                $change = Set-IisObjectState -Object $object -Kind $group[1] -Name $name -Desired $group[2].PSObject.Properties[$name].Value
-                if ($null -ne $change) { $changed.Add($change) }
+                [void]$work.Add(@($group[1], $object, $name, $group[2].PSObject.Properties[$name].Value))
             }
+        }
+        foreach ($entry in $work) {
+            $change = Set-IisObjectState -Object $entry[1] -Kind $entry[0] -Name $entry[2] -Desired $entry[3]
+            if ($null -ne $change) { $changed.Add($change) }
         }
     } finally {
         $manager.Dispose()

@@ -333,8 +333,9 @@ function Revoke-PathAccess {
     .PARAMETER Json
     {"path", "principal"}
     .OUTPUTS
-    One line {"changed": bool}; false when there was no such entry or the path does not exist.
-    Throws when the principal is unknown or the ACL cannot be written.
+    One line {"changed": bool}; false when there was no such entry, or when the principal no longer
+    resolves to an account (its entries then show a bare SID, which no name can match).
+    Throws when the path does not exist or the ACL cannot be written.
     #>
     [CmdletBinding()]
     param(
@@ -348,10 +349,14 @@ function Revoke-PathAccess {
     $principal = Get-CallString -Call $call -Name 'principal' -Required -Function $function
     Assert-AbsolutePath -Path $path -Function $function
     if (-not [System.IO.Directory]::Exists($path) -and -not [System.IO.File]::Exists($path)) {
+        throw ('{0}: {1} does not exist' -f $function, $path)
+    }
+    try {
+        $sid = Resolve-PrincipalSid -Principal $principal -Function $function
+    } catch {
         Write-CallResult -InputObject ([ordered]@{ changed = $false })
         return
     }
-    $sid = Resolve-PrincipalSid -Principal $principal -Function $function
     $security = Get-PathSecurity -Path $path
     $current = Get-ExplicitAllowRules -Security $security -Sid $sid
     if ($current.Count -eq 0) {
