@@ -12,7 +12,9 @@ Fault options apply to every host; change them at run time with ``POST
 /pyinfra-iis-sim/control`` on a host's port.
 
 ``python -m pyinfra_iis.sim show --state-dir DIR`` prints the host state document (host
-name, counters of HTTP requests, shells and processes, ...) as JSON.
+name, counters of HTTP requests, shells and processes, ...) as JSON, plus ``"served_bindings"``:
+which loopback port serves which site binding, and whether it listens now (``sim/apps``; apps
+run with this OS's Python, not the target Windows Python).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import sys
 import threading
 from pathlib import Path
 
+from .apps import describe_state
 from .host import SimHost
 from .server import DEFAULT_MAX_ENVELOPE_KB, SimServer
 
@@ -92,6 +95,7 @@ def show(args: argparse.Namespace) -> int:
         print(f"error: no simulated host in {path} ({SimHost.STATE_FILE} missing)", file=sys.stderr)
         return 1
     state = json.loads((path / SimHost.STATE_FILE).read_text(encoding="utf-8"))
+    state["served_bindings"] = describe_state(state)
     print(json.dumps(state, indent=2, sort_keys=True))
     return 0
 

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from . import soap
+from . import apps, soap
 from .auth import ENCRYPTED_CONTENT_TYPE, Authenticator, AuthError, ConnectionAuth, EncryptionError
 from .faults import Faults
 from .host import SimHost
@@ -270,6 +270,7 @@ class SimServer:
         self._thread.start()
         self._saver = threading.Thread(target=self._save_loop, name=f"sim-save-{self.host.hostname}", daemon=True)
         self._saver.start()
+        apps.attach(self.host)  # started sites with an HttpPlatformHandler app come up (sim/apps)
         return self
 
     def stop(self) -> None:
@@ -289,6 +290,7 @@ class SimServer:
             except OSError:
                 pass
         self.shells.drop_all()
+        apps.detach(self.host)  # binding listeners closed, app processes killed
         if self._thread:
             self._thread.join(timeout=5)
         if self._saver:

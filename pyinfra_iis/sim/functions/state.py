@@ -16,6 +16,8 @@ from ..iis.store import STARTED, load_config, pool_names, runtime, site_elements
 from . import SimFunctionError, sim_function
 from .acl import describe_acl
 from .certificates import STORES, describe_certificates
+from .python import describe_pythons
+from .release import describe_releases
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..host import SimHost
@@ -87,7 +89,8 @@ def _string_list(payload: dict[str, Any], key: str, default: list[str]) -> list[
 
 @sim_function("Get-HostState")
 def get_host_state(host: "SimHost", payload: dict[str, Any]) -> str:
-    """``{"acl_paths": [...], "cert_stores": ["My", "WebHosting"]}`` → the host state JSON.
+    """``{"acl_paths": [...], "cert_stores": ["My", "WebHosting"], "release_roots": [...],
+    "python_versions": ["3.12"]}`` → the host state JSON ("pythons"/"releases" for those asked).
 
     ``cert_stores`` defaults to My and WebHosting; ``acl_paths`` to none. Secrets never appear:
     environment variable values and passwords are digests (``protocol.secret_digest``).
@@ -95,6 +98,8 @@ def get_host_state(host: "SimHost", payload: dict[str, Any]) -> str:
 
     acl_paths = _string_list(payload, "acl_paths", [])
     cert_stores = _string_list(payload, "cert_stores", list(STORES))
+    release_roots = _string_list(payload, "release_roots", [])
+    python_versions = _string_list(payload, "python_versions", [])
     with host.lock:
         config = load_config(host)
         result = {
@@ -105,5 +110,7 @@ def get_host_state(host: "SimHost", payload: dict[str, Any]) -> str:
             "iis": _iis(host, config),
             "certificates": describe_certificates(host, cert_stores),
             "acls": {path: describe_acl(host, path) for path in acl_paths},
+            "pythons": describe_pythons(host, python_versions),
+            "releases": describe_releases(host, release_roots),
         }
     return json.dumps(result, separators=(",", ":"))
