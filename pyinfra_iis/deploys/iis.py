@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Mapping, Optional
+
 from pyinfra import host
 from pyinfra.api import deploy
 
@@ -11,8 +13,15 @@ from ..operations import acl, app_pools, certificates, extensions, features, ser
 
 
 @deploy("Configure IIS")
-def configure_iis() -> None:
+def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                  site_physical_paths: Optional[Mapping[str, str]] = None) -> None:
     """Converge the IIS part of the current host from its ``iis_*`` host data.
+
+    Args:
+        pool_environment: ``{pool name: {VARIABLE: value}}`` added to the pools' environment
+            variables (the release's app secrets, so the pool operation keeps them; default none).
+        site_physical_paths: ``{site name: physicalPath}`` replacing the sites' physical paths
+            (the release currently served, so a converge never moves traffic; default none).
 
     Order: Windows features → MSI extensions (install order: HttpPlatformHandler, URL Rewrite,
     ARR) → server-level configuration → certificates → application pools → sites and bindings →
@@ -29,9 +38,15 @@ def configure_iis() -> None:
     for cert in config.certificates:
         readers = pool_principals if cert.grant_private_key_to_pools else []
         certificates.certificate(name=f"Certificate {cert.name}", certificate=cert, key_readers=readers)
+    extra_env = {name.lower(): dict(values) for name, values in (pool_environment or {}).items()}
+    paths = {name.lower(): path for name, path in (site_physical_paths or {}).items()}
     for pool in config.app_pools:
+        if pool.name.lower() in extra_env:
+            pool = pool.model_copy(update={"environment_variables": {**pool.environment_variables, **extra_env[pool.name.lower()]}})
         app_pools.app_pool(name=f"App pool {pool.name}", pool=pool)
     for site in config.sites:
+        if site.name.lower() in paths:
+            site = site.model_copy(update={"physical_path": paths[site.name.lower()]})
         sites.site(name=f"Site {site.name}", site=site, certificates=config.certificates)
     for rule in config.acls:
         acl.acl(name=f"ACL {rule.path} {rule.principal}", rule=rule)

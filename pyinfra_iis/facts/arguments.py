@@ -24,3 +24,26 @@ def stores_of_config(config: Any) -> list[str]:
     for site in config.sites:
         stores.extend(b.certificate_store for b in site.bindings if b.certificate_store)
     return stores
+
+
+def release_arguments(host_data: dict) -> tuple[list[str], list[str], list[str]]:
+    """Return ``(acl_paths, release_roots, python_versions)`` for the host's ``release_*`` data.
+
+    ``acl_paths``: the release root, its logs folder and the base Python install (their ACLs
+    and existence decide the release ACL operations). Nothing when the host has no
+    ``release_app`` or its release data does not validate (the release deploy reports that).
+    """
+
+    if not any(key.startswith("release_") for key in host_data):
+        return [], [], []
+    try:
+        from ..deploys.release import load_release_config
+
+        release = load_release_config(host_data)
+    except Exception:  # noqa: BLE001 - reported by the release deploy
+        return [], [], []
+    if release is None:
+        return [], [], []
+    app = release.app
+    paths = [app.root, app.logs_dir, release.python.target_dir]
+    return paths, [app.root], [app.python_version]

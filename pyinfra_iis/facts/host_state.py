@@ -8,15 +8,16 @@ connector has no ``fact_cache`` (pyinfra's own connectors, unit tests) get a per
 which :func:`forget_host_state` clears.
 
 The fact arguments are computed ONCE per host from the host's whole inventory model: every path
-an ACL, a site or a log directory of the inventory mentions, and every certificate store it
-uses. One call then serves every operation, so a no-op converge costs one ``Get-HostState``.
+an ACL, a site or a log directory of the inventory mentions, every certificate store it uses,
+and the release root and Python version of its release settings (``release_*`` host data). One
+call then serves every operation, so a no-op converge costs one ``Get-HostState``.
 """
 
 from __future__ import annotations
 
 import json
 import weakref
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from pyinfra.api import FactBase
 
@@ -37,16 +38,26 @@ class HostState(FactBase):
     Args:
         acl_paths: absolute Windows paths whose ACLs (and existence) are reported.
         cert_stores: ``Cert:\\LocalMachine`` store names to list (default My, WebHosting).
+        release_roots: release roots (``C:\\sites\\api``) whose ``releases`` are reported
+            (sent only when not empty).
+        python_versions: ``x.y`` versions whose all-users install is reported under ``pythons``
+            (sent only when not empty).
 
     Returns:
-        the decoded JSON (shape in ``docs/remote-functions.md``, "Get-HostState").
+        the decoded JSON (shape in ``docs/remote-functions.md``, "Get-HostState" and "Releases").
 
     Raises:
         ValueError (wrapped by pyinfra as a fact error): the output is not one JSON object.
     """
 
-    def command(self, acl_paths: Iterable[str] = (), cert_stores: Iterable[str] = DEFAULT_CERT_STORES):
-        return remote_call("Get-HostState", {"acl_paths": list(acl_paths), "cert_stores": list(cert_stores)})
+    def command(self, acl_paths: Iterable[str] = (), cert_stores: Iterable[str] = DEFAULT_CERT_STORES,
+                release_roots: Iterable[str] = (), python_versions: Iterable[str] = ()):
+        payload: dict[str, list[str]] = {"acl_paths": list(acl_paths), "cert_stores": list(cert_stores)}
+        if release_roots:
+            payload["release_roots"] = list(release_roots)
+        if python_versions:
+            payload["python_versions"] = list(python_versions)
+        return remote_call("Get-HostState", payload)
 
     def process(self, output):
         data = json.loads("\n".join(output))
@@ -75,53 +86,85 @@ def forget_host_state(host: Any) -> None:
     cache.pop(_CACHE_KEY, None)
 
 
-def set_host_state(host: Any, value: dict, acl_paths: Iterable[str] = (), cert_stores: Iterable[str] = DEFAULT_CERT_STORES) -> None:
+class FactArgs(NamedTuple):
+    """What one ``Get-HostState`` call asks for; each part sorted, de-duplicated ignoring case."""
+
+    acl_paths: tuple[str, ...] = ()
+    cert_stores: tuple[str, ...] = ()
+    release_roots: tuple[str, ...] = ()
+    python_versions: tuple[str, ...] = ()
+
+    def covers(self, other: "FactArgs") -> bool:
+        """Whether a fact read with ``self`` answers everything ``other`` asks."""
+
+        return all({v.lower() for v in mine} >= {v.lower() for v in theirs} for mine, theirs in zip(self, other))
+
+    def union(self, other: "FactArgs") -> "FactArgs":
+        """Both requests in one."""
+
+        return fact_args(*(list(mine) + list(theirs) for mine, theirs in zip(self, other)))
+
+    def as_kwargs(self) -> dict[str, list[str]]:
+        """Keyword arguments of :class:`HostState` (empty release parts left out)."""
+
+        kwargs = {"acl_paths": list(self.acl_paths), "cert_stores": list(self.cert_stores)}
+        if self.release_roots:
+            kwargs["release_roots"] = list(self.release_roots)
+        if self.python_versions:
+            kwargs["python_versions"] = list(self.python_versions)
+        return kwargs
+
+
+def _unique(values: Iterable[str]) -> tuple[str, ...]:
+    found: dict[str, str] = {}
+    for value in values:
+        found.setdefault(str(value).lower(), str(value))
+    return tuple(sorted(found.values(), key=str.lower))
+
+
+def fact_args(acl_paths: Iterable[str] = (), cert_stores: Iterable[str] = (), release_roots: Iterable[str] = (),
+              python_versions: Iterable[str] = ()) -> FactArgs:
+    """Return a normalised :class:`FactArgs` (sorted, duplicates ignoring case removed)."""
+
+    return FactArgs(_unique(acl_paths), _unique(cert_stores), _unique(release_roots), _unique(python_versions))
+
+
+def set_host_state(host: Any, value: dict, acl_paths: Iterable[str] = (), cert_stores: Iterable[str] = DEFAULT_CERT_STORES,
+                   release_roots: Iterable[str] = (), python_versions: Iterable[str] = ()) -> None:
     """Put a fact value into the cache of ``host`` (tests, and hosts read by other means)."""
 
-    fact_cache(host)[_CACHE_KEY] = (_normalise_args(acl_paths, cert_stores), value)
+    fact_cache(host)[_CACHE_KEY] = (fact_args(acl_paths, cert_stores, release_roots, python_versions), value)
 
 
-def _normalise_args(acl_paths: Iterable[str], cert_stores: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    paths: dict[str, str] = {}
-    for path in acl_paths:
-        paths.setdefault(str(path).lower(), str(path))
-    stores: dict[str, str] = {}
-    for store in cert_stores:
-        stores.setdefault(str(store).lower(), str(store))
-    return tuple(sorted(paths.values(), key=str.lower)), tuple(sorted(stores.values(), key=str.lower))
-
-
-def _covers(cached: tuple[tuple[str, ...], tuple[str, ...]], wanted: tuple[tuple[str, ...], tuple[str, ...]]) -> bool:
-    have_paths = {p.lower() for p in cached[0]}
-    have_stores = {s.lower() for s in cached[1]}
-    return all(p.lower() in have_paths for p in wanted[0]) and all(s.lower() in have_stores for s in wanted[1])
-
-
-def inventory_fact_arguments(host: Any) -> tuple[list[str], list[str]]:
-    """Return ``(acl_paths, cert_stores)`` for everything the host's inventory mentions.
+def inventory_fact_arguments(host: Any) -> FactArgs:
+    """Return the :class:`FactArgs` of everything the host's inventory mentions.
 
     Computed once per host (kept on the host object, which lives for the whole run) from
-    :func:`pyinfra_iis.models.load_host_config`. When the host data does not validate, the
-    operations report that themselves; the fact then asks for nothing extra.
+    :func:`pyinfra_iis.models.load_host_config` (``iis_*`` data) and the release settings
+    (``release_*`` data, :func:`pyinfra_iis.facts.arguments.release_arguments`). When the host
+    data does not validate, the operations report that themselves; the fact then asks for
+    nothing extra.
     """
 
     cached = getattr(host, "_pyinfra_iis_fact_args", None)
     if cached is not None:
         return cached
+    from .arguments import paths_of_config, release_arguments, stores_of_config
+
     paths: list[str] = []
     stores: list[str] = list(DEFAULT_CERT_STORES)
+    data = host_data_dict(host)
     try:
         from ..models import load_host_config
 
-        config = load_host_config(host.name, host_data_dict(host))
+        config = load_host_config(host.name, data)
     except Exception:  # noqa: BLE001 - reported by the operations that need the model
         config = None
     if config is not None:
-        from .arguments import paths_of_config, stores_of_config
-
         paths.extend(paths_of_config(config))
         stores.extend(stores_of_config(config))
-    result = (list(_normalise_args(paths, stores)[0]), list(_normalise_args(paths, stores)[1]))
+    release_paths, roots, pythons = release_arguments(data)
+    result = fact_args(paths + release_paths, stores, roots, pythons)
     try:
         host._pyinfra_iis_fact_args = result
     except AttributeError:
@@ -129,7 +172,8 @@ def inventory_fact_arguments(host: Any) -> tuple[list[str], list[str]]:
     return result
 
 
-def host_state(host: Any, *, refresh: bool = False, acl_paths: Iterable[str] = (), cert_stores: Iterable[str] = ()) -> dict:
+def host_state(host: Any, *, refresh: bool = False, acl_paths: Iterable[str] = (), cert_stores: Iterable[str] = (),
+               release_roots: Iterable[str] = (), python_versions: Iterable[str] = ()) -> dict:
     """Return the ``Get-HostState`` fact of ``host``, from the cache when it is still valid.
 
     Args:
@@ -137,20 +181,24 @@ def host_state(host: Any, *, refresh: bool = False, acl_paths: Iterable[str] = (
         refresh: read the host again even when cached.
         acl_paths: paths an operation needs beyond those of the inventory (normally none).
         cert_stores: stores an operation needs beyond those of the inventory.
+        release_roots: release roots an operation needs beyond those of the inventory.
+        python_versions: ``x.y`` Python versions an operation needs beyond the inventory's.
 
     Returns:
         the fact (``docs/remote-functions.md``); cached until a changing command runs.
+
+    Raises:
+        RuntimeError: the fact came back empty.
     """
 
-    inventory_paths, inventory_stores = inventory_fact_arguments(host)
-    wanted = _normalise_args([*inventory_paths, *acl_paths], [*inventory_stores, *cert_stores])
+    wanted = inventory_fact_arguments(host).union(fact_args(acl_paths, cert_stores, release_roots, python_versions))
     cache = fact_cache(host)
     entry = cache.get(_CACHE_KEY)
-    if entry is not None and not refresh and _covers(entry[0], wanted):
+    if entry is not None and not refresh and entry[0].covers(wanted):
         return entry[1]
     if entry is not None:  # keep what an earlier call asked for: one fact serves all
-        wanted = _normalise_args([*entry[0][0], *wanted[0]], [*entry[0][1], *wanted[1]])
-    value = host.get_fact(HostState, acl_paths=list(wanted[0]), cert_stores=list(wanted[1]))
+        wanted = entry[0].union(wanted)
+    value = host.get_fact(HostState, **wanted.as_kwargs())
     if value is None:
         raise RuntimeError(f"Get-HostState returned nothing on {host.name}")
     cache[_CACHE_KEY] = (wanted, value)

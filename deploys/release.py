@@ -1,0 +1,17 @@
+"""Only the release steps, for pipelines: ``pyinfra inventories/prod.py deploys/release.py``.
+
+Python, ACLs, app secrets, install, health-checked switch and pruning of the version given by
+``--data release_version=1.4.2`` (or ``$PYINFRA_IIS_RELEASE_VERSION``) and the artifact given by
+``--data release_artifact=dist/api-1.4.2.zip`` (or ``$PYINFRA_IIS_RELEASE_ARTIFACT``, default
+``dist/<app>-<version>.zip``). IIS itself is left as it is (deploys/site.py converges it).
+
+Roll host by host and stop at the first failing host::
+
+    pyinfra inventories/prod.py deploys/release.py -y --serial --fail-percent 0
+
+(see README.md, "Pipelines", for batches).
+"""
+
+from pyinfra_iis.deploys.release import release_app
+
+release_app()
