@@ -377,10 +377,12 @@ function Get-HostState {
     $result = [ordered]@{
         computer_name = [string]$env:COMPUTERNAME
         reboot_pending = Test-RebootPending
-        features = $features
+        # Casts keep arrays plain .NET arrays: Windows PowerShell 5.1's ConvertTo-Json writes a
+        # PSObject-wrapped array as {"value": [...], "Count": n} [R].
+        features = [string[]]$features
         extensions = $extensions
         iis = $iis
-        certificates = Get-CertificateState -Stores $certStores -Function $function
+        certificates = [object[]](Get-CertificateState -Stores $certStores -Function $function)
         acls = Get-PathAclState -Paths $aclPaths -Function $function
     }
     Write-CallResult -InputObject $result

@@ -301,7 +301,9 @@ function New-ConfigElementJson {
     return [ordered]@{
         attributes = [ordered]@{}
         children = [ordered]@{}
-        items = New-Object -TypeName 'System.Collections.ArrayList'
+        # ::new(), not New-Object: New-Object wraps its result in a PSObject, and Windows PowerShell
+        # 5.1's ConvertTo-Json writes a PSObject-wrapped list as {"value": [...], "Count": n} [R].
+        items = [System.Collections.ArrayList]::new()
     }
 }
 

@@ -235,7 +235,7 @@ function Get-CertificateState {
         [string[]] $Stores = @(),
         [string] $Function = 'remote call'
     )
-    $certificates = New-Object -TypeName 'System.Collections.ArrayList'
+    $certificates = [System.Collections.ArrayList]::new()
     foreach ($storeName in $Stores) {
         Assert-CertificateStoreName -Store $storeName -Function $Function
         $store = Open-MachineCertificateStore -Store $storeName
@@ -246,11 +246,11 @@ function Get-CertificateState {
                         store = $storeName
                         thumbprint = $certificate.Thumbprint.ToUpperInvariant()
                         subject = [string]$certificate.Subject
-                        dns_names = Get-CertificateDnsNames -Certificate $certificate
+                        dns_names = [string[]](Get-CertificateDnsNames -Certificate $certificate)
                         not_before = Format-UtcTimestamp -Value $certificate.NotBefore
                         not_after = Format-UtcTimestamp -Value $certificate.NotAfter
                         has_private_key = [bool]$certificate.HasPrivateKey
-                        key_readers = Get-CertificateKeyReaders -Certificate $certificate
+                        key_readers = [string[]](Get-CertificateKeyReaders -Certificate $certificate)
                     })
             }
         } finally {

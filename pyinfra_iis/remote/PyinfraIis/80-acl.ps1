@@ -180,7 +180,7 @@ function Get-PathAclState {
         } catch {
             throw ('{0}: cannot read the ACL of {1}: {2}' -f $Function, $path, $_.Exception.Message)
         }
-        $entries = New-Object -TypeName 'System.Collections.ArrayList'
+        $entries = [System.Collections.ArrayList]::new()
         foreach ($rule in $security.GetAccessRules($true, $true, [System.Security.Principal.SecurityIdentifier])) {
             [void]$entries.Add((ConvertTo-AclEntryJson -Rule $rule))
         }
@@ -188,7 +188,7 @@ function Get-PathAclState {
             exists = $true
             is_directory = $isDirectory
             inheritance_protected = [bool]$security.AreAccessRulesProtected
-            entries = $entries
+            entries = $entries.ToArray()
         }
     }
     return $state
