@@ -335,7 +335,8 @@ function Write-ReleaseState {
 function New-ReleaseHistoryEntry {
     <#
     .SYNOPSIS
-    One "history" entry of release-state.json: {at: UTC "yyyy-MM-ddTHH:mm:ssZ", from, to, ok}.
+    One "history" entry of release-state.json: {at: UTC "yyyy-MM-ddTHH:mm:ssZ", from, to, ok},
+    plus "status" (the last health status, or null when nothing answered) for a failed attempt.
     #>
     [CmdletBinding()]
     param(
@@ -344,14 +345,20 @@ function New-ReleaseHistoryEntry {
         [Parameter(Mandatory = $true)]
         [string] $To,
         [Parameter(Mandatory = $true)]
-        [bool] $Ok
+        [bool] $Ok,
+        [AllowNull()]
+        [object] $Status = $null
     )
-    return [ordered]@{
+    $entry = [ordered]@{
         at = [DateTime]::UtcNow.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", [System.Globalization.CultureInfo]::InvariantCulture)
         from = $From
         to = $To
         ok = $Ok
     }
+    if (-not $Ok) {
+        $entry['status'] = $Status
+    }
+    return $entry
 }
 
 function Get-ReleaseRootState {
@@ -361,7 +368,8 @@ function Get-ReleaseRootState {
     .PARAMETER Roots
     Release roots (the release_roots argument; empty gives an empty dictionary).
     .OUTPUTS
-    Ordered dictionary root -> {current, previous, versions: [{version, complete}], history}; a
+    Ordered dictionary root (without a trailing backslash) -> {current, previous, versions:
+    [{version, complete}], history}; a
     root that does not exist gives nulls and empty lists. "versions": complete releases by
     completion time, oldest first, then incomplete folders (complete: false).
     Throws when a root is not an absolute folder or its release-state.json is not valid JSON.
@@ -384,7 +392,7 @@ function Get-ReleaseRootState {
         foreach ($folder in (Get-ReleaseFolders -Releases $layout['releases'])) {
             $versions.Add([ordered]@{ version = $folder.Version; complete = $folder.Complete })
         }
-        $result[$root] = [ordered]@{
+        $result[$trimmed] = [ordered]@{
             current = $state['current']
             previous = $state['previous']
             versions = $versions.ToArray()
@@ -829,10 +837,11 @@ function Get-SiteRootPath {
     <#
     .SYNOPSIS
     Return the physicalPath of a site's root virtual directory (application "/", vdir "/") as
-    written in applicationHost.config, after checking that the site and the pool exist.
+    written in applicationHost.config, after checking that the site and the pool exist and that
+    the pool is not Stopped.
     .OUTPUTS
     [string] (may hold %VARIABLES%; '' when unset). Throws when the site, its root application or
-    the pool does not exist.
+    the pool does not exist, or the pool is Stopped.
     #>
     [CmdletBinding()]
     param(
@@ -848,8 +857,12 @@ function Get-SiteRootPath {
         if ($null -eq $siteObject) {
             throw ('{0}: site "{1}" does not exist' -f $Function, $Site)
         }
-        if ($null -eq $manager.ApplicationPools[$AppPool]) {
+        $pool = $manager.ApplicationPools[$AppPool]
+        if ($null -eq $pool) {
             throw ('{0}: app pool "{1}" does not exist' -f $Function, $AppPool)
+        }
+        if ((Get-IisObjectState -Object $pool) -eq 'Stopped') {
+            throw ('{0}: app pool "{1}" is stopped: start it before switching (Set-IisRuntimeState)' -f $Function, $AppPool)
         }
         $directory = Get-SiteRootDirectory -SiteObject $siteObject -Site $Site -Function $Function
         return [string]$directory.PhysicalPath
@@ -919,10 +932,10 @@ function Set-SiteRootPath {
 function Restart-ReleaseAppPool {
     <#
     .SYNOPSIS
-    Make an application pool start a new worker process: Recycle() when Started, Start() when
-    Stopped (runtime state, no CommitChanges()).
+    Make an application pool start a new worker process: Recycle() when it is Started (runtime
+    state, no CommitChanges()).
     .OUTPUTS
-    [string] what was done ("recycled", "started", or "left <state>" for Starting/Stopping/Unknown).
+    [string] what was done: "recycled", or "not recycled (<state>)" for any other state.
     Throws when the pool does not exist or IIS refuses.
     #>
     [CmdletBinding()]
@@ -942,11 +955,7 @@ function Restart-ReleaseAppPool {
             [void]$pool.Recycle()
             return 'recycled'
         }
-        if ($state -eq 'Stopped') {
-            [void]$pool.Start()
-            return 'started'
-        }
-        return ('left {0}' -f $state)
+        return ('not recycled ({0})' -f $state)
     } finally {
         $manager.Dispose()
     }
@@ -1210,16 +1219,18 @@ function Switch-Release {
     .OUTPUTS
     One line {"switched": bool, "from": version or null, "to": version, "health": {"status",
     "body" (first 2 KB), "seconds"}}. switched is false when the site's root already points at
-    the release and it answers healthy (release-state.json is brought in line if it disagrees).
-    Otherwise: physicalPath := <root>\releases\<version> (one CommitChanges), the pool is recycled
-    (started when stopped), and the health URL is requested until it answers expect_status or the
-    deadline (seconds, counted from the switch) passes. Healthy: release-state.json gets
-    previous := the old version, current := version and a history entry.
-    Throws when the release is not complete, the site or pool does not exist, or an argument is
-    invalid (nothing changed); when the release already served is unhealthy; and when the new
-    release is unhealthy - then physicalPath is restored (second CommitChanges), the pool
-    recycled, the failed attempt recorded in the history, and the message holds the last status,
-    the first 2 KB of the body and the last 30 lines of the newest log in <root>\logs.
+    the release and it answers healthy (release-state.json's current is brought in line if it
+    disagrees). Otherwise: physicalPath := <root>\releases\<version> (one CommitChanges; skipped
+    when it already points there but is unhealthy), the pool is recycled, and the health URL is
+    requested until it answers expect_status or the deadline (seconds, counted from the change)
+    passes. Healthy: release-state.json gets previous := current (when current changes), current
+    := version and a history entry {at, from, to, ok: true}.
+    Throws, changing nothing, when the release is not complete, the site or pool does not exist,
+    the pool is Stopped (start it first: Set-IisRuntimeState), or an argument is invalid. Throws
+    when the release is unhealthy: physicalPath is restored to what it was (a second, separate
+    CommitChanges) and the pool recycled, the attempt is recorded in the history (ok: false,
+    status), and the message holds the last status (or network error), the first 2 KB of the body
+    and the last 30 lines of the newest log in <root>\logs.
     #>
     [CmdletBinding()]
     param(
@@ -1247,80 +1258,126 @@ function Switch-Release {
     $served = Get-ReleaseVersionOfPath -Path $oldPath -Releases $layout['releases']
     $from = $served
     if ($null -eq $from) { $from = $state['current'] }
-    $clock = [System.Diagnostics.Stopwatch]::StartNew()
 
     if ($served -ceq $version) {
-        $answer = Wait-ReleaseHealthy -Health $health -Clock $clock
-        if (-not $answer['ok']) {
-            throw ('{0}: site {1} already serves release {2}, but it is not healthy: {3}{4}{5}' -f $function, $site, $version, (Format-HealthAnswer -Answer $answer -Health $health), "`n", (Get-NewestLogTail -Folder $layout['logs'] -Count $script:ReleaseLogTailLines))
+        $answer = Wait-ReleaseHealthy -Health $health -Clock ([System.Diagnostics.Stopwatch]::StartNew())
+        if ($answer['ok']) {
+            if ($state['current'] -cne $version) {
+                $state['previous'] = $state['current']
+                $state['current'] = $version
+                Write-ReleaseState -Path $layout['state'] -State $state -Function $function
+            }
+            Write-CallResult -InputObject (New-SwitchResult -Switched $false -From $version -To $version -Answer $answer)
+            return
         }
-        if ($state['current'] -cne $version) {
-            $state['previous'] = $state['current']
-            $state['current'] = $version
-            Write-ReleaseState -Path $layout['state'] -State $state -Function $function
+        # Already there but unhealthy: recycling is all that is left to try (nothing to restore).
+    } else {
+        try {
+            Set-SiteRootPath -Site $site -Path $target -Function $function
+        } catch {
+            throw ('{0}: setting the physicalPath of site {1} to {2} failed, nothing was changed: {3}' -f $function, $site, $target, $_.Exception.Message)
         }
-        Write-CallResult -InputObject ([ordered]@{
-                switched = $false
-                from = $version
-                to = $version
-                health = [ordered]@{ status = $answer['status']; body = $answer['body']; seconds = $answer['seconds'] }
-            })
-        return
     }
-
+    $clock = [System.Diagnostics.Stopwatch]::StartNew()
     try {
-        Set-SiteRootPath -Site $site -Path $target -Function $function
-    } catch {
-        throw ('{0}: setting the physicalPath of site {1} to {2} failed, nothing was changed: {3}' -f $function, $site, $target, $_.Exception.Message)
-    }
-    $restart = 'not restarted'
-    try {
-        $restart = Restart-ReleaseAppPool -AppPool $appPool -Function $function
+        $restart = 'app pool {0} {1}' -f $appPool, (Restart-ReleaseAppPool -AppPool $appPool -Function $function)
     } catch {
         # The physicalPath change restarts the app anyway (field notes, IIS): the health check decides.
-        $restart = 'recycle failed: ' + $_.Exception.Message
+        $restart = 'recycling app pool {0} failed: {1}' -f $appPool, $_.Exception.Message
     }
     $answer = Wait-ReleaseHealthy -Health $health -Clock $clock
 
     if ($answer['ok']) {
-        $state['previous'] = $from
+        if ($state['current'] -cne $version) {
+            $state['previous'] = $state['current']
+        }
         $state['current'] = $version
         $state['history'].Add((New-ReleaseHistoryEntry -From $from -To $version -Ok $true))
         Write-ReleaseState -Path $layout['state'] -State $state -Function $function
-        Write-CallResult -InputObject ([ordered]@{
-                switched = $true
-                from = $from
-                to = $version
-                health = [ordered]@{ status = $answer['status']; body = $answer['body']; seconds = $answer['seconds'] }
-            })
+        Write-CallResult -InputObject (New-SwitchResult -Switched $true -From $from -To $version -Answer $answer)
         return
     }
 
     # Unhealthy: put the previous release back, record the attempt, and fail with the evidence.
     $logTail = Get-NewestLogTail -Folder $layout['logs'] -Count $script:ReleaseLogTailLines
-    if ([string]::IsNullOrEmpty($oldPath)) {
-        $restored = 'the site had no physicalPath before, so nothing was restored'
-    } else {
-        try {
-            Set-SiteRootPath -Site $site -Path $oldPath -Function $function
-            $restored = 'physicalPath restored to {0}' -f $oldPath
-            try {
-                $restored += ', app pool ' + (Restart-ReleaseAppPool -AppPool $appPool -Function $function)
-            } catch {
-                $restored += ', app pool recycle failed: ' + $_.Exception.Message
-            }
-        } catch {
-            $restored = 'RESTORING physicalPath {0} FAILED: {1}' -f $oldPath, $_.Exception.Message
-        }
-    }
-    $state['history'].Add((New-ReleaseHistoryEntry -From $from -To $version -Ok $false))
+    $restored = Restore-SiteRootPath -Site $site -AppPool $appPool -OldPath $oldPath -Target $target -Function $function
+    $state['history'].Add((New-ReleaseHistoryEntry -From $from -To $version -Ok $false -Status $answer['status']))
     $stateNote = ''
     try {
         Write-ReleaseState -Path $layout['state'] -State $state -Function $function
     } catch {
         $stateNote = ' (' + $_.Exception.Message + ')'
     }
-    throw ('{0}: release {1} is not healthy on site {2} (app pool {3}: {4}); {5}{6}.{7}{8}{9}Newest log {10}' -f $function, $version, $site, $appPool, $restart, $restored, $stateNote, "`n", (Format-HealthAnswer -Answer $answer -Health $health), "`n", $logTail)
+    throw ('{0}: release {1} is not healthy on site {2} ({3}); {4}{5}.{6}{7}{8}Newest log {9}' -f $function, $version, $site, $restart, $restored, $stateNote, "`n", (Format-HealthAnswer -Answer $answer -Health $health), "`n", $logTail)
+}
+
+function New-SwitchResult {
+    <#
+    .SYNOPSIS
+    The result of Switch-Release: {switched, from, to, health: {status, body, seconds}}.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [bool] $Switched,
+        [AllowNull()]
+        [object] $From,
+        [Parameter(Mandatory = $true)]
+        [string] $To,
+        [Parameter(Mandatory = $true)]
+        [System.Collections.IDictionary] $Answer
+    )
+    return [ordered]@{
+        switched = $Switched
+        from = $From
+        to = $To
+        health = [ordered]@{ status = $Answer['status']; body = $Answer['body']; seconds = $Answer['seconds'] }
+    }
+}
+
+function Restore-SiteRootPath {
+    <#
+    .SYNOPSIS
+    After a failed health check, set the site's root physicalPath back to OldPath (one
+    CommitChanges) and recycle the pool. Never throws: what happened is returned for the error
+    message.
+    .PARAMETER OldPath
+    physicalPath before the switch ('' when unset: nothing is restored).
+    .PARAMETER Target
+    The release folder switched to (equal to OldPath: nothing to restore).
+    .OUTPUTS
+    [string] e.g. "physicalPath restored to C:\sites\api\releases\1.1.0, app pool api recycled".
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [string] $Site,
+        [Parameter(Mandatory = $true)]
+        [string] $AppPool,
+        [Parameter(Mandatory = $true)]
+        [AllowEmptyString()]
+        [string] $OldPath,
+        [Parameter(Mandatory = $true)]
+        [string] $Target,
+        [string] $Function = 'remote call'
+    )
+    if ([string]::IsNullOrEmpty($OldPath)) {
+        return 'the site had no physicalPath before, so nothing was restored'
+    }
+    if ([string]::Equals([System.Environment]::ExpandEnvironmentVariables($OldPath).TrimEnd('\'), $Target, [System.StringComparison]::OrdinalIgnoreCase)) {
+        return 'the site already served this release, so there was nothing to restore'
+    }
+    try {
+        Set-SiteRootPath -Site $Site -Path $OldPath -Function $Function
+    } catch {
+        return ('RESTORING physicalPath {0} FAILED: {1}' -f $OldPath, $_.Exception.Message)
+    }
+    $restored = 'physicalPath restored to {0}' -f $OldPath
+    try {
+        return ('{0}, app pool {1} {2}' -f $restored, $AppPool, (Restart-ReleaseAppPool -AppPool $AppPool -Function $Function))
+    } catch {
+        return ('{0}, recycling app pool {1} failed: {2}' -f $restored, $AppPool, $_.Exception.Message)
+    }
 }
 
 # --- Cleaning up ------------------------------------------------------------------------------
