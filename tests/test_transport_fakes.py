@@ -107,12 +107,29 @@ class FakeProtocol:
             return cmd["out"].pop(0), b"", -1, False
         if cmd["done"]:
             return b"", b"", 0, True
+        cmd["idle"] = cmd.get("idle", 0) + 1
+        assert cmd["idle"] < 50, "the client keeps waiting for output that will never come"
         raise WinRMOperationTimeoutError()
 
+    operation_timeout_sec = 20
+
     def build_wsman_header(self, **kwargs):
-        return {}
+        from winrm.protocol import Protocol
+
+        return Protocol.build_wsman_header(self, **kwargs)
 
     def send_message(self, message):
+        import xml.etree.ElementTree as ET
+
+        root = ET.fromstring(message)
+        ns = {"rsp": "http://schemas.microsoft.com/wbem/wsman/1/windows/shell",
+              "w": "http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd"}
+        stream = root.find(".//rsp:Send/rsp:Stream", ns)
+        if stream is not None:
+            shell_id = root.find(".//w:Selector", ns).text
+            data = base64.b64decode(stream.text or "")
+            self.send_command_input(shell_id, stream.get("CommandId"), data, end=stream.get("End") == "true")
+            return b"<r/>"
         self._request()
         return b"<r/>"
 

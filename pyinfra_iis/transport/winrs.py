@@ -20,6 +20,7 @@ Facts relied on (``../shared/field-notes.md``, "WinRM / WinRS"):
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 import uuid
@@ -66,6 +67,7 @@ FAULT_PIPE_CLOSED = (232, 109)
 FAULT_BUSY = 170
 
 SHELL_URI = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
+_DATA_PLACEHOLDER = "@@pyinfra-iis-stdin@@"
 SIGNAL_TERMINATE = SHELL_URI + "/signal/terminate"
 SIGNAL_CTRL_C = SHELL_URI + "/signal/ctrl_c"
 
@@ -250,7 +252,29 @@ class WinRSShell:
 
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError("WinRSShell.send takes bytes, never str (pywinrm encodes str as cp437)")
-        self._call(self.protocol.send_command_input, self._require_shell(), command_id, bytes(data), end=end)
+        self._call(self._send_message, self._send_envelope(self._require_shell(), command_id, bytes(data), end))
+
+    def _send_envelope(self, shell_id: str, command_id: str, data: bytes, end: bool) -> bytes:
+        """Build the Send envelope pywinrm's ``send_command_input`` builds, without running
+        the base64 text (up to ~500 KB) through xmltodict's escaping: base64 has no XML
+        special character, so it is spliced in (about 10 % of an upload's controller CPU)."""
+
+        request = {
+            "env:Envelope": self.protocol.build_wsman_header(
+                resource_uri=SHELL_URI + "/cmd", action=SHELL_URI + "/Send", shell_id=shell_id
+            )
+        }
+        stream = request["env:Envelope"].setdefault("env:Body", {}).setdefault("rsp:Send", {}).setdefault("rsp:Stream", {})
+        stream["@CommandId"] = command_id
+        stream["@Name"] = "stdin"
+        stream["@End"] = "true" if end else "false"
+        stream["@xmlns:rsp"] = SHELL_URI
+        stream["#text"] = _DATA_PLACEHOLDER
+        head, _, tail = xmltodict.unparse(request).encode("utf-8").partition(_DATA_PLACEHOLDER.encode("ascii"))
+        return b"".join((head, base64.b64encode(data), tail))
+
+    def _send_message(self, message: bytes) -> None:
+        self.protocol.send_message(message)  # type: ignore[arg-type] - pywinrm accepts bytes
 
     def receive(self, command_id: str) -> ReceiveResult:
         """Issue one WinRS Receive; an operation timeout returns an empty result (no output yet)."""
