@@ -205,3 +205,27 @@ def test_cli_bad_data_refused(sim_server) -> None:
     result = _cli(sim_server, "--data", "winrm_prot=5", "-y", "exec", "--", "Write-Output 'hi'")
     assert result.returncode != 0
     assert "winrm_prot" in result.stdout + result.stderr
+
+
+def test_one_shell_one_worker_module_once_and_clean_disconnect(sim_server) -> None:
+    state, host = connect(sim_server)
+    for index in range(3):
+        assert host.run_shell_command(f"Write-Output '{index}'")[0]
+    shells = sim_server.shells.summary()
+    assert len(shells) == 1
+    (commands,) = shells.values()
+    (worker,) = commands.values()
+    assert worker["kind"] == "worker" and not worker["done"]
+    assert list(worker["modules"]) == [wire.MODULE_NAME]
+    disconnect_all(state)
+    assert sim_server.shells.summary() == {}
+
+
+def test_cli_port_option(sim_server) -> None:
+    command = [
+        PYINFRA, "@winrm/127.0.0.1", "--port", str(sim_server.port), "--user", "admin", "--password", PASSWORD,
+        "--data", "winrm_scheme=http", "-y", "exec", "--", "Write-Output 'via-port'",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "via-port" in result.stdout + result.stderr

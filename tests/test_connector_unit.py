@@ -158,3 +158,14 @@ def test_split_lines() -> None:
     assert split_lines("") == []
     assert split_lines("a\r\nb\r\n") == ["a", "b"]
     assert split_lines("a\r\n\r\nb") == ["a", "", "b"]
+
+
+def test_timeout_raises_and_next_command_gets_a_new_worker(monkeypatch) -> None:
+    fake = FakeHost()
+    state, host = make_state(fake, monkeypatch)
+    connect_all(state)
+    with pytest.raises(TimeoutError):
+        host.run_shell_command("hang", _timeout=0.01)
+    ok, output = host.run_shell_command("Write-Output 'alive'")
+    assert ok and output.stdout_lines == ["alive"]
+    assert fake.processes == 2

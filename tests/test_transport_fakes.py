@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import time
 
 import requests
 from winrm.exceptions import InvalidCredentialsError, WinRMOperationTimeoutError, WSManFaultError
@@ -108,7 +109,8 @@ class FakeProtocol:
         if cmd["done"]:
             return b"", b"", 0, True
         cmd["idle"] = cmd.get("idle", 0) + 1
-        assert cmd["idle"] < 50, "the client keeps waiting for output that will never come"
+        time.sleep(0.005)  # a server holds a Receive until its operation timeout
+        assert cmd["idle"] < 200, "the client keeps waiting for output that will never come"
         raise WinRMOperationTimeoutError()
 
     operation_timeout_sec = 20
@@ -150,6 +152,8 @@ class FakeProtocol:
             return
         if frame["op"] == "module":
             reply = wire.Reply(frame["id"], 0, "", "")
+        elif frame["script"] == "hang":
+            return  # never replies
         else:
             self.host.scripts.append(frame["script"])
             reply = self._run(cmd, frame["id"], frame["script"])
