@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -276,13 +277,24 @@ class WinRSShell:
     def _send_message(self, message: bytes) -> None:
         self.protocol.send_message(message)  # type: ignore[arg-type] - pywinrm accepts bytes
 
-    def receive(self, command_id: str) -> ReceiveResult:
-        """Issue one WinRS Receive; an operation timeout returns an empty result (no output yet)."""
+    def receive(self, command_id: str, wait: float | None = None) -> ReceiveResult:
+        """Issue one WinRS Receive; an operation timeout returns an empty result (no output yet).
 
+        Args:
+            wait: seconds the server may hold the Receive when there is no output; default
+                (None) the protocol's ``operation_timeout_sec``; shorter values are sent as
+                the request's OperationTimeout (whole seconds, at least 1).
+        """
+
+        saved = self.protocol.operation_timeout_sec
+        if wait is not None:
+            self.protocol.operation_timeout_sec = max(1, min(saved, math.ceil(wait)))
         try:
             stdout, stderr, code, done = self._call(self.protocol.get_command_output_raw, self._require_shell(), command_id)
         except WinRMOperationTimeoutError:
             return ReceiveResult()
+        finally:
+            self.protocol.operation_timeout_sec = saved
         return ReceiveResult(stdout, stderr, bool(done), code if done else None)
 
     def signal(self, command_id: str, code: str = SIGNAL_TERMINATE) -> None:

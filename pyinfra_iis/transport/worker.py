@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from winrm.protocol import Protocol
@@ -76,7 +76,6 @@ class SessionStats:
     resent: int = 0
     sends: int = 0
     receives: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class WorkerSession:
@@ -207,8 +206,9 @@ class WorkerSession:
 
         Args:
             script: the raw PowerShell text (secrets unmasked).
-            timeout: seconds to wait for the reply, or None; checked between Receives, so
-                the effective limit is rounded up to the WinRM operation timeout.
+            timeout: seconds to wait for the reply, or None (wait as long as it takes);
+                each Receive asks the server to hold at most the remaining time (whole
+                seconds, at least 1), so the limit is kept to about a second.
 
         Raises:
             StepTimeout: no reply in time (the worker is then rebuilt before the next step).
@@ -268,7 +268,8 @@ class WorkerSession:
                 self._quietly(self.shell.signal, self.command_id, SIGNAL_TERMINATE)
                 raise StepTimeout(f"{self.endpoint}: no reply within {timeout} s")
             self.stats.receives += 1
-            result = self.shell.receive(self.command_id)
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            result = self.shell.receive(self.command_id, wait)
             self._stdout += result.stdout
             self._stderr += result.stderr
             if result.done:
