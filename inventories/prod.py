@@ -1,16 +1,20 @@
 """Example fleet: two IIS hosts reached over WinRM/HTTPS.
 
-    pyinfra inventories/prod.py deploys/site.py
+    pyinfra inventories/prod.py deploys/site.py                       # converge everything
+    PYINFRA_IIS_RELEASE_VERSION=1.4.2 \\
+        pyinfra inventories/prod.py deploys/release.py -y --serial --fail-percent 0
 
-Everything both hosts share is in ``group_data/all.py``; host-specific values go here. The
-connector reads ``winrm_*`` keys; secrets come from the environment, never from this file.
+Everything both hosts share is in ``group_data/all.py`` (IIS and release settings); host-specific
+values go here. The connector reads ``winrm_*`` keys. Secrets come from the environment, never
+from this file: ``WINRM_USER`` / ``WINRM_PASSWORD`` (the deploy account), ``API_PFX_PASSWORD``
+and ``API_SECRET_KEY`` (read by group data), installer pins ``*_SHA256``.
 """
 
 import os
 
+_credentials = {"winrm_user": os.environ.get("WINRM_USER", "deploy"), "winrm_password": os.environ.get("WINRM_PASSWORD", "")}
+
 web_servers = [
-    ("@winrm/web01.example.com", {"winrm_user": os.environ.get("WINRM_USER", "deploy"),
-                                  "winrm_password": os.environ.get("WINRM_PASSWORD", "")}),
-    ("@winrm/web02.example.com", {"winrm_user": os.environ.get("WINRM_USER", "deploy"),
-                                  "winrm_password": os.environ.get("WINRM_PASSWORD", "")}),
+    ("@winrm/web01.example.com", dict(_credentials)),
+    ("@winrm/web02.example.com", dict(_credentials)),
 ]

@@ -1,8 +1,12 @@
-"""Group data of every host: the IIS configuration of the worked example (issue 3).
+"""Group data of every host: the IIS configuration of the worked example (issue 3) and its
+release settings (issue 4).
 
-Secrets (PFX password, app secrets) are read from environment variables; the MSIs and the PFX
-are vendored under ``files/`` and pinned by SHA-256 (Microsoft has delisted the ARR download,
-field notes). Keys: see ``pyinfra_iis.models.HOST_DATA_KEYS``.
+Secrets (PFX password, app secrets) are read from environment variables; the MSIs, the Python
+installer and the PFX are vendored under ``files/`` and pinned by SHA-256 (Microsoft has delisted
+the ARR download, field notes). Keys: ``pyinfra_iis.models.HOST_DATA_KEYS`` (``iis_*``) and
+``pyinfra_iis.deploys.release`` (``release_*``). The release version and artifact are not set
+here: a pipeline gives them with ``--data release_version=1.4.2`` or
+``PYINFRA_IIS_RELEASE_VERSION`` / ``PYINFRA_IIS_RELEASE_ARTIFACT``.
 """
 
 import os
@@ -32,24 +36,38 @@ iis_certificates = [
      "store": "WebHosting"},
 ]
 
+# The app's secrets are release_app["app_secrets"]: the deploys add them to this pool's
+# environment variables (applicationHost.config), never to web.config.
 iis_app_pools = [
-    {"name": "api", "environment_variables": {
-        "PYTHONUNBUFFERED": "1",
-        "API_SECRET_KEY": os.environ.get("API_SECRET_KEY", "change-me"),
-    }},
+    {"name": "api"},
 ]
 
 iis_sites = [
     {"name": "api", "physical_path": r"C:\sites\api\current", "app_pool": "api",
-     "log_directory": r"C:\sites\api\logs",
+     "log_directory": r"C:\sites\api\iislogs",
      "bindings": [
          {"protocol": "https", "port": 443, "host_name": "api.example.com", "certificate": "api"},
          {"protocol": "http", "port": 80, "host_name": "api.example.com"},
      ]},
 ]
 
-iis_acls = [
-    {"path": r"C:\sites\api", "principal": "IIS AppPool\\api", "rights": "ReadAndExecute"},
-    {"path": r"C:\sites\api\logs", "principal": "IIS AppPool\\api", "rights": "Modify"},
-    {"path": r"C:\Python312", "principal": "IIS AppPool\\api", "rights": "ReadAndExecute"},
-]
+# The pool's access to the release root (RX), its logs folder (Modify) and the base Python (RX)
+# comes from the release settings below (pyinfra_iis.deploys.release.acl_rules).
+iis_acls = []
+
+release_app = {
+    "app_name": "api",
+    "root": r"C:\sites\api",
+    "python_version": "3.12",
+    "keep_releases": 5,
+    "health_check_path": "/healthz",
+    "health_deadline": "2m",
+    "app_settings": {"LOG_LEVEL": "info"},
+    "app_secrets": {"API_SECRET_KEY": os.environ.get("API_SECRET_KEY", "change-me")},
+}
+release_site = "api"
+release_python = {
+    "version": "3.12.7",
+    "source": "files/python-3.12.7-amd64.exe",
+    "sha256": os.environ.get("PYTHON_INSTALLER_SHA256", "0" * 64),
+}
