@@ -333,12 +333,14 @@ function Get-HostState {
     .SYNOPSIS
     Print the whole state of the host the project manages, as one line of JSON.
     .PARAMETER Json
-    {"acl_paths": ["C:\\sites\\api", ...], "cert_stores": ["My", "WebHosting", ...]}; both optional
-    (default: empty lists, so no ACL and no certificate is read).
+    {"acl_paths": ["C:\\sites\\api", ...], "cert_stores": ["My", "WebHosting", ...],
+    "release_roots": ["C:\\sites\\api"], "python_versions": ["3.12"]}; all optional
+    (default: empty lists, so no ACL, certificate, release root or Python is read).
     .OUTPUTS
-    One line: {computer_name, reboot_pending, features, extensions, iis, certificates, acls} as
-    described in docs/remote-functions.md. "iis" is null until the Web-Server feature is installed
-    (and Microsoft.Web.Administration.dll exists). Secret values (environment variable values,
+    One line: {computer_name, reboot_pending, features, extensions, iis, certificates, acls,
+    pythons, releases} as described in docs/remote-functions.md ("pythons" and "releases" are
+    built by 85-python.ps1 and 90-release.ps1; empty objects when not asked). "iis" is null
+    until the Web-Server feature is installed (and Microsoft.Web.Administration.dll exists). Secret values (environment variable values,
     passwords) appear only as ConvertTo-SecretDigest digests.
     Throws when an argument has the wrong type, or when reading the IIS configuration fails.
     #>
@@ -352,6 +354,8 @@ function Get-HostState {
     $call = ConvertFrom-CallJson -Json $Json -Function $function
     $aclPaths = Get-CallStringList -Call $call -Name 'acl_paths' -Function $function
     $certStores = Get-CallStringList -Call $call -Name 'cert_stores' -Function $function
+    $releaseRoots = Get-CallStringList -Call $call -Name 'release_roots' -Function $function
+    $pythonVersions = Get-CallStringList -Call $call -Name 'python_versions' -Function $function
 
     $features = Get-InstalledFeatureNames
     $iisInstalled = ($features -contains 'Web-Server') -and (Test-IisInstalled)
@@ -384,6 +388,8 @@ function Get-HostState {
         iis = $iis
         certificates = [object[]](Get-CertificateState -Stores $certStores -Function $function)
         acls = Get-PathAclState -Paths $aclPaths -Function $function
+        pythons = Get-PythonState -Versions $pythonVersions -Function $function
+        releases = Get-ReleaseRootState -Roots $releaseRoots -Function $function
     }
     Write-CallResult -InputObject $result
 }
