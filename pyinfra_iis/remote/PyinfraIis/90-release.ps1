@@ -369,9 +369,9 @@ function Get-ReleaseRootState {
     Release roots (the release_roots argument; empty gives an empty dictionary).
     .OUTPUTS
     Ordered dictionary root (without a trailing backslash) -> {current, previous, versions:
-    [{version, complete}], history}; a
-    root that does not exist gives nulls and empty lists. "versions": complete releases by
-    completion time, oldest first, then incomplete folders (complete: false).
+    [{version, complete}], history}; a root that does not exist gives nulls and empty lists.
+    "versions": complete releases by completion time, oldest first, then incomplete folders
+    (complete: false).
     Throws when a root is not an absolute folder or its release-state.json is not valid JSON.
     #>
     [CmdletBinding()]
