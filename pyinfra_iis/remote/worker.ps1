@@ -43,7 +43,10 @@ function Invoke-Step([int]$Id, [string]$Script, [object[]]$Arguments) {
     foreach ($record in $ps.Streams.Information) { $out += [string]$record.MessageData + "`r`n" }
     foreach ($record in $ps.Streams.Warning) { [void]$err.AppendLine('WARNING: ' + $record.Message) }
     foreach ($record in $ps.Streams.Error) { [void]$err.AppendLine(($record | Out-String).TrimEnd()) }
-    if ($ps.HadErrors -and $code -eq 0) { $code = 1 }
+    # Not $ps.HadErrors: it is also true for errors a script caught or suppressed and for native
+    # stderr output (PowerShell issues #4613, #5425). A failure is an uncaught terminating error,
+    # a record in the error stream, or a non-zero $LASTEXITCODE (exit N, a failed native program).
+    if ($ps.Streams.Error.Count -gt 0 -and $code -eq 0) { $code = 1 }
     $last = $runspace.SessionStateProxy.GetVariable('LASTEXITCODE')
     if ($last -is [int] -and $last -ne 0) { $code = $last }
     $ps.Dispose()

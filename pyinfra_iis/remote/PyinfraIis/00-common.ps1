@@ -160,6 +160,9 @@ function Write-CallResult {
         [AllowNull()]
         [object] $InputObject
     )
+    # A function that reaches its result has succeeded, whatever native programs it ran and
+    # handled on the way: the worker reads a non-zero $LASTEXITCODE as the step's exit code.
+    $global:LASTEXITCODE = 0
     if ($null -eq $InputObject) {
         Write-Output -InputObject 'null'
         return
