@@ -94,6 +94,9 @@ class _ProxyServer(ThreadingHTTPServer):
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, _ProxyHandler)
 
+    def handle_error(self, request, client_address):
+        """A client that went away mid-request (reset, TLS EOF) is not worth a traceback."""
+
     def process_request(self, request, client_address):
         if not self.slots.acquire(timeout=ACCEPT_WAIT_SECONDS):
             self.shutdown_request(request)

@@ -39,6 +39,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -165,6 +166,8 @@ class AppProcess:
             self._check_rapid_fails()
             attempts = max(1, self.spec.platform.startup_retry_count)
             for _ in range(attempts):
+                if self._stopped:
+                    raise AppStartError("the application pool is stopped")
                 port = self._start_once()
                 if port is not None:
                     return port
@@ -172,8 +175,10 @@ class AppProcess:
             raise AppStartError(f"the process failed to start after {attempts} attempt(s): {self.last_error}")
 
     def stop(self) -> None:
-        """Kill the process (and its group); later :meth:`ensure_running` calls fail."""
+        """Kill the process (and its group); later :meth:`ensure_running` calls fail. A start
+        in progress notices the flag within :data:`CONNECT_POLL_SECONDS` and gives up."""
 
+        self._stopped = True
         with self._lock:
             self._stopped = True
             self._kill()
@@ -194,21 +199,21 @@ class AppProcess:
     def _open_log(self):
         base = self.spec.log_base
         if base is None:
-            return subprocess.DEVNULL, None
+            return subprocess.DEVNULL, None, ""
         if not base.parent.is_dir():
             note = f"stdout log folder {self.spec.windows_log_base or base.parent} is missing: no stdout log (HPH does not create it)"
             if note not in self.spec.notes:
                 self.spec.notes.append(note)
-            return subprocess.DEVNULL, None
+            return subprocess.DEVNULL, None, ""
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
-        pending = base.parent / f"{base.name}_{stamp}_starting.log"
-        return open(pending, "ab"), pending
+        pending = base.parent / f"{base.name}_{stamp}_starting-{uuid.uuid4().hex[:8]}.log"
+        return open(pending, "ab"), pending, stamp
 
     def _start_once(self) -> int | None:
         port = free_port()
         variables = {**self.spec.environment, PORT_VARIABLE: str(port)}
         argv = [expand_variables(arg, variables) for arg in self.spec.argv]
-        log, pending = self._open_log()
+        log, pending, stamp = self._open_log()
         self.starts += 1
         try:
             process = subprocess.Popen(argv, cwd=self.spec.cwd, env=variables, stdin=subprocess.DEVNULL,
@@ -219,13 +224,13 @@ class AppProcess:
         finally:
             if pending is not None:
                 log.close()
+        self._process = process  # from here on, _kill() can end it whatever happens
         if pending is not None:
-            final = pending.with_name(pending.name.replace("_starting.log", f"_{process.pid}.log"))
+            final = self.spec.log_base.parent / f"{self.spec.log_base.name}_{stamp}_{process.pid}.log"
             os.replace(pending, final)
             self.log_file = final
-        self._process = process
         deadline = self._clock() + self.spec.platform.startup_time_limit
-        while self._clock() < deadline:
+        while self._clock() < deadline and not self._stopped:
             if process.poll() is not None:
                 self._record_failure(f"the process exited with code {process.returncode} before listening on the port")
                 self._process = None

@@ -5,7 +5,7 @@ the httpPlatformHandler global module is installed."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ..iis.appconfig import AppHostConfig, first_child, real_children
+from ..iis.appconfig import AppHostConfig, binding_endpoint, first_child, real_children
 from ..iis.store import site_elements
 from .bindings import Binding
 from .httpplatform import expand_variables
@@ -72,8 +72,10 @@ def read_sites(config: AppHostConfig) -> list[SiteInfo]:
                 continue
             if binding.protocol not in ("http", "https"):
                 continue
-            thumb = element.get("certificateHash")
-            bindings.append(SiteBinding(binding, thumb.upper() if thumb else None, element.get("certificateStoreName") or "My"))
+            # The certificate of an https binding lives in HTTP.sys, keyed by endpoint (appconfig.py).
+            sslcert = config.sslcert.get(binding_endpoint(element) or "", {})
+            thumb = sslcert.get("certificateHash")
+            bindings.append(SiteBinding(binding, thumb.upper() if thumb else None, sslcert.get("certificateStoreName") or "My"))
         result.append(SiteInfo(site.get("name", ""), pool,
                                expand_variables(physical, SYSTEM_VARIABLES) if physical else None, tuple(bindings)))
     return result

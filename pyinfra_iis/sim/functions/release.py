@@ -40,9 +40,9 @@ from ..apps.launch import SIM_VENV_MARKER
 from ..apps.sites import read_sites, site_by_name
 from ..apps.venv import VenvBuildError, ensure_venv, parse_requirements
 from ..host import SimPathError
-from ..iis.appconfig import ConfigError, edit_file
-from ..iis.store import STARTED, config_file, load_config, pool_names, runtime
+from ..iis.store import STARTED, load_config, pool_names, runtime
 from . import SimFunctionError, sim_function
+from .iis_config import set_iis_config
 from .runtime import restart_iis_app_pool
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -267,10 +267,7 @@ def _set_physical_path(host: "SimHost", site: str, path: str) -> None:
             "path": [{"item": "site", "key": {"name": site}}, {"item": "application", "key": {"path": "/"}},
                      {"item": "virtualDirectory", "key": {"path": "/"}}]}
     with host.lock:
-        try:
-            edit_file(config_file(host), [edit])
-        except ConfigError as exc:
-            raise SimFunctionError(f"Switch-Release: nothing was committed: {exc}") from None
+        set_iis_config(host, {"edits": [edit]})  # one commit, all or nothing
         local = None
         try:
             local = host.path(path)
@@ -310,7 +307,8 @@ def health_check(manager, site: str, health: dict[str, Any]) -> dict[str, Any]:
     """Request ``health["url"]`` through the site's binding until ``expect_status`` or the deadline.
 
     The URL's scheme and port select the IIS binding (``Host`` = ``health["host"]``); the request
-    goes to the loopback port serving it. Returns ``{"ok", "status", "body", "seconds", "error"}``.
+    goes to the loopback port serving it. Returns ``{"ok", "status", "body", "seconds", "error"}``:
+    the last HTTP answer received (``status`` None when none came) and the last error.
     """
 
     url = urlsplit(health["url"])
@@ -335,7 +333,8 @@ def health_check(manager, site: str, health: dict[str, Any]) -> dict[str, Any]:
                     answer["ok"] = True
                     break
             except (OSError, http.client.HTTPException) as exc:
-                answer.update(status=None, body="", error=f"{type(exc).__name__}: {exc}")
+                # A request cut short by the deadline must not hide the last real answer.
+                answer["error"] = f"{type(exc).__name__}: {exc}"
         if time.monotonic() + HEALTH_INTERVAL >= deadline:
             break
         time.sleep(HEALTH_INTERVAL)
@@ -344,10 +343,11 @@ def health_check(manager, site: str, health: dict[str, Any]) -> dict[str, Any]:
 
 
 def log_tail(host: "SimHost", root: str, lines: int = LOG_TAIL_LINES) -> tuple[str | None, str]:
-    """``(file name, last lines)`` of the newest ``*.log`` in ``<root>\\logs`` (``(None, "")`` when none)."""
+    """``(file name, last lines)`` of the newest non-empty ``*.log`` in ``<root>\\logs`` (``(None, "")``
+    when none; an empty newest log is usually a start still in progress)."""
 
     folder = _local(host, f"{root}\\logs")
-    logs = sorted((p for p in folder.glob("*.log") if p.is_file()), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    logs = sorted((p for p in folder.glob("*.log") if p.is_file() and p.stat().st_size and "_starting" not in p.name), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
     if not logs:
         return None, ""
     text = logs[-1].read_text(encoding="utf-8", errors="replace")
@@ -417,12 +417,12 @@ def switch_release(host: "SimHost", payload: dict[str, Any]) -> str:
             state["history"].append(entry)
             write_state(host, root, state)
             return json.dumps({"switched": True, "from": from_version, "to": version, "health": _public(answer)})
+        name, tail = log_tail(host, root)  # before the restore starts the previous release again
         if before and before.casefold() != target.casefold():
             _set_physical_path(host, site.name, before)
             _recycle(host, pool_key)
         state["history"].append({**entry, "status": answer["status"]})
         write_state(host, root, state)
-    name, tail = log_tail(host, root)
     got = f"HTTP {answer['status']}" if answer["status"] is not None else (answer["error"] or "no answer")
     raise SimFunctionError(
         f"Switch-Release {version}: health check {health['url']} (Host: {health.get('host')}) failed after "
