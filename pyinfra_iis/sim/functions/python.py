@@ -61,8 +61,9 @@ def install_python(host: "SimHost", payload: dict[str, Any]) -> str:
     """``{"version","source","sha256","target_dir"}`` → ``{"installed","version","path"}``.
 
     ``installed: false`` when the same x.y.z is already installed (nothing checked or run).
+    Another x.y.z of the same x.y is upgraded in place, as the python.org installer does.
     Errors: bad arguments, installer missing, SHA-256 mismatch (expected and actual named;
-    nothing installed), another x.y.z of the same x.y installed in another folder.
+    nothing installed).
     """
 
     version = _text(payload, "version")
