@@ -241,11 +241,11 @@ class WorkerSession:
 
         self.ensure()
         assert self.shell is not None and self.command_id is not None
-        view = memoryview(data)
+        pieces = [data] if len(data) <= self.max_send else [data[i:i + self.max_send] for i in range(0, len(data), self.max_send)]
         try:
-            for start in range(0, max(len(view), 1), self.max_send):
+            for piece in pieces:
                 self.stats.sends += 1
-                self.shell.send(self.command_id, view[start:start + self.max_send].tobytes())
+                self.shell.send(self.command_id, piece)
         except Recoverable as exc:
             self._broken = exc
             raise
