@@ -28,6 +28,20 @@ PREFIX = "winrm_"
 PYINFRA_FALLBACKS = {"user": "ssh_user", "password": "ssh_password", "port": "ssh_port"}
 
 
+#: What each key takes, for the fix suggested in error messages.
+_EXPECTED = {
+    "port": "a TCP port number (1-65535)",
+    "scheme": "http or https",
+    "transport": "ntlm, kerberos, certificate or basic",
+    "server_cert_validation": "true or false",
+    "message_encryption": "auto, always or never",
+    "read_timeout_sec": "a whole number of seconds above winrm_operation_timeout_sec",
+    "operation_timeout_sec": "a whole number of seconds (>= 1)",
+    "max_envelope_kb": "the host's MaxEnvelopeSizekb (whole KiB, 500 by default)",
+    "allow_insecure": "true or false",
+}
+
+
 class SettingsError(ValueError):
     """Host data for the connector is unknown, ill-typed or insecure; the message says how
     to fix it and never contains a secret value."""
@@ -182,5 +196,8 @@ def settings_from_host_data(host_name: str, data: Mapping[str, Any]) -> WinrmSet
             location = ".".join(str(part) for part in error["loc"])
             key = f"{PREFIX}{location}" if location else "winrm settings"
             message = error["msg"].removeprefix("Value error, ")
+            if location in fields:
+                expected = _EXPECTED.get(location, "a string")
+                message += f"; set {key} to {expected} in the inventory or with --data {key}=..."
             problems.append(f"{key}: {message}" if location else message)
         raise SettingsError(f"host {host_name}: invalid WinRM settings: " + "; ".join(problems)) from None
