@@ -29,6 +29,7 @@ import http.client
 import json
 import os
 import secrets
+import shutil
 import socket
 import ssl
 import subprocess
@@ -140,6 +141,9 @@ class Demo:
     pfx_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     app_secret: str = field(default_factory=lambda: secrets.token_urlsafe(16) + "'\"$(x)")
     servers: list = field(default_factory=list)
+    #: Folder holding ``inventories/`` and ``deploys/`` (pyinfra runs there): the checkout, or
+    #: a copy with changed group data (tests).
+    root: Path = PROJECT
 
     @property
     def files(self) -> Path:
@@ -157,13 +161,15 @@ class Demo:
     def start(self) -> "Demo":
         """Start the simulated hosts on free loopback ports (their state persists in the workdir)."""
 
-        from .sim import SimServer
-
         write_sim_files(self.files, self.pfx_password)
         for index in range(self.hosts):
-            server = SimServer(self.state_dir(index), user=SIM_USER, password=self.password, port=0, hostname=f"WEB{index + 1:02d}")
-            self.servers.append(server.start())
+            self.servers.append(self._server(index).start())
         return self
+
+    def _server(self, index: int):
+        from .sim import SimServer
+
+        return SimServer(self.state_dir(index), user=SIM_USER, password=self.password, port=0, hostname=f"WEB{index + 1:02d}")
 
     def stop(self) -> None:
         """Stop every simulated host (binding listeners closed, app processes killed)."""
@@ -171,11 +177,13 @@ class Demo:
         while self.servers:
             self.servers.pop().stop()
 
-    def restart(self, index: int) -> None:
-        """Stop and start host ``index`` again (same state folder; the port may change)."""
+    def reinstall(self, index: int) -> None:
+        """Simulate a freshly installed server in place of host ``index``: stop it, delete its
+        state folder, start a new simulated host there (the port may change)."""
 
         self.servers[index].stop()
-        self.servers[index].start()
+        shutil.rmtree(self.state_dir(index))
+        self.servers[index] = self._server(index).start()
 
     def __enter__(self) -> "Demo":
         return self.start()
@@ -204,7 +212,7 @@ class Demo:
 
     def pyinfra(self, deploy: str, *args: str, version: str | None = None, artifact: Path | None = None,
                 servers: Iterable | None = None, capture: bool = True, timeout: float = DEPLOY_TIMEOUT) -> subprocess.CompletedProcess:
-        """Run ``pyinfra inventories/sim.py <deploy> -y <args>`` from the project folder.
+        """Run ``pyinfra inventories/sim.py <deploy> -y <args>`` in :attr:`root`.
 
         Args:
             deploy: ``deploys/site.py``, ``deploys/release.py`` or ``deploys/rollback.py``.
@@ -214,7 +222,7 @@ class Demo:
         """
 
         command = [sys.executable, "-m", "pyinfra", "inventories/sim.py", deploy, "-y", *args]
-        return subprocess.run(command, cwd=PROJECT, env=self.environment(version, artifact, servers),
+        return subprocess.run(command, cwd=self.root, env=self.environment(version, artifact, servers),
                               capture_output=capture, text=True, timeout=timeout)
 
     def secrets(self) -> list[str]:
