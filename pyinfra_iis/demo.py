@@ -267,6 +267,30 @@ def fetch(server, path: str, protocol: str = "https", port: int = 443, host_name
         connection.close()
 
 
+def load_secrets(workdir: Path) -> dict[str, str]:
+    """The demo's generated secrets, kept in ``<workdir>/secrets.json`` (mode 0600) so that a
+    second run against the same hosts changes nothing; generated on the first run.
+
+    Returns:
+        ``{"password", "pfx_password", "app_secret"}`` for :class:`Demo`.
+    """
+
+    path = workdir / "secrets.json"
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+        if set(values) == {"password", "pfx_password", "app_secret"}:
+            return values
+    except (OSError, ValueError):
+        pass
+    fresh = Demo(workdir)
+    values = {"password": fresh.password, "pfx_password": fresh.pfx_password, "app_secret": fresh.app_secret}
+    workdir.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        json.dump(values, handle)
+    return values
+
+
 def _masked(text: str, hidden: Iterable[str]) -> str:
     for value in hidden:
         text = text.replace(value, "*MASKED*")
@@ -284,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep-running", action="store_true", help="leave the hosts up until Enter is pressed")
     args = parser.parse_args(argv)
 
-    demo = Demo(args.workdir, hosts=args.hosts)
+    demo = Demo(args.workdir, hosts=args.hosts, **load_secrets(args.workdir))
     print(f"[1/5] building release {args.version} of examples/app (win_amd64 wheels, cached) ...", flush=True)
     artifact = build_artifact(args.version, demo.dist)
     print(f"      {artifact} sha256={hashlib.sha256(artifact.read_bytes()).hexdigest()[:16]}...")
