@@ -145,3 +145,23 @@ def test_v2_then_a_broken_v3_stops_the_rollout_keeps_v2_serving_and_rollback_goe
     assert (state["current"], state["previous"]) == ("1.0.0", "2.0.0")
     assert [entry["ok"] for entry in state["history"]] == [True, True, False, True]
 
+
+
+def test_the_demo_keeps_its_secrets_private_and_its_certificate_between_runs(tmp_path):
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    from pyinfra_iis.demo import load_secrets, write_sim_files
+
+    first = load_secrets(tmp_path)
+    assert load_secrets(tmp_path) == first
+    assert (tmp_path / "secrets.json").stat().st_mode & 0o777 == 0o600
+    files = write_sim_files(tmp_path / "files", first["pfx_password"])
+    pfx = files / "api.example.com.pfx"
+    thumbprint = pkcs12.load_key_and_certificates(pfx.read_bytes(), first["pfx_password"].encode())[1].fingerprint(hashes.SHA1())
+    write_sim_files(files, first["pfx_password"])
+    assert pkcs12.load_key_and_certificates(pfx.read_bytes(), first["pfx_password"].encode())[1].fingerprint(hashes.SHA1()) == thumbprint
+    write_sim_files(files, "another password")  # a password that no longer opens it: a new PFX
+    assert pkcs12.load_key_and_certificates(pfx.read_bytes(), b"another password")[1].fingerprint(hashes.SHA1()) != thumbprint
+    assert {p.name for p in files.iterdir()} == {"httpPlatformHandler_amd64.msi", "rewrite_amd64_en-US.msi", "requestRouter_amd64.msi",
+                                                  "python-3.12.7-amd64.exe", "api.example.com.pfx"}
