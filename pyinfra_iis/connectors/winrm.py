@@ -32,6 +32,7 @@ from pyinfra.connectors.base import BaseConnector
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
 from .. import protocol as wire
+from ..inventory_check import require_valid_inventory
 from ..transport import files
 from ..transport.errors import (
     AuthenticationFailed,
@@ -149,9 +150,12 @@ class WinrmConnector(BaseConnector):
         """Open the shell, start the worker and load the module.
 
         Raises:
-            ConnectError: with "authentication failed" or "cannot reach" in the message.
+            ConnectError: with "authentication failed" or "cannot reach" in the message; or
+                "inventory data is invalid" when any host of the run has bad data
+                (:mod:`pyinfra_iis.inventory_check`, checked before any request is sent).
         """
 
+        require_valid_inventory(self.state, self.host)
         session = self._new_session()
         try:
             session.start()

@@ -1,0 +1,170 @@
+"""Refuse a bad inventory before any host is contacted (design.md "Layers" item 1, issue 5).
+
+pyinfra's CLI loads the inventory, then connects every host (``connect_all``), and only then
+loads the deploy file, whose operations would validate the data host by host. So the check
+runs where nothing has been sent yet: the ``@winrm`` connector's ``connect()`` calls
+:func:`require_valid_inventory` first. The FIRST call of a run validates every host of the
+run (the hosts pyinfra connects: those in ``--limit``, all by default) and caches the result
+on the pyinfra ``State``; when anything is wrong it logs ONE report naming host, field path
+and reason of every problem of every host, and every host's ``connect()`` then fails with a
+short :class:`~pyinfra.api.exceptions.ConnectError`, so no host is contacted and pyinfra exits
+non-zero ("No hosts remaining!"). ``--dry`` connects too, so it is refused the same way.
+
+What is validated per host:
+
+* ``iis_*`` keys: :func:`pyinfra_iis.models.validate_inventory` (with the controller files,
+  PFX and MSI, resolved from pyinfra's working directory ``state.cwd``);
+* ``release_*`` keys: :func:`pyinfra_iis.deploys.release.load_release_config` (with
+  ``$PYINFRA_IIS_RELEASE_VERSION`` / ``_ARTIFACT``), and, when both parts are valid, that
+  ``release_site`` names an ``iis_sites`` site and ``release_app_pool`` an ``iis_app_pools``
+  pool (the pool receives the app secrets as environment variables).
+
+``winrm_*`` keys are checked earlier, when pyinfra builds each host's connector
+(:mod:`pyinfra_iis.transport.settings`). Reports never contain a value (pydantic input is
+dropped), so a secret typed into the wrong field cannot leak through them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
+
+from pyinfra import logger as pyinfra_logger
+from pyinfra.api.exceptions import ConnectError
+
+from .models import InventoryError, InventoryReport, Problem, validate_inventory
+from .models.host import did_you_mean
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pyinfra.api.host import Host
+    from pyinfra.api.state import State
+
+__all__ = ["INVALID_MESSAGE", "check_hosts", "check_state", "require_valid_inventory"]
+
+#: Attribute of the pyinfra ``State`` holding the cached :class:`InventoryReport`.
+STATE_ATTRIBUTE = "_pyinfra_iis_inventory_report"
+
+#: The ``ConnectError`` message of every host of an invalid inventory.
+INVALID_MESSAGE = "inventory data is invalid: see the report above; no host was contacted"
+
+
+def check_hosts(hosts: Iterable[tuple[str, Mapping[str, Any]]], *, base_dir: Optional[Path] = None,
+                environ: Mapping[str, str] = os.environ, check_files: bool = True) -> InventoryReport:
+    """Validate the ``iis_*`` and ``release_*`` data of every host into one report.
+
+    Args:
+        hosts: ``(host name, host data)`` pairs, the data with group data merged
+            (``host.data.dict()``).
+        base_dir: directory relative controller paths (PFX, MSI) are resolved against
+            (default: the process's working directory).
+        environ: where the release version/artifact variables are read (default ``os.environ``).
+        check_files: check that the PFX and MSI files exist on the controller (default true).
+
+    Returns:
+        an :class:`~pyinfra_iis.models.InventoryReport` of every problem, grouped by host in the
+        order given; it never raises for bad data.
+    """
+
+    hosts = list(hosts)
+    report = validate_inventory(hosts, check_files=check_files, base_dir=base_dir)
+    extra = {name: _release_problems(name, data, report, environ) for name, data in hosts}
+    if any(extra.values()):
+        by_host = {name: [p for p in report.problems if p.host == name] + extra[name] for name, _ in hosts}
+        report.problems = [p for name in report.hosts for p in by_host.get(name, [])]
+        for name, problems in extra.items():
+            if problems:
+                report.configs.pop(name, None)
+    return report
+
+
+def check_state(state: "State", hosts: Optional[Iterable["Host"]] = None) -> InventoryReport:
+    """Validate the hosts of a pyinfra run once; the report is cached on ``state``.
+
+    Args:
+        state: the pyinfra ``State`` (its inventory and ``cwd`` are read).
+        hosts: the hosts to validate the first time (default: the hosts in the run's limit,
+            i.e. those ``connect_all`` connects). A later call for a host not yet validated
+            (a host activated outside the initial limit) validates it and merges the result.
+
+    Returns:
+        the cached report (``report.hosts`` lists every host validated so far).
+    """
+
+    report: Optional[InventoryReport] = getattr(state, STATE_ATTRIBUTE, None)
+    if report is None:
+        chosen = list(hosts) if hosts is not None else [h for h in state.inventory if state.is_host_in_limit(h)]
+        report = _check_pyinfra_hosts(state, chosen)
+        setattr(state, STATE_ATTRIBUTE, report)
+    elif hosts is not None:
+        new = [h for h in hosts if h.name not in report.hosts]
+        if new:
+            more = _check_pyinfra_hosts(state, new)
+            report.hosts += more.hosts
+            report.problems += more.problems
+            report.configs.update(more.configs)
+    return report
+
+
+def require_valid_inventory(state: "State", host: "Host") -> None:
+    """Refuse to connect ``host`` while the run's inventory data has a problem.
+
+    Called at the start of the ``@winrm`` connector's ``connect()``. The first call of a run
+    validates every host (:func:`check_state`) and, when there are problems, logs the one
+    report through pyinfra's logger (stderr under the CLI); later calls log nothing more.
+
+    Raises:
+        pyinfra.api.exceptions.ConnectError: with :data:`INVALID_MESSAGE` when any host of the
+            run (this one or another) has invalid data.
+    """
+
+    first = getattr(state, STATE_ATTRIBUTE, None) is None
+    report = check_state(state)
+    if first and not report.ok:
+        _log_report(report)
+    if host.name not in report.hosts:
+        before = len(report.problems)
+        check_state(state, [host])
+        if len(report.problems) > before:
+            _log_report(InventoryReport(hosts=[host.name], problems=report.problems[before:]))
+    if not report.ok:
+        raise ConnectError(INVALID_MESSAGE)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _check_pyinfra_hosts(state: "State", hosts: list["Host"]) -> InventoryReport:
+    base_dir = Path(state.cwd) if getattr(state, "cwd", None) else None
+    return check_hosts(((h.name, h.data.dict()) for h in hosts), base_dir=base_dir)
+
+
+def _log_report(report: InventoryReport) -> None:
+    pyinfra_logger.error(report.format())
+
+
+def _release_problems(host: str, data: Mapping[str, Any], report: InventoryReport, environ: Mapping[str, str]) -> list[Problem]:
+    """Problems of the ``release_*`` keys, and of their references into the ``iis_*`` data."""
+
+    from .deploys.release import load_release_config  # deploys import pyinfra's host context
+
+    if not isinstance(data, Mapping):
+        return []  # validate_inventory has reported it
+    try:
+        release = load_release_config(data, host, environ=environ)
+    except InventoryError as exc:
+        return list(exc.report.problems)
+    iis = report.configs.get(host)
+    if release is None or iis is None:
+        return []
+    problems = []
+    site = next((s for s in iis.sites if s.name.lower() == release.site.lower()), None)
+    if site is None:
+        guess = did_you_mean(release.site, [s.name for s in iis.sites])
+        problems.append(Problem(host, "release_site", f"site {release.site!r} is not defined in iis_sites",
+                                f"did you mean {guess!r}?" if guess else "add the site to iis_sites"))
+    if release.app_pool is not None and iis.pool(release.app_pool) is None:
+        guess = did_you_mean(release.app_pool, [p.name for p in iis.app_pools])
+        problems.append(Problem(host, "release_app_pool", f"application pool {release.app_pool!r} is not defined in iis_app_pools",
+                                f"did you mean {guess!r}?" if guess else "add the pool to iis_app_pools"))
+    return problems
