@@ -32,6 +32,7 @@ What the simulator does, and where it differs from HttpPlatformHandler 1.2 (HPH)
 
 from __future__ import annotations
 
+import atexit
 import collections
 import os
 import signal
@@ -40,6 +41,7 @@ import subprocess
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -100,6 +102,18 @@ def base_environment() -> dict[str, str]:
     """The part of the simulator's environment an app process gets (:data:`BASE_ENVIRONMENT`)."""
 
     return {name: os.environ[name] for name in BASE_ENVIRONMENT if name in os.environ}
+
+
+#: App processes started by this simulator process; killed at interpreter exit so a simulator
+#: that is not stopped cleanly (a test that fails before its teardown) leaves no app behind
+#: (they run in their own session, so nothing else would end them).
+_LIVE: "weakref.WeakSet[AppProcess]" = weakref.WeakSet()
+
+
+@atexit.register
+def _kill_live_processes() -> None:
+    for app in list(_LIVE):
+        app._kill()
 
 
 class AppProcess:
@@ -225,6 +239,7 @@ class AppProcess:
             if pending is not None:
                 log.close()
         self._process = process  # from here on, _kill() can end it whatever happens
+        _LIVE.add(self)
         if pending is not None:
             final = self.spec.log_base.parent / f"{self.spec.log_base.name}_{stamp}_{process.pid}.log"
             os.replace(pending, final)
