@@ -40,13 +40,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from pyinfra.api.host import Host
     from pyinfra.api.state import State
 
-__all__ = ["INVALID_MESSAGE", "check_hosts", "check_state", "require_valid_inventory"]
+__all__ = ["INVALID_MESSAGE", "OTHERS_INVALID_MESSAGE", "check_hosts", "check_state", "require_valid_inventory"]
 
 #: Attribute of the pyinfra ``State`` holding the cached :class:`InventoryReport`.
 STATE_ATTRIBUTE = "_pyinfra_iis_inventory_report"
 
-#: The ``ConnectError`` message of every host of an invalid inventory.
+#: The ``ConnectError`` message of a host whose own data is invalid.
 INVALID_MESSAGE = "inventory data is invalid: see the report above; no host was contacted"
+
+#: The ``ConnectError`` message of a valid host in a run where another host's data is invalid.
+OTHERS_INVALID_MESSAGE = "not connected: the inventory data of other hosts is invalid (see the report above)"
 
 
 def check_hosts(hosts: Iterable[tuple[str, Mapping[str, Any]]], *, base_dir: Optional[Path] = None,
@@ -114,8 +117,8 @@ def require_valid_inventory(state: "State", host: "Host") -> None:
     report through pyinfra's logger (stderr under the CLI); later calls log nothing more.
 
     Raises:
-        pyinfra.api.exceptions.ConnectError: with :data:`INVALID_MESSAGE` when any host of the
-            run (this one or another) has invalid data.
+        pyinfra.api.exceptions.ConnectError: with :data:`INVALID_MESSAGE` when this host's data
+            is invalid, :data:`OTHERS_INVALID_MESSAGE` when only other hosts' data is.
     """
 
     first = getattr(state, STATE_ATTRIBUTE, None) is None
@@ -128,7 +131,8 @@ def require_valid_inventory(state: "State", host: "Host") -> None:
         if len(report.problems) > before:
             _log_report(InventoryReport(hosts=[host.name], problems=report.problems[before:]))
     if not report.ok:
-        raise ConnectError(INVALID_MESSAGE)
+        own = any(problem.host == host.name for problem in report.problems)
+        raise ConnectError(INVALID_MESSAGE if own else OTHERS_INVALID_MESSAGE)
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -140,7 +144,7 @@ def _check_pyinfra_hosts(state: "State", hosts: list["Host"]) -> InventoryReport
 
 
 def _log_report(report: InventoryReport) -> None:
-    pyinfra_logger.error(report.format())
+    pyinfra_logger.error(report.format() + "\n")
 
 
 def _release_problems(host: str, data: Mapping[str, Any], report: InventoryReport, environ: Mapping[str, str]) -> list[Problem]:
