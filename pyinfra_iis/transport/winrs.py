@@ -251,18 +251,24 @@ class WinRSShell:
             TypeError: ``data`` is not bytes (pywinrm would encode a str as cp437).
         """
 
+        self.send_envelope(self.build_send(command_id, data, end))
+
+    def build_send(self, command_id: str, data: bytes, end: bool = False) -> bytes:
+        """Return the SOAP envelope of a Send of ``data`` (not sent yet; see :meth:`send_envelope`).
+
+        Same envelope as pywinrm's ``send_command_input``, but the base64 text (up to ~500 KB)
+        is spliced in instead of going through xmltodict's escaping: base64 has no XML
+        special character. Building can run in another thread while a request is in flight.
+
+        Raises:
+            TypeError: ``data`` is not bytes.
+        """
+
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError("WinRSShell.send takes bytes, never str (pywinrm encodes str as cp437)")
-        self._call(self._send_message, self._send_envelope(self._require_shell(), command_id, bytes(data), end))
-
-    def _send_envelope(self, shell_id: str, command_id: str, data: bytes, end: bool) -> bytes:
-        """Build the Send envelope pywinrm's ``send_command_input`` builds, without running
-        the base64 text (up to ~500 KB) through xmltodict's escaping: base64 has no XML
-        special character, so it is spliced in (about 10 % of an upload's controller CPU)."""
-
         request = {
             "env:Envelope": self.protocol.build_wsman_header(
-                resource_uri=SHELL_URI + "/cmd", action=SHELL_URI + "/Send", shell_id=shell_id
+                resource_uri=SHELL_URI + "/cmd", action=SHELL_URI + "/Send", shell_id=self._require_shell()
             )
         }
         stream = request["env:Envelope"].setdefault("env:Body", {}).setdefault("rsp:Send", {}).setdefault("rsp:Stream", {})
@@ -274,8 +280,11 @@ class WinRSShell:
         head, _, tail = xmltodict.unparse(request).encode("utf-8").partition(_DATA_PLACEHOLDER.encode("ascii"))
         return b"".join((head, base64.b64encode(data), tail))
 
-    def _send_message(self, message: bytes) -> None:
-        self.protocol.send_message(message)  # type: ignore[arg-type] - pywinrm accepts bytes
+    def send_envelope(self, envelope: bytes) -> None:
+        """Send an envelope made by :meth:`build_send` (one HTTP request)."""
+
+        self._require_shell()
+        self._call(self.protocol.send_message, envelope)
 
     def receive(self, command_id: str, wait: float | None = None) -> ReceiveResult:
         """Issue one WinRS Receive; an operation timeout returns an empty result (no output yet).

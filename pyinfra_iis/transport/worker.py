@@ -68,6 +68,14 @@ class StepResult:
 
 
 @dataclass
+class PreparedStdin:
+    """Send envelopes built ahead of time for the worker of one generation."""
+
+    generation: int
+    envelopes: list[bytes]
+
+
+@dataclass
 class SessionStats:
     """What the session has done, for benchmarks and tests."""
 
@@ -240,12 +248,41 @@ class WorkerSession:
         """
 
         self.ensure()
-        assert self.shell is not None and self.command_id is not None
-        pieces = [data] if len(data) <= self.max_send else [data[i:i + self.max_send] for i in range(0, len(data), self.max_send)]
+        self.send_prepared(self.prepare_stdin(data))
+
+    def prepare_stdin(self, data: bytes) -> PreparedStdin:
+        """Build the Send envelopes for ``data`` without sending them (thread-safe with
+        respect to a request in flight; used to overlap encoding with the host's work).
+        Never starts or rebuilds the worker.
+
+        Raises:
+            Recoverable: the worker is not running.
+        """
+
+        if self._broken is not None:
+            raise self._broken
+        if self.shell is None or self.command_id is None:
+            raise WorkerDied(f"{self.endpoint}: the worker is not running")
+        if len(data) <= self.max_send:
+            pieces = [data]
+        else:
+            pieces = [data[i:i + self.max_send] for i in range(0, len(data), self.max_send)]
+        return PreparedStdin(self.generation, [self.shell.build_send(self.command_id, piece) for piece in pieces])
+
+    def send_prepared(self, prepared: PreparedStdin) -> None:
+        """Send envelopes from :meth:`prepare_stdin`.
+
+        Raises:
+            Recoverable: the worker was replaced since they were built, or it, the shell or
+                the connection is gone (session marked broken).
+        """
+
+        if prepared.generation != self.generation or self.shell is None or self._broken is not None:
+            raise WorkerDied(f"{self.endpoint}: the worker was replaced; prepared input is stale")
         try:
-            for piece in pieces:
+            for envelope in prepared.envelopes:
                 self.stats.sends += 1
-                self.shell.send(self.command_id, piece)
+                self.shell.send_envelope(envelope)
         except Recoverable as exc:
             self._broken = exc
             raise
