@@ -1,0 +1,345 @@
+"""Fleet benchmark: does a fleet of simulated hosts converge like one? (a script, not a test)
+
+    /work/venv/bin/python benchmarks/fleet.py [--hosts 1,10,50] [--latency-ms 20]
+        [--hosts-per-sim 10] [--no-release] [--workdir DIR] [--json FILE]
+
+For each fleet size N, on N fresh simulated hosts (``python -m pyinfra_iis.sim serve``, in
+child processes of ``--hosts-per-sim`` hosts each, ``--latency-ms`` injected per WinRM
+request), in the same run:
+
+1. first converge: ``pyinfra inventories/sim.py deploys/site.py -y --parallel N`` (the shipped
+   inventory and deploy, through pyinfra's command line), with release 1.0.0 of
+   ``examples/app`` unless ``--no-release`` (the simulator then runs a real Uvicorn app per host);
+2. no-op re-run: the same command again (it must change nothing);
+3. the no-op re-run through the per-command-process baseline connector
+   (``benchmarks/baseline_connector.py``: new login, shell, ``powershell.exe`` and module load
+   per command).
+
+Figures come from the simulator's counters (``GET /pyinfra-iis-sim/state`` of every host:
+``http_requests``, ``processes``, ``shells``) and the wall seconds of each pyinfra process
+(pyinfra's own start-up included, as an operator sees it). ``--parallel N`` is passed because
+pyinfra's default pool is 20 greenlets per CPU (40 here), which would queue hosts 41-50.
+The simulators' CPU seconds are printed too: on a small machine they, not the controller, can
+be the bottleneck.
+
+Targets (issue 5): a no-op re-run costs at most 12 HTTP requests and 1 worker process per
+host, and 50 hosts take less than 3 times the wall time of one. Figures only: the exit code is
+non-zero on errors (a pyinfra run or a simulator failed), never on a missed target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+PROJECT = Path(__file__).resolve().parent.parent
+BASELINE = Path(__file__).resolve().parent / "baseline_connector.py"
+#: Release shipped by the first converge (built from examples/app, cached in the work folder).
+VERSION = "1.0.0"
+#: Targets of issue 5 part 4.
+MAX_NOOP_REQUESTS_PER_HOST = 12
+MAX_NOOP_PROCESSES_PER_HOST = 1
+MAX_FLEET_WALL_RATIO = 3.0
+#: Seconds one pyinfra run may take before it counts as failed.
+RUN_TIMEOUT = 1800
+COUNTERS = ("http_requests", "processes", "shells")
+
+
+class BenchmarkError(RuntimeError):
+    """A simulator or a pyinfra run failed: the figures would be meaningless."""
+
+
+# --- Simulated hosts -------------------------------------------------------------------------
+
+
+class SimFleet:
+    """``hosts`` simulated hosts in ``ceil(hosts / per_process)`` simulator processes.
+
+    Args:
+        workdir: state folders go to ``<workdir>/host-NN`` (fresh hosts: the folder must not
+            hold earlier state).
+        hosts: number of simulated hosts.
+        per_process: hosts served by one ``python -m pyinfra_iis.sim serve`` process.
+        latency_ms: milliseconds injected before every WinRM request is answered.
+        user / password: the administrator account (the password reaches the simulators
+            through ``$PYINFRA_IIS_SIM_PASSWORD``, never a command line).
+
+    Raises:
+        BenchmarkError: a simulator process did not come up.
+    """
+
+    def __init__(self, workdir: Path, hosts: int, per_process: int, latency_ms: float, user: str, password: str):
+        self.processes: list[subprocess.Popen] = []
+        self.ports: list[int] = []
+        env = {**os.environ, "PYINFRA_IIS_SIM_PASSWORD": password}
+        try:
+            for first in range(0, hosts, per_process):
+                indexes = range(first, min(first + per_process, hosts))
+                command = [sys.executable, "-m", "pyinfra_iis.sim", "serve", "--user", user, "--latency-ms", str(latency_ms)]
+                for index in indexes:
+                    command += ["--port", "0", "--state-dir", str(workdir / f"host-{index + 1:02d}")]
+                process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+                self.processes.append(process)
+                for _ in indexes:  # one JSON line per host once listening
+                    line = process.stdout.readline()
+                    if not line:
+                        raise BenchmarkError(f"simulator process {process.pid} did not start (exit {process.poll()})")
+                    self.ports.append(int(json.loads(line)["url"].rsplit(":", 1)[1].split("/", 1)[0]))
+        except BaseException:
+            self.stop()
+            raise
+
+    def counters(self) -> list[dict[str, int]]:
+        """Each host's counters (``GET /pyinfra-iis-sim/state``), in host order."""
+
+        result = []
+        for port in self.ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/pyinfra-iis-sim/state", timeout=30) as response:
+                counters = json.loads(response.read())["counters"]
+            result.append({name: int(counters.get(name, 0)) for name in COUNTERS})
+        return result
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds the simulator processes have used so far (Linux /proc)."""
+
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for process in self.processes:
+            try:
+                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / ticks
+
+    def stop(self) -> None:
+        """SIGTERM every simulator (they save state and kill their app processes), then wait."""
+
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+# --- pyinfra runs ----------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One pyinfra run against the fleet.
+
+    Attributes:
+        seconds: wall seconds of the pyinfra process.
+        controller_cpu: CPU seconds of the pyinfra process (user + system).
+        sim_cpu: CPU seconds the simulator processes used meanwhile.
+        requests: HTTP requests per host (list, host order); likewise processes and shells.
+        changes: operation results that reported a change (``[host] Success`` lines).
+    """
+
+    seconds: float
+    controller_cpu: float
+    sim_cpu: float
+    requests: list[int]
+    processes: list[int]
+    shells: list[int]
+    changes: int
+
+    def per_host(self, name: str) -> float:
+        """Mean of ``requests``/``processes``/``shells`` over the hosts."""
+
+        values = getattr(self, name)
+        return sum(values) / len(values)
+
+
+def run_pyinfra(fleet: SimFleet, environment: dict[str, str], secrets: list[str], log: Path, baseline: bool = False) -> Run:
+    """Run ``pyinfra inventories/sim.py deploys/site.py -y --parallel N`` in the project folder
+    (through :mod:`baseline_connector` when ``baseline``) and measure it; pyinfra's output,
+    secrets masked, goes to the file ``log``.
+
+    Raises:
+        BenchmarkError: pyinfra exited non-zero (its output, secrets masked, is in the message).
+    """
+
+    launcher = [str(BASELINE)] if baseline else ["-m", "pyinfra"]
+    command = [sys.executable, *launcher, "inventories/sim.py", "deploys/site.py", "-y", "--parallel", str(len(fleet.ports))]
+    before, sim_before = fleet.counters(), fleet.cpu_seconds()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=PROJECT, env=environment, capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    seconds = time.perf_counter() - started
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sim_cpu, after = fleet.cpu_seconds() - sim_before, fleet.counters()
+    output = result.stdout + result.stderr
+    for secret in secrets:
+        output = output.replace(secret, "*MASKED*")
+    log.write_text(output, encoding="utf-8")
+    if result.returncode != 0:
+        raise BenchmarkError(f"{'baseline ' if baseline else ''}pyinfra exited {result.returncode}:\n{output[-4000:]}")
+    deltas = {name: [a[name] - b[name] for a, b in zip(after, before)] for name in COUNTERS}
+    cpu = (children_after.ru_utime + children_after.ru_stime) - (children_before.ru_utime + children_before.ru_stime)
+    return Run(seconds, cpu, sim_cpu, deltas["http_requests"], deltas["processes"], deltas["shells"],
+               changes=len(re.findall(r"\] Success", output)))
+
+
+@dataclass
+class FleetResult:
+    """The three runs against one fleet size."""
+
+    hosts: int
+    sim_processes: int
+    converge: Run
+    noop: Run
+    baseline: Run
+    notes: list[str] = field(default_factory=list)
+
+
+def bench_fleet(hosts: int, args: argparse.Namespace, workdir: Path, artifact: Path | None) -> FleetResult:
+    """Converge, no-op re-run and baseline no-op re-run on ``hosts`` fresh simulated hosts."""
+
+    from pyinfra_iis.demo import SIM_USER, Demo, write_sim_files
+
+    demo = Demo(workdir)  # secrets and the environment of inventories/sim.py; hosts run in child processes
+    write_sim_files(demo.files, demo.pfx_password)
+    fleet = SimFleet(workdir / f"fleet-{hosts}", hosts, args.hosts_per_sim, args.latency_ms, SIM_USER, demo.password)
+    try:
+        servers = [SimpleNamespace(port=port) for port in fleet.ports]
+        version = VERSION if artifact else None
+        environment = demo.environment(version=version, artifact=artifact, servers=servers)
+        secrets = demo.secrets()
+        print(f"  {hosts} host(s) in {len(fleet.processes)} simulator process(es): converge ...", end="", flush=True)
+        logs = workdir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        converge = run_pyinfra(fleet, environment, secrets, logs / "converge.log")
+        print(f" {converge.seconds:.1f} s; no-op ...", end="", flush=True)
+        noop = run_pyinfra(fleet, environment, secrets, logs / "noop.log")
+        print(f" {noop.seconds:.1f} s; baseline no-op ...", end="", flush=True)
+        baseline = run_pyinfra(fleet, environment, secrets, logs / "baseline-noop.log", baseline=True)
+        print(f" {baseline.seconds:.1f} s", flush=True)
+    finally:
+        fleet.stop()
+    result = FleetResult(hosts, len(fleet.processes), converge, noop, baseline)
+    for label, run in (("no-op re-run", noop), ("baseline no-op re-run", baseline)):
+        if run.changes:
+            result.notes.append(f"{hosts} hosts: the {label} reported {run.changes} changes (not a no-op)")
+    return result
+
+
+# --- Report ----------------------------------------------------------------------------------
+
+
+def ratio(numerator: float, denominator: float) -> str:
+    return f"{numerator / denominator:.2f}x" if denominator else "-"
+
+
+def report(results: list[FleetResult], args: argparse.Namespace) -> list[str]:
+    """The table, ratios and targets as lines of text."""
+
+    release = "without a release (--no-release)" if args.no_release else f"with release {VERSION} of examples/app"
+    lines = [f"deploys/site.py on simulated hosts, {args.latency_ms:g} ms injected latency per WinRM request, first converge {release}",
+             f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.hosts_per_sim} hosts per simulator process", ""]
+    header = ("hosts", "sims", "converge s", "no-op s", "requests/host", "processes/host", "sim CPU s",
+              "baseline no-op s", "baseline requests/host", "baseline processes/host", "baseline/ours s")
+    rows = [header]
+    for r in results:
+        rows.append((str(r.hosts), str(r.sim_processes), f"{r.converge.seconds:.1f}", f"{r.noop.seconds:.2f}",
+                     f"{r.noop.per_host('requests'):.1f} (max {max(r.noop.requests)})",
+                     f"{r.noop.per_host('processes'):.1f} (max {max(r.noop.processes)})",
+                     f"{r.noop.sim_cpu:.1f}", f"{r.baseline.seconds:.2f}", f"{r.baseline.per_host('requests'):.1f}",
+                     f"{r.baseline.per_host('processes'):.1f}", ratio(r.baseline.seconds, r.noop.seconds)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        lines.append(" | ".join(cell.rjust(width) for cell, width in zip(row, widths)))
+    lines.append("")
+    lines.append("converge requests/host: " + ", ".join(f"{r.hosts} hosts {r.converge.per_host('requests'):.0f}" for r in results)
+                 + "; controller CPU s (converge / no-op / baseline): "
+                 + ", ".join(f"{r.hosts} hosts {r.converge.controller_cpu:.1f}/{r.noop.controller_cpu:.1f}/{r.baseline.controller_cpu:.1f}" for r in results))
+
+    one = next((r for r in results if r.hosts == 1), None)
+    largest = max(results, key=lambda r: r.hosts)
+    if one and largest.hosts > 1:
+        lines.append(f"ratios {largest.hosts} hosts vs 1: no-op {ratio(largest.noop.seconds, one.noop.seconds)}, "
+                     f"converge {ratio(largest.converge.seconds, one.converge.seconds)}, "
+                     f"baseline no-op {ratio(largest.baseline.seconds, one.baseline.seconds)}")
+    lines.append("ratios baseline vs ours (no-op): " + ", ".join(
+        f"{r.hosts} hosts: {ratio(r.baseline.seconds, r.noop.seconds)} seconds, "
+        f"{ratio(r.baseline.per_host('requests'), r.noop.per_host('requests'))} requests, "
+        f"{ratio(r.baseline.per_host('processes'), r.noop.per_host('processes'))} processes" for r in results))
+
+    worst_requests = max(max(r.noop.requests) for r in results)
+    worst_processes = max(max(r.noop.processes) for r in results)
+    lines.append("")
+    lines.append(f"target: no-op <= {MAX_NOOP_REQUESTS_PER_HOST} HTTP requests/host: "
+                 f"{'met' if worst_requests <= MAX_NOOP_REQUESTS_PER_HOST else 'MISSED'} (worst host {worst_requests})")
+    lines.append(f"target: no-op <= {MAX_NOOP_PROCESSES_PER_HOST} worker process/host: "
+                 f"{'met' if worst_processes <= MAX_NOOP_PROCESSES_PER_HOST else 'MISSED'} (worst host {worst_processes})")
+    if one and largest.hosts >= 50:
+        fleet_ratio = largest.noop.seconds / one.noop.seconds
+        lines.append(f"target: {largest.hosts} hosts < {MAX_FLEET_WALL_RATIO:g}x the wall time of 1 (no-op): "
+                     f"{'met' if fleet_ratio < MAX_FLEET_WALL_RATIO else 'MISSED'} ({fleet_ratio:.2f}x)")
+    else:
+        lines.append("target: 50 hosts < 3x the wall time of 1: not measured (run with --hosts including 1 and 50)")
+    no_op_ok = all(not r.noop.changes for r in results)
+    lines.append(f"no-op re-runs changed nothing: {'yes' if no_op_ok else 'NO'}")
+    for r in results:
+        lines.extend(f"note: {note}" for note in r.notes)
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 unless a simulator or a pyinfra run failed."""
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", default="1,10,50", help="comma-separated fleet sizes (default 1,10,50)")
+    parser.add_argument("--latency-ms", type=float, default=20.0, help="injected per WinRM request (default 20)")
+    parser.add_argument("--hosts-per-sim", type=int, default=10, help="hosts per simulator process (default 10)")
+    parser.add_argument("--no-release", action="store_true", help="converge IIS only (no release version)")
+    parser.add_argument("--workdir", type=Path, help="work folder (default: a temporary one, deleted afterwards)")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
+    args = parser.parse_args(argv)
+    sizes = [int(n) for n in args.hosts.split(",") if n.strip()]
+    if not sizes or min(sizes) < 1 or args.hosts_per_sim < 1:
+        parser.error("--hosts needs positive sizes and --hosts-per-sim >= 1")
+
+    with tempfile.TemporaryDirectory(prefix="pyinfra-iis-fleet-") as scratch:
+        workdir = args.workdir or Path(scratch)
+        try:
+            artifact = None
+            if not args.no_release:
+                from pyinfra_iis.demo import build_artifact
+
+                print(f"building release {VERSION} of examples/app ...", flush=True)
+                artifact = build_artifact(VERSION, workdir / "dist")
+            results = []
+            for hosts in sizes:
+                # a fresh work folder per size: fresh hosts, and a fresh Demo's files and secrets
+                results.append(bench_fleet(hosts, args, workdir / f"size-{hosts}", artifact))
+        except (BenchmarkError, subprocess.TimeoutExpired) as exc:
+            print(f"\nerror: {exc}", file=sys.stderr)
+            return 1
+    lines = report(results, args)
+    print("\n".join(["", *lines]))
+    if args.json:
+        args.json.write_text(json.dumps({"latency_ms": args.latency_ms, "hosts_per_sim": args.hosts_per_sim,
+                                         "release": not args.no_release, "results": [asdict(r) for r in results],
+                                         "report": lines}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
