@@ -22,11 +22,21 @@ What is validated per host:
 ``winrm_*`` keys are checked earlier, when pyinfra builds each host's connector
 (:mod:`pyinfra_iis.transport.settings`). Reports never contain a value (pydantic input is
 dropped), so a secret typed into the wrong field cannot leak through them.
+
+Inventory data in pyinfra's own log: with ``--debug`` pyinfra's CLI logs every group data
+file as ``Adding data to group all: {...}`` (``pyinfra_cli/inventory.py``), which would print
+the PFX password, ``winrm_password`` and the app secrets. :class:`SecretDataFilter` masks the
+values of secret keys (:data:`SECRET_KEY_PATTERN`) in the dict/list arguments of every record
+of the ``pyinfra`` logger. It is installed when this module is imported: pyinfra imports the
+``@winrm`` connector (which imports this module) while it builds its first ``Inventory``,
+before the CLI loads any group data.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional
 
@@ -40,7 +50,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from pyinfra.api.host import Host
     from pyinfra.api.state import State
 
-__all__ = ["INVALID_MESSAGE", "OTHERS_INVALID_MESSAGE", "check_hosts", "check_state", "require_valid_inventory"]
+__all__ = ["INVALID_MESSAGE", "MASK", "OTHERS_INVALID_MESSAGE", "SECRET_KEY_PATTERN", "SecretDataFilter", "check_hosts",
+           "check_state", "install_secret_data_filter", "mask_secret_data", "require_valid_inventory"]
 
 #: Attribute of the pyinfra ``State`` holding the cached :class:`InventoryReport`.
 STATE_ATTRIBUTE = "_pyinfra_iis_inventory_report"
@@ -172,3 +183,58 @@ def _release_problems(host: str, data: Mapping[str, Any], report: InventoryRepor
         problems.append(Problem(host, "release_app_pool", f"application pool {release.app_pool!r} is not defined in iis_app_pools",
                                 f"did you mean {guess!r}?" if guess else "add the pool to iis_app_pools"))
     return problems
+
+
+# --- secrets in pyinfra's log ---------------------------------------------------------------
+
+#: Keys whose values are secrets: anything named like a password, secret, token or private key
+#: (``winrm_password``, ``iis_certificates[].password``, ``iis_app_pools[].password``,
+#: ``_sudo_password``...), and every value under ``app_secrets`` (release settings) and a
+#: pool's ``environment_variables`` (secret values, ``AppPool``).
+SECRET_KEY_PATTERN = re.compile(r"passw|secret|token|private_?key|passphrase|credential|environment_variables", re.IGNORECASE)
+
+#: What a masked value shows (pyinfra's own ``HiddenValue`` mask).
+MASK = "*MASKED*"
+
+
+def mask_secret_data(value: Any, secret: bool = False) -> Any:
+    """Return a copy of ``value`` (dicts, lists, tuples, scalars) with secret values masked.
+
+    Args:
+        value: data as an inventory holds it.
+        secret: whether ``value`` sits under a secret key (then every non-empty scalar in it
+            is masked; ``None``, ``False`` and ``""`` stay, they hide nothing).
+
+    Returns:
+        the masked copy; objects of other types are returned as they are.
+    """
+
+    if isinstance(value, dict):
+        return {k: mask_secret_data(v, secret or (isinstance(k, str) and bool(SECRET_KEY_PATTERN.search(k)))) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(mask_secret_data(v, secret) for v in value)
+    if secret and value not in (None, False, ""):
+        return MASK
+    return value
+
+
+class SecretDataFilter(logging.Filter):
+    """Mask secret values in the dict/list/tuple arguments of log records (never drops one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, (dict, list, tuple)) for a in record.args):
+            record.args = tuple(mask_secret_data(a) for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = mask_secret_data(record.args)
+        return True
+
+
+def install_secret_data_filter(logger: logging.Logger = pyinfra_logger) -> None:
+    """Add one :class:`SecretDataFilter` to ``logger`` (default: the ``pyinfra`` logger,
+    which pyinfra's CLI and API log through); a second call adds nothing."""
+
+    if not any(isinstance(f, SecretDataFilter) for f in logger.filters):
+        logger.addFilter(SecretDataFilter())
+
+
+install_secret_data_filter()
