@@ -98,8 +98,13 @@ def test_bare_hosts_serve_the_release_through_their_bindings_then_nothing_change
         plain = json.loads(fetch(server, "/info", protocol="http", port=80)[1])
         assert plain["client"]["scheme"] == "http"
 
+    for server in fleet.servers:
+        server.host.reset_counters()
     second = run(fleet, "deploys/site.py", version="1.0.0", artifact=artifacts["1.0.0"])
     assert changed(second) == [], second
+    for server in fleet.servers:  # a converged host costs one Get-HostState, nothing else
+        print("no-op run:", server.host.hostname, dict(server.host.counters))
+        assert server.host.counters.get("function_calls", 0) == 1
 
     before_config = fleet.servers[0].host.path(CONFIG).read_text(encoding="utf-8-sig")
     before_layout = layout(fleet, 0)
