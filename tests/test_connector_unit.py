@@ -169,3 +169,18 @@ def test_timeout_raises_and_next_command_gets_a_new_worker(monkeypatch) -> None:
     ok, output = host.run_shell_command("Write-Output 'alive'")
     assert ok and output.stdout_lines == ["alive"]
     assert fake.processes == 2
+
+
+def test_unreachable_is_distinct_from_auth(caplog) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    name = f"@winrm/127.0.0.1:{port}"
+    inventory = Inventory(([name], {}), override_data={"winrm_user": "admin", "winrm_password": PASSWORD, "winrm_scheme": "http"})
+    state = State(inventory, Config())
+    with pytest.raises(Exception, match="No hosts remaining"):
+        connect_all(state)
+    assert "cannot reach the WinRM service" in caplog.text and "authentication" not in caplog.text
+    assert PASSWORD not in caplog.text

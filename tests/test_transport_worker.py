@@ -133,6 +133,7 @@ def test_unreachable_before_connect() -> None:
     assert isinstance(error, HostUnreachable)
     assert isinstance(classify(fault(0x803381A6)), ShellLost)
     assert isinstance(classify(fault(2150858843)), ShellLost)
+    assert isinstance(classify(fault(232)), WorkerDied)  # "The pipe is being closed" on Send
 
 
 def test_big_frames_split_under_envelope() -> None:
