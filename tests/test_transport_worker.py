@@ -151,3 +151,12 @@ def test_worker_death_reports_exit_code() -> None:
     host.faults = ["kill", "kill"]
     with pytest.raises(WorkerDied):
         session.run("Write-Output 'z'")
+
+
+def test_failed_rebuild_is_retried_on_the_next_step() -> None:
+    host, session = make_session()
+    session.start()
+    host.faults = ["drop"] * 3  # the step, the old shell's Delete, then the new Create
+    with pytest.raises(TransportError):
+        session.run("Write-Output 'lost'")
+    assert session.run("Write-Output 'back'").stdout == "back\r\n"

@@ -158,8 +158,13 @@ class WorkerSession:
         self.generation += 1
         source = default_module_source() if self.module_source is None else self.module_source
         step_id = self._take_id()
-        result = self._exchange(wire.encode_module(step_id, source), step_id, None)
+        try:
+            result = self._exchange(wire.encode_module(step_id, source), step_id, None)
+        except TransportError as exc:
+            self._broken = exc if isinstance(exc, Recoverable) else WorkerDied(str(exc))
+            raise
         if result.rc != 0:
+            self._broken = WorkerDied(f"{self.endpoint}: the module failed to load")
             raise WorkerError(f"{self.endpoint}: the module {wire.MODULE_NAME} failed to load: {result.stderr.strip()}")
         logger.debug("%s: worker ready (generation %d)", self.endpoint, self.generation)
 
