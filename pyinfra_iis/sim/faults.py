@@ -12,13 +12,43 @@ on the simulator's port (JSON body, see :meth:`Faults.apply`):
 * ``fail_function(name, times)``: the next ``times`` calls of module function ``name`` fail
   (exit code 1, an explicit "simulated failure" message on stderr);
 * restart (``SimServer.restart()`` or ``{"restart": true}``): the WinRM service restarts and
-  every shell is lost.
+  every shell is lost;
+* ``at_step(k, action, kind="frame")``: a fault at the k-th worker step from now, where a step
+  is a frame line a worker receives (a remote call or the module; ``kind="data"`` counts upload
+  data lines instead). Actions (:data:`STEP_ACTIONS`): ``drop`` (the connection carrying the
+  line is closed without a response; the worker never sees the line), ``drop_reply`` (the
+  step runs; the next request, normally the Receive carrying its reply, is dropped),
+  ``kill_worker`` (the worker dies instead of running the step) and ``restart`` (the WinRM
+  service restarts instead of running it). Several triggers may be armed at once, each
+  counting from when it was armed. ``step_log`` names the recent steps (function name,
+  ``module``, ``script`` or ``data``) for reports.
 """
 
 from __future__ import annotations
 
 import threading
+from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable
+
+#: What :meth:`Faults.at_step` can do at a step (see the module docstring).
+STEP_ACTIONS = ("drop", "drop_reply", "kill_worker", "restart")
+#: What :meth:`Faults.at_step` counts: frame lines (steps) or upload data lines.
+STEP_KINDS = ("frame", "data")
+#: How many step names :attr:`Faults.step_log` keeps.
+STEP_LOG_SIZE = 10_000
+
+
+class DropConnection(Exception):
+    """Raised inside request handling when the current connection must be closed without a
+    response (``at_step(k, "drop")``); the HTTP layer catches it."""
+
+
+@dataclass
+class _StepTrigger:
+    kind: str
+    left: int
+    action: str
 
 
 class Faults:
@@ -29,6 +59,9 @@ class Faults:
         self.latency = 0.0
         self._drop_in: int | None = None
         self._function_failures: dict[str, int] = {}
+        self._triggers: list[_StepTrigger] = []
+        #: Names of the most recent worker lines, oldest first (see :meth:`on_line`).
+        self.step_log: deque[str] = deque(maxlen=STEP_LOG_SIZE)
         #: Set by the server: kills all workers / restarts the service.
         self.on_kill_worker: Callable[[], int] | None = None
         self.on_restart: Callable[[], None] | None = None
@@ -54,6 +87,43 @@ class Faults:
                 return True
             self._drop_in -= 1
             return False
+
+    def at_step(self, step: int, action: str, kind: str = "frame") -> None:
+        """Arm ``action`` at the ``step``-th line of ``kind`` that a worker receives from now
+        (1 = the next one); fires once.
+
+        Raises:
+            ValueError: ``step`` < 1, or an unknown ``action`` / ``kind``.
+        """
+
+        if int(step) < 1:
+            raise ValueError("at_step needs a step >= 1")
+        if action not in STEP_ACTIONS:
+            raise ValueError(f"unknown step action {action!r} (known: {', '.join(STEP_ACTIONS)})")
+        if kind not in STEP_KINDS:
+            raise ValueError(f"unknown step kind {kind!r} (known: {', '.join(STEP_KINDS)})")
+        with self._lock:
+            self._triggers.append(_StepTrigger(kind, int(step), action))
+
+    def on_line(self, kind: str, name: str) -> str | None:
+        """Called by a worker for each line it receives, before handling it: ``kind`` is
+        ``"frame"`` or ``"data"``, ``name`` what the line is (for :attr:`step_log`). Returns
+        the action of a trigger firing now, or None."""
+
+        if kind == "frame" or not self.step_log or self.step_log[-1] != "data":
+            self.step_log.append(name)
+        if not self._triggers:
+            return None
+        fired = None
+        with self._lock:
+            for trigger in list(self._triggers):
+                if trigger.kind != kind:
+                    continue
+                trigger.left -= 1
+                if trigger.left == 0:
+                    self._triggers.remove(trigger)
+                    fired = fired or trigger.action
+        return fired
 
     def kill_worker(self) -> int:
         """Kill every running worker now; returns how many were killed."""
@@ -88,18 +158,21 @@ class Faults:
             self.latency = 0.0
             self._drop_in = None
             self._function_failures.clear()
+            self._triggers.clear()
 
     def as_dict(self) -> dict[str, Any]:
         """The current settings as JSON-compatible data."""
 
         with self._lock:
             return {"latency_ms": round(self.latency * 1000, 3), "drop_in": self._drop_in,
-                    "fail_functions": dict(self._function_failures)}
+                    "fail_functions": dict(self._function_failures),
+                    "at_steps": [{"kind": t.kind, "left": t.left, "action": t.action} for t in self._triggers]}
 
     def apply(self, control: dict[str, Any]) -> dict[str, Any]:
         """Apply a control document, e.g. ``{"latency_ms": 20, "drop_after": 3,
         "fail_function": {"name": "Set-IisConfig", "times": 1}, "kill_worker": true,
-        "restart": true, "clear": true}`` (``fail_function`` may also be a plain name).
+        "restart": true, "clear": true, "at_step": {"step": 5, "action": "drop", "kind": "frame"}}``
+        (``fail_function`` may also be a plain name; ``at_step`` also a list of such objects).
 
         Returns:
             what was done, e.g. ``{"killed_workers": 1}`` plus the new settings.
@@ -108,7 +181,7 @@ class Faults:
             ValueError: unknown keys or values of the wrong type.
         """
 
-        known = {"latency_ms", "drop_after", "fail_function", "kill_worker", "restart", "clear"}
+        known = {"latency_ms", "drop_after", "fail_function", "kill_worker", "restart", "clear", "at_step"}
         unknown = set(control) - known
         if unknown:
             raise ValueError(f"unknown control keys: {sorted(unknown)}")
@@ -130,6 +203,11 @@ class Faults:
                 self.fail_function(failing["name"], int(failing.get("times", 1)))
             else:
                 raise ValueError("fail_function must be a name or {\"name\": ..., \"times\": N}")
+        triggers = control.get("at_step")
+        for trigger in ([triggers] if isinstance(triggers, dict) else triggers or []):
+            if not isinstance(trigger, dict) or "step" not in trigger or "action" not in trigger:
+                raise ValueError('at_step must be {"step": N, "action": ..., "kind": "frame"|"data"} or a list of them')
+            self.at_step(int(trigger["step"]), str(trigger["action"]), str(trigger.get("kind", "frame")))
         if control.get("kill_worker"):
             done["killed_workers"] = self.kill_worker()
         if control.get("restart"):

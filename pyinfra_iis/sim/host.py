@@ -30,7 +30,7 @@ from typing import Any
 #: Command); ``workers``: of those, pyinfra-iis workers; ``bytes_in``/``bytes_out``: HTTP body
 #: bytes; ``faults``: WS-Management faults returned; ``dropped``: connections dropped by
 #: fault injection; ``function_calls``: module function calls dispatched; ``module_loads``:
-#: modules loaded into workers.
+#: modules loaded into workers; ``worker_steps``: frame lines (steps) workers received.
 COUNTER_NAMES = (
     "http_requests",
     "shells",
@@ -42,6 +42,7 @@ COUNTER_NAMES = (
     "dropped",
     "function_calls",
     "module_loads",
+    "worker_steps",
 )
 
 _DRIVE_PATH_RE = re.compile(r"^(?P<drive>[A-Za-z]):[\\/](?P<rest>.*)$", re.DOTALL)

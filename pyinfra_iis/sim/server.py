@@ -27,7 +27,7 @@ from typing import Any
 
 from . import apps, soap
 from .auth import ENCRYPTED_CONTENT_TYPE, Authenticator, AuthError, ConnectionAuth, EncryptionError
-from .faults import Faults
+from .faults import DropConnection, Faults
 from .host import SimHost
 from .shell import ShellManager, sleep_latency
 from .soap import SoapError
@@ -144,12 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
         host.count("http_requests")
         host.count("bytes_in", len(body))
         if sim.faults.should_drop():
-            host.count("dropped")
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._drop()
             return
         sleep_latency(sim.faults.latency)
         if not self._authenticate():
@@ -178,11 +173,25 @@ class _Handler(BaseHTTPRequestHandler):
             # in our references: the simulator sends none.
             self._reply(413)
             return
-        status, response = sim.dispatch(body, self.client_address[0])
+        try:
+            status, response = sim.dispatch(body, self.client_address[0])
+        except DropConnection:  # fault injection at a worker step (Faults.at_step)
+            self._drop()
+            return
         if encrypted:
             self._reply(status, sim.auth.wrap(self.auth_state, response), ENCRYPTED_CONTENT_TYPE)
         else:
             self._reply(status, response, "application/soap+xml;charset=UTF-8")
+
+    def _drop(self) -> None:
+        """Close this connection without a response (fault injection)."""
+
+        self.server.sim.host.count("dropped")
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _authenticate(self) -> bool:
         """True when the request may proceed; otherwise a 401 has been sent."""

@@ -14,6 +14,9 @@ stdout. Behaviour mirrors ``remote/worker.ps1``:
   exit code 1 and ``not supported by the simulator``.
 * upload data lines go to the open upload (:func:`functions.files.add_chunk`).
 * stdin end: the worker exits 0.
+* fault injection: every line is first shown to :meth:`Faults.on_line
+  <pyinfra_iis.sim.faults.Faults.on_line>`, which may drop the connection carrying it, kill
+  the worker, restart the WinRM service, or drop the request after it (``at_step``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from .. import protocol
 from . import functions
 from .functions import SimFunctionError
+from .faults import DropConnection
 from .functions.files import add_chunk
 from .plain import run_powershell, split_command_line
 from .process import Process
@@ -127,6 +131,8 @@ class WorkerProcess(Process):
         if not len(line):
             return
         if line[0] == _DATA_BYTE:
+            if self._injected("data", "data"):
+                return
             try:
                 data: bytes | None = binascii.a2b_base64(line[1:], strict_mode=True)
             except binascii.Error:
@@ -140,10 +146,41 @@ class WorkerProcess(Process):
             self._reply(-1, 1, "", f"invalid frame: {exc}\r\n")
             return
         self.steps += 1
+        self.host.count("worker_steps")
         if frame["op"] == "module":
-            self._load_module(frame)
-        else:
-            self._run(frame["id"], str(frame.get("script", "")))
+            if not self._injected("frame", "module"):
+                self._load_module(frame)
+            return
+        script = str(frame.get("script", ""))
+        try:
+            call = protocol.parse_remote_call(script)
+        except protocol.ProtocolError as exc:
+            if not self._injected("frame", "script"):
+                self._reply(frame["id"], 1, "", f"{exc}\r\n")
+            return
+        if not self._injected("frame", call[0] if call else "script"):
+            self._run(frame["id"], script, call)
+
+    def _injected(self, kind: str, name: str) -> bool:
+        """Apply a fault armed for this line (``Faults.at_step``); True when the line must
+        not be handled (the worker was killed or the service restarted).
+
+        Raises:
+            DropConnection: the connection carrying this line is to be dropped.
+        """
+
+        action = self.faults.on_line(kind, name)
+        if action is None:
+            return False
+        if action == "drop":
+            raise DropConnection(f"fault injection: {kind} line {name} dropped")
+        if action == "drop_reply":
+            self.faults.drop_after(0)  # the step runs; the next request (its Receive) is dropped
+            return False
+        if action == "restart" and self.faults.on_restart:
+            self.faults.on_restart()
+        self.kill()
+        return True
 
     # --- steps ------------------------------------------------------------------------
 
@@ -161,12 +198,7 @@ class WorkerProcess(Process):
         self.host.count("module_loads")
         self._reply(frame["id"], 0, "", "")
 
-    def _run(self, step_id: int, script: str) -> None:
-        try:
-            call = protocol.parse_remote_call(script)
-        except protocol.ProtocolError as exc:
-            self._reply(step_id, 1, "", f"{exc}\r\n")
-            return
+    def _run(self, step_id: int, script: str, call: tuple[str, dict[str, Any]] | None) -> None:
         if call is None:
             result = run_powershell(self.host, script, clixml=False, stop_on_error=True)
             self._reply(step_id, result.rc, result.stdout, result.stderr)
