@@ -1,4 +1,4 @@
-"""Issue 5, part 3: secrets never leak, even with ``-vvv --debug``.
+"""Issue 5, part 3: secrets never leak, even with ``-vvv --debug`` (and ``--debug-all``).
 
 ``deploys/site.py`` (IIS + release 1.0.0) then ``deploys/release.py`` (2.0.0) run through the
 real ``pyinfra`` command line, with the shipped ``inventories/sim.py`` and its group data,
@@ -87,7 +87,9 @@ def stop_sim(process: subprocess.Popen) -> str:
 
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
-    """Both deploys with ``-vvv --debug`` against one simulated host, which is then stopped."""
+    """Both deploys against one simulated host, which is then stopped: site.py with ``-vvv
+    --debug``, release.py with ``-vvv --debug-all`` (every library's debug log too: urllib3,
+    requests_ntlm, pyspnego, pywinrm)."""
 
     tmp = tmp_path_factory.mktemp("secrets")
     root = tmp / "project"
@@ -110,8 +112,8 @@ def deployed(tmp_path_factory):
     runs = {}
     try:
         servers = [SimpleNamespace(port=port)]
-        for deploy, version in (("deploys/site.py", "1.0.0"), ("deploys/release.py", "2.0.0")):
-            runs[deploy] = demo.pyinfra(deploy, "-vvv", "--debug", version=version, artifact=artifacts[version], servers=servers, timeout=300)
+        for deploy, version, debug in (("deploys/site.py", "1.0.0", "--debug"), ("deploys/release.py", "2.0.0", "--debug-all")):
+            runs[deploy] = demo.pyinfra(deploy, "-vvv", debug, version=version, artifact=artifacts[version], servers=servers, timeout=300)
     finally:
         sim_log = stop_sim(process)
     return SimpleNamespace(runs=runs, sim_log=sim_log, state_dir=state_dir, host=SimHost(state_dir))
@@ -126,6 +128,8 @@ def test_both_deploys_ran_and_the_secrets_reached_the_host(deployed):
     output = deployed.runs["deploys/site.py"].stdout + deployed.runs["deploys/site.py"].stderr
     assert "Adding data to group all" in output and f"'password': '{MASK}'" in output
     assert f"'API_SECRET_KEY': '{MASK}'" in output
+    release = deployed.runs["deploys/release.py"]
+    assert "urllib3" in release.stdout + release.stderr  # --debug-all did log the HTTP layer
     config = deployed.host.path(APPLICATION_HOST_CONFIG).read_bytes()
     assert found_in(config) == {"app secret"}
     assert json.loads(deployed.host.path("C:\\sites\\api\\release-state.json").read_text(encoding="utf-8"))["current"] == "2.0.0"
