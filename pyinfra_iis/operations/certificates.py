@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -53,6 +54,9 @@ def _local_file(path: Path) -> Path:
 def pfx_info(model: Certificate) -> CertificateInfo:
     """Read the PFX of ``model`` on the controller (needs its password).
 
+    Opening a PFX runs its key derivation (about 10 ms of CPU); every host of a fleet shares
+    the same file, so results are cached per (file bytes, password) for the process.
+
     Raises:
         OperationValueError: missing file, wrong password or no certificate inside (the
             message never contains the password).
@@ -60,11 +64,21 @@ def pfx_info(model: Certificate) -> CertificateInfo:
 
     data = _local_file(model.pfx).read_bytes()
     try:
-        key, cert, _ = pkcs12.load_key_and_certificates(data, model.password.get_secret_value().encode("utf-8"))
+        info = _open_pfx(data, model.password.get_secret_value().encode("utf-8"))
     except ValueError:
         raise OperationValueError(f"certificate {model.name!r}: cannot open {model.pfx.name} (wrong password or not a PFX)") from None
-    if cert is None:
+    if info is None:
         raise OperationValueError(f"certificate {model.name!r}: {model.pfx.name} holds no certificate")
+    return info
+
+
+@functools.lru_cache(maxsize=32)
+def _open_pfx(data: bytes, password: bytes) -> CertificateInfo | None:
+    """The certificate of PFX ``data``, or None when it holds none; ValueError: cannot open."""
+
+    key, cert, _ = pkcs12.load_key_and_certificates(data, password)
+    if cert is None:
+        return None
     try:
         names = tuple(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName))
     except x509.ExtensionNotFound:
