@@ -7,7 +7,7 @@
 # under PowerShell 7; field notes, IIS).
 #
 # Every remote function is called as `Verb-Noun -Json '<object>'` (pyinfra_iis/protocol.py): it reads
-# its argument with ConvertFrom-CallJson / Get-CallValue, prints ONE line of compressed JSON with
+# its argument with ConvertFrom-CallJson / Get-CallValue -Type, prints ONE line of compressed JSON with
 # Write-CallResult, and on failure throws a terminating error whose message says what failed and why
 # (the worker turns it into rc 1). Nothing else may reach the pipeline: cast to [void] whatever
 # returns a value you do not print.
@@ -76,17 +76,33 @@ function Get-JsonTypeName {
 function Get-CallValue {
     <#
     .SYNOPSIS
-    Read one member of a parsed -Json argument.
+    Read one member of a parsed -Json argument (or of a nested object of it), checking its JSON type.
     .PARAMETER Call
-    The object from ConvertFrom-CallJson.
+    The object from ConvertFrom-CallJson, or a nested JSON object of it.
     .PARAMETER Name
     Member name (JSON keys are case-sensitive in the contract; PowerShell matches case-insensitively).
+    .PARAMETER Type
+    'any' (default, no check), 'string', 'boolean', 'object', 'array', 'strings' (an array of
+    non-empty strings, returned as [string[]]) or 'integer' (a whole number between -Minimum and
+    -Maximum, returned as [long]).
     .PARAMETER Default
-    Returned when the member is absent or null (default $null).
+    Returned when the member is absent or null (default $null; 'array' and 'strings' give an empty
+    array instead, never $null).
     .PARAMETER Required
-    Throw when the member is absent or null instead of returning Default.
+    Throw when the member is absent or null instead of returning Default; a required 'string' must
+    also not be empty.
+    .PARAMETER Minimum
+    Smallest accepted 'integer' (default 0).
+    .PARAMETER Maximum
+    Largest accepted 'integer' (default [long]::MaxValue).
     .PARAMETER Function
     Name of the calling function, used in error messages.
+    .OUTPUTS
+    The value (arrays are returned as ONE object: assign them, `$list = Get-CallValue ...`).
+    Throws '<Function>: the -Json argument needs "<Name>"', '"<Name>" must be <a string | true or
+    false | a JSON object | a JSON array | a whole number>, got <JSON type>', '"<Name>" must not be
+    empty', '"<Name>" must hold non-empty strings, got <JSON type>' or '"<Name>" must be between
+    <Minimum> and <Maximum>, got <value>'.
     #>
     [CmdletBinding()]
     param(
@@ -94,9 +110,14 @@ function Get-CallValue {
         [System.Management.Automation.PSCustomObject] $Call,
         [Parameter(Mandatory = $true)]
         [string] $Name,
+        [ValidateSet('any', 'string', 'boolean', 'object', 'array', 'strings', 'integer')]
+        [string] $Type = 'any',
+        # Untyped: a [string] parameter would turn $null into ''.
         [AllowNull()]
         [object] $Default = $null,
         [switch] $Required,
+        [long] $Minimum = 0,
+        [long] $Maximum = [long]::MaxValue,
         [string] $Function = 'remote call'
     )
     $property = $Call.PSObject.Properties[$Name]
@@ -104,43 +125,70 @@ function Get-CallValue {
         if ($Required) {
             throw ('{0}: the -Json argument needs "{1}"' -f $Function, $Name)
         }
+        if ($Type -eq 'array') { return , @() }
+        if ($Type -eq 'strings') { return , [string[]]@() }
         return $Default
     }
+    $value = $property.Value
+    $valid = switch ($Type) {
+        'any' { $true }
+        'string' { $value -is [string] }
+        'boolean' { $value -is [bool] }
+        'object' { $value -is [System.Management.Automation.PSCustomObject] }
+        'array' { $value -is [array] }
+        'strings' { $value -is [array] }
+        'integer' {
+            ($value -is [int]) -or ($value -is [long]) -or
+            (($value -is [decimal] -or $value -is [double]) -and [math]::Truncate($value) -eq $value)
+        }
+    }
+    if (-not $valid) {
+        $expected = @{ string = 'a string'; boolean = 'true or false'; object = 'a JSON object'; array = 'a JSON array'; strings = 'a JSON array'; integer = 'a whole number' }
+        throw ('{0}: "{1}" must be {2}, got {3}' -f $Function, $Name, $expected[$Type], (Get-JsonTypeName -Value $value))
+    }
+    if ($Type -eq 'string' -and $Required -and $value.Length -eq 0) {
+        throw ('{0}: "{1}" must not be empty' -f $Function, $Name)
+    }
+    if ($Type -eq 'integer') {
+        $number = [long]$value
+        if ($number -lt $Minimum -or $number -gt $Maximum) {
+            throw ('{0}: "{1}" must be between {2} and {3}, got {4}' -f $Function, $Name, $Minimum, $Maximum, $number)
+        }
+        return $number
+    }
+    if ($Type -eq 'strings') {
+        foreach ($element in $value) {
+            if ($element -isnot [string] -or $element.Length -eq 0) {
+                throw ('{0}: "{1}" must hold non-empty strings, got {2}' -f $Function, $Name, (Get-JsonTypeName -Value $element))
+            }
+        }
+        return , [string[]]$value
+    }
     # The comma keeps an array an array (PowerShell would unroll it on return).
-    return , $property.Value
+    return , $value
 }
 
-function Get-CallInteger {
+function Get-CallMemberNames {
     <#
     .SYNOPSIS
-    Read a whole number member of a parsed -Json argument as [long], checking its range.
-    .PARAMETER Minimum
-    Smallest accepted value (default 0).
-    .PARAMETER Maximum
-    Largest accepted value (default [long]::MaxValue).
-    Throws when the member is absent, not a whole number, or out of range.
+    Return the member names of a JSON object in document order (ConvertFrom-Json keeps it).
+    .PARAMETER Object
+    A PSCustomObject from ConvertFrom-Json, or $null.
+    .OUTPUTS
+    [string[]], empty for $null.
     #>
     [CmdletBinding()]
     param(
-        [Parameter(Mandatory = $true)]
-        [System.Management.Automation.PSCustomObject] $Call,
-        [Parameter(Mandatory = $true)]
-        [string] $Name,
-        [long] $Minimum = 0,
-        [long] $Maximum = [long]::MaxValue,
-        [string] $Function = 'remote call'
+        [AllowNull()]
+        [object] $Object
     )
-    $value = Get-CallValue -Call $Call -Name $Name -Required -Function $Function
-    $isWhole = ($value -is [int]) -or ($value -is [long]) -or
-        (($value -is [decimal] -or $value -is [double]) -and [math]::Truncate($value) -eq $value)
-    if (-not $isWhole) {
-        throw ('{0}: "{1}" must be a whole number, got {2}' -f $Function, $Name, (Get-JsonTypeName -Value $value))
+    $names = New-Object -TypeName 'System.Collections.Generic.List[string]'
+    if ($null -ne $Object) {
+        foreach ($property in $Object.PSObject.Properties) {
+            $names.Add($property.Name)
+        }
     }
-    $number = [long]$value
-    if ($number -lt $Minimum -or $number -gt $Maximum) {
-        throw ('{0}: "{1}" must be between {2} and {3}, got {4}' -f $Function, $Name, $Minimum, $Maximum, $number)
-    }
-    return $number
+    return , $names.ToArray()
 }
 
 function Write-CallResult {

@@ -115,7 +115,7 @@ function Start-FileUpload {
     $name = $MyInvocation.MyCommand.Name
     $call = ConvertFrom-CallJson -Json $Json -Function $name
     $path = Get-CallFilePath -Call $call -Function $name
-    $size = Get-CallInteger -Call $call -Name 'size' -Function $name
+    $size = Get-CallValue -Call $call -Name 'size' -Type integer -Required -Function $name
     $sha256 = ([string](Get-CallValue -Call $call -Name 'sha256' -Required -Function $name)).ToLowerInvariant()
     if ($sha256 -notmatch '^[0-9a-f]{64}$') {
         throw ('{0}: "sha256" must be 64 hex digits, got "{1}"' -f $name, $sha256)
@@ -285,8 +285,8 @@ function Read-FileChunk {
     $name = $MyInvocation.MyCommand.Name
     $call = ConvertFrom-CallJson -Json $Json -Function $name
     $path = Get-CallFilePath -Call $call -Function $name
-    $offset = Get-CallInteger -Call $call -Name 'offset' -Function $name
-    $length = Get-CallInteger -Call $call -Name 'length' -Maximum $script:MaxReadChunkBytes -Function $name
+    $offset = Get-CallValue -Call $call -Name 'offset' -Type integer -Required -Function $name
+    $length = Get-CallValue -Call $call -Name 'length' -Type integer -Required -Maximum $script:MaxReadChunkBytes -Function $name
     if (-not [System.IO.File]::Exists($path)) {
         throw ('{0}: file not found: {1}' -f $name, $path)
     }

@@ -1,5 +1,4 @@
-# PyinfraIis module, part 20: Get-HostState, the one wide fact, and the typed readers of the -Json
-# argument that parts 20-80 share.
+# PyinfraIis module, part 20: Get-HostState, the one wide fact.
 #
 # Contract: docs/remote-functions.md, "Read: Get-HostState". The IIS part is built by helpers of
 # 50-iisconfig.ps1 (configuration) and 60-runtime.ps1 (runtime state), certificates by
@@ -9,182 +8,6 @@
 # Registry reads go through Microsoft.Win32.Registry, not the HKLM: drive: a missing key or value is
 # then $null instead of an error record (an error record, even one silenced with -ErrorAction, can
 # make the worker report the step as failed).
-
-# --- Typed readers of the -Json argument ---------------------------------------------------------
-
-function Get-CallString {
-    <#
-    .SYNOPSIS
-    Read a string member of a parsed -Json argument (or of a nested object of it).
-    .PARAMETER Call
-    The object from ConvertFrom-CallJson, or a nested JSON object of it.
-    .PARAMETER Name
-    Member name.
-    .PARAMETER Required
-    Throw when the member is absent, null or empty.
-    .PARAMETER Default
-    Returned when the member is absent or null (default $null).
-    .PARAMETER Function
-    Name of the calling function, for error messages.
-    .OUTPUTS
-    [string] or the default. Throws when the member is present but not a JSON string.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [System.Management.Automation.PSCustomObject] $Call,
-        [Parameter(Mandatory = $true)]
-        [string] $Name,
-        [switch] $Required,
-        # Untyped: a [string] parameter would turn $null into ''.
-        [AllowNull()]
-        [object] $Default = $null,
-        [string] $Function = 'remote call'
-    )
-    $value = Get-CallValue -Call $Call -Name $Name -Function $Function
-    if ($null -eq $value) {
-        if ($Required) {
-            throw ('{0}: the -Json argument needs "{1}"' -f $Function, $Name)
-        }
-        return $Default
-    }
-    if ($value -isnot [string]) {
-        throw ('{0}: "{1}" must be a string, got {2}' -f $Function, $Name, (Get-JsonTypeName -Value $value))
-    }
-    if ($Required -and $value.Length -eq 0) {
-        throw ('{0}: "{1}" must not be empty' -f $Function, $Name)
-    }
-    return $value
-}
-
-function Get-CallList {
-    <#
-    .SYNOPSIS
-    Read a JSON array member of a parsed -Json argument; always returns an array.
-    .PARAMETER Required
-    Throw when the member is absent or null (otherwise an absent member is an empty array).
-    .OUTPUTS
-    [object[]] (assign it: `$list = Get-CallList ...`; it is never unrolled to $null). Throws when
-    the member is not a JSON array.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [System.Management.Automation.PSCustomObject] $Call,
-        [Parameter(Mandatory = $true)]
-        [string] $Name,
-        [switch] $Required,
-        [string] $Function = 'remote call'
-    )
-    $value = Get-CallValue -Call $Call -Name $Name -Required:$Required -Function $Function
-    if ($null -eq $value) {
-        return , @()
-    }
-    if ($value -isnot [array]) {
-        throw ('{0}: "{1}" must be a JSON array, got {2}' -f $Function, $Name, (Get-JsonTypeName -Value $value))
-    }
-    return , $value
-}
-
-function Get-CallStringList {
-    <#
-    .SYNOPSIS
-    Read a JSON array of non-empty strings; always returns [string[]] (empty when absent).
-    .OUTPUTS
-    [string[]]. Throws when the member is not an array or an element is not a non-empty string.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [System.Management.Automation.PSCustomObject] $Call,
-        [Parameter(Mandatory = $true)]
-        [string] $Name,
-        [switch] $Required,
-        [string] $Function = 'remote call'
-    )
-    $list = Get-CallList -Call $Call -Name $Name -Required:$Required -Function $Function
-    $strings = New-Object -TypeName 'System.Collections.Generic.List[string]'
-    foreach ($element in $list) {
-        if ($element -isnot [string] -or $element.Length -eq 0) {
-            throw ('{0}: "{1}" must hold non-empty strings, got {2}' -f $Function, $Name, (Get-JsonTypeName -Value $element))
-        }
-        $strings.Add($element)
-    }
-    return , $strings.ToArray()
-}
-
-function Get-CallObject {
-    <#
-    .SYNOPSIS
-    Read a JSON object member of a parsed -Json argument.
-    .OUTPUTS
-    PSCustomObject, or $null when absent and not -Required. Throws when the member is not an object.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [System.Management.Automation.PSCustomObject] $Call,
-        [Parameter(Mandatory = $true)]
-        [string] $Name,
-        [switch] $Required,
-        [string] $Function = 'remote call'
-    )
-    $value = Get-CallValue -Call $Call -Name $Name -Required:$Required -Function $Function
-    if ($null -eq $value) {
-        return $null
-    }
-    if ($value -isnot [System.Management.Automation.PSCustomObject]) {
-        throw ('{0}: "{1}" must be a JSON object, got {2}' -f $Function, $Name, (Get-JsonTypeName -Value $value))
-    }
-    return $value
-}
-
-function Get-CallBoolean {
-    <#
-    .SYNOPSIS
-    Read a JSON boolean member; returns -Default (default $false) when absent or null.
-    .OUTPUTS
-    [bool]. Throws when the member is present but not true/false.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [System.Management.Automation.PSCustomObject] $Call,
-        [Parameter(Mandatory = $true)]
-        [string] $Name,
-        [bool] $Default = $false,
-        [string] $Function = 'remote call'
-    )
-    $value = Get-CallValue -Call $Call -Name $Name -Function $Function
-    if ($null -eq $value) {
-        return $Default
-    }
-    if ($value -isnot [bool]) {
-        throw ('{0}: "{1}" must be true or false, got {2}' -f $Function, $Name, (Get-JsonTypeName -Value $value))
-    }
-    return $value
-}
-
-function Get-CallMemberNames {
-    <#
-    .SYNOPSIS
-    Return the member names of a JSON object in document order (ConvertFrom-Json keeps it).
-    .OUTPUTS
-    [string[]], empty for $null.
-    #>
-    [CmdletBinding()]
-    param(
-        [AllowNull()]
-        [object] $Object
-    )
-    $names = New-Object -TypeName 'System.Collections.Generic.List[string]'
-    if ($null -ne $Object) {
-        foreach ($property in $Object.PSObject.Properties) {
-            $names.Add($property.Name)
-        }
-    }
-    return , $names.ToArray()
-}
 
 # --- Host facts -----------------------------------------------------------------------------------
 
@@ -352,10 +175,10 @@ function Get-HostState {
     )
     $function = 'Get-HostState'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
-    $aclPaths = Get-CallStringList -Call $call -Name 'acl_paths' -Function $function
-    $certStores = Get-CallStringList -Call $call -Name 'cert_stores' -Function $function
-    $releaseRoots = Get-CallStringList -Call $call -Name 'release_roots' -Function $function
-    $pythonVersions = Get-CallStringList -Call $call -Name 'python_versions' -Function $function
+    $aclPaths = Get-CallValue -Call $call -Name 'acl_paths' -Type strings -Function $function
+    $certStores = Get-CallValue -Call $call -Name 'cert_stores' -Type strings -Function $function
+    $releaseRoots = Get-CallValue -Call $call -Name 'release_roots' -Type strings -Function $function
+    $pythonVersions = Get-CallValue -Call $call -Name 'python_versions' -Type strings -Function $function
 
     $features = Get-InstalledFeatureNames
     $iisInstalled = ($features -contains 'Web-Server') -and (Test-IisInstalled)

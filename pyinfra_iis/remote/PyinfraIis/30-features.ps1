@@ -30,7 +30,7 @@ function Install-WindowsFeatureSet {
     )
     $function = 'Install-WindowsFeatureSet'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
-    $names = Get-CallStringList -Call $call -Name 'names' -Required -Function $function
+    $names = Get-CallValue -Call $call -Name 'names' -Type strings -Required -Function $function
     foreach ($name in $names) {
         # Get-WindowsFeature -Name takes wildcards; a name must stand for exactly one feature.
         if ($name -notmatch '^[A-Za-z0-9][A-Za-z0-9_.-]*$') {

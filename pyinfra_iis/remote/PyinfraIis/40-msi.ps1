@@ -192,9 +192,9 @@ function Install-MsiProduct {
     )
     $function = 'Install-MsiProduct'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
-    $product = Get-CallString -Call $call -Name 'product' -Required -Function $function
-    $source = Get-CallString -Call $call -Name 'source' -Required -Function $function
-    $sha256 = Get-CallString -Call $call -Name 'sha256' -Required -Function $function
+    $product = Get-CallValue -Call $call -Name 'product' -Type string -Required -Function $function
+    $source = Get-CallValue -Call $call -Name 'source' -Type string -Required -Function $function
+    $sha256 = Get-CallValue -Call $call -Name 'sha256' -Type string -Required -Function $function
     if ($script:MsiProducts -cnotcontains $product) {
         throw ('{0}: unknown product "{1}"; expected one of {2}' -f $function, $product, [string]::Join(', ', $script:MsiProducts))
     }

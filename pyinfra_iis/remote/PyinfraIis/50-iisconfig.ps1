@@ -774,14 +774,14 @@ function Invoke-IisConfigEdit {
         [System.Collections.Generic.List[string]] $Changed,
         [string] $Function = 'Set-IisConfig'
     )
-    $section = Get-CallString -Call $Edit -Name 'section' -Required -Function $Function
-    $location = Get-CallString -Call $Edit -Name 'location' -Function $Function
-    $steps = Get-CallList -Call $Edit -Name 'path' -Function $Function
-    $action = Get-CallString -Call $Edit -Name 'action' -Default 'set' -Function $Function
+    $section = Get-CallValue -Call $Edit -Name 'section' -Type string -Required -Function $Function
+    $location = Get-CallValue -Call $Edit -Name 'location' -Type string -Function $Function
+    $steps = Get-CallValue -Call $Edit -Name 'path' -Type array -Function $Function
+    $action = Get-CallValue -Call $Edit -Name 'action' -Type string -Default 'set' -Function $Function
     if ($action -cne 'set' -and $action -cne 'remove') {
         throw ('"action" must be "set" or "remove", got "{0}"' -f $action)
     }
-    $attributes = Get-CallObject -Call $Edit -Name 'attributes' -Function $Function
+    $attributes = Get-CallValue -Call $Edit -Name 'attributes' -Type object -Function $Function
     if ($action -eq 'remove' -and ($steps.Count -eq 0 -or $null -eq (Get-CallValue -Call $steps[-1] -Name 'item'))) {
         throw 'a remove edit needs a path whose last step is an item step'
     }
@@ -813,8 +813,8 @@ function Invoke-IisConfigEdit {
         if ($step -isnot [System.Management.Automation.PSCustomObject]) {
             throw ('{0}: path step {1} must be a JSON object' -f $where, $index)
         }
-        $childTag = Get-CallString -Call $step -Name 'child' -Function $Function
-        $itemTag = Get-CallString -Call $step -Name 'item' -Function $Function
+        $childTag = Get-CallValue -Call $step -Name 'child' -Type string -Function $Function
+        $itemTag = Get-CallValue -Call $step -Name 'item' -Type string -Function $Function
         if ($null -ne $childTag) {
             try {
                 $element = $element.GetChildElement($childTag)
@@ -830,7 +830,7 @@ function Invoke-IisConfigEdit {
         if ($null -eq $itemTag) {
             throw ('{0}: path step {1} needs "child" or "item"' -f $where, $index)
         }
-        $key = Get-CallObject -Call $step -Name 'key' -Required -Function $Function
+        $key = Get-CallValue -Call $step -Name 'key' -Type object -Required -Function $Function
         if ($null -eq $element.Schema.CollectionSchema) {
             throw ('{0}: <{1}> holds no collection, so it has no <{2}> items' -f $where, $parentTag, $itemTag)
         }
@@ -1008,7 +1008,7 @@ function Set-IisConfig {
     )
     $function = 'Set-IisConfig'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
-    $edits = Get-CallList -Call $call -Name 'edits' -Required -Function $function
+    $edits = Get-CallValue -Call $call -Name 'edits' -Type array -Required -Function $function
     $secrets = Get-EditSecretValues -Edits $edits
     $manager = New-IisServerManager -Function $function
     try {

@@ -119,8 +119,8 @@ function Set-IisRuntimeState {
     $function = 'Set-IisRuntimeState'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
     $groups = @(
-        @('app_pools', 'app pool', (Get-CallObject -Call $call -Name 'app_pools' -Function $function)),
-        @('sites', 'site', (Get-CallObject -Call $call -Name 'sites' -Function $function))
+        @('app_pools', 'app pool', (Get-CallValue -Call $call -Name 'app_pools' -Type object -Function $function)),
+        @('sites', 'site', (Get-CallValue -Call $call -Name 'sites' -Type object -Function $function))
     )
     foreach ($group in $groups) {
         foreach ($name in (Get-CallMemberNames -Object $group[2])) {
@@ -183,7 +183,7 @@ function Restart-IisAppPool {
     )
     $function = 'Restart-IisAppPool'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
-    $name = Get-CallString -Call $call -Name 'name' -Required -Function $function
+    $name = Get-CallValue -Call $call -Name 'name' -Type string -Required -Function $function
     $manager = New-IisServerManager -Function $function
     try {
         $pool = $manager.ApplicationPools[$name]

@@ -335,13 +335,13 @@ function Import-IisCertificate {
     )
     $function = 'Import-IisCertificate'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
-    $path = Get-CallString -Call $call -Name 'path' -Required -Function $function
+    $path = Get-CallValue -Call $call -Name 'path' -Type string -Required -Function $function
     # Checked before the try: the finally block deletes $path, which must be the absolute path given.
     Assert-AbsolutePath -Path $path -Function $function
     try {
-        $password = Get-CallString -Call $call -Name 'password' -Default '' -Function $function
-        $storeName = Get-CallString -Call $call -Name 'store' -Default 'My' -Function $function
-        $exportable = Get-CallBoolean -Call $call -Name 'exportable' -Function $function
+        $password = Get-CallValue -Call $call -Name 'password' -Type string -Default '' -Function $function
+        $storeName = Get-CallValue -Call $call -Name 'store' -Type string -Default 'My' -Function $function
+        $exportable = Get-CallValue -Call $call -Name 'exportable' -Type boolean -Default $false -Function $function
         Assert-CertificateStoreName -Store $storeName -Function $function
         if (-not [System.IO.File]::Exists($path)) {
             throw ('{0}: PFX file {1} does not exist' -f $function, $path)
@@ -412,9 +412,9 @@ function Grant-CertificateKeyAccess {
     )
     $function = 'Grant-CertificateKeyAccess'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
-    $thumbprint = Get-CallString -Call $call -Name 'thumbprint' -Required -Function $function
-    $storeName = Get-CallString -Call $call -Name 'store' -Default 'My' -Function $function
-    $principal = Get-CallString -Call $call -Name 'principal' -Required -Function $function
+    $thumbprint = Get-CallValue -Call $call -Name 'thumbprint' -Type string -Required -Function $function
+    $storeName = Get-CallValue -Call $call -Name 'store' -Type string -Default 'My' -Function $function
+    $principal = Get-CallValue -Call $call -Name 'principal' -Type string -Required -Function $function
     if ($thumbprint -notmatch '^[0-9A-Fa-f]{40}$') {
         throw ('{0}: "thumbprint" must be 40 hex digits, got "{1}"' -f $function, $thumbprint)
     }

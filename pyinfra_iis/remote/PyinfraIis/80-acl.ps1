@@ -212,7 +212,7 @@ function Initialize-Directory {
     )
     $function = 'Initialize-Directory'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
-    $path = Get-CallString -Call $call -Name 'path' -Required -Function $function
+    $path = Get-CallValue -Call $call -Name 'path' -Type string -Required -Function $function
     Assert-AbsolutePath -Path $path -Function $function
     if ([System.IO.Directory]::Exists($path)) {
         Write-CallResult -InputObject ([ordered]@{ created = $false })
@@ -283,9 +283,9 @@ function Grant-PathAccess {
     )
     $function = 'Grant-PathAccess'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
-    $path = Get-CallString -Call $call -Name 'path' -Required -Function $function
-    $principal = Get-CallString -Call $call -Name 'principal' -Required -Function $function
-    $rightsText = Get-CallString -Call $call -Name 'rights' -Required -Function $function
+    $path = Get-CallValue -Call $call -Name 'path' -Type string -Required -Function $function
+    $principal = Get-CallValue -Call $call -Name 'principal' -Type string -Required -Function $function
+    $rightsText = Get-CallValue -Call $call -Name 'rights' -Type string -Required -Function $function
     Assert-AbsolutePath -Path $path -Function $function
     $isDirectory = [System.IO.Directory]::Exists($path)
     if (-not $isDirectory -and -not [System.IO.File]::Exists($path)) {
@@ -293,8 +293,8 @@ function Grant-PathAccess {
     }
     $defaultInheritance = 'None'
     if ($isDirectory) { $defaultInheritance = 'ContainerInherit, ObjectInherit' }
-    $inheritanceText = Get-CallString -Call $call -Name 'inheritance' -Default $defaultInheritance -Function $function
-    $propagationText = Get-CallString -Call $call -Name 'propagation' -Default 'None' -Function $function
+    $inheritanceText = Get-CallValue -Call $call -Name 'inheritance' -Type string -Default $defaultInheritance -Function $function
+    $propagationText = Get-CallValue -Call $call -Name 'propagation' -Type string -Default 'None' -Function $function
 
     $rights = ConvertTo-FlagsValue -Type ([System.Security.AccessControl.FileSystemRights]) -Text $rightsText -Field 'rights' -Function $function
     $inheritance = ConvertTo-FlagsValue -Type ([System.Security.AccessControl.InheritanceFlags]) -Text $inheritanceText -Field 'inheritance' -Function $function
@@ -345,8 +345,8 @@ function Revoke-PathAccess {
     )
     $function = 'Revoke-PathAccess'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
-    $path = Get-CallString -Call $call -Name 'path' -Required -Function $function
-    $principal = Get-CallString -Call $call -Name 'principal' -Required -Function $function
+    $path = Get-CallValue -Call $call -Name 'path' -Type string -Required -Function $function
+    $principal = Get-CallValue -Call $call -Name 'principal' -Type string -Required -Function $function
     Assert-AbsolutePath -Path $path -Function $function
     if (-not [System.IO.Directory]::Exists($path) -and -not [System.IO.File]::Exists($path)) {
         throw ('{0}: {1} does not exist' -f $function, $path)

@@ -358,10 +358,10 @@ function Install-Python {
     )
     $function = 'Install-Python'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
-    $version = Get-CallString -Call $call -Name 'version' -Required -Function $function
-    $source = Get-CallString -Call $call -Name 'source' -Required -Function $function
-    $sha256 = Get-CallString -Call $call -Name 'sha256' -Required -Function $function
-    $targetDir = Get-CallString -Call $call -Name 'target_dir' -Required -Function $function
+    $version = Get-CallValue -Call $call -Name 'version' -Type string -Required -Function $function
+    $source = Get-CallValue -Call $call -Name 'source' -Type string -Required -Function $function
+    $sha256 = Get-CallValue -Call $call -Name 'sha256' -Type string -Required -Function $function
+    $targetDir = Get-CallValue -Call $call -Name 'target_dir' -Type string -Required -Function $function
     if ($version -notmatch '^3\.(\d{1,2})\.\d{1,3}$') {
         throw ('{0}: "version" must be "3.<minor>.<micro>" such as "3.12.7", got "{1}"' -f $function, $version)
     }

@@ -91,7 +91,7 @@ function Get-ReleaseRootArgument {
         [System.Management.Automation.PSCustomObject] $Call,
         [string] $Function = 'remote call'
     )
-    $root = Get-CallString -Call $Call -Name 'root' -Required -Function $Function
+    $root = Get-CallValue -Call $Call -Name 'root' -Type string -Required -Function $Function
     $trimmed = $root.TrimEnd('\')
     if ($trimmed -notmatch '^[A-Za-z]:\\[^%]+$') {
         throw ('{0}: "root" must be an absolute folder such as C:\sites\api (no drive root, no %), got "{1}"' -f $Function, $root)
@@ -555,7 +555,7 @@ function Read-ReleaseManifest {
     if ($manifest -isnot [System.Management.Automation.PSCustomObject]) {
         throw 'manifest.json must hold a JSON object'
     }
-    [void](Get-CallObject -Call $manifest -Name 'files' -Required -Function 'manifest.json')
+    [void](Get-CallValue -Call $manifest -Name 'files' -Type object -Required -Function 'manifest.json')
     $declared = [string](Get-CallValue -Call $manifest -Name 'version')
     if ($declared -cne $Version) {
         throw ('the artifact is release "{0}", not "{1}"' -f $declared, $Version)
@@ -755,10 +755,10 @@ function Install-Release {
     $function = 'Install-Release'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
     $root = Get-ReleaseRootArgument -Call $call -Function $function
-    $artifact = Get-CallString -Call $call -Name 'artifact' -Required -Function $function
-    $version = Get-CallString -Call $call -Name 'version' -Required -Function $function
-    $python = Get-CallString -Call $call -Name 'python' -Required -Function $function
-    $webConfig = Get-CallString -Call $call -Name 'web_config' -Required -Function $function
+    $artifact = Get-CallValue -Call $call -Name 'artifact' -Type string -Required -Function $function
+    $version = Get-CallValue -Call $call -Name 'version' -Type string -Required -Function $function
+    $python = Get-CallValue -Call $call -Name 'python' -Type string -Required -Function $function
+    $webConfig = Get-CallValue -Call $call -Name 'web_config' -Type string -Required -Function $function
     Assert-ReleaseVersion -Version $version -Function $function
     foreach ($pair in @(@('artifact', $artifact), @('python', $python))) {
         if ($pair[1] -notmatch '^[A-Za-z]:\\' -or -not [System.IO.File]::Exists($pair[1])) {
@@ -975,14 +975,11 @@ function Get-ReleaseHealthSettings {
         [System.Management.Automation.PSCustomObject] $Call,
         [string] $Function = 'remote call'
     )
-    $health = Get-CallObject -Call $Call -Name 'health' -Required -Function $Function
-    $url = Get-CallString -Call $health -Name 'url' -Required -Function $Function
-    $hostName = Get-CallString -Call $health -Name 'host' -Required -Function $Function
-    $deadline = Get-CallInteger -Call $health -Name 'deadline_seconds' -Minimum 1 -Maximum 3600 -Function $Function
-    $expect = 200
-    if ($null -ne (Get-CallValue -Call $health -Name 'expect_status')) {
-        $expect = Get-CallInteger -Call $health -Name 'expect_status' -Minimum 100 -Maximum 599 -Function $Function
-    }
+    $health = Get-CallValue -Call $Call -Name 'health' -Type object -Required -Function $Function
+    $url = Get-CallValue -Call $health -Name 'url' -Type string -Required -Function $Function
+    $hostName = Get-CallValue -Call $health -Name 'host' -Type string -Required -Function $Function
+    $deadline = Get-CallValue -Call $health -Name 'deadline_seconds' -Type integer -Required -Minimum 1 -Maximum 3600 -Function $Function
+    $expect = Get-CallValue -Call $health -Name 'expect_status' -Type integer -Default 200 -Minimum 100 -Maximum 599 -Function $Function
     $uri = $null
     if (-not [System.Uri]::TryCreate($url, [System.UriKind]::Absolute, [ref]$uri) -or ($uri.Scheme -ne 'http' -and $uri.Scheme -ne 'https')) {
         throw ('{0}: "health.url" must be an absolute http:// or https:// URL, got "{1}"' -f $Function, $url)
@@ -1241,9 +1238,9 @@ function Switch-Release {
     $function = 'Switch-Release'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
     $root = Get-ReleaseRootArgument -Call $call -Function $function
-    $version = Get-CallString -Call $call -Name 'version' -Required -Function $function
-    $site = Get-CallString -Call $call -Name 'site' -Required -Function $function
-    $appPool = Get-CallString -Call $call -Name 'app_pool' -Required -Function $function
+    $version = Get-CallValue -Call $call -Name 'version' -Type string -Required -Function $function
+    $site = Get-CallValue -Call $call -Name 'site' -Type string -Required -Function $function
+    $appPool = Get-CallValue -Call $call -Name 'app_pool' -Type string -Required -Function $function
     Assert-ReleaseVersion -Version $version -Function $function
     $health = Get-ReleaseHealthSettings -Call $call -Function $function
     $layout = Get-ReleaseLayout -Root $root
@@ -1441,7 +1438,7 @@ function Remove-OldReleases {
     $function = 'Remove-OldReleases'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
     $root = Get-ReleaseRootArgument -Call $call -Function $function
-    $keep = Get-CallInteger -Call $call -Name 'keep' -Minimum 1 -Maximum 1000 -Function $function
+    $keep = Get-CallValue -Call $call -Name 'keep' -Type integer -Required -Minimum 1 -Maximum 1000 -Function $function
     $layout = Get-ReleaseLayout -Root $root
     $state = Read-ReleaseState -Path $layout['state'] -Function $function
     $protected = @([string]$state['current'], [string]$state['previous'])
