@@ -1,7 +1,8 @@
 """Fleet benchmark: does a fleet of simulated hosts converge like one? (a script, not a test)
 
     /work/venv/bin/python benchmarks/fleet.py [--hosts 1,10,50] [--latency-ms 20]
-        [--hosts-per-sim 10] [--no-release] [--workdir DIR] [--json FILE]
+        [--hosts-per-sim 10] [--repeat 3] [--no-release] [--no-baseline-converge]
+        [--workdir DIR] [--json FILE]
 
 For each fleet size N, on N fresh simulated hosts (``python -m pyinfra_iis.sim serve``, in
 child processes of ``--hosts-per-sim`` hosts each, ``--latency-ms`` injected per WinRM
@@ -10,10 +11,14 @@ request), in the same run:
 1. first converge: ``pyinfra inventories/sim.py deploys/site.py -y --parallel N`` (the shipped
    inventory and deploy, through pyinfra's command line), with release 1.0.0 of
    ``examples/app`` unless ``--no-release`` (the simulator then runs a real Uvicorn app per host);
-2. no-op re-run: the same command again (it must change nothing);
+2. no-op re-run: the same command again (it must change nothing), ``--repeat`` times, the
+   fastest kept (the least disturbed by other work on the machine);
 3. the no-op re-run through the per-command-process baseline connector
    (``benchmarks/baseline_connector.py``: new login, shell, ``powershell.exe`` and module load
-   per command).
+   per command), likewise repeated;
+4. unless ``--no-baseline-converge``, the baseline's first converge of a second fresh fleet:
+   a no-op is a single fact call, where both connectors cost the same; a converge has a step
+   per change, where they differ.
 
 Figures come from the simulator's counters (``GET /pyinfra-iis-sim/state`` of every host:
 ``http_requests``, ``processes``, ``shells``) and the wall seconds of each pyinfra process
@@ -197,43 +202,88 @@ def run_pyinfra(fleet: SimFleet, environment: dict[str, str], secrets: list[str]
                changes=len(re.findall(r"\] Success", output)))
 
 
+def best_of(runs: list[Run]) -> Run:
+    """The fastest of repeated runs (the least disturbed by other load on the machine), with
+    each host's highest counters over all repeats and every change any repeat reported."""
+
+    best = min(runs, key=lambda run: run.seconds)
+    worst = {name: [max(values) for values in zip(*(getattr(run, name) for run in runs))] for name in ("requests", "processes", "shells")}
+    return Run(best.seconds, best.controller_cpu, best.sim_cpu, changes=sum(run.changes for run in runs), **worst)
+
+
 @dataclass
 class FleetResult:
-    """The three runs against one fleet size."""
+    """The runs against one fleet size (``baseline_converge`` on a second fresh fleet)."""
 
     hosts: int
     sim_processes: int
     converge: Run
     noop: Run
     baseline: Run
+    baseline_converge: Run | None = None
     notes: list[str] = field(default_factory=list)
 
 
-def bench_fleet(hosts: int, args: argparse.Namespace, workdir: Path, artifact: Path | None) -> FleetResult:
-    """Converge, no-op re-run and baseline no-op re-run on ``hosts`` fresh simulated hosts."""
+class FleetRunner:
+    """Fresh fleets of one size, with the secrets, files and environment of
+    ``inventories/sim.py`` (from :class:`pyinfra_iis.demo.Demo`: hosts run in child processes
+    here, not in the Demo's own process)."""
 
-    from pyinfra_iis.demo import SIM_USER, Demo, write_sim_files
+    def __init__(self, hosts: int, args: argparse.Namespace, workdir: Path, artifact: Path | None):
+        from pyinfra_iis.demo import Demo, write_sim_files
 
-    demo = Demo(workdir)  # secrets and the environment of inventories/sim.py; hosts run in child processes
-    write_sim_files(demo.files, demo.pfx_password)
-    fleet = SimFleet(workdir / f"fleet-{hosts}", hosts, args.hosts_per_sim, args.latency_ms, SIM_USER, demo.password)
-    try:
+        self.hosts, self.args, self.workdir, self.artifact = hosts, args, workdir, artifact
+        self.demo = Demo(workdir)
+        write_sim_files(self.demo.files, self.demo.pfx_password)
+        self.logs = workdir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def fleet(self, name: str) -> SimFleet:
+        """Start ``hosts`` fresh simulated hosts under ``<workdir>/<name>``."""
+
+        from pyinfra_iis.demo import SIM_USER
+
+        return SimFleet(self.workdir / name, self.hosts, self.args.hosts_per_sim, self.args.latency_ms, SIM_USER, self.demo.password)
+
+    def run(self, fleet: SimFleet, label: str, baseline: bool = False, repeat: int = 1) -> Run:
+        """``repeat`` pyinfra runs of deploys/site.py against ``fleet``; :func:`best_of` them."""
+
         servers = [SimpleNamespace(port=port) for port in fleet.ports]
-        version = VERSION if artifact else None
-        environment = demo.environment(version=version, artifact=artifact, servers=servers)
-        secrets = demo.secrets()
-        print(f"  {hosts} host(s) in {len(fleet.processes)} simulator process(es): converge ...", end="", flush=True)
-        logs = workdir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        converge = run_pyinfra(fleet, environment, secrets, logs / "converge.log")
-        print(f" {converge.seconds:.1f} s; no-op ...", end="", flush=True)
-        noop = run_pyinfra(fleet, environment, secrets, logs / "noop.log")
-        print(f" {noop.seconds:.1f} s; baseline no-op ...", end="", flush=True)
-        baseline = run_pyinfra(fleet, environment, secrets, logs / "baseline-noop.log", baseline=True)
-        print(f" {baseline.seconds:.1f} s", flush=True)
+        environment = self.demo.environment(version=VERSION if self.artifact else None, artifact=self.artifact, servers=servers)
+        print(f" {label} ...", end="", flush=True)
+        runs = [run_pyinfra(fleet, environment, self.demo.secrets(), self.logs / f"{label.replace(' ', '-')}-{index + 1}.log", baseline)
+                for index in range(repeat)]
+        result = best_of(runs)
+        print(f" {result.seconds:.1f} s;", end="", flush=True)
+        return result
+
+
+def bench_fleet(hosts: int, args: argparse.Namespace, workdir: Path, artifact: Path | None) -> FleetResult:
+    """On ``hosts`` fresh simulated hosts: converge, no-op re-run and baseline no-op re-run
+    (each no-op ``args.repeat`` times, best kept); then, unless ``args.no_baseline_converge``,
+    the baseline's converge of a second fresh fleet.
+
+    Raises:
+        BenchmarkError: a simulator or a pyinfra run failed.
+    """
+
+    runner = FleetRunner(hosts, args, workdir, artifact)
+    fleet = runner.fleet("fleet")
+    print(f"  {hosts} host(s) in {len(fleet.processes)} simulator process(es):", end="", flush=True)
+    try:
+        converge = runner.run(fleet, "converge")
+        noop = runner.run(fleet, "no-op", repeat=args.repeat)
+        baseline = runner.run(fleet, "baseline no-op", baseline=True, repeat=args.repeat)
     finally:
         fleet.stop()
     result = FleetResult(hosts, len(fleet.processes), converge, noop, baseline)
+    if not args.no_baseline_converge:
+        fleet = runner.fleet("baseline-fleet")
+        try:
+            result.baseline_converge = runner.run(fleet, "baseline converge", baseline=True)
+        finally:
+            fleet.stop()
+    print(flush=True)
     for label, run in (("no-op re-run", noop), ("baseline no-op re-run", baseline)):
         if run.changes:
             result.notes.append(f"{hosts} hosts: the {label} reported {run.changes} changes (not a no-op)")
@@ -244,42 +294,68 @@ def bench_fleet(hosts: int, args: argparse.Namespace, workdir: Path, artifact: P
 
 
 def ratio(numerator: float, denominator: float) -> str:
+    """``numerator / denominator`` as ``1.23x`` (``-`` when the denominator is 0)."""
+
     return f"{numerator / denominator:.2f}x" if denominator else "-"
 
 
-def report(results: list[FleetResult], args: argparse.Namespace) -> list[str]:
-    """The table, ratios and targets as lines of text."""
+def table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Right-aligned columns separated by ``|``."""
+
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [" | ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in rows]
+
+
+def report(results: list[FleetResult], args: argparse.Namespace, load: tuple[str, str]) -> list[str]:
+    """The tables, ratios and targets as lines of text (``load``: /proc/loadavg before/after)."""
 
     release = "without a release (--no-release)" if args.no_release else f"with release {VERSION} of examples/app"
     lines = [f"deploys/site.py on simulated hosts, {args.latency_ms:g} ms injected latency per WinRM request, first converge {release}",
-             f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.hosts_per_sim} hosts per simulator process", ""]
-    header = ("hosts", "sims", "converge s", "no-op s", "requests/host", "processes/host", "sim CPU s",
-              "baseline no-op s", "baseline requests/host", "baseline processes/host", "baseline/ours s")
-    rows = [header]
+             f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {args.hosts_per_sim} hosts per simulator process, "
+             f"load average before {load[0]}, after {load[1]}",
+             f"no-op seconds: best of {args.repeat} runs; requests and processes: per host, the mean (worst host) over all runs", ""]
+    rows = [("hosts", "sims", "converge s", "no-op s", "requests/host", "processes/host",
+             "baseline no-op s", "baseline requests/host", "baseline processes/host", "baseline/ours no-op s")]
     for r in results:
         rows.append((str(r.hosts), str(r.sim_processes), f"{r.converge.seconds:.1f}", f"{r.noop.seconds:.2f}",
-                     f"{r.noop.per_host('requests'):.1f} (max {max(r.noop.requests)})",
-                     f"{r.noop.per_host('processes'):.1f} (max {max(r.noop.processes)})",
-                     f"{r.noop.sim_cpu:.1f}", f"{r.baseline.seconds:.2f}", f"{r.baseline.per_host('requests'):.1f}",
+                     f"{r.noop.per_host('requests'):.1f} ({max(r.noop.requests)})",
+                     f"{r.noop.per_host('processes'):.1f} ({max(r.noop.processes)})",
+                     f"{r.baseline.seconds:.2f}", f"{r.baseline.per_host('requests'):.1f}",
                      f"{r.baseline.per_host('processes'):.1f}", ratio(r.baseline.seconds, r.noop.seconds)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    for row in rows:
-        lines.append(" | ".join(cell.rjust(width) for cell, width in zip(row, widths)))
-    lines.append("")
-    lines.append("converge requests/host: " + ", ".join(f"{r.hosts} hosts {r.converge.per_host('requests'):.0f}" for r in results)
-                 + "; controller CPU s (converge / no-op / baseline): "
-                 + ", ".join(f"{r.hosts} hosts {r.converge.controller_cpu:.1f}/{r.noop.controller_cpu:.1f}/{r.baseline.controller_cpu:.1f}" for r in results))
+    lines += table(rows)
 
+    lines += ["", "converge (first run on fresh hosts), ours and the baseline connector's (a second fresh fleet):"]
+    rows = [("hosts", "converge s", "requests/host", "processes/host", "baseline converge s", "baseline requests/host",
+             "baseline processes/host", "baseline/ours converge s")]
+    for r in results:
+        b = r.baseline_converge
+        rows.append((str(r.hosts), f"{r.converge.seconds:.1f}", f"{r.converge.per_host('requests'):.0f}",
+                     f"{r.converge.per_host('processes'):.0f}",
+                     *((f"{b.seconds:.1f}", f"{b.per_host('requests'):.0f}", f"{b.per_host('processes'):.0f}",
+                        ratio(b.seconds, r.converge.seconds)) if b else ("-",) * 4)))
+    lines += table(rows)
+
+    lines += ["", "CPU seconds (controller = the pyinfra process; sims = the simulator processes, apps excluded):"]
+    rows = [("hosts", "converge controller", "converge sims", "no-op controller", "no-op sims", "no-op wall")]
+    for r in results:
+        rows.append((str(r.hosts), f"{r.converge.controller_cpu:.1f}", f"{r.converge.sim_cpu:.1f}",
+                     f"{r.noop.controller_cpu:.1f}", f"{r.noop.sim_cpu:.1f}", f"{r.noop.seconds:.1f}"))
+    lines += table(rows)
+
+    lines.append("")
     one = next((r for r in results if r.hosts == 1), None)
-    largest = max(results, key=lambda r: r.hosts)
-    if one and largest.hosts > 1:
-        lines.append(f"ratios {largest.hosts} hosts vs 1: no-op {ratio(largest.noop.seconds, one.noop.seconds)}, "
-                     f"converge {ratio(largest.converge.seconds, one.converge.seconds)}, "
-                     f"baseline no-op {ratio(largest.baseline.seconds, one.baseline.seconds)}")
-    lines.append("ratios baseline vs ours (no-op): " + ", ".join(
-        f"{r.hosts} hosts: {ratio(r.baseline.seconds, r.noop.seconds)} seconds, "
-        f"{ratio(r.baseline.per_host('requests'), r.noop.per_host('requests'))} requests, "
-        f"{ratio(r.baseline.per_host('processes'), r.noop.per_host('processes'))} processes" for r in results))
+    for other in (r for r in results if one and r.hosts > 1):
+        lines.append(f"ratio {other.hosts} hosts vs 1: no-op {ratio(other.noop.seconds, one.noop.seconds)}, "
+                     f"converge {ratio(other.converge.seconds, one.converge.seconds)}, "
+                     f"baseline no-op {ratio(other.baseline.seconds, one.baseline.seconds)}")
+    for r in results:
+        lines.append(f"ratio baseline vs ours, {r.hosts} hosts: no-op {ratio(r.baseline.seconds, r.noop.seconds)} seconds, "
+                     f"{ratio(r.baseline.per_host('requests'), r.noop.per_host('requests'))} requests, "
+                     f"{ratio(r.baseline.per_host('processes'), r.noop.per_host('processes'))} processes"
+                     + (f"; converge {ratio(r.baseline_converge.seconds, r.converge.seconds)} seconds, "
+                        f"{ratio(r.baseline_converge.per_host('requests'), r.converge.per_host('requests'))} requests, "
+                        f"{ratio(r.baseline_converge.per_host('processes'), r.converge.per_host('processes'))} processes"
+                        if r.baseline_converge else ""))
 
     worst_requests = max(max(r.noop.requests) for r in results)
     worst_processes = max(max(r.noop.processes) for r in results)
@@ -288,17 +364,26 @@ def report(results: list[FleetResult], args: argparse.Namespace) -> list[str]:
                  f"{'met' if worst_requests <= MAX_NOOP_REQUESTS_PER_HOST else 'MISSED'} (worst host {worst_requests})")
     lines.append(f"target: no-op <= {MAX_NOOP_PROCESSES_PER_HOST} worker process/host: "
                  f"{'met' if worst_processes <= MAX_NOOP_PROCESSES_PER_HOST else 'MISSED'} (worst host {worst_processes})")
+    largest = max(results, key=lambda r: r.hosts)
     if one and largest.hosts >= 50:
         fleet_ratio = largest.noop.seconds / one.noop.seconds
         lines.append(f"target: {largest.hosts} hosts < {MAX_FLEET_WALL_RATIO:g}x the wall time of 1 (no-op): "
                      f"{'met' if fleet_ratio < MAX_FLEET_WALL_RATIO else 'MISSED'} ({fleet_ratio:.2f}x)")
     else:
-        lines.append("target: 50 hosts < 3x the wall time of 1: not measured (run with --hosts including 1 and 50)")
-    no_op_ok = all(not r.noop.changes for r in results)
-    lines.append(f"no-op re-runs changed nothing: {'yes' if no_op_ok else 'NO'}")
+        lines.append(f"target: 50 hosts < {MAX_FLEET_WALL_RATIO:g}x the wall time of 1: not measured (--hosts must include 1 and 50)")
+    lines.append(f"no-op re-runs changed nothing: {'yes' if all(not r.noop.changes for r in results) else 'NO'}")
     for r in results:
         lines.extend(f"note: {note}" for note in r.notes)
     return lines
+
+
+def load_average() -> str:
+    """The 1-minute load average (other work on the machine skews wall times)."""
+
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "?"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,12 +394,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=20.0, help="injected per WinRM request (default 20)")
     parser.add_argument("--hosts-per-sim", type=int, default=10, help="hosts per simulator process (default 10)")
     parser.add_argument("--no-release", action="store_true", help="converge IIS only (no release version)")
+    parser.add_argument("--repeat", type=int, default=3, help="no-op runs per connector, best kept (default 3)")
+    parser.add_argument("--no-baseline-converge", action="store_true", help="skip the baseline's converge of a second fleet")
     parser.add_argument("--workdir", type=Path, help="work folder (default: a temporary one, deleted afterwards)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.hosts.split(",") if n.strip()]
-    if not sizes or min(sizes) < 1 or args.hosts_per_sim < 1:
-        parser.error("--hosts needs positive sizes and --hosts-per-sim >= 1")
+    if not sizes or min(sizes) < 1 or args.hosts_per_sim < 1 or args.repeat < 1:
+        parser.error("--hosts needs positive sizes, --hosts-per-sim and --repeat >= 1")
+    load_before = load_average()
 
     with tempfile.TemporaryDirectory(prefix="pyinfra-iis-fleet-") as scratch:
         workdir = args.workdir or Path(scratch)
@@ -332,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         except (BenchmarkError, subprocess.TimeoutExpired) as exc:
             print(f"\nerror: {exc}", file=sys.stderr)
             return 1
-    lines = report(results, args)
+    lines = report(results, args, (load_before, load_average()))
     print("\n".join(["", *lines]))
     if args.json:
         args.json.write_text(json.dumps({"latency_ms": args.latency_ms, "hosts_per_sim": args.hosts_per_sim,

@@ -1,0 +1,79 @@
+"""A tiny run of benchmarks/fleet.py (1 and 2 simulated hosts, no release, no latency), so the
+benchmark and its baseline connector do not rot. Counts are asserted, never times: the
+benchmark prints figures and ratios."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+FLEET = PROJECT / "benchmarks" / "fleet.py"
+
+
+def load_fleet_module():
+    spec = importlib.util.spec_from_file_location("fleet_benchmark", FLEET)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("fleet") / "figures.json"
+    result = subprocess.run([sys.executable, str(FLEET), "--hosts", "1,2", "--no-release", "--latency-ms", "0", "--repeat", "1",
+                             "--json", str(out)], cwd=PROJECT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(out.read_text()), result.stdout
+
+
+@pytest.mark.e2e
+def test_fleet_benchmark_counts_one_worker_per_host_and_a_process_per_command_for_the_baseline(smoke):
+    figures, stdout = smoke
+    assert [r["hosts"] for r in figures["results"]] == [1, 2]
+    for r in figures["results"]:
+        converge, noop, baseline, baseline_converge = r["converge"], r["noop"], r["baseline"], r["baseline_converge"]
+        assert len(noop["requests"]) == r["hosts"]
+        assert converge["changes"] > 0 and noop["changes"] == 0 and baseline["changes"] == 0
+        # ours: one shell and one worker process per host, whatever the run
+        assert converge["processes"] == converge["shells"] == [1] * r["hosts"]
+        assert noop["processes"] == noop["shells"] == [1] * r["hosts"]
+        assert all(0 < n < c for n, c in zip(noop["requests"], converge["requests"]))
+        # the baseline: a new shell and a new process for every command of the converge
+        assert baseline_converge["processes"] == baseline_converge["shells"]
+        assert all(b > 1 for b in baseline_converge["processes"])
+        assert all(b > c for b, c in zip(baseline_converge["requests"], converge["requests"]))
+    assert "hosts | sims | converge s | no-op s | requests/host | processes/host" in stdout
+    assert "ratio 2 hosts vs 1: no-op " in stdout
+    assert "target: no-op <= 12 HTTP requests/host: " in stdout
+    assert "no-op re-runs changed nothing: yes" in stdout
+
+
+def test_best_of_keeps_the_fastest_time_and_each_hosts_highest_counts():
+    fleet = load_fleet_module()
+    slow = fleet.Run(5.0, 2.0, 1.0, requests=[12, 30], processes=[1, 1], shells=[1, 1], changes=0)
+    fast = fleet.Run(3.0, 1.5, 0.5, requests=[14, 12], processes=[1, 2], shells=[1, 2], changes=1)
+    best = fleet.best_of([slow, fast])
+    assert (best.seconds, best.controller_cpu) == (3.0, 1.5)
+    assert best.requests == [14, 30] and best.processes == [1, 2] and best.changes == 1
+
+
+def test_report_marks_missed_targets_without_failing():
+    fleet = load_fleet_module()
+
+    def run(seconds: float, hosts: int, requests: int, processes: int):
+        return fleet.Run(seconds, 1.0, 0.1, [requests] * hosts, [processes] * hosts, [processes] * hosts, 0)
+
+    one = fleet.FleetResult(1, 1, run(5, 1, 90, 1), run(1.0, 1, 12, 1), run(1.1, 1, 12, 1))
+    fifty = fleet.FleetResult(50, 5, run(50, 50, 90, 1), run(4.0, 50, 13, 2), run(4.4, 50, 13, 2))
+    args = type("Args", (), {"no_release": True, "latency_ms": 20.0, "hosts_per_sim": 10, "repeat": 3})()
+    lines = fleet.report([one, fifty], args, ("0.1", "0.2"))
+    assert "target: no-op <= 12 HTTP requests/host: MISSED (worst host 13)" in lines
+    assert "target: no-op <= 1 worker process/host: MISSED (worst host 2)" in lines
+    assert "target: 50 hosts < 3x the wall time of 1 (no-op): MISSED (4.00x)" in lines
