@@ -1,4 +1,4 @@
-"""The module's Python and release functions (PyinfraIis/85-python.ps1, 90-release.ps1) against
+"""The module's Python and release functions (PyinfraIis/85-python.ps1, 90..94-release-*.ps1) against
 the contract (docs/remote-functions.md, "Releases") and the rules of design.md "The PowerShell
 module", as far as a static look can check them: there is no PowerShell here.
 
@@ -18,8 +18,17 @@ from pyinfra_iis.remote import module_source, read_remote_file
 from support.powershell import check_script, command_calls, load_reference, syntax_errors
 from test_remote_contract import APPROVED_VERBS, CONTRACT, code_without_strings_and_comments, function_bodies, release_contract_functions
 
-RELEASE_FILES = ("PyinfraIis/85-python.ps1", "PyinfraIis/90-release.ps1")
+RELEASE_FILES = (
+    "PyinfraIis/85-python.ps1",
+    "PyinfraIis/90-release-state.ps1",
+    "PyinfraIis/91-release-install.ps1",
+    "PyinfraIis/92-release-health.ps1",
+    "PyinfraIis/93-release-switch.ps1",
+    "PyinfraIis/94-release-cleanup.ps1",
+)
 TEXT = {name: read_remote_file(name) for name in RELEASE_FILES}
+#: The release parts (90..94) as one text.
+RELEASES_TEXT = "\n".join(text for name, text in TEXT.items() if name != "PyinfraIis/85-python.ps1")
 BODIES = {fn: body for text in TEXT.values() for fn, body in function_bodies(text).items()}
 ALL_BODIES = function_bodies(module_source())
 
@@ -230,7 +239,7 @@ def test_release_files_are_checked_for_zip_slip_before_extraction():
 
 def test_text_files_are_written_as_utf8_without_bom():
     assert "-ArgumentList $false" in BODIES["Get-Utf8NoBom"] and "UTF8Encoding" in BODIES["Get-Utf8NoBom"]
-    writes = re.findall(r"\[System\.IO\.File\]::WriteAllText\(([^\n]*)\)\n", TEXT["PyinfraIis/90-release.ps1"])
+    writes = re.findall(r"\[System\.IO\.File\]::WriteAllText\(([^\n]*)\)\n", RELEASES_TEXT)
     assert len(writes) == 3  # web.config, completion marker, release-state.json
     assert all(write.endswith(", (Get-Utf8NoBom)") for write in writes), writes
 
@@ -285,7 +294,7 @@ def test_health_request_sets_host_and_bounds_every_wait():
 
 
 def test_failure_message_carries_body_head_and_log_tail():
-    source = TEXT["PyinfraIis/90-release.ps1"]
+    source = RELEASES_TEXT
     assert re.search(r"\$script:HealthBodyBytes = 2048\b", source)
     assert re.search(r"\$script:ReleaseLogTailLines = 30\b", source)
     body = BODIES["Switch-Release"]
