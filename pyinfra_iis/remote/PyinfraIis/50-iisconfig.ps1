@@ -84,6 +84,44 @@ function New-IisServerManager {
     return New-Object -TypeName 'Microsoft.Web.Administration.ServerManager'
 }
 
+function Get-IisNamedObject {
+    <#
+    .SYNOPSIS
+    Return the site or application pool called Name from a ServerManager.
+    .PARAMETER Manager
+    A Microsoft.Web.Administration.ServerManager (New-IisServerManager).
+    .PARAMETER Kind
+    "site" (ServerManager.Sites) or "app pool" (ServerManager.ApplicationPools).
+    .PARAMETER Name
+    The site's or pool's name (IIS compares names case-insensitively).
+    .PARAMETER Function
+    Name of the calling function, for error messages.
+    .OUTPUTS
+    Microsoft.Web.Administration.Site or ApplicationPool. Throws '<Function>: <Kind> "<Name>" does
+    not exist'.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [object] $Manager,
+        [Parameter(Mandatory = $true)]
+        [ValidateSet('site', 'app pool')]
+        [string] $Kind,
+        [Parameter(Mandatory = $true)]
+        [string] $Name,
+        [string] $Function = 'remote call'
+    )
+    if ($Kind -eq 'site') {
+        $object = $Manager.Sites[$Name]
+    } else {
+        $object = $Manager.ApplicationPools[$Name]
+    }
+    if ($null -eq $object) {
+        throw ('{0}: {1} "{2}" does not exist' -f $Function, $Kind, $Name)
+    }
+    return , $object
+}
+
 # --- Values as IIS writes them ----------------------------------------------------------------------
 
 function Format-ConfigValue {

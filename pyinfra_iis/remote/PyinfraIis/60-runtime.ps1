@@ -143,13 +143,10 @@ function Set-IisRuntimeState {
                 $names = $stops + $starts
             }
             foreach ($name in $names) {
-                if ($group[0] -eq 'app_pools') {
-                    $object = $manager.ApplicationPools[$name]
-                } else {
-                    $object = $manager.Sites[$name]
-                }
-                if ($null -eq $object) {
-                    throw ('{0}: {1} "{2}" does not exist; nothing was changed' -f $function, $group[1], $name)
+                try {
+                    $object = Get-IisNamedObject -Manager $manager -Kind $group[1] -Name $name -Function $function
+                } catch {
+                    throw ($_.Exception.Message + '; nothing was changed')
                 }
                 [void]$work.Add(@($group[1], $object, $name, $group[2].PSObject.Properties[$name].Value))
             }
@@ -186,10 +183,7 @@ function Restart-IisAppPool {
     $name = Get-CallValue -Call $call -Name 'name' -Type string -Required -Function $function
     $manager = New-IisServerManager -Function $function
     try {
-        $pool = $manager.ApplicationPools[$name]
-        if ($null -eq $pool) {
-            throw ('{0}: app pool "{1}" does not exist' -f $function, $name)
-        }
+        $pool = Get-IisNamedObject -Manager $manager -Kind 'app pool' -Name $name -Function $function
         $state = Get-IisObjectState -Object $pool
         if ($state -ne 'Started') {
             throw ('{0}: app pool "{1}" is {2}, not Started: nothing to recycle' -f $function, $name, $state)

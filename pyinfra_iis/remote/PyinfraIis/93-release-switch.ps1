@@ -32,14 +32,8 @@ function Get-SiteRootPath {
     )
     $manager = New-IisServerManager -Function $Function
     try {
-        $siteObject = $manager.Sites[$Site]
-        if ($null -eq $siteObject) {
-            throw ('{0}: site "{1}" does not exist' -f $Function, $Site)
-        }
-        $pool = $manager.ApplicationPools[$AppPool]
-        if ($null -eq $pool) {
-            throw ('{0}: app pool "{1}" does not exist' -f $Function, $AppPool)
-        }
+        $siteObject = Get-IisNamedObject -Manager $manager -Kind 'site' -Name $Site -Function $Function
+        $pool = Get-IisNamedObject -Manager $manager -Kind 'app pool' -Name $AppPool -Function $Function
         if ((Get-IisObjectState -Object $pool) -eq 'Stopped') {
             throw ('{0}: app pool "{1}" is stopped: start it before switching (Set-IisRuntimeState)' -f $Function, $AppPool)
         }
@@ -96,10 +90,7 @@ function Set-SiteRootPath {
     )
     $manager = New-IisServerManager -Function $Function
     try {
-        $siteObject = $manager.Sites[$Site]
-        if ($null -eq $siteObject) {
-            throw ('{0}: site "{1}" does not exist' -f $Function, $Site)
-        }
+        $siteObject = Get-IisNamedObject -Manager $manager -Kind 'site' -Name $Site -Function $Function
         $directory = Get-SiteRootDirectory -SiteObject $siteObject -Site $Site -Function $Function
         $directory.PhysicalPath = $Path
         $manager.CommitChanges()
@@ -125,10 +116,7 @@ function Restart-ReleaseAppPool {
     )
     $manager = New-IisServerManager -Function $Function
     try {
-        $pool = $manager.ApplicationPools[$AppPool]
-        if ($null -eq $pool) {
-            throw ('{0}: app pool "{1}" does not exist' -f $Function, $AppPool)
-        }
+        $pool = Get-IisNamedObject -Manager $manager -Kind 'app pool' -Name $AppPool -Function $Function
         $state = Get-IisObjectState -Object $pool
         if ($state -eq 'Started') {
             [void]$pool.Recycle()
