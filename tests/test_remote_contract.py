@@ -263,8 +263,8 @@ def test_pfx_is_deleted_in_a_finally_block():
 
 def test_msi_hash_is_checked_before_msiexec_runs():
     body = IIS_BODIES["Install-MsiProduct"]
-    assert 0 < body.index("Assert-FileSha256") < body.index("Invoke-Msiexec")
-    assert "-Encoding Unicode" in IIS_BODIES["Get-FileTail"]
+    assert 0 < body.index("Assert-FileSha256") < body.index("Invoke-HostProgram")
+    assert "Get-TextFileTail -Path $log -Count 30 -Encoding Unicode" in body
 
 
 def test_reboot_markers_are_the_documented_registry_keys():

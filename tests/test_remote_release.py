@@ -1,6 +1,7 @@
-"""The module's Python and release functions (PyinfraIis/85-python.ps1, 90..94-release-*.ps1) against
-the contract (docs/remote-functions.md, "Releases") and the rules of design.md "The PowerShell
-module", as far as a static look can check them: there is no PowerShell here.
+"""The module's host programs, Python and release functions (PyinfraIis/15-programs.ps1,
+85-python.ps1, 90..94-release-*.ps1) against the contract (docs/remote-functions.md, "Releases")
+and the rules of design.md "The PowerShell module", as far as a static look can check them: there
+is no PowerShell here.
 
 Parsing and the cmdlet/parameter check of every module file are in test_powershell_module.py,
 the contract's function list for module and simulator in test_remote_contract.py; this file
@@ -19,6 +20,7 @@ from support.powershell import check_script, command_calls, load_reference, synt
 from test_remote_contract import APPROVED_VERBS, CONTRACT, code_without_strings_and_comments, function_bodies, release_contract_functions
 
 RELEASE_FILES = (
+    "PyinfraIis/15-programs.ps1",
     "PyinfraIis/85-python.ps1",
     "PyinfraIis/90-release-state.ps1",
     "PyinfraIis/91-release-install.ps1",
@@ -28,7 +30,7 @@ RELEASE_FILES = (
 )
 TEXT = {name: read_remote_file(name) for name in RELEASE_FILES}
 #: The release parts (90..94) as one text.
-RELEASES_TEXT = "\n".join(text for name, text in TEXT.items() if name != "PyinfraIis/85-python.ps1")
+RELEASES_TEXT = "\n".join(text for name, text in TEXT.items() if name.startswith("PyinfraIis/9"))
 BODIES = {fn: body for text in TEXT.values() for fn, body in function_bodies(text).items()}
 ALL_BODIES = function_bodies(module_source())
 
@@ -157,10 +159,10 @@ def test_result_keys_are_the_contracts(name):
 
 def test_python_installer_hash_is_checked_before_the_installer_runs():
     body = BODIES["Install-Python"]
-    assert 0 < body.index("Assert-InstallerSha256") < body.index("Invoke-HostProgram")
-    assert "Get-FileHash" in called(BODIES["Assert-InstallerSha256"])
+    assert 0 < body.index("Assert-FileSha256") < body.index("Invoke-HostProgram")
+    assert "Get-FileHash" in called(BODIES["Assert-FileSha256"])
     # The idempotent answer comes before the hash check: a converged host runs nothing.
-    assert body.index("installed = $false") < body.index("Assert-InstallerSha256")
+    assert body.index("installed = $false") < body.index("Assert-FileSha256")
 
 
 def test_python_installer_arguments_are_the_contracts_and_the_simulators():
@@ -194,7 +196,7 @@ def test_host_programs_never_inherit_the_workers_standard_streams():
         assert f"$startInfo.RedirectStandard{stream} = $true" in body
     assert "$startInfo.UseShellExecute = $false" in body
     assert "$process.WaitForExit($TimeoutSeconds * 1000)" in body and "$process.Kill()" in body
-    assert "Start-Process" not in called(TEXT["PyinfraIis/85-python.ps1"])
+    assert "Start-Process" not in called(module_source())
 
 
 # --- Install-Release ----------------------------------------------------------------------------
@@ -287,7 +289,7 @@ def test_health_request_sets_host_and_bounds_every_wait():
                  "$request.ReadWriteTimeout = $TimeoutSeconds * 1000", "$request.AllowAutoRedirect = $false",
                  "$request.KeepAlive = $false"):
         assert line in body
-    assert "SecurityProtocolType]::Tls12" in BODIES["Enable-ModernTls"]
+    assert "SecurityProtocolType]::Tls12" in ALL_BODIES["Enable-ModernTls"]
     assert "Enable-ModernTls" in called(BODIES["Wait-ReleaseHealthy"])
     # The loop ends once the deadline is near: the exit test compares elapsed time with it.
     assert "-ge $deadline" in BODIES["Wait-ReleaseHealthy"]

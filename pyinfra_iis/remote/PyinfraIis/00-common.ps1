@@ -255,3 +255,17 @@ function ConvertTo-SecretDigest {
         $sha.Dispose()
     }
 }
+
+function Enable-ModernTls {
+    <#
+    .SYNOPSIS
+    Allow TLS 1.2 for HttpWebRequest and Invoke-WebRequest (MSI downloads, health checks): Windows
+    PowerShell 5.1 on .NET Framework 4.x may offer only SSL 3 / TLS 1.0 by default [R]; the
+    existing protocols stay allowed.
+    .OUTPUTS
+    Nothing (sets [System.Net.ServicePointManager]::SecurityProtocol for the worker's process).
+    #>
+    [CmdletBinding()]
+    param()
+    [System.Net.ServicePointManager]::SecurityProtocol = [System.Net.ServicePointManager]::SecurityProtocol -bor [System.Net.SecurityProtocolType]::Tls12
+}

@@ -162,7 +162,7 @@ function Get-HostState {
     .OUTPUTS
     One line: {computer_name, reboot_pending, features, extensions, iis, certificates, acls,
     pythons, releases} as described in docs/remote-functions.md ("pythons" and "releases" are
-    built by 85-python.ps1 and 90-release.ps1; empty objects when not asked). "iis" is null
+    built by 85-python.ps1 and 90-release-state.ps1; empty objects when not asked). "iis" is null
     until the Web-Server feature is installed (and Microsoft.Web.Administration.dll exists). Secret values (environment variable values,
     passwords) appear only as ConvertTo-SecretDigest digests.
     Throws when an argument has the wrong type, or when reading the IIS configuration fails.

@@ -5,16 +5,10 @@
 # Field notes (URL Rewrite and ARR): msiexec /i X.msi /qn /norestart /l*v LOG; exit 3010 = success,
 # reboot required; 1641 = success, reboot started [V]; install URL Rewrite before ARR [R].
 # msiexec writes its verbose log in UTF-16LE ("Unicode") [R], so the log is read with -Encoding Unicode.
-# msiexec runs through System.Diagnostics.Process (not Start-Process -Wait, which in Windows
-# PowerShell 5.1 also waits for every process the installer leaves behind), with a bounded wait.
+# msiexec runs through Invoke-HostProgram (part 15), with a bounded wait.
 
-# Where MSI packages and installer logs live on the host (contract).
+# Where MSI packages live on the host (contract; their logs: $script:InstallerLogFolder).
 $script:MsiFolder = 'C:\ProgramData\pyinfra-iis\msi'
-$script:MsiLogFolder = 'C:\ProgramData\pyinfra-iis\logs'
-
-# msiexec is given this long (milliseconds) before it is killed: 30 minutes, far above the few
-# minutes the IIS extension installers take [I].
-$script:MsiTimeoutMilliseconds = 1800000
 
 # Products the function installs (contract).
 $script:MsiProducts = @('HttpPlatformHandler', 'UrlRewrite', 'ARR')
@@ -66,8 +60,7 @@ function Copy-MsiPackage {
     [void][System.IO.Directory]::CreateDirectory($script:MsiFolder)
     $target = Join-Path -Path $script:MsiFolder -ChildPath $leaf
     if ($Source -match '^https://') {
-        # Windows PowerShell 5.1 on .NET 4.x may not offer TLS 1.2 by default.
-        [System.Net.ServicePointManager]::SecurityProtocol = [System.Net.ServicePointManager]::SecurityProtocol -bor [System.Net.SecurityProtocolType]::Tls12
+        Enable-ModernTls
         try {
             Invoke-WebRequest -Uri $Source -OutFile $target -UseBasicParsing
         } catch {
@@ -86,84 +79,6 @@ function Copy-MsiPackage {
         Copy-Item -LiteralPath $Source -Destination $target -Force
     }
     return $target
-}
-
-function Assert-FileSha256 {
-    <#
-    .SYNOPSIS
-    Check a file's SHA-256 (Get-FileHash) against the expected hex digest; a mismatching file is
-    deleted so it can never be installed later.
-    .PARAMETER Expected
-    64 hex digits, any case.
-    .OUTPUTS
-    Nothing. Throws with the expected and actual digests on a mismatch.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [string] $Path,
-        [Parameter(Mandatory = $true)]
-        [string] $Expected,
-        [string] $Function = 'remote call'
-    )
-    $actual = (Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash.ToLowerInvariant()
-    if ($actual -cne $Expected.ToLowerInvariant()) {
-        Remove-Item -LiteralPath $Path -Force
-        throw ('{0}: SHA-256 mismatch for {1}: expected {2}, actual {3}; the file was deleted and nothing was installed' -f $Function, $Path, $Expected.ToLowerInvariant(), $actual)
-    }
-}
-
-function Invoke-Msiexec {
-    <#
-    .SYNOPSIS
-    Run %windir%\System32\msiexec.exe /i "<msi>" /qn /norestart /l*v "<log>" and wait for it
-    (at most $script:MsiTimeoutMilliseconds = 30 minutes).
-    .OUTPUTS
-    [int] the exit code. Throws when msiexec cannot start or does not finish in time (it is killed).
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [string] $Package,
-        [Parameter(Mandatory = $true)]
-        [string] $Log,
-        [string] $Function = 'remote call'
-    )
-    $startInfo = New-Object -TypeName 'System.Diagnostics.ProcessStartInfo'
-    $startInfo.FileName = [System.IO.Path]::Combine([string]$env:windir, 'System32', 'msiexec.exe')
-    # Paths come from Copy-MsiPackage (fixed folder, checked leaf name), so they hold no quote.
-    $startInfo.Arguments = '/i "{0}" /qn /norestart /l*v "{1}"' -f $Package, $Log
-    $startInfo.UseShellExecute = $false
-    $startInfo.CreateNoWindow = $true
-    $process = [System.Diagnostics.Process]::Start($startInfo)
-    try {
-        if (-not $process.WaitForExit($script:MsiTimeoutMilliseconds)) {
-            $process.Kill()
-            throw ('{0}: msiexec did not finish within {1} s and was stopped; see {2}' -f $Function, ($script:MsiTimeoutMilliseconds / 1000), $Log)
-        }
-        return $process.ExitCode
-    } finally {
-        $process.Dispose()
-    }
-}
-
-function Get-FileTail {
-    <#
-    .SYNOPSIS
-    Return the last Count lines of a UTF-16LE text file (an msiexec log) joined with newlines, or
-    a note when the file does not exist.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [string] $Path,
-        [int] $Count = 30
-    )
-    if (-not (Test-Path -LiteralPath $Path -PathType Leaf)) {
-        return ('(no log at {0})' -f $Path)
-    }
-    $lines = @(Get-Content -LiteralPath $Path -Encoding Unicode -Tail $Count)
-    return [string]::Join("`n", [string[]]$lines)
 }
 
 function Install-MsiProduct {
@@ -201,7 +116,7 @@ function Install-MsiProduct {
     if ($sha256 -notmatch '^[0-9A-Fa-f]{64}$') {
         throw ('{0}: "sha256" must be 64 hex digits' -f $function)
     }
-    $log = Join-Path -Path $script:MsiLogFolder -ChildPath ($product + '.log')
+    $log = Join-Path -Path $script:InstallerLogFolder -ChildPath ($product + '.log')
     $modules = @()
     if (Test-IisInstalled) {
         $manager = New-IisServerManager -Function $function
@@ -223,11 +138,15 @@ function Install-MsiProduct {
     }
 
     $package = Copy-MsiPackage -Source $source -Function $function
-    Assert-FileSha256 -Path $package -Expected $sha256 -Function $function
-    [void][System.IO.Directory]::CreateDirectory($script:MsiLogFolder)
-    $exitCode = Invoke-Msiexec -Package $package -Log $log -Function $function
+    Assert-FileSha256 -Path $package -Expected $sha256 -RemoveMismatch -Function $function
+    [void][System.IO.Directory]::CreateDirectory($script:InstallerLogFolder)
+    # Paths come from Copy-MsiPackage (fixed folder, checked leaf name).
+    $msiexec = [System.IO.Path]::Combine([string]$env:windir, 'System32', 'msiexec.exe')
+    $msiArguments = @('/i', $package, '/qn', '/norestart', '/l*v', $log)
+    $run = Invoke-HostProgram -FilePath $msiexec -Arguments $msiArguments -TimeoutSeconds $script:InstallerTimeoutSeconds -Step ('msiexec /i {0} (log {1})' -f $package, $log) -Function $function
+    $exitCode = $run['exit_code']
     if ($exitCode -ne 0 -and $exitCode -ne 3010 -and $exitCode -ne 1641) {
-        throw ('{0}: msiexec /i {1} failed with exit code {2}; last 30 lines of {3}:{4}{5}' -f $function, $package, $exitCode, $log, "`n", (Get-FileTail -Path $log -Count 30))
+        throw ('{0}: msiexec /i {1} failed with exit code {2}; last 30 lines of {3}:{4}{5}' -f $function, $package, $exitCode, $log, "`n", (Get-TextFileTail -Path $log -Count 30 -Encoding Unicode))
     }
     Write-CallResult -InputObject ([ordered]@{
             product = $product

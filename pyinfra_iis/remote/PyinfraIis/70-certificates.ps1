@@ -319,11 +319,13 @@ function Import-IisCertificate {
     non-exportable unless asked), then delete the PFX file, success or not.
     .PARAMETER Json
     {"path": PFX path on the host, "password": secret string, "store": "My" | "WebHosting" | ...,
-    "exportable": bool (default false)}.
+    "exportable": bool (default false), "thumbprint": the PFX's thumbprint (optional)}.
     .OUTPUTS
     One line {"thumbprint", "subject", "store", "imported"}; imported is false when a certificate
     with that thumbprint is already in the store (then no key is persisted a second time: the file
-    is read first without PersistKeySet).
+    is read first without PersistKeySet). With "thumbprint" given and already in the store, the
+    file is not needed: a call re-sent after a lost reply (the file is deleted by then) answers
+    imported false instead of failing (steps are idempotent).
     Throws when the file is missing, the password is wrong (the message never contains the
     password), the file holds no private key, or the store does not exist.
     #>
@@ -343,36 +345,57 @@ function Import-IisCertificate {
         $storeName = Get-CallValue -Call $call -Name 'store' -Type string -Default 'My' -Function $function
         $exportable = Get-CallValue -Call $call -Name 'exportable' -Type boolean -Default $false -Function $function
         Assert-CertificateStoreName -Store $storeName -Function $function
-        if (-not [System.IO.File]::Exists($path)) {
-            throw ('{0}: PFX file {1} does not exist' -f $function, $path)
+        $expected = Get-CallValue -Call $call -Name 'thumbprint' -Type string -Default '' -Function $function
+        if ($expected -and $expected -notmatch '^[0-9A-Fa-f]{40}$') {
+            throw ('{0}: thumbprint must be 40 hex digits' -f $function)
         }
-        $machineKey = [System.Security.Cryptography.X509Certificates.X509KeyStorageFlags]::MachineKeySet
-        # First read: no PersistKeySet, so the key goes away again when the collection is reset.
-        $probe = Import-PfxCollection -Path $path -Password $password -Flags $machineKey -Function $function
-        try {
-            $leaf = Get-PfxLeaf -Collection $probe -Function $function
-            $thumbprint = $leaf.Thumbprint.ToUpperInvariant()
-            $subject = [string]$leaf.Subject
-        } finally {
-            foreach ($certificate in $probe) { $certificate.Reset() }
-        }
-        $store = Open-MachineCertificateStore -Store $storeName -Write
-        if ($null -eq $store) {
-            throw ('{0}: certificate store LocalMachine\{1} does not exist' -f $function, $storeName)
-        }
-        try {
-            $imported = $false
-            if ($store.Certificates.Find([System.Security.Cryptography.X509Certificates.X509FindType]::FindByThumbprint, $thumbprint, $false).Count -eq 0) {
-                $flags = $machineKey -bor [System.Security.Cryptography.X509Certificates.X509KeyStorageFlags]::PersistKeySet
-                if ($exportable) {
-                    $flags = $flags -bor [System.Security.Cryptography.X509Certificates.X509KeyStorageFlags]::Exportable
+        $known = $null
+        if ($expected) {
+            $existing = Open-MachineCertificateStore -Store $storeName
+            if ($null -ne $existing) {
+                try {
+                    $found = $existing.Certificates.Find([System.Security.Cryptography.X509Certificates.X509FindType]::FindByThumbprint, $expected, $false)
+                    if ($found.Count -gt 0) { $known = $found[0] }
+                } finally {
+                    $existing.Close()
                 }
-                $collection = Import-PfxCollection -Path $path -Password $password -Flags $flags -Function $function
-                $store.Add((Get-PfxLeaf -Collection $collection -Function $function))
-                $imported = $true
             }
-        } finally {
-            $store.Close()
+        }
+        if ($null -ne $known) {
+            $thumbprint = $known.Thumbprint.ToUpperInvariant()
+            $subject = [string]$known.Subject
+            $imported = $false
+        } elseif (-not [System.IO.File]::Exists($path)) {
+            throw ('{0}: PFX file {1} does not exist' -f $function, $path)
+        } else {
+            $machineKey = [System.Security.Cryptography.X509Certificates.X509KeyStorageFlags]::MachineKeySet
+            # First read: no PersistKeySet, so the key goes away again when the collection is reset.
+            $probe = Import-PfxCollection -Path $path -Password $password -Flags $machineKey -Function $function
+            try {
+                $leaf = Get-PfxLeaf -Collection $probe -Function $function
+                $thumbprint = $leaf.Thumbprint.ToUpperInvariant()
+                $subject = [string]$leaf.Subject
+            } finally {
+                foreach ($certificate in $probe) { $certificate.Reset() }
+            }
+            $store = Open-MachineCertificateStore -Store $storeName -Write
+            if ($null -eq $store) {
+                throw ('{0}: certificate store LocalMachine\{1} does not exist' -f $function, $storeName)
+            }
+            try {
+                $imported = $false
+                if ($store.Certificates.Find([System.Security.Cryptography.X509Certificates.X509FindType]::FindByThumbprint, $thumbprint, $false).Count -eq 0) {
+                    $flags = $machineKey -bor [System.Security.Cryptography.X509Certificates.X509KeyStorageFlags]::PersistKeySet
+                    if ($exportable) {
+                        $flags = $flags -bor [System.Security.Cryptography.X509Certificates.X509KeyStorageFlags]::Exportable
+                    }
+                    $collection = Import-PfxCollection -Path $path -Password $password -Flags $flags -Function $function
+                    $store.Add((Get-PfxLeaf -Collection $collection -Function $function))
+                    $imported = $true
+                }
+            } finally {
+                $store.Close()
+            }
         }
     } finally {
         # The PFX was uploaded only for this call (contract): never leave it on disk.

@@ -45,17 +45,6 @@ function Get-ReleaseHealthSettings {
     return [ordered]@{ url = $url; host = $hostName; deadline_seconds = [int]$deadline; expect_status = [int]$expect }
 }
 
-function Enable-ModernTls {
-    <#
-    .SYNOPSIS
-    Allow TLS 1.2 for HttpWebRequest: Windows PowerShell 5.1 on .NET Framework 4.x may offer only
-    SSL 3 / TLS 1.0 by default [R]; the existing protocols stay allowed.
-    #>
-    [CmdletBinding()]
-    param()
-    [System.Net.ServicePointManager]::SecurityProtocol = [System.Net.ServicePointManager]::SecurityProtocol -bor [System.Net.SecurityProtocolType]::Tls12
-}
-
 function Read-ResponseHead {
     <#
     .SYNOPSIS
