@@ -136,12 +136,23 @@ class WorkerSession:
     def start(self) -> None:
         """Open the shell, start the worker and load the module.
 
+        Loading the module is the session's first step: a recoverable failure there (the
+        connection dropped, the shell lost, the worker died) is retried once with a new shell,
+        like any step (design.md, "The connector"; found by the fault matrix,
+        tests/test_fault_matrix.py).
+
         Raises:
             AuthenticationFailed, HostUnreachable, TransportError: could not start.
+            Recoverable: the start failed again after one retry.
             WorkerError: the module failed to load.
         """
 
-        self._build(new_shell=True)
+        try:
+            self._build(new_shell=True)
+        except Recoverable as exc:
+            self.stats.rebuilds += 1
+            logger.warning("%s: %s; starting the worker again once", self.endpoint, exc)
+            self._build(new_shell=True)
 
     def _build(self, new_shell: bool) -> None:
         self._stdout.clear()
