@@ -59,7 +59,7 @@ def test_certificate_import_uploads_then_imports_with_masked_password_and_grants
     result = run_operation(certificate._inner, empty_fact(), certificate=cert_model(path), key_readers=["IIS AppPool\\api"])
     assert len(result.commands) == 3
     assert result.commands[0] == f"upload {path} -> C:\\ProgramData\\pyinfra-iis\\certs\\api.pfx"
-    assert parse_remote_call(result.commands[1]) == ("Import-IisCertificate", {"path": "C:\\ProgramData\\pyinfra-iis\\certs\\api.pfx", "password": "pfx-pass'1", "store": "My", "exportable": False})
+    assert parse_remote_call(result.commands[1]) == ("Import-IisCertificate", {"path": "C:\\ProgramData\\pyinfra-iis\\certs\\api.pfx", "password": "pfx-pass'1", "store": "My", "exportable": False, "thumbprint": thumbprint})
     assert "pfx-pass" not in result.masked[1] and "*MASKED*" in result.masked[1]
     assert parse_remote_call(result.commands[2]) == ("Grant-CertificateKeyAccess", {"thumbprint": thumbprint, "store": "My", "principal": "IIS AppPool\\api"})
     fact = imported(empty_fact(), thumbprint)

@@ -208,6 +208,8 @@ def certificate(certificate: Any, key_readers: Iterable[str] = ()):
         yield remote_call("Import-IisCertificate", {
             "path": remote, "password": Secret(model.password.get_secret_value()),
             "store": model.store, "exportable": model.exportable,
+            # Lets a re-sent call answer "already imported" once the host has deleted the PFX.
+            "thumbprint": info.thumbprint,
         })
     for principal in missing_readers:
         yield remote_call("Grant-CertificateKeyAccess", {"thumbprint": info.thumbprint, "store": model.store, "principal": principal})

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import uuid
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -99,11 +100,14 @@ def _load_pfx(data: bytes, password: str):
 
 @sim_function("Import-IisCertificate")
 def import_iis_certificate(host: "SimHost", payload: dict[str, Any]) -> str:
-    """``{"path","password","store","exportable"}`` → ``{"thumbprint","subject","store","imported"}``.
+    """``{"path","password","store","exportable","thumbprint"?}`` → ``{"thumbprint","subject","store","imported"}``.
 
     The PFX file is deleted after the call, success or not. ``imported`` is false when the
-    store already holds that thumbprint. Errors: missing file, wrong password or not a PFX,
-    no certificate in the PFX, unknown store.
+    store already holds that thumbprint; with the optional ``thumbprint`` (the PFX's, computed
+    by the controller) already in the store the file is not needed, so a call re-sent after a
+    lost reply (the file is gone by then) answers ``imported: false`` (steps are idempotent;
+    found by tests/test_fault_matrix.py). Errors: missing file, wrong password or not a PFX,
+    no certificate in the PFX, unknown store, a thumbprint that is not 40 hex digits.
     """
 
     path = payload.get("path")
@@ -115,6 +119,9 @@ def import_iis_certificate(host: "SimHost", payload: dict[str, Any]) -> str:
         raise SimFunctionError(str(exc)) from None
     try:
         store = _store(payload)
+        known = _already_imported(host, store, payload.get("thumbprint"))
+        if known is not None:
+            return known
         if not local.is_file():
             raise SimFunctionError(f"Cannot find path '{path}' because it does not exist.")
         password = payload.get("password") or ""
@@ -131,6 +138,26 @@ def import_iis_certificate(host: "SimHost", payload: dict[str, Any]) -> str:
             local.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+def _already_imported(host: "SimHost", store: str, thumbprint: Any) -> str | None:
+    """The call's answer when ``thumbprint`` (optional, from the payload) is already in
+    ``store``: ``imported: false`` without reading the PFX; None otherwise.
+
+    Raises:
+        SimFunctionError: ``thumbprint`` is given but not 40 hex digits.
+    """
+
+    if thumbprint is None:
+        return None
+    if not isinstance(thumbprint, str) or not re.fullmatch(r"[0-9A-Fa-f]{40}", thumbprint):
+        raise SimFunctionError("Import-IisCertificate: thumbprint must be 40 hex digits")
+    with host.lock:
+        record = find_certificate(host, store, thumbprint)
+        if record is None:
+            return None
+        return json.dumps({"thumbprint": record["thumbprint"], "subject": record["subject"], "store": store,
+                           "imported": False})
 
 
 def _import(host: "SimHost", store: str, key, cert: x509.Certificate, exportable: bool) -> str:
