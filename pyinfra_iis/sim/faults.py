@@ -20,8 +20,8 @@ on the simulator's port (JSON body, see :meth:`Faults.apply`):
   step runs; the next request, normally the Receive carrying its reply, is dropped),
   ``kill_worker`` (the worker dies instead of running the step) and ``restart`` (the WinRM
   service restarts instead of running it). Several triggers may be armed at once, each
-  counting from when it was armed. ``step_log`` names the recent steps (function name,
-  ``module``, ``script`` or ``data``) for reports.
+  counting from when it was armed. ``step_log`` names the recent lines (function name,
+  ``module``, ``script``, or ``data`` for each upload data line) for reports.
 """
 
 from __future__ import annotations
@@ -110,8 +110,7 @@ class Faults:
         ``"frame"`` or ``"data"``, ``name`` what the line is (for :attr:`step_log`). Returns
         the action of a trigger firing now, or None."""
 
-        if kind == "frame" or not self.step_log or self.step_log[-1] != "data":
-            self.step_log.append(name)
+        self.step_log.append(name)
         if not self._triggers:
             return None
         fired = None
