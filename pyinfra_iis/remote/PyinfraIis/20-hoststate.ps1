@@ -1,7 +1,7 @@
 # PyinfraIis module, part 20: Get-HostState, the one wide fact.
 #
 # Contract: docs/remote-functions.md, "Read: Get-HostState". The IIS part is built by helpers of
-# 50-iisconfig.ps1 (configuration) and 60-runtime.ps1 (runtime state), certificates by
+# 51-iisconfig-read.ps1 (configuration) and 60-runtime.ps1 (runtime state), certificates by
 # 70-certificates.ps1, ACLs by 80-acl.ps1; the module is one script, so the order of the files does
 # not matter for calls made at run time.
 #
@@ -189,11 +189,8 @@ function Get-HostState {
             $configuration = $manager.GetApplicationHostConfiguration()
             $globalModules = Get-IisGlobalModuleNames -Configuration $configuration
             $extensions = Get-IisExtensionState -GlobalModules $globalModules
-            $iis = [ordered]@{
-                sections = Get-IisServerSections -Configuration $configuration -Extensions $extensions -Function $function
-                locations = Get-IisLocationSections -Configuration $configuration -Extensions $extensions -Function $function
-                runtime = Get-IisRuntimeState -Manager $manager
-            }
+            $iis = Get-IisConfigState -Configuration $configuration -Extensions $extensions -Function $function
+            $iis['runtime'] = Get-IisRuntimeState -Manager $manager
         } finally {
             $manager.Dispose()
         }
