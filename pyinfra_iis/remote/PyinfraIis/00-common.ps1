@@ -98,11 +98,8 @@ function Get-CallValue {
     .PARAMETER Function
     Name of the calling function, used in error messages.
     .OUTPUTS
-    The value (arrays are returned as ONE object: assign them, `$list = Get-CallValue ...`).
-    Throws '<Function>: the -Json argument needs "<Name>"', '"<Name>" must be <a string | true or
-    false | a JSON object | a JSON array | a whole number>, got <JSON type>', '"<Name>" must not be
-    empty', '"<Name>" must hold non-empty strings, got <JSON type>' or '"<Name>" must be between
-    <Minimum> and <Maximum>, got <value>'.
+    The value (an array as ONE object: assign it, `$list = Get-CallValue ...`). Throws naming
+    Function and Name when the member is required but absent, of another type, or out of range.
     #>
     [CmdletBinding()]
     param(
@@ -219,18 +216,59 @@ function Write-CallResult {
     Write-Output -InputObject $json
 }
 
-function ConvertTo-HexString {
+function Get-Sha256Hex {
     <#
     .SYNOPSIS
-    Return bytes as lowercase hex without separators (the form SHA-256 digests take in the protocol).
+    Return the SHA-256 of bytes, or of the rest of a stream, as lowercase hex without separators
+    (the form SHA-256 digests take in the protocol).
+    .PARAMETER InputObject
+    [byte[]], or a readable System.IO.Stream (read to its end, not closed).
+    .OUTPUTS
+    [string], 64 hex digits.
     #>
     [CmdletBinding()]
     param(
         [Parameter(Mandatory = $true)]
         [AllowEmptyCollection()]
-        [byte[]] $Bytes
+        [object] $InputObject
     )
-    return ([System.BitConverter]::ToString($Bytes) -replace '-', '').ToLowerInvariant()
+    $sha = [System.Security.Cryptography.SHA256]::Create()
+    try {
+        return ([System.BitConverter]::ToString($sha.ComputeHash($InputObject)) -replace '-', '').ToLowerInvariant()
+    } finally {
+        $sha.Dispose()
+    }
+}
+
+function Read-StreamBytes {
+    <#
+    .SYNOPSIS
+    Read up to Count bytes from a stream: fewer only at its end.
+    .PARAMETER Stream
+    A readable System.IO.Stream (not closed).
+    .PARAMETER Count
+    Most bytes to read.
+    .OUTPUTS
+    [byte[]] (empty at the end of the stream).
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [System.IO.Stream] $Stream,
+        [Parameter(Mandatory = $true)]
+        [int] $Count
+    )
+    $buffer = New-Object -TypeName 'byte[]' -ArgumentList $Count
+    $total = 0
+    while ($total -lt $Count) {
+        $read = $Stream.Read($buffer, $total, $Count - $total)
+        if ($read -le 0) { break }
+        $total += $read
+    }
+    if ($total -eq $Count) { return , $buffer }
+    $head = New-Object -TypeName 'byte[]' -ArgumentList $total
+    [System.Array]::Copy($buffer, $head, $total)
+    return , $head
 }
 
 function ConvertTo-SecretDigest {
@@ -247,13 +285,8 @@ function ConvertTo-SecretDigest {
         [AllowEmptyString()]
         [string] $Value
     )
-    $sha = [System.Security.Cryptography.SHA256]::Create()
-    try {
-        $bytes = [System.Text.Encoding]::UTF8.GetBytes('pyinfra-iis' + [char]0 + $Value)
-        return 'sha256:' + (ConvertTo-HexString -Bytes $sha.ComputeHash($bytes))
-    } finally {
-        $sha.Dispose()
-    }
+    $bytes = [System.Text.Encoding]::UTF8.GetBytes('pyinfra-iis' + [char]0 + $Value)
+    return 'sha256:' + (Get-Sha256Hex -InputObject $bytes)
 }
 
 function Enable-ModernTls {

@@ -35,12 +35,10 @@ function Get-FileSha256Info {
         return [ordered]@{ exists = $false; size = $null; sha256 = $null }
     }
     $stream = [System.IO.File]::Open($Path, [System.IO.FileMode]::Open, [System.IO.FileAccess]::Read, [System.IO.FileShare]::Read)
-    $sha = [System.Security.Cryptography.SHA256]::Create()
     try {
-        $digest = $sha.ComputeHash($stream)
-        return [ordered]@{ exists = $true; size = $stream.Length; sha256 = (ConvertTo-HexString -Bytes $digest) }
+        $sha256 = Get-Sha256Hex -InputObject $stream
+        return [ordered]@{ exists = $true; size = $stream.Length; sha256 = $sha256 }
     } finally {
-        $sha.Dispose()
         $stream.Dispose()
     }
 }
@@ -294,15 +292,9 @@ function Read-FileChunk {
     try {
         if ($offset -ge $stream.Length -or $length -eq 0) { return }
         [void]$stream.Seek($offset, [System.IO.SeekOrigin]::Begin)
-        $buffer = New-Object -TypeName 'byte[]' -ArgumentList ([int][math]::Min($length, $stream.Length - $offset))
-        $read = 0
-        while ($read -lt $buffer.Length) {
-            $count = $stream.Read($buffer, $read, $buffer.Length - $read)
-            if ($count -eq 0) { break }
-            $read += $count
-        }
+        $bytes = Read-StreamBytes -Stream $stream -Count ([int][math]::Min($length, $stream.Length - $offset))
     } finally {
         $stream.Dispose()
     }
-    Write-Output -InputObject ([System.Convert]::ToBase64String($buffer, 0, $read))
+    Write-Output -InputObject ([System.Convert]::ToBase64String($bytes))
 }

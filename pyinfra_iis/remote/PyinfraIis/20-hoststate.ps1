@@ -9,7 +9,7 @@
 # then $null instead of an error record (an error record, even one silenced with -ErrorAction, can
 # make the worker report the step as failed).
 
-# --- Host facts -----------------------------------------------------------------------------------
+# --- Host facts
 
 function Get-RegistryValue {
     <#

@@ -1,9 +1,7 @@
-# PyinfraIis module, part 50: IIS through Microsoft.Web.Administration (MWA): loading
-# ServerManager, sites and application pools by name, values as IIS writes them, secret
-# attributes, and applicationHost.config read as XML. Parts 51 (the configuration Get-HostState
-# reports) and 52 (Set-IisConfig) build on it; runtime state is part 60.
+# PyinfraIis module, part 50: Microsoft.Web.Administration (MWA) for parts 51 (the configuration
+# Get-HostState reports), 52 (Set-IisConfig) and 60 (runtime state): ServerManager, sites and pools
+# by name, values as IIS writes them, applicationHost.config as XML.
 #
-# Contract: docs/remote-functions.md, "Read: Get-HostState" (ELEMENT) and "Change: IIS configuration".
 # Microsoft docs relied on [V]:
 # - ServerManager: "Updates made to configuration objects must be explicitly written to the
 #   configuration system by using the CommitChanges method"
@@ -18,7 +16,7 @@
 #   so the code also accepts a string where a number was expected.
 # - Values of attributes whose schema says encrypted="true" (password) come back decrypted from MWA.
 
-# --- Loading ServerManager ---------------------------------------------------------------------------
+# --- Loading ServerManager
 
 function Get-InetsrvPath {
     <#
@@ -115,7 +113,7 @@ function Get-IisNamedObject {
     return , $object
 }
 
-# --- Values as IIS writes them ----------------------------------------------------------------------
+# --- Values as IIS writes them
 
 function Format-ConfigValue {
     <#
@@ -282,7 +280,7 @@ function Find-ConfigAttribute {
     return $null
 }
 
-# --- applicationHost.config as XML -----------------------------------------------------------------
+# --- applicationHost.config as XML
 
 function Read-ApplicationHostXml {
     <#
@@ -294,30 +292,6 @@ function Read-ApplicationHostXml {
     $document = New-Object -TypeName 'System.Xml.XmlDocument'
     $document.Load((Get-ApplicationHostConfigPath))
     return , $document
-}
-
-function Get-XmlLocationElements {
-    <#
-    .SYNOPSIS
-    Return the <location> elements directly under <configuration> of applicationHost.config, in
-    document order.
-    .PARAMETER Document
-    From Read-ApplicationHostXml.
-    .OUTPUTS
-    [System.Xml.XmlElement[]] (empty when there is none).
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [System.Xml.XmlDocument] $Document
-    )
-    $locations = New-Object -TypeName 'System.Collections.Generic.List[System.Xml.XmlElement]'
-    foreach ($node in $Document.get_DocumentElement().get_ChildNodes()) {
-        if ($node.get_NodeType() -eq [System.Xml.XmlNodeType]::Element -and $node.get_LocalName() -eq 'location') {
-            $locations.Add($node)
-        }
-    }
-    return , $locations.ToArray()
 }
 
 function Find-XmlChildElement {

@@ -11,34 +11,6 @@
 # a location is read from the XML of applicationHost.config instead (with MWA's schema to tell
 # child elements from collection items).
 
-function ConvertTo-ReportedValue {
-    <#
-    .SYNOPSIS
-    Return an attribute value as Get-HostState reports it: the text, or its ConvertTo-SecretDigest
-    when the attribute holds a secret (Test-SecretConfigAttribute).
-    .PARAMETER Name
-    Attribute name.
-    .PARAMETER Text
-    The value as written in applicationHost.config.
-    .PARAMETER InEnvironmentVariables
-    The attribute belongs to an item of an environmentVariables collection.
-    .OUTPUTS
-    [string]
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [string] $Name,
-        [AllowEmptyString()]
-        [string] $Text,
-        [bool] $InEnvironmentVariables = $false
-    )
-    if (Test-SecretConfigAttribute -Name $Name -InEnvironmentVariables $InEnvironmentVariables) {
-        return ConvertTo-SecretDigest -Value $Text
-    }
-    return $Text
-}
-
 function New-ConfigElementJson {
     <#
     .SYNOPSIS
@@ -118,7 +90,10 @@ function ConvertTo-ConfigElementJson {
     foreach ($attribute in $Element.Attributes) {
         if ($attribute.IsInheritedFromDefaultValue) { continue }
         $text = Format-ConfigValue -Schema $attribute.Schema -Value $attribute.Value
-        $json['attributes'][[string]$attribute.Name] = ConvertTo-ReportedValue -Name $attribute.Name -Text $text -InEnvironmentVariables $InEnvironmentVariables
+        if (Test-SecretConfigAttribute -Name $attribute.Name -InEnvironmentVariables $InEnvironmentVariables) {
+            $text = ConvertTo-SecretDigest -Value $text
+        }
+        $json['attributes'][[string]$attribute.Name] = $text
     }
     foreach ($child in $Element.ChildElements) {
         $childJson = ConvertTo-ConfigElementJson -Element $child
@@ -211,7 +186,11 @@ function ConvertTo-ConfigXmlJson {
     $json = New-ConfigElementJson
     foreach ($attribute in $Node.get_Attributes()) {
         $name = $attribute.get_LocalName()
-        $json['attributes'][$name] = ConvertTo-ReportedValue -Name $name -Text $attribute.get_Value() -InEnvironmentVariables $InEnvironmentVariables
+        $text = $attribute.get_Value()
+        if (Test-SecretConfigAttribute -Name $name -InEnvironmentVariables $InEnvironmentVariables) {
+            $text = ConvertTo-SecretDigest -Value $text
+        }
+        $json['attributes'][$name] = $text
     }
     $itemTags = Get-CollectionItemTags -Schema $Schema
     $itemsAreSecret = $Node.get_LocalName() -eq 'environmentVariables'
@@ -321,7 +300,8 @@ function Get-IisConfigState {
         throw ('{0}: cannot read {1}: {2}' -f $Function, (Get-ApplicationHostConfigPath), $_.Exception.Message)
     }
     $locations = [ordered]@{}
-    foreach ($location in (Get-XmlLocationElements -Document $document)) {
+    foreach ($location in $document.get_DocumentElement().get_ChildNodes()) {
+        if ($location.get_NodeType() -ne [System.Xml.XmlNodeType]::Element -or $location.get_LocalName() -ne 'location') { continue }
         $locationPath = $location.GetAttribute('path')
         if ([string]::IsNullOrEmpty($locationPath)) { continue }
         foreach ($path in $reported) {

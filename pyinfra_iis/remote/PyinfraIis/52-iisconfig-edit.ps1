@@ -1,15 +1,11 @@
 # PyinfraIis module, part 52: Set-IisConfig, edits of applicationHost.config committed together with
 # ONE CommitChanges(), or none (MWA helpers: part 50).
 #
-# Contract: docs/remote-functions.md, "Change: IIS configuration".
-# Microsoft docs relied on [V]:
-# - Configuration.GetSection(String) / GetSection(String, String) (section and location paths)
-#   https://learn.microsoft.com/dotnet/api/microsoft.web.administration.configuration.getsection
-# - ConfigurationElementCollection (CreateElement, Add, Remove), ConfigurationElement
-#   (GetChildElement, GetCollection, SetAttributeValue, Schema)
-#   https://learn.microsoft.com/dotnet/api/microsoft.web.administration.configurationelementcollection
-# Inference [I], not checked on Windows: what a <location> writes explicitly is read from the XML of
-# applicationHost.config, as in part 51.
+# Contract: docs/remote-functions.md, "Change: IIS configuration". Microsoft docs relied on [V]:
+# Configuration.GetSection(String, String) (location paths), ConfigurationElementCollection
+# (CreateElement, Add, Remove), ConfigurationElement (GetChildElement, SetAttributeValue)
+# https://learn.microsoft.com/dotnet/api/microsoft.web.administration.configurationelementcollection
+# What a <location> writes explicitly is read from the XML of applicationHost.config (part 51) [I].
 
 # Attributes of a site binding that IIS keeps in HTTP.sys, not in applicationHost.config: the
 # RSCA schema extension (inetsrv\config\schema\rscaext.xml) adds them to <binding>, and MWA writes
@@ -68,40 +64,12 @@ function Format-ConfigItemStep {
     return '{0}[{1}]' -f $Tag, [string]::Join(',', $pairs.ToArray())
 }
 
-function Get-ConfigItemKeyText {
-    <#
-    .SYNOPSIS
-    Return the text of an attribute of a collection item as compared with a key: the value as IIS
-    writes it (Format-ConfigValue) for an MWA ConfigurationElement, the attribute as written for an
-    XML element of applicationHost.config.
-    .PARAMETER Item
-    A Microsoft.Web.Administration.ConfigurationElement or a System.Xml.XmlElement.
-    .PARAMETER Name
-    The attribute name.
-    .OUTPUTS
-    [string], or $null when the item has no such attribute.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [object] $Item,
-        [Parameter(Mandatory = $true)]
-        [string] $Name
-    )
-    if ($Item -is [System.Xml.XmlElement]) {
-        if (-not $Item.HasAttribute($Name)) { return $null }
-        return $Item.GetAttribute($Name)
-    }
-    $attribute = Find-ConfigAttribute -Element $Item -Name $Name
-    if ($null -eq $attribute) { return $null }
-    return Format-ConfigValue -Schema $attribute.Schema -Value $attribute.Value
-}
-
 function Test-ConfigItemKey {
     <#
     .SYNOPSIS
-    Tell whether every key attribute of an item equals Key's value (case-insensitively, as the
-    contract says).
+    Tell whether every key attribute of a collection item equals Key's value (case-insensitively, as
+    the contract says): as IIS writes it (Format-ConfigValue) for an MWA ConfigurationElement, as
+    written for an XML element of applicationHost.config.
     .PARAMETER Item
     A Microsoft.Web.Administration.ConfigurationElement or a System.Xml.XmlElement.
     .PARAMETER Key
@@ -117,7 +85,13 @@ function Test-ConfigItemKey {
         [System.Management.Automation.PSCustomObject] $Key
     )
     foreach ($property in $Key.PSObject.Properties) {
-        $text = Get-ConfigItemKeyText -Item $Item -Name $property.Name
+        $text = $null
+        if ($Item -is [System.Xml.XmlElement]) {
+            if ($Item.HasAttribute($property.Name)) { $text = $Item.GetAttribute($property.Name) }
+        } else {
+            $attribute = Find-ConfigAttribute -Element $Item -Name $property.Name
+            if ($null -ne $attribute) { $text = Format-ConfigValue -Schema $attribute.Schema -Value $attribute.Value }
+        }
         if ($null -eq $text -or -not [string]::Equals($text, [string]$property.Value, [System.StringComparison]::OrdinalIgnoreCase)) {
             return $false
         }
@@ -245,8 +219,9 @@ function Invoke-IisConfigEdit {
         $element = $Configuration.GetSection($section, $location)
         $xml = $null
         if ($null -ne $Document) {
-            foreach ($candidate in (Get-XmlLocationElements -Document $Document)) {
-                if ([string]::Equals($candidate.GetAttribute('path'), $location, [System.StringComparison]::OrdinalIgnoreCase)) {
+            foreach ($candidate in $Document.get_DocumentElement().get_ChildNodes()) {
+                if ($candidate.get_NodeType() -eq [System.Xml.XmlNodeType]::Element -and $candidate.get_LocalName() -eq 'location' -and
+                    [string]::Equals($candidate.GetAttribute('path'), $location, [System.StringComparison]::OrdinalIgnoreCase)) {
                     $found = Find-XmlSection -Parent $candidate -Section $section
                     if ($null -ne $found) { $xml = $found }
                 }

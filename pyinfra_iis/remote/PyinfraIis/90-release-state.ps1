@@ -27,7 +27,7 @@ $script:ReleaseHistoryLimit = 100
 # Lines of program output (venv, pip) and of the app's stdout log in an error (30, contract).
 $script:ReleaseLogTailLines = 30
 
-# --- Arguments and layout ---------------------------------------------------------------------
+# --- Arguments and layout
 
 function Get-ReleaseRootArgument {
     <#
@@ -102,7 +102,37 @@ function Get-Utf8NoBom {
     return New-Object -TypeName 'System.Text.UTF8Encoding' -ArgumentList $false
 }
 
-# --- Release folders --------------------------------------------------------------------------
+function Read-JsonFile {
+    <#
+    .SYNOPSIS
+    Parse a UTF-8 JSON file that holds one object (release-state.json, manifest.json).
+    .PARAMETER Path
+    The file.
+    .PARAMETER Label
+    How error messages name the file.
+    .OUTPUTS
+    PSCustomObject. Throws '<Label> is not valid JSON: <reason>' (also when the file cannot be
+    read) or '<Label> must hold a JSON object'.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [string] $Path,
+        [Parameter(Mandatory = $true)]
+        [string] $Label
+    )
+    try {
+        $parsed = ConvertFrom-Json -InputObject ([System.IO.File]::ReadAllText($Path, (Get-Utf8NoBom)))
+    } catch {
+        throw ('{0} is not valid JSON: {1}' -f $Label, $_.Exception.Message)
+    }
+    if ($parsed -isnot [System.Management.Automation.PSCustomObject]) {
+        throw ('{0} must hold a JSON object' -f $Label)
+    }
+    return $parsed
+}
+
+# --- Release folders
 
 function Test-ReleaseComplete {
     <#
@@ -197,7 +227,7 @@ function Get-ReleaseFolders {
     return , $sorted
 }
 
-# --- release-state.json -----------------------------------------------------------------------
+# --- release-state.json
 
 function Read-ReleaseState {
     <#
@@ -220,14 +250,7 @@ function Read-ReleaseState {
     if (-not [System.IO.File]::Exists($Path)) {
         return $state
     }
-    try {
-        $parsed = ConvertFrom-Json -InputObject ([System.IO.File]::ReadAllText($Path, (Get-Utf8NoBom)))
-    } catch {
-        throw ('{0}: {1} is not valid JSON: {2}' -f $Function, $Path, $_.Exception.Message)
-    }
-    if ($parsed -isnot [System.Management.Automation.PSCustomObject]) {
-        throw ('{0}: {1} must hold a JSON object' -f $Function, $Path)
-    }
+    $parsed = Read-JsonFile -Path $Path -Label ('{0}: {1}' -f $Function, $Path)
     $state['current'] = Get-CallValue -Call $parsed -Name 'current'
     $state['previous'] = Get-CallValue -Call $parsed -Name 'previous'
     # Assigned first: a function returning an array returns it as ONE pipeline object.

@@ -175,14 +175,7 @@ function Read-ReleaseManifest {
         [Parameter(Mandatory = $true)]
         [string] $Version
     )
-    try {
-        $manifest = ConvertFrom-Json -InputObject ([System.IO.File]::ReadAllText($Path, (Get-Utf8NoBom)))
-    } catch {
-        throw ('manifest.json is not valid JSON: {0}' -f $_.Exception.Message)
-    }
-    if ($manifest -isnot [System.Management.Automation.PSCustomObject]) {
-        throw 'manifest.json must hold a JSON object'
-    }
+    $manifest = Read-JsonFile -Path $Path -Label 'manifest.json'
     [void](Get-CallValue -Call $manifest -Name 'files' -Type object -Required -Function 'manifest.json')
     $declared = [string](Get-CallValue -Call $manifest -Name 'version')
     if ($declared -cne $Version) {
@@ -334,25 +327,6 @@ function Move-ReleaseFolder {
     }
 }
 
-function Get-FileBytesSha256 {
-    <#
-    .SYNOPSIS
-    Return the SHA-256 (lowercase hex) of bytes.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [AllowEmptyCollection()]
-        [byte[]] $Bytes
-    )
-    $sha = [System.Security.Cryptography.SHA256]::Create()
-    try {
-        return ConvertTo-HexString -Bytes $sha.ComputeHash($Bytes)
-    } finally {
-        $sha.Dispose()
-    }
-}
-
 function Install-Release {
     <#
     .SYNOPSIS
@@ -398,7 +372,7 @@ function Install-Release {
     $partial = $final + $script:PartialSuffix
 
     try {
-        $artifactManifest = Get-FileBytesSha256 -Bytes (Read-ArchiveManifestBytes -Archive $artifact)
+        $artifactManifest = Get-Sha256Hex -InputObject (Read-ArchiveManifestBytes -Archive $artifact)
     } catch {
         throw ('{0}: cannot read the artifact {1}: {2}' -f $function, $artifact, $_.Exception.Message)
     }
@@ -406,7 +380,7 @@ function Install-Release {
         if (-not (Test-ReleaseComplete -Folder $final)) {
             throw ('{0}: {1} exists but is not a complete release (no completion marker); remove it or give a new version' -f $function, $final)
         }
-        $installedManifest = Get-FileBytesSha256 -Bytes ([System.IO.File]::ReadAllBytes((Join-Path -Path $final -ChildPath 'manifest.json')))
+        $installedManifest = Get-Sha256Hex -InputObject ([System.IO.File]::ReadAllBytes((Join-Path -Path $final -ChildPath 'manifest.json')))
         if ($installedManifest -cne $artifactManifest) {
             throw ('{0}: release {1} is already installed at {2} from a different artifact (manifest.json differs); a version is immutable: build a new version' -f $function, $version, $final)
         }

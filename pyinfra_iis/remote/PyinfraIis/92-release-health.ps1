@@ -60,14 +60,7 @@ function Read-ResponseHead {
     )
     $stream = $Response.GetResponseStream()
     try {
-        $buffer = New-Object -TypeName 'byte[]' -ArgumentList $MaxBytes
-        $total = 0
-        while ($total -lt $MaxBytes) {
-            $read = $stream.Read($buffer, $total, $MaxBytes - $total)
-            if ($read -le 0) { break }
-            $total += $read
-        }
-        return [System.Text.Encoding]::UTF8.GetString($buffer, 0, $total)
+        return [System.Text.Encoding]::UTF8.GetString((Read-StreamBytes -Stream $stream -Count $MaxBytes))
     } finally {
         $stream.Dispose()
     }

@@ -23,7 +23,7 @@ function Remove-ReleaseArtifact {
     if (-not [System.IO.Directory]::Exists($Artifacts)) { return }
     $app = $null
     try {
-        $manifest = ConvertFrom-Json -InputObject ([System.IO.File]::ReadAllText((Join-Path -Path $Release -ChildPath 'manifest.json'), (Get-Utf8NoBom)))
+        $manifest = Read-JsonFile -Path (Join-Path -Path $Release -ChildPath 'manifest.json') -Label 'manifest.json'
         $app = [string](Get-CallValue -Call $manifest -Name 'app')
     } catch {
         $app = $null
