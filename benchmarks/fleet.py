@@ -348,6 +348,10 @@ def report(results: list[FleetResult], args: argparse.Namespace, load: tuple[str
         lines.append(f"ratio {other.hosts} hosts vs 1: no-op {ratio(other.noop.seconds, one.noop.seconds)}, "
                      f"converge {ratio(other.converge.seconds, one.converge.seconds)}, "
                      f"baseline no-op {ratio(other.baseline.seconds, one.baseline.seconds)}")
+    for other in (r for r in results if one and r.hosts > 1):
+        extra = (other.noop.controller_cpu - one.noop.controller_cpu) / (other.hosts - 1)
+        lines.append(f"controller CPU per extra host, no-op ({other.hosts} vs 1 hosts): {extra * 1000:.0f} ms "
+                     f"(the pyinfra process runs on one core: this bounds how many hosts fit in one host's wall time)")
     for r in results:
         lines.append(f"ratio baseline vs ours, {r.hosts} hosts: no-op {ratio(r.baseline.seconds, r.noop.seconds)} seconds, "
                      f"{ratio(r.baseline.per_host('requests'), r.noop.per_host('requests'))} requests, "
