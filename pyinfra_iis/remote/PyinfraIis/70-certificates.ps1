@@ -474,10 +474,6 @@ function Grant-CertificateKeyAccess {
     }
     $rule = New-Object -TypeName 'System.Security.AccessControl.FileSystemAccessRule' -ArgumentList @($sid, [System.Security.AccessControl.FileSystemRights]::Read, [System.Security.AccessControl.AccessControlType]::Allow)
     $security.AddAccessRule($rule)
-    try {
-        Set-PathSecurity -Path $keyPath -Security $security
-    } catch {
-        throw ('{0}: cannot write the ACL of the private key file {1}: {2}' -f $function, $keyPath, $_.Exception.Message)
-    }
+    Set-PathSecurity -Path $keyPath -Security $security -Label ('the private key file {0}' -f $keyPath) -Function $function
     Write-CallResult -InputObject ([ordered]@{ changed = $true })
 }

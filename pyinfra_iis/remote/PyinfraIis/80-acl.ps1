@@ -92,18 +92,29 @@ function Set-PathSecurity {
     <#
     .SYNOPSIS
     Write back a DACL read with Get-PathSecurity.
+    .PARAMETER Label
+    How the error message names the path (default: the path).
+    .OUTPUTS
+    Nothing. Throws '<Function>: cannot write the ACL of <Label>: <reason>'.
     #>
     [CmdletBinding()]
     param(
         [Parameter(Mandatory = $true)]
         [string] $Path,
         [Parameter(Mandatory = $true)]
-        [System.Security.AccessControl.FileSystemSecurity] $Security
+        [System.Security.AccessControl.FileSystemSecurity] $Security,
+        [string] $Label,
+        [string] $Function = 'remote call'
     )
-    if ([System.IO.Directory]::Exists($Path)) {
-        [System.IO.Directory]::SetAccessControl($Path, $Security)
-    } else {
-        [System.IO.File]::SetAccessControl($Path, $Security)
+    if ([string]::IsNullOrEmpty($Label)) { $Label = $Path }
+    try {
+        if ([System.IO.Directory]::Exists($Path)) {
+            [System.IO.Directory]::SetAccessControl($Path, $Security)
+        } else {
+            [System.IO.File]::SetAccessControl($Path, $Security)
+        }
+    } catch {
+        throw ('{0}: cannot write the ACL of {1}: {2}' -f $Function, $Label, $_.Exception.Message)
     }
 }
 
@@ -314,11 +325,7 @@ function Grant-PathAccess {
     }
     $rule = New-Object -TypeName 'System.Security.AccessControl.FileSystemAccessRule' -ArgumentList @($sid, $rights, $inheritance, $propagation, [System.Security.AccessControl.AccessControlType]::Allow)
     $security.SetAccessRule($rule)
-    try {
-        Set-PathSecurity -Path $path -Security $security
-    } catch {
-        throw ('{0}: cannot write the ACL of {1}: {2}' -f $function, $path, $_.Exception.Message)
-    }
+    Set-PathSecurity -Path $path -Security $security -Function $function
     Write-CallResult -InputObject ([ordered]@{ changed = $true })
 }
 
@@ -365,10 +372,6 @@ function Revoke-PathAccess {
     }
     $pattern = New-Object -TypeName 'System.Security.AccessControl.FileSystemAccessRule' -ArgumentList @($sid, [System.Security.AccessControl.FileSystemRights]::Read, [System.Security.AccessControl.AccessControlType]::Allow)
     $security.RemoveAccessRuleAll($pattern)
-    try {
-        Set-PathSecurity -Path $path -Security $security
-    } catch {
-        throw ('{0}: cannot write the ACL of {1}: {2}' -f $function, $path, $_.Exception.Message)
-    }
+    Set-PathSecurity -Path $path -Security $security -Function $function
     Write-CallResult -InputObject ([ordered]@{ changed = $true })
 }
