@@ -32,7 +32,7 @@ import pytest
 
 from fault_harness import Case, Matrix, Reference, partial_uploads, prepare_root, report, step_cases
 from pyinfra_iis.demo import build_artifact, write_pfx
-from pyinfra_iis.sim import SimFunctionError, SimHost
+from pyinfra_iis.sim import Faults, SimFunctionError, SimHost
 from pyinfra_iis.sim.functions import call as sim_call
 from pyinfra_iis.sim.functions.msi import set_next_exit_code
 from pyinfra_iis.transport.errors import Recoverable
@@ -230,3 +230,21 @@ def test_import_certificate_resent_after_the_pfx_was_deleted_answers_already_imp
     without = {k: v for k, v in payload.items() if k != "thumbprint"}
     with pytest.raises(SimFunctionError, match="does not exist"):  # the old contract could not answer
         sim_call(host, "Import-IisCertificate", without, {})
+
+
+def test_at_step_counts_lines_of_its_kind_and_fires_once():
+    faults = Faults()
+    faults.at_step(2, "kill_worker")
+    faults.at_step(1, "drop", kind="data")
+    assert faults.on_line("frame", "module") is None
+    assert faults.on_line("data", "data") == "drop"
+    assert faults.on_line("frame", "Get-HostState") == "kill_worker"
+    assert faults.on_line("frame", "Set-IisConfig") is None and faults.on_line("data", "data") is None
+    assert list(faults.step_log) == ["module", "data", "Get-HostState", "Set-IisConfig", "data"]
+    for bad in ({"step": 0, "action": "drop"}, {"step": 1, "action": "explode"}, {"step": 1, "action": "drop", "kind": "bytes"}):
+        with pytest.raises(ValueError):
+            faults.apply({"at_step": bad})
+    faults.apply({"at_step": [{"step": 3, "action": "restart"}]})
+    assert faults.as_dict()["at_steps"] == [{"kind": "frame", "left": 3, "action": "restart"}]
+    faults.clear()
+    assert faults.as_dict()["at_steps"] == []
