@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 
 import pytest
 from winrm.exceptions import WinRMOperationTimeoutError, WSManFaultError
@@ -32,8 +33,13 @@ class Worker:
         self.client.send_command_input(self.shell, self.command, data, end=end)
 
     def reply(self) -> protocol.Reply:
+        deadline = time.monotonic() + 60
         while b"\r\n" not in self.buffer:
-            stdout, _, _, done = self.client.get_command_output_raw(self.shell, self.command)
+            assert time.monotonic() < deadline, "no reply within 60 s"
+            try:
+                stdout, _, _, done = self.client.get_command_output_raw(self.shell, self.command)
+            except WinRMOperationTimeoutError:  # "no output yet": the step is still running
+                continue
             self.buffer += stdout
             assert not (done and b"\r\n" not in self.buffer), "worker ended without replying"
         line, self.buffer = self.buffer.split(b"\r\n", 1)

@@ -14,6 +14,11 @@ stdout. Behaviour mirrors ``remote/worker.ps1``:
   exit code 1 and ``not supported by the simulator``.
 * upload data lines go to the open upload (:func:`functions.files.add_chunk`).
 * stdin end: the worker exits 0.
+* like a real process reading a pipe, the worker runs its steps on its own thread: a WinRS Send
+  returns as soon as its lines are queued (a bounded queue, so a Send waits when the worker is
+  far behind, as a full pipe would make it), and a long step (a health-checked switch, a venv
+  build) never holds the Send's HTTP request past the client's read timeout. What a fault does
+  to a line is still decided while the Send carrying it is handled.
 * fault injection: every line is first shown to :meth:`Faults.on_line
   <pyinfra_iis.sim.faults.Faults.on_line>`, which may drop the connection carrying it, kill
   the worker, restart the WinRM service, or drop the request after it (``at_step``).
@@ -24,7 +29,9 @@ from __future__ import annotations
 import binascii
 import functools
 import hashlib
+import queue
 import re
+import threading
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .. import protocol
@@ -42,6 +49,13 @@ if TYPE_CHECKING:  # pragma: no cover
 _DEFINES_RE = re.compile(r"^\s*function\s+(?:global:|script:)?([A-Za-z]+-[A-Za-z0-9]+)\b", re.IGNORECASE | re.MULTILINE)
 
 _DATA_BYTE = ord(protocol.DATA_PREFIX)
+
+#: Lines a worker accepts ahead of the one it is running before a Send has to wait (a pipe's
+#: buffer; an upload Send carries one ~360 KB data line).
+WORK_QUEUE_SIZE = 8
+
+#: How often a Send waiting on a full queue checks whether the worker has exited, seconds.
+_PUT_POLL_SECONDS = 0.1
 
 NOT_RECOGNIZED = (
     "The term '{}' is not recognized as the name of a cmdlet, function, script file, or operable program. "
@@ -89,6 +103,9 @@ class WorkerProcess(Process):
         self.defined: set[str] = set()  # lower-case function names the loaded modules define
         self.steps = 0
         self._buffer = bytearray()
+        self._work: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=WORK_QUEUE_SIZE)
+        self._runner: threading.Thread | None = None
+        self._exec_lock = threading.Lock()  # held while the runner handles one line
 
     # --- stdin ------------------------------------------------------------------------
 
@@ -104,7 +121,7 @@ class WorkerProcess(Process):
         end = data.find(b"\n")
         while end >= 0 and not self.done:
             stop = end - 1 if end > position and data[end - 1] == 13 else end  # drop a CR
-            self._line(view[position:stop])
+            self._accept(view[position:stop])
             position = end + 1
             end = data.find(b"\n", position)
         if position < len(data) and not self.done:
@@ -112,14 +129,18 @@ class WorkerProcess(Process):
 
     def on_stdin_end(self) -> None:
         if bytes(self._buffer).strip() and not self.done:
-            self._line(bytes(self._buffer).strip())
+            self._accept(bytes(self._buffer).strip())
         self._buffer.clear()
-        self._discard_upload()
-        self.exit(0)
+        self._submit(("end",))
 
     def kill(self, code: int = 1) -> None:
-        self._discard_upload()
-        super().kill(code)
+        super().kill(code)  # done first: the runner drops whatever is still queued
+        if self._exec_lock.acquire(blocking=False):
+            try:
+                self._discard_upload()
+            finally:
+                self._exec_lock.release()
+        # else the runner discards the upload when the line it is handling ends
 
     def _discard_upload(self) -> None:
         upload = self.session.pop("upload", None)
@@ -127,39 +148,87 @@ class WorkerProcess(Process):
             upload["handle"].close()
             upload["temp"].unlink(missing_ok=True)
 
-    def _line(self, line: memoryview | bytes) -> None:
+    def _accept(self, line: memoryview | bytes) -> None:
+        """Take one stdin line while its Send is handled: decode it, apply an armed fault,
+        and queue the work for the runner thread."""
+
         if not len(line):
             return
         if line[0] == _DATA_BYTE:
-            if self._injected("data", "data"):
-                return
-            try:
-                data: bytes | None = binascii.a2b_base64(line[1:], strict_mode=True)
-            except binascii.Error:
-                data = None
-            add_chunk(self.session, data)
+            if not self._injected("data", "data"):
+                self._submit(("data", bytes(line[1:])))
             return
         line = bytes(line)
         try:
             frame = protocol.decode_request_line(line)
         except protocol.ProtocolError as exc:
-            self._reply(-1, 1, "", f"invalid frame: {exc}\r\n")
+            self._submit(("reply", -1, 1, "", f"invalid frame: {exc}\r\n"))
             return
         self.steps += 1
         self.host.count("worker_steps")
         if frame["op"] == "module":
             if not self._injected("frame", "module"):
-                self._load_module(frame)
+                self._submit(("module", frame))
             return
         script = str(frame.get("script", ""))
         try:
             call = protocol.parse_remote_call(script)
         except protocol.ProtocolError as exc:
             if not self._injected("frame", "script"):
-                self._reply(frame["id"], 1, "", f"{exc}\r\n")
+                self._submit(("reply", frame["id"], 1, "", f"{exc}\r\n"))
             return
         if not self._injected("frame", call[0] if call else "script"):
-            self._run(frame["id"], script, call)
+            self._submit(("run", frame["id"], script, call))
+
+    def _submit(self, item: tuple[Any, ...]) -> None:
+        """Queue work for the runner (started on first use); waits while the queue is full,
+        and gives up once the worker has exited."""
+
+        if self._runner is None:
+            self._runner = threading.Thread(target=self._run_queue, name="sim-worker", daemon=True)
+            self._runner.start()
+        while not self.done:
+            try:
+                self._work.put(item, timeout=_PUT_POLL_SECONDS)
+                return
+            except queue.Full:
+                continue
+
+    def _run_queue(self) -> None:
+        """The worker's own thread: handle queued lines in order until stdin ends or the
+        worker is killed."""
+
+        while True:
+            try:
+                item = self._work.get(timeout=_PUT_POLL_SECONDS)
+            except queue.Empty:
+                item = None
+            with self._exec_lock:
+                if self.done:
+                    self._discard_upload()
+                    return
+                if item is None:
+                    continue
+                kind = item[0]
+                if kind == "end":
+                    self._discard_upload()
+                    self.exit(0)
+                    return
+                self._handle(kind, item[1:])
+
+    def _handle(self, kind: str, args: tuple[Any, ...]) -> None:
+        if kind == "data":
+            try:
+                data: bytes | None = binascii.a2b_base64(args[0], strict_mode=True)
+            except binascii.Error:
+                data = None
+            add_chunk(self.session, data)
+        elif kind == "module":
+            self._load_module(args[0])
+        elif kind == "run":
+            self._run(*args)
+        elif kind == "reply":
+            self._reply(*args)
 
     def _injected(self, kind: str, name: str) -> bool:
         """Apply a fault armed for this line (``Faults.at_step``); True when the line must
@@ -185,6 +254,8 @@ class WorkerProcess(Process):
     # --- steps ------------------------------------------------------------------------
 
     def _reply(self, step_id: int, rc: int, stdout: str, stderr: str) -> None:
+        if self.done:  # killed while the step ran: a dead process writes nothing more
+            return
         self.write("stdout", protocol.encode_reply(protocol.Reply(step_id, rc, stdout, stderr)))
 
     def _load_module(self, frame: dict[str, Any]) -> None:
