@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pyinfra import state
 from pyinfra.api.exceptions import OperationTypeError, OperationValueError
 
 M = TypeVar("M", bound=BaseModel)
@@ -49,3 +51,23 @@ def iis_of(state: dict) -> dict | None:
     """Return the ``iis`` part of the fact (``None`` until Web-Server is installed)."""
 
     return state.get("iis")
+
+
+def controller_file(source: Path, argument: str, label: str = "") -> Path:
+    """Resolve a file on the controller (a relative path is taken from pyinfra's working
+    directory, ``state.cwd``) that an operation uploads.
+
+    Args:
+        source: the path the inventory gave.
+        argument: the operation argument it came from, used in the error message.
+        label: what the file is (``"pfx"``, ``"source"``), put before the path in the message.
+
+    Raises:
+        OperationValueError: the file does not exist.
+    """
+
+    path = source if source.is_absolute() else Path(getattr(state, "cwd", None) or ".") / source
+    if not path.is_file():
+        what = f"{label} " if label else ""
+        raise OperationValueError(f"argument {argument!r}: {what}{str(source)!r} is not a file on the controller")
+    return path

@@ -6,13 +6,12 @@ from __future__ import annotations
 import datetime
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import pkcs12
-from pyinfra import host, logger, state
+from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, operation
 from pyinfra.api.exceptions import OperationError, OperationValueError
 
@@ -20,7 +19,7 @@ from ..facts.host_state import host_state
 from ..iis.diff import Change, log_changes
 from ..models.certificates import Certificate
 from ..protocol import Secret, remote_call
-from ._common import validated
+from ._common import controller_file, validated
 
 #: Where a PFX is uploaded; ``Import-IisCertificate`` deletes it after the call.
 UPLOAD_DIR = r"C:\ProgramData\pyinfra-iis\certs"
@@ -44,12 +43,6 @@ class CertificateInfo:
     has_private_key: bool
 
 
-def _local_file(path: Path) -> Path:
-    full = path if path.is_absolute() else Path(getattr(state, "cwd", None) or ".") / path
-    if not full.is_file():
-        raise OperationValueError(f"argument 'certificate': pfx {str(path)!r} is not a file on the controller")
-    return full
-
 
 def pfx_info(model: Certificate) -> CertificateInfo:
     """Read the PFX of ``model`` on the controller (needs its password).
@@ -62,7 +55,7 @@ def pfx_info(model: Certificate) -> CertificateInfo:
             message never contains the password).
     """
 
-    data = _local_file(model.pfx).read_bytes()
+    data = controller_file(model.pfx, "certificate", "pfx").read_bytes()
     try:
         info = _open_pfx(data, model.password.get_secret_value().encode("utf-8"))
     except ValueError:
@@ -204,7 +197,7 @@ def certificate(certificate: Any, key_readers: Iterable[str] = ()):
     log_changes(host, f"Will change certificate {model.name}", diff)
     if entry is None:
         remote = UPLOAD_DIR + "\\" + model.name + ".pfx"
-        yield FileUploadCommand(str(_local_file(model.pfx)), remote)
+        yield FileUploadCommand(str(controller_file(model.pfx, "certificate", "pfx")), remote)
         yield remote_call("Import-IisCertificate", {
             "path": remote, "password": Secret(model.password.get_secret_value()),
             "store": model.store, "exportable": model.exportable,

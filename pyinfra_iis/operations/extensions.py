@@ -5,32 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pyinfra import host, state
+from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
-from pyinfra.api.exceptions import OperationValueError
 
 from ..facts.host_state import host_state
 from ..iis.diff import Change, log_changes
 from ..models.extensions import MsiExtension
 from ..protocol import remote_call
-from ._common import validated
+from ._common import controller_file, validated
 
 #: Where controller MSIs are uploaded before ``Install-MsiProduct`` copies them into
 #: ``C:\\ProgramData\\pyinfra-iis\\msi\\`` (docs/remote-functions.md).
 UPLOAD_DIR = r"C:\ProgramData\pyinfra-iis\uploads"
 
-
-def local_msi(source: Path) -> Path:
-    """Resolve a controller MSI path (relative paths from pyinfra's working directory).
-
-    Raises:
-        OperationValueError: the file does not exist.
-    """
-
-    path = source if source.is_absolute() else Path(getattr(state, "cwd", None) or ".") / source
-    if not path.is_file():
-        raise OperationValueError(f"argument 'extension': source {str(source)!r} is not a file on the controller")
-    return path
 
 
 @operation()
@@ -65,7 +52,7 @@ def msi_extension(extension: Any):
         return
     source: str
     if isinstance(model.source, Path):
-        local = local_msi(model.source)
+        local = controller_file(model.source, "extension", "source")
         source = UPLOAD_DIR + "\\" + local.name
         log_changes(host, f"Will install {model.product}", [Change(model.product, "absent", f"installed from {local.name}")])
         yield FileUploadCommand(str(local), source)

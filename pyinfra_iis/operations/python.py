@@ -11,20 +11,18 @@ Windows Server"). Server 2019 has no MSIX: the classic installer is used, not th
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Optional
 
 from pydantic import Field, model_validator
-from pyinfra import host, state
+from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
-from pyinfra.api.exceptions import OperationValueError
 
 from ..facts.host_state import host_state
 from ..iis.diff import Change, log_changes
 from ..models.base import IisModel
 from ..models.types import ControllerPath, Sha256Hex, WindowsPath
 from ..protocol import remote_call
-from ._common import validated
+from ._common import controller_file, validated
 
 #: Where the installer is uploaded (the same tree as MSIs and PFX files).
 UPLOAD_DIR = r"C:\ProgramData\pyinfra-iis\python"
@@ -73,18 +71,6 @@ def python_entry(fact: dict, minor: str) -> dict:
     return (fact.get("pythons") or {}).get(minor) or {}
 
 
-def local_file(source: Path, argument: str) -> Path:
-    """Resolve a controller file (relative paths from pyinfra's working directory).
-
-    Raises:
-        OperationValueError: the file does not exist.
-    """
-
-    path = source if source.is_absolute() else Path(getattr(state, "cwd", None) or ".") / source
-    if not path.is_file():
-        raise OperationValueError(f"argument {argument!r}: {str(source)!r} is not a file on the controller")
-    return path
-
 
 @operation()
 def python_install(python: Any):
@@ -114,7 +100,7 @@ def python_install(python: Any):
     if found.get("installed") and found.get("version") == model.version:
         host.noop(f"Python {model.version} is installed ({found.get('path')})")
         return
-    local = local_file(model.source, "python")
+    local = controller_file(model.source, "python")
     destination = f"{UPLOAD_DIR}\\{local.name}"
     before = found.get("version") if found.get("installed") else None
     log_changes(host, f"Will install Python {model.version}", [Change(f"Python {model.minor}", before, f"{model.version} in {model.target_dir}")])

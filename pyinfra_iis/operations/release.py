@@ -36,8 +36,7 @@ from ..models.types import ReleaseVersion
 from ..protocol import Secret, remote_call, secret_digest
 from ..release.manifest import MANIFEST_NAME, Manifest
 from ..release.webconfig import render_web_config
-from ._common import iis_of, validated
-from .python import local_file
+from ._common import controller_file, iis_of, validated
 
 _VERSION = TypeAdapter(ReleaseVersion)
 
@@ -205,7 +204,7 @@ def release_installed(settings: Any, version: str, artifact: Any, python_exe: st
     if version in complete_versions(report):
         host.noop(f"release {version} is installed in {model.release_dir(version)}")
         return
-    local = local_file(Path(artifact), "artifact")
+    local = controller_file(Path(artifact), "artifact")
     manifest = read_manifest(local)
     check_manifest(manifest, model, version, local)
     destination = f"{model.root}\\artifacts\\{artifact_name(model, version)}"
