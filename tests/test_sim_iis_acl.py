@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from pyinfra_iis.sim.functions import SimFunctionError, call
+from pyinfra_iis.sim.functions import SimFunctionError
 from pyinfra_iis.sim.functions.acl import can_read, format_rights, parse_rights
-from pyinfra_iis.sim.host import SimHost
 from pyinfra_iis.sim.iis.appconfig import APPHOST_CONFIG_PATH
+from support.sim_calls import iis_host, run
 
 APP = "IIS APPPOOL\\api"
 
 
 @pytest.fixture
 def host(tmp_path):
-    host = SimHost(tmp_path / "web01")
-    run(host, "Install-WindowsFeatureSet", {"names": ["Web-Server"]})
-    run(host, "Set-IisConfig", {"edits": [{"section": "system.applicationHost/applicationPools",
-                                           "path": [{"item": "add", "key": {"name": "api"}}], "action": "set", "attributes": {}}]})
-    return host
-
-
-def run(host, name, payload):
-    return json.loads(call(host, name, payload, {}))
+    return iis_host(tmp_path / "web01", pools=["api"])
 
 
 def acl(host, path):

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from pyinfra_iis.sim.functions import SimFunctionError, call
-from pyinfra_iis.sim.host import SimHost
+from support.sim_calls import iis_host, run
 
 PASSWORD = "pfx-pass-9f8e7d"
 PFX_PATH = "C:\\ProgramData\\pyinfra-iis\\certs\\api.pfx"
@@ -22,15 +22,7 @@ PFX_PATH = "C:\\ProgramData\\pyinfra-iis\\certs\\api.pfx"
 
 @pytest.fixture
 def host(tmp_path):
-    host = SimHost(tmp_path / "web01")
-    run(host, "Install-WindowsFeatureSet", {"names": ["Web-Server"]})
-    run(host, "Set-IisConfig", {"edits": [{"section": "system.applicationHost/applicationPools",
-                                           "path": [{"item": "add", "key": {"name": "api"}}], "action": "set", "attributes": {}}]})
-    return host
-
-
-def run(host, name, payload):
-    return json.loads(call(host, name, payload, {}))
+    return iis_host(tmp_path / "web01", pools=["api"])
 
 
 def make_pfx(with_key: bool = True) -> tuple[bytes, x509.Certificate]:

@@ -10,6 +10,7 @@ from pyinfra_iis.protocol import secret_digest
 from pyinfra_iis.sim.functions import SimFunctionError, call
 from pyinfra_iis.sim.host import SimHost
 from pyinfra_iis.sim.iis.appconfig import APPHOST_CONFIG_PATH, AppHostConfig
+from support.sim_calls import run
 
 POOLS = "system.applicationHost/applicationPools"
 SITES = "system.applicationHost/sites"
@@ -18,10 +19,6 @@ SITES = "system.applicationHost/sites"
 @pytest.fixture
 def host(tmp_path):
     return SimHost(tmp_path / "web01")
-
-
-def run(host, name, payload):
-    return json.loads(call(host, name, payload, {}))
 
 
 @pytest.fixture

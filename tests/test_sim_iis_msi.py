@@ -4,15 +4,15 @@ Restart-IisAppPool and the pool hook."""
 from __future__ import annotations
 
 import hashlib
-import json
 
 import pytest
 
-from pyinfra_iis.sim.functions import SimFunctionError, call
+from pyinfra_iis.sim.functions import SimFunctionError
 from pyinfra_iis.sim.functions.msi import seed_remote_source, set_next_exit_code
 from pyinfra_iis.sim.functions.runtime import register_pool_hook
 from pyinfra_iis.sim.host import SimHost
 from pyinfra_iis.sim.iis.appconfig import APPHOST_CONFIG_PATH
+from support.sim_calls import run
 
 MSI = {"HttpPlatformHandler": b"fake hph msi", "UrlRewrite": b"fake rewrite msi", "ARR": b"fake arr msi"}
 
@@ -22,10 +22,6 @@ def host(tmp_path):
     host = SimHost(tmp_path / "web01")
     run(host, "Install-WindowsFeatureSet", {"names": ["Web-Server"]})
     return host
-
-
-def run(host, name, payload):
-    return json.loads(call(host, name, payload, {}))
 
 
 def install(host, product, sha256=None, source=None):

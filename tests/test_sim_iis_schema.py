@@ -4,23 +4,18 @@ after the edits a real deploy makes (pool, site, bindings, httpPlatform, proxy, 
 from __future__ import annotations
 
 import hashlib
-import json
 
 import pytest
 
-from pyinfra_iis.sim.functions import call
 from pyinfra_iis.sim.host import SimHost
 from pyinfra_iis.sim.iis.appconfig import APPHOST_CONFIG_PATH
+from support.sim_calls import run
 from support.iis_schema import validate_config
 
 pytestmark = pytest.mark.shared
 
 POOLS = "system.applicationHost/applicationPools"
 SITES = "system.applicationHost/sites"
-
-
-def run(host, name, payload):
-    return json.loads(call(host, name, payload, {}))
 
 
 def install_products(host):
