@@ -1,7 +1,7 @@
 """Fleet benchmark: does a fleet of simulated hosts converge like one? (a script, not a test)
 
     /work/venv/bin/python benchmarks/fleet.py [--hosts 1,10,50] [--latency-ms 20]
-        [--hosts-per-sim 10] [--repeat 3] [--no-release] [--no-baseline-converge]
+        [--hosts-per-sim 10] [--repeat 3] [--no-release] [--no-baseline-converge] [--no-unpatched]
         [--workdir DIR] [--json FILE]
 
 For each fleet size N, on N fresh simulated hosts (``python -m pyinfra_iis.sim serve``, in
@@ -13,10 +13,13 @@ request), in the same run:
    ``examples/app`` unless ``--no-release`` (the simulator then runs a real Uvicorn app per host);
 2. no-op re-run: the same command again (it must change nothing), ``--repeat`` times, the
    fastest kept (the least disturbed by other work on the machine);
-3. the no-op re-run through the per-command-process baseline connector
+3. unless ``--no-unpatched``, the no-op re-run with ``$PYINFRA_IIS_PYINFRA_SPEEDUPS=0``:
+   pyinfra's own operation-ordering, argument and connector functions instead of
+   :mod:`pyinfra_iis.pyinfra_speedups`, likewise repeated, to show what those save;
+4. the no-op re-run through the per-command-process baseline connector
    (``benchmarks/baseline_connector.py``: new login, shell, ``powershell.exe`` and module load
    per command), likewise repeated;
-4. unless ``--no-baseline-converge``, the baseline's first converge of a second fresh fleet:
+5. unless ``--no-baseline-converge``, the baseline's first converge of a second fresh fleet:
    a no-op is a single fact call, where both connectors cost the same; a converge has a step
    per change, where they differ.
 
@@ -221,6 +224,7 @@ class FleetResult:
     noop: Run
     baseline: Run
     baseline_converge: Run | None = None
+    noop_unpatched: Run | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -245,11 +249,14 @@ class FleetRunner:
 
         return SimFleet(self.workdir / name, self.hosts, self.args.hosts_per_sim, self.args.latency_ms, SIM_USER, self.demo.password)
 
-    def run(self, fleet: SimFleet, label: str, baseline: bool = False, repeat: int = 1) -> Run:
-        """``repeat`` pyinfra runs of deploys/site.py against ``fleet``; :func:`best_of` them."""
+    def run(self, fleet: SimFleet, label: str, baseline: bool = False, repeat: int = 1,
+            extra_env: dict[str, str] | None = None) -> Run:
+        """``repeat`` pyinfra runs of deploys/site.py against ``fleet`` (with ``extra_env`` added
+        to their environment); :func:`best_of` them."""
 
         servers = [SimpleNamespace(port=port) for port in fleet.ports]
         environment = self.demo.environment(version=VERSION if self.artifact else None, artifact=self.artifact, servers=servers)
+        environment.update(extra_env or {})
         print(f" {label} ...", end="", flush=True)
         runs = [run_pyinfra(fleet, environment, self.demo.secrets(), self.logs / f"{label.replace(' ', '-')}-{index + 1}.log", baseline)
                 for index in range(repeat)]
@@ -273,10 +280,13 @@ def bench_fleet(hosts: int, args: argparse.Namespace, workdir: Path, artifact: P
     try:
         converge = runner.run(fleet, "converge")
         noop = runner.run(fleet, "no-op", repeat=args.repeat)
+        unpatched = None
+        if not args.no_unpatched:
+            unpatched = runner.run(fleet, "no-op unpatched", repeat=args.repeat, extra_env={"PYINFRA_IIS_PYINFRA_SPEEDUPS": "0"})
         baseline = runner.run(fleet, "baseline no-op", baseline=True, repeat=args.repeat)
     finally:
         fleet.stop()
-    result = FleetResult(hosts, len(fleet.processes), converge, noop, baseline)
+    result = FleetResult(hosts, len(fleet.processes), converge, noop, baseline, noop_unpatched=unpatched)
     if not args.no_baseline_converge:
         fleet = runner.fleet("baseline-fleet")
         try:
@@ -284,8 +294,8 @@ def bench_fleet(hosts: int, args: argparse.Namespace, workdir: Path, artifact: P
         finally:
             fleet.stop()
     print(flush=True)
-    for label, run in (("no-op re-run", noop), ("baseline no-op re-run", baseline)):
-        if run.changes:
+    for label, run in (("no-op re-run", noop), ("unpatched no-op re-run", unpatched), ("baseline no-op re-run", baseline)):
+        if run is not None and run.changes:
             result.notes.append(f"{hosts} hosts: the {label} reported {run.changes} changes (not a no-op)")
     return result
 
@@ -342,12 +352,24 @@ def report(results: list[FleetResult], args: argparse.Namespace, load: tuple[str
                      f"{r.noop.controller_cpu:.1f}", f"{r.noop.sim_cpu:.1f}", f"{r.noop.seconds:.1f}"))
     lines += table(rows)
 
+    if any(r.noop_unpatched for r in results):
+        lines += ["", "no-op with pyinfra's own operation-ordering, argument and connector functions "
+                  "($PYINFRA_IIS_PYINFRA_SPEEDUPS=0) vs with pyinfra_iis.pyinfra_speedups:"]
+        rows = [("hosts", "no-op s", "controller CPU s", "unpatched no-op s", "unpatched controller CPU s", "unpatched/ours no-op s")]
+        for r in results:
+            u = r.noop_unpatched
+            rows.append((str(r.hosts), f"{r.noop.seconds:.2f}", f"{r.noop.controller_cpu:.2f}",
+                         *((f"{u.seconds:.2f}", f"{u.controller_cpu:.2f}", ratio(u.seconds, r.noop.seconds)) if u else ("-",) * 3)))
+        lines += table(rows)
+
     lines.append("")
     one = next((r for r in results if r.hosts == 1), None)
     for other in (r for r in results if one and r.hosts > 1):
         lines.append(f"ratio {other.hosts} hosts vs 1: no-op {ratio(other.noop.seconds, one.noop.seconds)}, "
                      f"converge {ratio(other.converge.seconds, one.converge.seconds)}, "
-                     f"baseline no-op {ratio(other.baseline.seconds, one.baseline.seconds)}")
+                     f"baseline no-op {ratio(other.baseline.seconds, one.baseline.seconds)}"
+                     + (f", unpatched no-op {ratio(other.noop_unpatched.seconds, one.noop_unpatched.seconds)}"
+                        if other.noop_unpatched and one.noop_unpatched else ""))
     for other in (r for r in results if one and r.hosts > 1):
         extra = (other.noop.controller_cpu - one.noop.controller_cpu) / (other.hosts - 1)
         lines.append(f"controller CPU per extra host, no-op ({other.hosts} vs 1 hosts): {extra * 1000:.0f} ms "
@@ -375,7 +397,8 @@ def report(results: list[FleetResult], args: argparse.Namespace, load: tuple[str
                      f"{'met' if fleet_ratio < MAX_FLEET_WALL_RATIO else 'MISSED'} ({fleet_ratio:.2f}x)")
     else:
         lines.append(f"target: 50 hosts < {MAX_FLEET_WALL_RATIO:g}x the wall time of 1: not measured (--hosts must include 1 and 50)")
-    lines.append(f"no-op re-runs changed nothing: {'yes' if all(not r.noop.changes for r in results) else 'NO'}")
+    unchanged = all(not run.changes for r in results for run in (r.noop, r.noop_unpatched) if run is not None)
+    lines.append(f"no-op re-runs changed nothing: {'yes' if unchanged else 'NO'}")
     for r in results:
         lines.extend(f"note: {note}" for note in r.notes)
     return lines
@@ -400,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-release", action="store_true", help="converge IIS only (no release version)")
     parser.add_argument("--repeat", type=int, default=3, help="no-op runs per connector, best kept (default 3)")
     parser.add_argument("--no-baseline-converge", action="store_true", help="skip the baseline's converge of a second fleet")
+    parser.add_argument("--no-unpatched", action="store_true",
+                        help="skip the no-op runs with pyinfra's own functions ($PYINFRA_IIS_PYINFRA_SPEEDUPS=0)")
     parser.add_argument("--workdir", type=Path, help="work folder (default: a temporary one, deleted afterwards)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON to this file")
     args = parser.parse_args(argv)

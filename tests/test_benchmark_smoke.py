@@ -44,13 +44,18 @@ def test_fleet_benchmark_counts_one_worker_per_host_and_a_process_per_command_fo
         # ours: one shell and one worker process per host, whatever the run
         assert converge["processes"] == converge["shells"] == [1] * r["hosts"]
         assert noop["processes"] == noop["shells"] == [1] * r["hosts"]
+        # pyinfra's own functions instead of pyinfra_iis.pyinfra_speedups: the same requests
+        unpatched = r["noop_unpatched"]
+        assert unpatched["changes"] == 0 and unpatched["requests"] == noop["requests"]
+        assert unpatched["processes"] == [1] * r["hosts"]
         assert all(0 < n < c for n, c in zip(noop["requests"], converge["requests"]))
         # the baseline: a new shell and a new process for every command of the converge
         assert baseline_converge["processes"] == baseline_converge["shells"]
         assert all(b > 1 for b in baseline_converge["processes"])
         assert all(b > c for b, c in zip(baseline_converge["requests"], converge["requests"]))
     assert "hosts | sims | converge s | no-op s | requests/host | processes/host" in stdout
-    assert "ratio 2 hosts vs 1: no-op " in stdout
+    assert "ratio 2 hosts vs 1: no-op " in stdout and ", unpatched no-op " in stdout
+    assert "unpatched/ours no-op s" in stdout
     assert "target: no-op <= 12 HTTP requests/host: " in stdout
     assert "no-op re-runs changed nothing: yes" in stdout
 

@@ -32,6 +32,7 @@ from pyinfra.connectors.base import BaseConnector
 from pyinfra.connectors.util import CommandOutput, OutputLine
 
 from .. import protocol as wire
+from .. import pyinfra_speedups
 from ..inventory_check import require_valid_inventory
 from ..transport import files
 from ..transport.errors import (
@@ -125,9 +126,16 @@ class WinrmConnector(BaseConnector):
 
     @staticmethod
     def make_names_data(name: str | None = None) -> Iterator[tuple[str, dict, list[str]]]:
-        """Yield ``("@winrm/NAME", {"winrm_hostname": host[, "winrm_port": port]}, [])``."""
+        """Yield ``("@winrm/NAME", {"winrm_hostname": host[, "winrm_port": port]}, [])``.
+
+        pyinfra calls this for each ``@winrm`` host while it builds the inventory; the first
+        call installs :mod:`pyinfra_iis.pyinfra_speedups` (same results, less controller CPU
+        per host and per operation), so runs without a ``@winrm`` host are left untouched.
+        """
 
         from pyinfra.api.exceptions import InventoryError
+
+        pyinfra_speedups.install()
 
         if not name:
             raise InventoryError("@winrm needs a host: @winrm/HOST[:PORT]")
