@@ -336,17 +336,54 @@ def decode_reply_line(line: str) -> Reply | None:
 
 # --- Secret digests ---------------------------------------------------------------------
 
-SECRET_DIGEST_PREFIX = "sha256:"
+SECRET_DIGEST_PREFIX = "hmac-sha256:"
+
+#: Bytes of a digest key (:func:`new_digest_key`); the module refuses shorter keys.
+DIGEST_KEY_BYTES = 32
+
+_process_digest_key: bytes | None = None
 
 
-def secret_digest(value: str) -> str:
+def new_digest_key() -> bytes:
+    """Return a fresh random digest key (``DIGEST_KEY_BYTES`` bytes from :mod:`secrets`)."""
+
+    import secrets
+
+    return secrets.token_bytes(DIGEST_KEY_BYTES)
+
+
+def process_digest_key() -> bytes:
+    """The digest key of this controller process: random, made on first use, never written
+    anywhere; it reaches hosts only as a :class:`Secret` argument of ``Get-HostState`` (shown
+    masked)."""
+
+    global _process_digest_key
+    if _process_digest_key is None:
+        _process_digest_key = new_digest_key()
+    return _process_digest_key
+
+
+def secret_digest(value: str, key: bytes | None = None) -> str:
     """Return the digest a fact reports instead of a secret value.
 
-    Facts never return secret values (pool environment variables, passwords): the host reports
-    ``"sha256:" + hex(SHA-256(UTF-8("pyinfra-iis\\0" + value)))`` and operations compare it with
-    the digest of the desired value. The PowerShell module computes the same string.
+    Facts never return secret values (pool environment variables, passwords). The controller
+    sends ``Get-HostState`` a random key (:func:`process_digest_key`, masked in every log); the
+    host reports ``"hmac-sha256:" + hex(HMAC-SHA256(key, UTF-8(value)))`` and operations compare
+    it with the digest of the desired value under the same key. The PowerShell module's
+    ``ConvertTo-SecretDigest`` computes the same string.
+
+    Why keyed: a fact's output is printed at ``-vvv``. An unkeyed hash of a weak password in a CI
+    log could be brute-forced offline; without the key (random per run, never shown) the digest
+    says nothing about the value.
+
+    Args:
+        value: the secret value.
+        key: the digest key; default :func:`process_digest_key` (the simulator passes the key
+            it received).
     """
 
     import hashlib
+    import hmac
 
-    return SECRET_DIGEST_PREFIX + hashlib.sha256(("pyinfra-iis\0" + value).encode("utf-8")).hexdigest()
+    key = process_digest_key() if key is None else key
+    return SECRET_DIGEST_PREFIX + hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()

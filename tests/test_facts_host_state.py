@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from pyinfra_iis.facts.host_state import HostState, forget_host_state, host_state
 from pyinfra_iis.operations.testing import make_host
-from pyinfra_iis.protocol import parse_remote_call
+from pyinfra_iis.protocol import parse_remote_call, process_digest_key
 
 HOST_DATA = {
     "iis_app_pools": [{"name": "api"}],
@@ -16,9 +18,14 @@ HOST_DATA = {
 }
 
 
-def test_command_is_one_remote_call_with_the_paths_and_stores():
+def test_command_is_one_remote_call_with_the_paths_stores_and_the_masked_digest_key():
     command = HostState().command(acl_paths=["C:\\x"], cert_stores=["My"])
-    assert parse_remote_call(command.get_raw_value()) == ("Get-HostState", {"acl_paths": ["C:\\x"], "cert_stores": ["My"]})
+    name, payload = parse_remote_call(command.get_raw_value())
+    key = base64.b64encode(process_digest_key()).decode("ascii")
+    assert (name, payload) == ("Get-HostState", {"acl_paths": ["C:\\x"], "cert_stores": ["My"], "digest_key": key})
+    assert len(process_digest_key()) == 32
+    # pyinfra prints the masked form: the key that makes digests unguessable is not in it
+    assert key not in command.get_masked_value() and "*MASKED*" in command.get_masked_value()
     assert HostState().process(['{"features": [],', '"iis": null}']) == {"features": [], "iis": None}
     with pytest.raises(ValueError):
         HostState().process(["[1, 2]"])

@@ -286,3 +286,19 @@ def test_reported_sections_match_the_contract():
     body = IIS_BODIES["Get-IisReportedSections"]
     implemented = set(re.findall(r"\$sections\.Add\('([^']+)'\)", body))
     assert documented and implemented == documented
+
+
+def test_secret_digests_are_keyed_by_the_key_get_host_state_receives():
+    # protocol.secret_digest: "hmac-sha256:" + HMAC-SHA256(key, UTF-8(value)); the module must
+    # compute the same string, and only under the key the controller sent.
+    from pyinfra_iis.protocol import SECRET_DIGEST_PREFIX
+
+    common = function_bodies(read_remote_file("PyinfraIis/00-common.ps1"))
+    digest = common["ConvertTo-SecretDigest"]
+    assert "System.Security.Cryptography.HMACSHA256" in digest and "UTF8.GetBytes($Value)" in digest
+    assert f"'{SECRET_DIGEST_PREFIX}'" in digest and "ToLowerInvariant()" in digest
+    assert "FromBase64String" in common["ConvertFrom-DigestKey"] and "-lt 16" in common["ConvertFrom-DigestKey"]
+    calls = [line.strip() for body in IIS_BODIES.values() for line in body.splitlines() if "ConvertTo-SecretDigest -" in line]
+    assert len(calls) == 2 and all("-Key $DigestKey" in call for call in calls)
+    assert "ConvertFrom-DigestKey -Text (Get-CallValue -Call $call -Name 'digest_key'" in IIS_BODIES["Get-HostState"]
+    assert "-DigestKey $digestKey" in IIS_BODIES["Get-HostState"]

@@ -17,6 +17,7 @@ lives is an explicit allow-list with its reason.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -139,6 +140,18 @@ def test_both_deploys_ran_and_the_secrets_reached_the_host(deployed):
 def test_pyinfra_output_with_debug_holds_no_secret(deployed):
     for deploy, result in deployed.runs.items():
         assert found_in((result.stdout + result.stderr).encode()) == set(), deploy
+
+
+def test_verbose_fact_output_shows_keyed_digests_only(deployed):
+    # -vvv prints Get-HostState's output: the app secret appears there as an HMAC under a key
+    # that was sent masked, never as the unkeyed hash an attacker could test guesses against.
+    output = "".join(result.stdout + result.stderr for result in deployed.runs.values())
+    assert "hmac-sha256:" in output
+    for value in SECRETS.values():
+        for text in (value, value.split("'")[0]):
+            assert hashlib.sha256(("pyinfra-iis\0" + text).encode()).hexdigest() not in output
+            assert hashlib.sha256(text.encode()).hexdigest() not in output
+    assert "Get-HostState -Json '{" in output and '"digest_key":*MASKED*' in output.replace(" ", "")
 
 
 def test_the_simulator_log_holds_no_secret(deployed):

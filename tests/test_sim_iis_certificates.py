@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from pyinfra_iis.sim.functions import SimFunctionError, call
-from support.sim_calls import iis_host, run
+from support.sim_calls import DIGEST_KEY, iis_host, run
 
 PASSWORD = "pfx-pass-9f8e7d"
 PFX_PATH = "C:\\ProgramData\\pyinfra-iis\\certs\\api.pfx"
@@ -56,7 +56,7 @@ def test_import_reports_the_certificate_and_deletes_the_pfx(host):
     assert result == {"thumbprint": thumbprint, "subject": "CN=api.example.com, O=Example", "store": "WebHosting", "imported": True}
     assert not host.path(PFX_PATH).exists()
 
-    raw = call(host, "Get-HostState", {"cert_stores": ["My", "WebHosting"]}, {})
+    raw = call(host, "Get-HostState", {"digest_key": DIGEST_KEY, "cert_stores": ["My", "WebHosting"]}, {})
     assert PASSWORD not in raw and PASSWORD not in host.path("C:\\").parent.joinpath("host.json").read_text()
     [listed] = json.loads(raw)["certificates"]
     assert listed == {"store": "WebHosting", "thumbprint": thumbprint, "subject": "CN=api.example.com, O=Example",

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 
 import pytest
 
-from pyinfra_iis.protocol import secret_digest
+from pyinfra_iis.protocol import new_digest_key, secret_digest
 from pyinfra_iis.sim.functions import SimFunctionError, call
 from pyinfra_iis.sim.host import SimHost
 from pyinfra_iis.sim.iis.appconfig import APPHOST_CONFIG_PATH, AppHostConfig
-from support.sim_calls import run
+from support.sim_calls import DIGEST_KEY, run
 
 POOLS = "system.applicationHost/applicationPools"
 SITES = "system.applicationHost/sites"
@@ -223,7 +226,7 @@ def test_environment_variable_values_are_never_reported(iis):
          "attributes": {"identityType": "SpecificUser", "userName": "svc", "password": "pw-" + secret}},
     ]})
     assert secret not in json.dumps(result)
-    raw = call(iis, "Get-HostState", {}, {})
+    raw = call(iis, "Get-HostState", {"digest_key": DIGEST_KEY}, {})
     assert secret not in raw
     state = json.loads(raw)
     api = state["iis"]["sections"][POOLS]["items"][1]
@@ -236,3 +239,27 @@ def test_document_round_trip_is_stable(iis):
     text = config_bytes(iis).decode("utf-8")
     assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>\r\n<configuration>\r\n    <!--')
     assert AppHostConfig.from_text(text).to_text() == text
+
+
+@pytest.mark.parametrize("key", [None, "", "not base64!", base64.b64encode(b"short").decode()])
+def test_host_state_refuses_a_missing_or_short_digest_key(iis, key):
+    payload = {} if key is None else {"digest_key": key}
+    with pytest.raises(SimFunctionError, match="'digest_key' must be base64 of at least 16 bytes"):
+        call(iis, "Get-HostState", payload, {})
+
+
+def test_digests_depend_on_the_key_and_never_on_the_value_alone(iis):
+    secret = "Winter2026!"
+    run(iis, "Set-IisConfig", {"edits": [
+        {"section": POOLS, "path": [*pool("api"), {"child": "environmentVariables"}, {"item": "add", "key": {"name": "API_KEY"}}],
+         "action": "set", "attributes": {"value": secret}}]})
+
+    def reported(key: bytes) -> str:
+        state = json.loads(call(iis, "Get-HostState", {"digest_key": base64.b64encode(key).decode()}, {}))
+        return state["iis"]["sections"][POOLS]["items"][1]["children"]["environmentVariables"]["items"][0]["attributes"]["value"]
+
+    first, second = new_digest_key(), new_digest_key()
+    assert reported(first) == secret_digest(secret, first) == "hmac-sha256:" + hmac.new(first, secret.encode(), hashlib.sha256).hexdigest()
+    assert reported(second) == secret_digest(secret, second) != reported(first)
+    # the old unkeyed form (guessable offline from a -vvv log) is gone
+    assert hashlib.sha256(("pyinfra-iis\0" + secret).encode()).hexdigest() not in reported(first)

@@ -6,6 +6,7 @@ import json
 
 from pyinfra_iis.protocol import Secret, remote_call, secret_digest
 from pyinfra_iis.sim import SimServer
+from support.sim_calls import DIGEST_KEY
 from test_sim_worker import Worker
 
 
@@ -13,7 +14,7 @@ def test_install_configure_and_read_through_the_worker(sim_server: SimServer) ->
     worker = Worker(sim_server)
     try:
         assert worker.load_module().rc == 0
-        assert json.loads(worker.call("Get-HostState", {}).stdout)["iis"] is None
+        assert json.loads(worker.call("Get-HostState", {"digest_key": DIGEST_KEY}).stdout)["iis"] is None
         installed = worker.call("Install-WindowsFeatureSet", {"names": ["Web-Server", "Web-WebSockets"]})
         assert installed.rc == 0 and "Web-WebSockets" in json.loads(installed.stdout)["installed"]
         secret = "pw-through-the-wire"
@@ -23,7 +24,7 @@ def test_install_configure_and_read_through_the_worker(sim_server: SimServer) ->
                       {"item": "add", "key": {"name": "DB_PASSWORD"}}],
              "attributes": {"value": Secret(secret)}}]}).get_raw_value())
         assert edit.rc == 0 and secret not in edit.stdout
-        state = worker.call("Get-HostState", {"acl_paths": ["C:\\inetpub\\wwwroot"]})
+        state = worker.call("Get-HostState", {"digest_key": DIGEST_KEY, "acl_paths": ["C:\\inetpub\\wwwroot"]})
         assert state.rc == 0 and secret not in state.stdout
         data = json.loads(state.stdout)
         pool = data["iis"]["sections"]["system.applicationHost/applicationPools"]["items"][1]

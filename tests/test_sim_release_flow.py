@@ -33,6 +33,7 @@ from pyinfra_iis.release.wheelhouse import default_cache_dir
 from pyinfra_iis.sim import SimServer, apps
 from pyinfra_iis.sim.__main__ import main as sim_main
 from pyinfra_iis.sim.functions import SimFunctionError, call
+from support.sim_calls import run
 
 EXAMPLE_APP = Path(__file__).resolve().parent.parent / "examples" / "app"
 ROOT = "C:\\sites\\api"
@@ -72,10 +73,6 @@ def pfx() -> bytes:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def run(host, name, payload):
-    return json.loads(call(host, name, payload, {}))
 
 
 def put(host, windows_path: str, data: bytes) -> None:

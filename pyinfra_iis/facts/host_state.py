@@ -15,13 +15,14 @@ call then serves every operation, so a no-op converge costs one ``Get-HostState`
 
 from __future__ import annotations
 
+import base64
 import json
 import weakref
 from typing import Any, Iterable, NamedTuple
 
 from pyinfra.api import FactBase
 
-from ..protocol import remote_call
+from ..protocol import Secret, process_digest_key, remote_call
 
 #: Certificate stores always reported: ``My`` (Personal) and ``WebHosting`` (IIS 8+ SNI store).
 DEFAULT_CERT_STORES = ("My", "WebHosting")
@@ -43,6 +44,10 @@ class HostState(FactBase):
         python_versions: ``x.y`` versions whose all-users install is reported under ``pythons``
             (sent only when not empty).
 
+    Every call also sends this controller process's digest key (``digest_key``, base64, as a
+    :class:`~pyinfra_iis.protocol.Secret`: pyinfra shows it masked), under which the host
+    reports secret values (:func:`pyinfra_iis.protocol.secret_digest`).
+
     Returns:
         the decoded JSON (shape in ``docs/remote-functions.md``, "Get-HostState" and "Releases").
 
@@ -52,7 +57,8 @@ class HostState(FactBase):
 
     def command(self, acl_paths: Iterable[str] = (), cert_stores: Iterable[str] = DEFAULT_CERT_STORES,
                 release_roots: Iterable[str] = (), python_versions: Iterable[str] = ()):
-        payload: dict[str, list[str]] = {"acl_paths": list(acl_paths), "cert_stores": list(cert_stores)}
+        payload: dict[str, Any] = {"acl_paths": list(acl_paths), "cert_stores": list(cert_stores),
+                                   "digest_key": Secret(base64.b64encode(process_digest_key()).decode("ascii"))}
         if release_roots:
             payload["release_roots"] = list(release_roots)
         if python_versions:

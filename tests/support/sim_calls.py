@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from pyinfra_iis.protocol import process_digest_key
 from pyinfra_iis.sim.functions import call
 from pyinfra_iis.sim.host import SimHost
 
+#: The ``digest_key`` member ``Get-HostState`` requires: this process's key, as the fact sends
+#: it, so ``protocol.secret_digest(value)`` gives the digests the simulator reports.
+DIGEST_KEY = base64.b64encode(process_digest_key()).decode("ascii")
+
 
 def run(host: SimHost, name: str, payload: dict[str, Any]) -> Any:
-    """Call the module function ``name`` with ``payload`` on ``host``; its JSON result."""
+    """Call the module function ``name`` with ``payload`` on ``host``; its JSON result.
+    ``Get-HostState`` gets :data:`DIGEST_KEY` unless the payload has a ``digest_key``."""
 
+    if name == "Get-HostState":
+        payload = {"digest_key": DIGEST_KEY, **payload}
     return json.loads(call(host, name, payload, {}))
 
 

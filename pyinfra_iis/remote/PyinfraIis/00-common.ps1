@@ -276,17 +276,62 @@ function ConvertTo-SecretDigest {
     .SYNOPSIS
     Return the digest facts report instead of a secret value.
     .DESCRIPTION
-    "sha256:" + hex(SHA-256(UTF-8("pyinfra-iis" + NUL + Value))), exactly as
+    "hmac-sha256:" + hex(HMAC-SHA256(Key, UTF-8(Value))), exactly as
     pyinfra_iis.protocol.secret_digest computes it, so operations can compare without the value.
+    The key is the one the controller sent Get-HostState (random per run, shown masked in its
+    logs), so a digest printed in a verbose log cannot be used to guess a weak value offline.
+    .PARAMETER Value
+    The secret value.
+    .PARAMETER Key
+    [byte[]] digest key (ConvertFrom-DigestKey).
     #>
     [CmdletBinding()]
     param(
         [Parameter(Mandatory = $true)]
         [AllowEmptyString()]
-        [string] $Value
+        [string] $Value,
+        [Parameter(Mandatory = $true)]
+        [byte[]] $Key
     )
-    $bytes = [System.Text.Encoding]::UTF8.GetBytes('pyinfra-iis' + [char]0 + $Value)
-    return 'sha256:' + (Get-Sha256Hex -InputObject $bytes)
+    $hmac = New-Object -TypeName 'System.Security.Cryptography.HMACSHA256' -ArgumentList (, $Key)
+    try {
+        $hash = $hmac.ComputeHash([System.Text.Encoding]::UTF8.GetBytes($Value))
+        return 'hmac-sha256:' + ([System.BitConverter]::ToString($hash) -replace '-', '').ToLowerInvariant()
+    } finally {
+        $hmac.Dispose()
+    }
+}
+
+function ConvertFrom-DigestKey {
+    <#
+    .SYNOPSIS
+    Decode and check the "digest_key" member of a call: base64 of at least 16 bytes (the
+    controller sends 32 random bytes).
+    .PARAMETER Text
+    The member's value.
+    .PARAMETER Function
+    Name of the calling function, used in error messages.
+    .OUTPUTS
+    [byte[]]. Throws naming the function when the value is missing, not base64 or too short; the
+    message never repeats the value.
+    #>
+    [CmdletBinding()]
+    param(
+        [AllowNull()]
+        [AllowEmptyString()]
+        [string] $Text,
+        [string] $Function = 'remote call'
+    )
+    $key = $null
+    try {
+        if (-not [string]::IsNullOrEmpty($Text)) { $key = [System.Convert]::FromBase64String($Text) }
+    } catch {
+        $key = $null
+    }
+    if ($null -eq $key -or $key.Length -lt 16) {
+        throw ("{0}: 'digest_key' must be base64 of at least 16 bytes" -f $Function)
+    }
+    return , $key
 }
 
 function Enable-ModernTls {

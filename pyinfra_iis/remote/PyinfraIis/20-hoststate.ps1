@@ -156,15 +156,16 @@ function Get-HostState {
     .SYNOPSIS
     Print the whole state of the host the project manages, as one line of JSON.
     .PARAMETER Json
-    {"acl_paths": ["C:\\sites\\api", ...], "cert_stores": ["My", "WebHosting", ...],
-    "release_roots": ["C:\\sites\\api"], "python_versions": ["3.12"]}; all optional
-    (default: empty lists, so no ACL, certificate, release root or Python is read).
+    {"digest_key": "<base64>", "acl_paths": ["C:\\sites\\api", ...], "cert_stores": ["My",
+    "WebHosting", ...], "release_roots": ["C:\\sites\\api"], "python_versions": ["3.12"]};
+    digest_key (base64 of at least 16 bytes: the key of the secret digests) is required, the
+    rest optional (default: empty lists, so no ACL, certificate, release root or Python is read).
     .OUTPUTS
     One line: {computer_name, reboot_pending, features, extensions, iis, certificates, acls,
     pythons, releases} as described in docs/remote-functions.md ("pythons" and "releases" are
     built by 85-python.ps1 and 90-release-state.ps1; empty objects when not asked). "iis" is null
     until the Web-Server feature is installed (and Microsoft.Web.Administration.dll exists). Secret values (environment variable values,
-    passwords) appear only as ConvertTo-SecretDigest digests.
+    passwords) appear only as ConvertTo-SecretDigest digests under digest_key.
     Throws when an argument has the wrong type, or when reading the IIS configuration fails.
     #>
     [CmdletBinding()]
@@ -175,6 +176,7 @@ function Get-HostState {
     )
     $function = 'Get-HostState'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
+    $digestKey = ConvertFrom-DigestKey -Text (Get-CallValue -Call $call -Name 'digest_key' -Type string -Function $function) -Function $function
     $aclPaths = Get-CallValue -Call $call -Name 'acl_paths' -Type strings -Function $function
     $certStores = Get-CallValue -Call $call -Name 'cert_stores' -Type strings -Function $function
     $releaseRoots = Get-CallValue -Call $call -Name 'release_roots' -Type strings -Function $function
@@ -189,7 +191,7 @@ function Get-HostState {
             $configuration = $manager.GetApplicationHostConfiguration()
             $globalModules = Get-IisGlobalModuleNames -Configuration $configuration
             $extensions = Get-IisExtensionState -GlobalModules $globalModules
-            $iis = Get-IisConfigState -Configuration $configuration -Extensions $extensions -Function $function
+            $iis = Get-IisConfigState -Configuration $configuration -Extensions $extensions -DigestKey $digestKey -Function $function
             $iis['runtime'] = Get-IisRuntimeState -Manager $manager
         } finally {
             $manager.Dispose()

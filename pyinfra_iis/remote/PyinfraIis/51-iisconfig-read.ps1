@@ -75,6 +75,8 @@ function ConvertTo-ConfigElementJson {
     collection items in order, each with its tag.
     .PARAMETER Element
     A Microsoft.Web.Administration.ConfigurationElement (a section is one).
+    .PARAMETER DigestKey
+    Key of the secret digests (ConvertTo-SecretDigest), from Get-HostState's call.
     .PARAMETER InEnvironmentVariables
     The element is an item of an environmentVariables collection (its value is a secret).
     .OUTPUTS
@@ -84,6 +86,8 @@ function ConvertTo-ConfigElementJson {
     param(
         [Parameter(Mandatory = $true)]
         [object] $Element,
+        [Parameter(Mandatory = $true)]
+        [byte[]] $DigestKey,
         [bool] $InEnvironmentVariables = $false
     )
     $json = New-ConfigElementJson
@@ -91,12 +95,12 @@ function ConvertTo-ConfigElementJson {
         if ($attribute.IsInheritedFromDefaultValue) { continue }
         $text = Format-ConfigValue -Schema $attribute.Schema -Value $attribute.Value
         if (Test-SecretConfigAttribute -Name $attribute.Name -InEnvironmentVariables $InEnvironmentVariables) {
-            $text = ConvertTo-SecretDigest -Value $text
+            $text = ConvertTo-SecretDigest -Value $text -Key $DigestKey
         }
         $json['attributes'][[string]$attribute.Name] = $text
     }
     foreach ($child in $Element.ChildElements) {
-        $childJson = ConvertTo-ConfigElementJson -Element $child
+        $childJson = ConvertTo-ConfigElementJson -Element $child -DigestKey $DigestKey
         # ChildElements lists every child the schema declares, written in the file or not.
         if (-not (Test-ConfigElementJsonEmpty -Element $childJson)) {
             $json['children'][[string]$child.ElementTagName] = $childJson
@@ -105,7 +109,7 @@ function ConvertTo-ConfigElementJson {
     if ($null -ne $Element.Schema -and $null -ne $Element.Schema.CollectionSchema) {
         $itemsAreSecret = [string]$Element.ElementTagName -eq 'environmentVariables'
         foreach ($item in $Element.GetCollection()) {
-            $itemJson = ConvertTo-ConfigElementJson -Element $item -InEnvironmentVariables $itemsAreSecret
+            $itemJson = ConvertTo-ConfigElementJson -Element $item -DigestKey $DigestKey -InEnvironmentVariables $itemsAreSecret
             Add-ConfigElementJsonItem -Element $json -Tag ([string]$item.ElementTagName) -Item $itemJson
         }
     }
@@ -170,10 +174,12 @@ function ConvertTo-ConfigXmlJson {
     .PARAMETER Schema
     The element's ConfigurationElementSchema from MWA, to tell child elements from collection
     items; $null: add/remove/clear are items, anything else a child element.
+    .PARAMETER DigestKey
+    Key of the secret digests (ConvertTo-SecretDigest), from Get-HostState's call.
     .PARAMETER InEnvironmentVariables
     The element is an item of an environmentVariables collection (its value is a secret).
     .OUTPUTS
-    Ordered dictionary {attributes, children, items}.
+    Ordered dictionary {attributes, children, items}; secret values as ConvertTo-SecretDigest.
     #>
     [CmdletBinding()]
     param(
@@ -181,6 +187,8 @@ function ConvertTo-ConfigXmlJson {
         [System.Xml.XmlElement] $Node,
         [AllowNull()]
         [object] $Schema,
+        [Parameter(Mandatory = $true)]
+        [byte[]] $DigestKey,
         [bool] $InEnvironmentVariables = $false
     )
     $json = New-ConfigElementJson
@@ -188,7 +196,7 @@ function ConvertTo-ConfigXmlJson {
         $name = $attribute.get_LocalName()
         $text = $attribute.get_Value()
         if (Test-SecretConfigAttribute -Name $name -InEnvironmentVariables $InEnvironmentVariables) {
-            $text = ConvertTo-SecretDigest -Value $text
+            $text = ConvertTo-SecretDigest -Value $text -Key $DigestKey
         }
         $json['attributes'][$name] = $text
     }
@@ -202,11 +210,11 @@ function ConvertTo-ConfigXmlJson {
             if ($null -ne $Schema -and $null -ne $Schema.CollectionSchema -and (([string]$Schema.CollectionSchema.AddElementNames).Split(';') -contains $tag)) {
                 $itemSchema = $Schema.CollectionSchema.GetAddElementSchema($tag)
             }
-            $itemJson = ConvertTo-ConfigXmlJson -Node $child -Schema $itemSchema -InEnvironmentVariables $itemsAreSecret
+            $itemJson = ConvertTo-ConfigXmlJson -Node $child -Schema $itemSchema -DigestKey $DigestKey -InEnvironmentVariables $itemsAreSecret
             Add-ConfigElementJsonItem -Element $json -Tag $tag -Item $itemJson
         } else {
             $childSchema = Find-ChildElementSchema -Schema $Schema -Name $tag
-            $json['children'][$tag] = ConvertTo-ConfigXmlJson -Node $child -Schema $childSchema
+            $json['children'][$tag] = ConvertTo-ConfigXmlJson -Node $child -Schema $childSchema -DigestKey $DigestKey
         }
     }
     return $json
@@ -270,6 +278,8 @@ function Get-IisConfigState {
     From ServerManager.GetApplicationHostConfiguration().
     .PARAMETER Extensions
     The result of Get-IisExtensionState (it decides which sections are reported).
+    .PARAMETER DigestKey
+    Key of the secret digests (ConvertTo-SecretDigest), from Get-HostState's call.
     .PARAMETER Function
     Name of the calling function, for error messages.
     .OUTPUTS
@@ -282,6 +292,8 @@ function Get-IisConfigState {
         [object] $Configuration,
         [Parameter(Mandatory = $true)]
         [System.Collections.IDictionary] $Extensions,
+        [Parameter(Mandatory = $true)]
+        [byte[]] $DigestKey,
         [string] $Function = 'remote call'
     )
     $reported = Get-IisReportedSections -Extensions $Extensions
@@ -292,7 +304,7 @@ function Get-IisConfigState {
         } catch {
             throw ('{0}: cannot read section {1} of applicationHost.config: {2}' -f $Function, $path, $_.Exception.Message)
         }
-        $sections[$path] = ConvertTo-ConfigElementJson -Element $section
+        $sections[$path] = ConvertTo-ConfigElementJson -Element $section -DigestKey $DigestKey
     }
     try {
         $document = Read-ApplicationHostXml
@@ -309,7 +321,7 @@ function Get-IisConfigState {
             if ($null -eq $node) { continue }
             $schema = $Configuration.GetSection($path).Schema
             if (-not $locations.Contains($locationPath)) { $locations[$locationPath] = [ordered]@{} }
-            $locations[$locationPath][$path] = ConvertTo-ConfigXmlJson -Node $node -Schema $schema
+            $locations[$locationPath][$path] = ConvertTo-ConfigXmlJson -Node $node -Schema $schema -DigestKey $DigestKey
         }
     }
     return [ordered]@{ sections = $sections; locations = $locations }

@@ -8,6 +8,8 @@ Windows).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,9 @@ from .release import describe_releases
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..host import SimHost
+
+#: Shortest digest key accepted (the controller sends protocol.DIGEST_KEY_BYTES = 32).
+MIN_DIGEST_KEY_BYTES = 16
 
 #: Sections the fact reports, at server level and under each <location>.
 REPORTED_SECTIONS = (
@@ -55,11 +60,11 @@ def _extensions(host: "SimHost", config) -> dict[str, Any]:
     return result
 
 
-def _iis(host: "SimHost", config) -> dict[str, Any] | None:
+def _iis(host: "SimHost", config, digest_key: bytes) -> dict[str, Any] | None:
     if config is None or "Web-Server" not in host.state.get("features", {}):
         return None
     registered = [s for s in REPORTED_SECTIONS if config.is_registered(s)]
-    sections = {s: config.read_section(s) for s in registered}
+    sections = {s: config.read_section(s, digest_key=digest_key) for s in registered}
     locations: dict[str, Any] = {}
     for path in config.locations():
         found = {}
@@ -69,7 +74,7 @@ def _iis(host: "SimHost", config) -> dict[str, Any] | None:
             except Exception:  # AppHostOnly sections cannot be under a location
                 continue
             if element is not None:
-                found[section] = config.read_section(section, path)
+                found[section] = config.read_section(section, path, digest_key=digest_key)
         if found:
             locations[path] = found
     state = runtime(host)
@@ -87,15 +92,29 @@ def _string_list(payload: dict[str, Any], key: str, default: list[str]) -> list[
     return value
 
 
+def _digest_key(payload: dict[str, Any]) -> bytes:
+    value = payload.get("digest_key")
+    try:
+        key = base64.b64decode(value, validate=True) if isinstance(value, str) else b""
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) < MIN_DIGEST_KEY_BYTES:
+        raise SimFunctionError(f"'digest_key' must be base64 of at least {MIN_DIGEST_KEY_BYTES} bytes")
+    return key
+
+
 @sim_function("Get-HostState")
 def get_host_state(host: "SimHost", payload: dict[str, Any]) -> str:
-    """``{"acl_paths": [...], "cert_stores": ["My", "WebHosting"], "release_roots": [...],
-    "python_versions": ["3.12"]}`` → the host state JSON ("pythons"/"releases" for those asked).
+    """``{"digest_key": "<base64>", "acl_paths": [...], "cert_stores": ["My", "WebHosting"],
+    "release_roots": [...], "python_versions": ["3.12"]}`` → the host state JSON
+    ("pythons"/"releases" for those asked).
 
-    ``cert_stores`` defaults to My and WebHosting; ``acl_paths`` to none. Secrets never appear:
-    environment variable values and passwords are digests (``protocol.secret_digest``).
+    ``digest_key`` is required (at least ``MIN_DIGEST_KEY_BYTES`` bytes); ``cert_stores``
+    defaults to My and WebHosting; ``acl_paths`` to none. Secrets never appear: environment
+    variable values and passwords are digests under that key (``protocol.secret_digest``).
     """
 
+    digest_key = _digest_key(payload)
     acl_paths = _string_list(payload, "acl_paths", [])
     cert_stores = _string_list(payload, "cert_stores", list(STORES))
     release_roots = _string_list(payload, "release_roots", [])
@@ -107,7 +126,7 @@ def get_host_state(host: "SimHost", payload: dict[str, Any]) -> str:
             "reboot_pending": bool(host.state.get("reboot_pending", False)),
             "features": sorted(host.state.get("features", {})),
             "extensions": _extensions(host, config),
-            "iis": _iis(host, config),
+            "iis": _iis(host, config, digest_key),
             "certificates": describe_certificates(host, cert_stores),
             "acls": {path: describe_acl(host, path) for path in acl_paths},
             "pythons": describe_pythons(host, python_versions),

@@ -327,12 +327,13 @@ class AppHostConfig:
 
         return [c.get("path", "") for c in real_children(self.root) if c.tag == "location"]
 
-    def read_section(self, section: str, location: str | None = None) -> dict[str, Any]:
+    def read_section(self, section: str, location: str | None = None, *, digest_key: bytes) -> dict[str, Any]:
         """Return the section as the contract's ELEMENT JSON (explicit attributes only).
 
         Secret values (items of ``environmentVariables``, ``password`` attributes) are replaced
-        by :func:`pyinfra_iis.protocol.secret_digest`. A registered section absent from the file
-        reads as an empty element.
+        by :func:`pyinfra_iis.protocol.secret_digest` under ``digest_key`` (the key the caller
+        of ``Get-HostState`` sent). A registered section absent from the file reads as an empty
+        element.
 
         Raises:
             SectionNotFoundError: the section is not registered.
@@ -341,7 +342,7 @@ class AppHostConfig:
         element = self.section_element(section, location)
         if element is None:
             return {"attributes": {}, "children": {}, "items": []}
-        return element_json(element, sslcert=self.sslcert)
+        return element_json(element, digest_key, sslcert=self.sslcert)
 
     # -- edits
 
@@ -479,12 +480,13 @@ def binding_endpoint(binding: ET.Element) -> str | None:
     return f"{'0.0.0.0' if ip in ('', '*') else ip}:{port}"
 
 
-def element_json(element: ET.Element, secret_values: bool = False,
+def element_json(element: ET.Element, digest_key: bytes, secret_values: bool = False,
                  sslcert: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
     """Return the ELEMENT JSON of an XML element (see ``docs/remote-functions.md``).
 
     Args:
         element: a configuration element.
+        digest_key: key of the secret digests (:func:`pyinfra_iis.protocol.secret_digest`).
         secret_values: the element is an item of a secret-bearing collection, so its ``value``
             attribute is replaced by its digest.
         sslcert: HTTP.sys certificate bindings whose values https ``<binding>`` items show as
@@ -494,7 +496,7 @@ def element_json(element: ET.Element, secret_values: bool = False,
     attributes = {}
     for name, value in element.attrib.items():
         if name == "password" or (secret_values and name == "value"):
-            value = secret_digest(value)
+            value = secret_digest(value, digest_key)
         attributes[name] = value
     if element.tag == "binding" and sslcert:
         attributes.update(sslcert.get(binding_endpoint(element) or "", {}))
@@ -503,9 +505,9 @@ def element_json(element: ET.Element, secret_values: bool = False,
     secret_children = element.tag in SECRET_VALUE_COLLECTIONS
     for child in real_children(element):
         if child.tag in ITEM_TAGS:
-            items.append({"tag": child.tag, **element_json(child, secret_values=secret_children, sslcert=sslcert)})
+            items.append({"tag": child.tag, **element_json(child, digest_key, secret_values=secret_children, sslcert=sslcert)})
         else:
-            children[child.tag] = element_json(child, sslcert=sslcert)
+            children[child.tag] = element_json(child, digest_key, sslcert=sslcert)
     return {"attributes": attributes, "children": children, "items": items}
 
 
