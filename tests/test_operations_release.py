@@ -18,7 +18,9 @@ from pyinfra_iis.operations import python as python_ops
 from pyinfra_iis.operations import release
 from pyinfra_iis.operations.testing import empty_fact, make_host, run_operation
 from pyinfra_iis.protocol import parse_remote_call, secret_digest
+from pyinfra_iis.models.release import ReleaseSettings
 from pyinfra_iis.release.manifest import Manifest
+from pyinfra_iis.release.webconfig import render_web_config
 
 ROOT = "C:\\sites\\api"
 SECRET = "s3cr'et-$(x)"
@@ -250,3 +252,39 @@ def test_a_release_site_missing_from_iis_sites_is_reported(installer):
     state, host = make_host(host_data(installer, release_site="apii"))
     with pytest.raises(InventoryError, match="did you mean 'api'"):
         release_target(host)
+
+
+def installed_fact(artifact: Path, settings: dict) -> dict:
+    """A host serving 2.0.0, installed with the web.config ``settings`` render for it."""
+
+    model = ReleaseSettings.model_validate(settings)
+    with zipfile.ZipFile(artifact) as archive:
+        manifest = Manifest.from_json(archive.read("manifest.json"))
+    web_config = render_web_config(model, model.release_dir("2.0.0"), manifest=manifest)
+    value = fact(current="2.0.0", versions=["2.0.0"])
+    value["releases"][ROOT]["versions"][0]["web_config_sha256"] = hashlib.sha256(web_config.encode("utf-8")).hexdigest()
+    return value
+
+
+def test_an_installed_release_with_the_same_web_config_is_silent(artifact):
+    result = run_operation(release.release_installed._inner, installed_fact(artifact, SETTINGS), settings=SETTINGS,
+                           version="2.0.0", artifact=str(artifact), python_exe="C:\\Python312\\python.exe")
+    assert result.commands == [] and not [m for m in result.logs if "another web.config" in m]
+    assert any("release 2.0.0 is installed" in m for m in result.logs)
+
+
+def test_changed_app_settings_of_an_installed_release_are_reported_not_applied_in_place(artifact):
+    changed = {**SETTINGS, "app_settings": {"LOG_LEVEL": "debug"}}
+    result = run_operation(release.release_installed._inner, installed_fact(artifact, SETTINGS), settings=changed,
+                           version="2.0.0", artifact=str(artifact), python_exe="C:\\Python312\\python.exe")
+    assert result.commands == []  # never rewrites the web.config of a serving release without a health check
+    [warning] = [m for m in result.logs if "another web.config" in m]
+    assert "release 2.0.0 was installed with another web.config" in warning and "new release version" in warning
+    assert SECRET not in warning
+
+
+def test_without_the_artifact_an_installed_release_is_not_checked(artifact, tmp_path):
+    value = installed_fact(artifact, SETTINGS)
+    result = run_operation(release.release_installed._inner, value, settings={**SETTINGS, "app_settings": {}},
+                           version="2.0.0", artifact=str(tmp_path / "absent.zip"), python_exe="C:\\Python312\\python.exe")
+    assert result.commands == [] and not [m for m in result.logs if "another web.config" in m]

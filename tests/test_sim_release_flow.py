@@ -192,7 +192,8 @@ def test_install_release_is_complete_and_idempotent(sim, artifacts):
     state = run(host, "Get-HostState", {"release_roots": [ROOT], "python_versions": ["3.12", "3.13"]})
     assert state["pythons"] == {"3.12": {"installed": True, "version": "3.12.7", "path": "C:\\Program Files\\Python312\\python.exe"},
                                 "3.13": {"installed": False, "version": None, "path": None}}
-    assert state["releases"][ROOT]["versions"] == [{"version": "1.0.0", "complete": True}]
+    web_config_sha256 = hashlib.sha256((release / "web.config").read_bytes()).hexdigest()
+    assert state["releases"][ROOT]["versions"] == [{"version": "1.0.0", "complete": True, "web_config_sha256": web_config_sha256}]
     assert state["releases"][ROOT]["current"] is None
 
 

@@ -15,12 +15,13 @@ Every operation reads the ``releases`` part of ``Get-HostState`` (asked with the
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
 from pydantic import TypeAdapter, ValidationError
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import FileUploadCommand, operation
 from pyinfra.api.exceptions import OperationError, OperationValueError
 
@@ -50,8 +51,8 @@ HEALTHY_STATUS = 200
 def release_report(fact: dict, root: str) -> dict:
     """Return the fact's ``releases[root]`` (root compared ignoring case; ``{}`` when absent).
 
-    Shape: ``{"current": str|None, "previous": str|None, "versions": [{"version", "complete"}],
-    "history": [...]}``.
+    Shape: ``{"current": str|None, "previous": str|None, "versions": [{"version", "complete",
+    "web_config_sha256"}], "history": [...]}``.
     """
 
     for name, report in (fact.get("releases") or {}).items():
@@ -172,6 +173,46 @@ def _version(version: Any) -> str:
 # --- Operations ---------------------------------------------------------------------------
 
 
+def web_config_drift(report: dict, model: ReleaseSettings, version: str, artifact: Any) -> Optional[str]:
+    """Why the installed release ``version`` has another web.config than the inventory renders
+    now, or ``None`` when they are the same (or the host did not report a hash).
+
+    A release's web.config is written once, by ``Install-Release``: it carries the non-secret
+    app settings, the HttpPlatformHandler timeouts and the process line. Rewriting it in place
+    would restart the app with new settings and no health check, so a changed setting takes
+    effect with the next release version; this says so instead of reporting "no change".
+
+    Without the artifact on the controller (an installed release does not need it) there is
+    nothing to render, and so no answer: ``None``.
+
+    Raises:
+        OperationValueError: the artifact is not a release artifact.
+    """
+
+    entry = next((e for e in report.get("versions") or [] if e.get("version") == version and e.get("complete")), None)
+    installed = (entry or {}).get("web_config_sha256")
+    if not installed:
+        return None
+    try:
+        local = controller_file(Path(artifact), "artifact")
+    except OperationValueError:  # an installed release needs no artifact; without it, no check
+        return None
+    rendered = render_web_config(model, model.release_dir(version), manifest=read_manifest(local))
+    if hashlib.sha256(rendered.encode("utf-8")).hexdigest() == str(installed).lower():
+        return None
+    return (f"release {version} was installed with another web.config than this inventory renders now (release_app "
+            f"settings such as app_settings or timeouts changed since): it keeps running as installed; ship the "
+            f"changed settings as a new release version")
+
+
+def warn_of_web_config_drift(report: dict, model: ReleaseSettings, version: str, artifact: Any) -> None:
+    """Log :func:`web_config_drift` as a warning for the current host, if there is one."""
+
+    reason = web_config_drift(report, model, version, artifact)
+    if reason:
+        host.log(reason, logger.warning)
+
+
 @operation()
 def release_installed(settings: Any, version: str, artifact: Any, python_exe: str):
     """
@@ -182,7 +223,8 @@ def release_installed(settings: Any, version: str, artifact: Any, python_exe: st
     + artifact: the release zip on the controller (``python -m pyinfra_iis.release build``).
     + python_exe: the base interpreter on the host (``C:\\Program Files\\Python312\\python.exe``).
 
-    Nothing happens when the fact lists ``version`` as a complete release under the root.
+    Nothing happens when the fact lists ``version`` as a complete release under the root (with
+    a warning when its web.config differs from the one rendered now: :func:`web_config_drift`).
     Otherwise the zip is uploaded to ``<root>\\artifacts\\<app>-<version>.zip`` (skipped by the
     connector when the hash matches) and ``Install-Release`` unpacks it into
     ``<version>.partial``, verifies every file against the manifest, builds the venv offline
@@ -202,6 +244,7 @@ def release_installed(settings: Any, version: str, artifact: Any, python_exe: st
     version = _version(version)
     report = release_report(host_state(host, release_roots=[model.root]), model.root)
     if version in complete_versions(report):
+        warn_of_web_config_drift(report, model, version, artifact)
         host.noop(f"release {version} is installed in {model.release_dir(version)}")
         return
     local = controller_file(Path(artifact), "artifact")

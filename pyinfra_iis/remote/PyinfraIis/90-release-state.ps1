@@ -344,7 +344,8 @@ function Get-ReleaseRootState {
     Release roots (the release_roots argument; empty gives an empty dictionary).
     .OUTPUTS
     Ordered dictionary root (without a trailing backslash) -> {current, previous, versions:
-    [{version, complete}], history}; a root that does not exist gives nulls and empty lists.
+    [{version, complete, web_config_sha256}], history}; a root that does not exist gives nulls and
+    empty lists. web_config_sha256: SHA-256 (hex) of a complete release's web.config, else null.
     "versions": complete releases by completion time, oldest first, then incomplete folders
     (complete: false).
     Throws when a root is not an absolute folder or its release-state.json is not valid JSON.
@@ -365,7 +366,14 @@ function Get-ReleaseRootState {
         $state = Read-ReleaseState -Path $layout['state'] -Function $Function
         $versions = New-Object -TypeName 'System.Collections.Generic.List[object]'
         foreach ($folder in (Get-ReleaseFolders -Releases $layout['releases'])) {
-            $versions.Add([ordered]@{ version = $folder.Version; complete = $folder.Complete })
+            # The installed web.config's hash lets the controller tell when the inventory now
+            # renders another one (settings changed since the release was installed).
+            $webConfigSha256 = $null
+            $webConfig = Join-Path -Path $folder.Path -ChildPath 'web.config'
+            if ($folder.Complete -and [System.IO.File]::Exists($webConfig)) {
+                $webConfigSha256 = Get-Sha256Hex -InputObject ([System.IO.File]::ReadAllBytes($webConfig))
+            }
+            $versions.Add([ordered]@{ version = $folder.Version; complete = $folder.Complete; web_config_sha256 = $webConfigSha256 })
         }
         $result[$trimmed] = [ordered]@{
             current = $state['current']

@@ -17,6 +17,7 @@ Every physicalPath the switch writes is recorded in
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import ntpath
@@ -130,14 +131,17 @@ def _versions(host: "SimHost", root: str, state: dict[str, Any]) -> list[dict[st
             version = child.name[: -len(".partial")] if child.name.endswith(".partial") else child.name
             when = state["completed"].get(version) if complete else None
             stamp = when or datetime.fromtimestamp(child.stat().st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            entries.append({"version": version, "complete": complete, "_order": (not complete, stamp)})
+            web_config = child / "web.config"
+            digest = hashlib.sha256(web_config.read_bytes()).hexdigest() if complete and web_config.is_file() else None
+            entries.append({"version": version, "complete": complete, "web_config_sha256": digest, "_order": (not complete, stamp)})
     entries.sort(key=lambda e: e.pop("_order"))
     return entries
 
 
 def describe_releases(host: "SimHost", roots: list[str]) -> dict[str, Any]:
     """The contract's ``"releases"`` for each root: current, previous, versions (completed
-    ones by completion time, oldest first, then incomplete ``.partial`` ones), history."""
+    ones by completion time, oldest first, then incomplete ``.partial`` ones; each with the
+    SHA-256 of its web.config when complete), history."""
 
     result = {}
     for root in roots:
