@@ -137,16 +137,29 @@ class WorkerProcess(Process):
         super().kill(code)  # done first: the runner drops whatever is still queued
         if self._exec_lock.acquire(blocking=False):
             try:
-                self._discard_upload()
+                self._abandon_upload()
             finally:
                 self._exec_lock.release()
-        # else the runner discards the upload when the line it is handling ends
+        # else the runner abandons the upload when the line it is handling ends
 
     def _discard_upload(self) -> None:
+        """Stdin ended with an upload open: close it and delete its temporary file."""
+
         upload = self.session.pop("upload", None)
         if upload is not None:
             upload["handle"].close()
             upload["temp"].unlink(missing_ok=True)
+
+    def _abandon_upload(self) -> None:
+        """The worker was killed with an upload open: close the file and leave it, as Windows
+        does for a killed process. Deleting it here could delete the upload a new worker has
+        meanwhile opened under the same temporary name (the killed worker's thread may finish
+        its last line late); the next upload of that path truncates it, and a failed one
+        deletes it."""
+
+        upload = self.session.pop("upload", None)
+        if upload is not None:
+            upload["handle"].close()
 
     def _accept(self, line: memoryview | bytes) -> None:
         """Take one stdin line while its Send is handled: decode it, apply an armed fault,
@@ -205,7 +218,7 @@ class WorkerProcess(Process):
                 item = None
             with self._exec_lock:
                 if self.done:
-                    self._discard_upload()
+                    self._abandon_upload()
                     return
                 if item is None:
                     continue
