@@ -227,3 +227,58 @@ def test_naive_splicing_would_be_caught(payload):
     value, rest = decode_single_quoted(text[len("Set-IisConfig -Json "):])
     assert rest != ""
     assert value != json.dumps(payload, ensure_ascii=False)
+
+
+# --- What hosts load: the module with its comment lines blanked --------------------------
+
+
+def code_tokens(text: str) -> list[tuple[str, str]]:
+    """Every leaf of the tree-sitter parse that is not a comment, as (type, text), in order."""
+
+    from support.powershell import parse
+
+    tokens, stack = [], [parse(text).root_node]
+    while stack:
+        node = stack.pop()
+        if node.type == "comment":
+            continue
+        if node.child_count == 0:
+            tokens.append((node.type, node.text.decode()))
+        else:
+            stack.extend(reversed(node.children))
+    return tokens
+
+
+def test_hosts_load_the_same_code_without_the_comments_on_the_same_lines():
+    from pyinfra_iis.remote import host_module_source
+
+    full, sent = module_source(), host_module_source()
+    assert syntax_errors(sent) == []
+    assert code_tokens(sent) == code_tokens(full)  # the same code, token for token
+    assert sent.count("\n") == full.count("\n")  # line numbers in PowerShell errors still match the files
+    assert len(sent) < 0.75 * len(full)
+    assert "<#" not in sent and ".SYNOPSIS" not in sent
+
+
+def test_blanking_keeps_here_strings_requires_and_comments_after_code():
+    from pyinfra_iis.remote import blank_comment_lines
+
+    source = "\n".join([
+        "#Requires -Version 5.1",
+        "# a comment",
+        "    <#",
+        "    .SYNOPSIS",
+        "    #>",
+        "<# one line #>",
+        "$text = @'",
+        "# not a comment: inside a here-string",
+        "<# neither",
+        "'@",
+        "$x = 1  # kept: after code",
+        "<# a #> $y = 2",
+    ])
+    assert blank_comment_lines(source).split("\n") == [
+        "#Requires -Version 5.1", "", "", "", "", "",
+        "$text = @'", "# not a comment: inside a here-string", "<# neither", "'@",
+        "$x = 1  # kept: after code", "<# a #> $y = 2",
+    ]

@@ -22,7 +22,7 @@ from typing import Callable
 from winrm.protocol import Protocol
 
 from .. import protocol as wire
-from ..remote import module_source as default_module_source
+from ..remote import host_module_source as default_module_source
 from .clixml import decode_stderr
 from .errors import Recoverable, StepTimeout, TransportError, WorkerDied, WorkerError
 from .winrs import SIGNAL_TERMINATE, WinRSShell
@@ -94,7 +94,8 @@ class WorkerSession:
             start and whenever the connection or shell must be rebuilt.
         endpoint: label used in messages (host and port; never credentials).
         module_source: PowerShell source loaded into the worker once; defaults to
-            :func:`pyinfra_iis.remote.module_source` ("" when the module folder is empty).
+            :func:`pyinfra_iis.remote.host_module_source` (the module with its comment lines
+            blanked; "" when the module folder is empty).
         max_envelope_kb: the host's ``MaxEnvelopeSizekb`` (default 500): bigger stdin
             frames are split over several Sends.
         busy_pause: seconds between retries of a busy (error 170) call; default 5.0.
