@@ -1,7 +1,8 @@
 """Fleet benchmark: does a fleet of simulated hosts converge like one? (a script, not a test)
 
     /work/venv/bin/python benchmarks/fleet.py [--hosts 1,10,50] [--latency-ms 20]
-        [--hosts-per-sim 10] [--repeat 3] [--no-release] [--no-baseline-converge] [--no-unpatched]
+        [--hosts-per-sim 10] [--repeat 5] [--no-release] [--no-baseline-converge] [--no-unpatched]
+        [--quiet-wait 60]
         [--workdir DIR] [--json FILE]
 
 For each fleet size N, on N fresh simulated hosts (``python -m pyinfra_iis.sim serve``, in
@@ -11,8 +12,9 @@ request), in the same run:
 1. first converge: ``pyinfra inventories/sim.py deploys/site.py -y --parallel N`` (the shipped
    inventory and deploy, through pyinfra's command line), with release 1.0.0 of
    ``examples/app`` unless ``--no-release`` (the simulator then runs a real Uvicorn app per host);
-2. no-op re-run: the same command again (it must change nothing), ``--repeat`` times, the
-   fastest kept (the least disturbed by other work on the machine);
+2. no-op re-run: once the machine is quiet (fewer than 0.25 busy cores, waiting at most
+   ``--quiet-wait`` seconds: the converge's apps start up meanwhile), the same command again
+   (it must change nothing), ``--repeat`` times, the fastest kept (the least disturbed by other work on the machine);
 3. unless ``--no-unpatched``, the no-op re-run with ``$PYINFRA_IIS_PYINFRA_SPEEDUPS=0``:
    pyinfra's own operation-ordering, argument and connector functions instead of
    :mod:`pyinfra_iis.pyinfra_speedups`, likewise repeated, to show what those save;
@@ -62,6 +64,9 @@ MAX_FLEET_WALL_RATIO = 3.0
 #: Seconds one pyinfra run may take before it counts as failed.
 RUN_TIMEOUT = 1800
 COUNTERS = ("http_requests", "processes", "shells")
+#: Before the no-op runs: wait up to this many seconds for fewer than QUIET_CORES busy cores.
+QUIET_WAIT_SECONDS = 60.0
+QUIET_CORES = 0.25
 
 
 class BenchmarkError(RuntimeError):
@@ -279,6 +284,8 @@ def bench_fleet(hosts: int, args: argparse.Namespace, workdir: Path, artifact: P
     print(f"  {hosts} host(s) in {len(fleet.processes)} simulator process(es):", end="", flush=True)
     try:
         converge = runner.run(fleet, "converge")
+        busy = wait_until_quiet(args.quiet_wait)
+        print(f" (machine at {busy:.2f} busy cores)", end="", flush=True)
         noop = runner.run(fleet, "no-op", repeat=args.repeat)
         unpatched = None
         if not args.no_unpatched:
@@ -404,6 +411,33 @@ def report(results: list[FleetResult], args: argparse.Namespace, load: tuple[str
     return lines
 
 
+def busy_cores(window: float = 1.0) -> float:
+    """CPU cores the whole machine kept busy over ``window`` seconds (Linux ``/proc/stat``)."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    busy_before, total_before = sample()
+    time.sleep(window)
+    busy_after, total_after = sample()
+    elapsed = (total_after - total_before) or 1
+    return (os.cpu_count() or 1) * (busy_after - busy_before) / elapsed
+
+
+def wait_until_quiet(limit_seconds: float = QUIET_WAIT_SECONDS, threshold: float = QUIET_CORES) -> float:
+    """Wait (at most ``limit_seconds``) until the machine keeps fewer than ``threshold`` cores
+    busy, e.g. after a converge whose apps are still starting; return the last reading.
+    The no-op figures are the controller's cost, not what the converge left running."""
+
+    deadline = time.monotonic() + limit_seconds
+    busy = busy_cores()
+    while busy >= threshold and time.monotonic() < deadline:
+        busy = busy_cores()
+    return busy
+
+
 def load_average() -> str:
     """The 1-minute load average (other work on the machine skews wall times)."""
 
@@ -421,8 +455,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=20.0, help="injected per WinRM request (default 20)")
     parser.add_argument("--hosts-per-sim", type=int, default=10, help="hosts per simulator process (default 10)")
     parser.add_argument("--no-release", action="store_true", help="converge IIS only (no release version)")
-    parser.add_argument("--repeat", type=int, default=3, help="no-op runs per connector, best kept (default 3)")
+    parser.add_argument("--repeat", type=int, default=5, help="no-op runs per connector, best kept (default 5)")
     parser.add_argument("--no-baseline-converge", action="store_true", help="skip the baseline's converge of a second fleet")
+    parser.add_argument("--quiet-wait", type=float, default=QUIET_WAIT_SECONDS,
+                        help=f"before the no-op runs, wait at most this many seconds for fewer than {QUIET_CORES} busy cores "
+                             f"(default {QUIET_WAIT_SECONDS:g})")
     parser.add_argument("--no-unpatched", action="store_true",
                         help="skip the no-op runs with pyinfra's own functions ($PYINFRA_IIS_PYINFRA_SPEEDUPS=0)")
     parser.add_argument("--workdir", type=Path, help="work folder (default: a temporary one, deleted afterwards)")

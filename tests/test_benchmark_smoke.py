@@ -27,7 +27,7 @@ def load_fleet_module():
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("fleet") / "figures.json"
-    result = subprocess.run([sys.executable, str(FLEET), "--hosts", "1,2", "--no-release", "--latency-ms", "0", "--repeat", "1",
+    result = subprocess.run([sys.executable, str(FLEET), "--hosts", "1,2", "--no-release", "--latency-ms", "0", "--repeat", "1", "--quiet-wait", "0",
                              "--json", str(out)], cwd=PROJECT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return json.loads(out.read_text()), result.stdout
