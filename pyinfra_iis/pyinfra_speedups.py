@@ -21,9 +21,9 @@ away:
     Called twice per ``@connector`` host while the inventory is built; every call scans all
     installed distributions' entry points. :func:`all_connectors` scans once per process.
 
-Measured by ``benchmarks/fleet.py`` (which runs the no-op both ways) on an idle 2-vCPU
-machine: a 50-host no-op took 5.15 s wall and 4.72 s of controller CPU without them, 3.09 s and
-2.63 s with them; one host 1.33 s and 1.24 s.
+Measured by ``benchmarks/fleet.py`` (which runs the no-op both ways) on a quiet 2-vCPU
+machine: a 50-host no-op took 5.16 s wall and 4.75 s of controller CPU without them, 3.04 s and
+2.64 s with them; one host 1.24 s and 1.20 s.
 
 :func:`install` swaps them into pyinfra's modules; the connector calls it when an inventory
 names a ``@winrm`` host, so runs without one are untouched. It installs nothing (and says why
