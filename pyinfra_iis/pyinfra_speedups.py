@@ -9,9 +9,10 @@ away:
 ``pyinfra.api.util.get_operation_order_from_stack``
     Called for every operation on every host (CLI mode). It runs ``inspect.stack()`` and then
     ``inspect.getframeinfo()`` on each frame again, with the default context of one source
-    line; for a frame of an exec'd deploy file (``deploys/site.py`` is no module)
-    ``inspect.getmodule`` misses its cache and walks all of ``sys.modules`` (~900 modules), ~20
-    times per operation. Only each frame's file name and line number are used.
+    line: ~20 ``getframeinfo`` calls per operation. For a frame of an exec'd deploy file
+    (``deploys/site.py`` is no module) ``inspect.getmodule`` misses its cache and walks all of
+    ``sys.modules`` (~900 modules) each time. Only each frame's file name and line number are
+    used.
     :func:`operation_order_from_stack` reads those two straight from the frames.
 ``pyinfra.api.arguments.all_global_arguments``
     Called by ``pop_global_arguments`` for every operation and deploy call: it evaluates
@@ -27,9 +28,10 @@ machine: a 50-host no-op took 5.16 s wall and 4.75 s of controller CPU without t
 
 :func:`install` swaps them into pyinfra's modules; the connector calls it when an inventory
 names a ``@winrm`` host, so runs without one are untouched. It installs nothing (and says why
-at debug level, shown by ``pyinfra --debug``) when pyinfra's version is outside the range these were checked against
-(:data:`CHECKED_PYINFRA`, the range ``pyproject.toml`` requires), when another library already
-replaced one of the functions, or when ``$PYINFRA_IIS_PYINFRA_SPEEDUPS`` is ``0``.
+at debug level, shown by ``pyinfra --debug``) when pyinfra's version is outside the range these
+were checked against (:data:`CHECKED_PYINFRA`, the range ``pyproject.toml`` requires), when
+another library already replaced one of the functions, or when
+``$PYINFRA_IIS_PYINFRA_SPEEDUPS`` is ``0``.
 ``tests/test_pyinfra_speedups.py`` checks each replacement against the installed pyinfra's own
 function, so a pyinfra release that changes their meaning fails CI rather than reordering
 operations.
