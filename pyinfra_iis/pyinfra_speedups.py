@@ -55,7 +55,8 @@ ENV_SWITCH = "PYINFRA_IIS_PYINFRA_SPEEDUPS"
 #: as the dependency in ``pyproject.toml``.
 CHECKED_PYINFRA = ((3, 10), (4,))
 
-_installed = False
+#: pyinfra's functions while the replacements are in place: ``{"module.attribute": function}``.
+_REPLACED: dict[str, Any] = {}
 
 
 class _ReplacedFrame:
@@ -129,7 +130,7 @@ def all_global_arguments() -> list[tuple[str, type]]:
 def _connectors() -> tuple[tuple[str, Any], ...]:
     from pyinfra.api import connectors
 
-    original = _ORIGINALS.get("get_all_connectors", connectors.get_all_connectors)
+    original = _REPLACED.get("pyinfra.api.connectors.get_all_connectors", connectors.get_all_connectors)
     return tuple(original().items())
 
 
@@ -141,7 +142,18 @@ def all_connectors() -> dict[str, Any]:
     return dict(_connectors())
 
 
-_ORIGINALS: dict[str, Any] = {}
+def _targets() -> list[tuple[Any, str, Any]]:
+    """``(module, attribute, replacement)`` for each name the replacements go to."""
+
+    import pyinfra.api.operation  # noqa: F401  (the module, not pyinfra.api's `operation` name)
+    from pyinfra.api import arguments, connectors, inventory
+
+    return [
+        (sys.modules["pyinfra.api.operation"], "get_operation_order_from_stack", operation_order_from_stack),
+        (arguments, "all_global_arguments", all_global_arguments),
+        (connectors, "get_all_connectors", all_connectors),  # get_execution_connectors calls it
+        (inventory, "get_all_connectors", all_connectors),
+    ]
 
 
 def _refusal() -> str | None:
@@ -150,7 +162,6 @@ def _refusal() -> str | None:
     if os.environ.get(ENV_SWITCH, "1").strip() == "0":
         return f"${ENV_SWITCH} is 0"
     import pyinfra
-    from pyinfra.api import arguments, connectors, inventory, util
 
     version = getattr(pyinfra, "__version__", "")
     try:
@@ -160,14 +171,8 @@ def _refusal() -> str | None:
     lowest, below = CHECKED_PYINFRA
     if not lowest <= numbers < below:
         return f"pyinfra {version} is outside the checked range {lowest} to below {below}"
-    operation = sys.modules["pyinfra.api.operation"]
-    expected = [
-        (operation, "get_operation_order_from_stack", util.get_operation_order_from_stack),
-        (arguments, "all_global_arguments", arguments.all_global_arguments),
-        (inventory, "get_all_connectors", connectors.get_all_connectors),
-    ]
-    for module, name, original in expected:
-        if getattr(module, name, None) is not original or getattr(original, "__module__", "").split(".")[0] != "pyinfra":
+    for module, name, _ in _targets():
+        if getattr(getattr(module, name, None), "__module__", "").split(".")[0] != "pyinfra":
             return f"{module.__name__}.{name} is not pyinfra's own function (already replaced?)"
     return None
 
@@ -180,28 +185,15 @@ def install() -> bool:
         not installed; the reason is logged at debug level. Never raises for a refusal.
     """
 
-    global _installed
-    if _installed:
+    if _REPLACED:
         return True
     reason = _refusal()
     if reason is not None:
         logger.debug("pyinfra speedups not installed: %s", reason)
         return False
-
-    import pyinfra.api.operation  # noqa: F401  (the module, not pyinfra.api's `operation` name)
-    from pyinfra.api import arguments, connectors, inventory, util
-
-    operation = sys.modules["pyinfra.api.operation"]
-    _ORIGINALS.update(
-        get_operation_order_from_stack=util.get_operation_order_from_stack,
-        all_global_arguments=arguments.all_global_arguments,
-        get_all_connectors=connectors.get_all_connectors,
-    )
-    operation.get_operation_order_from_stack = operation_order_from_stack
-    arguments.all_global_arguments = all_global_arguments
-    connectors.get_all_connectors = all_connectors  # used by get_execution_connectors
-    inventory.get_all_connectors = all_connectors
-    _installed = True
+    for module, name, replacement in _targets():
+        _REPLACED[f"{module.__name__}.{name}"] = getattr(module, name)
+        setattr(module, name, replacement)
     logger.debug("pyinfra speedups installed (see pyinfra_iis.pyinfra_speedups)")
     return True
 
@@ -209,15 +201,8 @@ def install() -> bool:
 def uninstall() -> None:
     """Put pyinfra's own functions back (tests and comparisons); a no-op if not installed."""
 
-    global _installed
-    if not _installed:
-        return
-    from pyinfra.api import arguments, connectors, inventory
-
-    operation = sys.modules["pyinfra.api.operation"]
-    operation.get_operation_order_from_stack = _ORIGINALS["get_operation_order_from_stack"]
-    arguments.all_global_arguments = _ORIGINALS["all_global_arguments"]
-    connectors.get_all_connectors = _ORIGINALS["get_all_connectors"]
-    inventory.get_all_connectors = _ORIGINALS["get_all_connectors"]
+    for module, name, _ in _targets():
+        original = _REPLACED.pop(f"{module.__name__}.{name}", None)
+        if original is not None:
+            setattr(module, name, original)
     _connectors.cache_clear()
-    _installed = False
