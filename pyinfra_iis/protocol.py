@@ -363,6 +363,13 @@ def process_digest_key() -> bytes:
     return _process_digest_key
 
 
+def digest_key_argument() -> str:
+    """The ``digest_key`` member of a ``Get-HostState`` call: base64 of
+    :func:`process_digest_key` (wrap it in :class:`Secret` when sending it)."""
+
+    return base64.b64encode(process_digest_key()).decode("ascii")
+
+
 def secret_digest(value: str, key: bytes | None = None) -> str:
     """Return the digest a fact reports instead of a secret value.
 

@@ -15,14 +15,13 @@ call then serves every operation, so a no-op converge costs one ``Get-HostState`
 
 from __future__ import annotations
 
-import base64
 import json
 import weakref
 from typing import Any, Iterable, NamedTuple
 
 from pyinfra.api import FactBase
 
-from ..protocol import Secret, process_digest_key, remote_call
+from ..protocol import Secret, digest_key_argument, remote_call
 
 #: Certificate stores always reported: ``My`` (Personal) and ``WebHosting`` (IIS 8+ SNI store).
 DEFAULT_CERT_STORES = ("My", "WebHosting")
@@ -58,7 +57,7 @@ class HostState(FactBase):
     def command(self, acl_paths: Iterable[str] = (), cert_stores: Iterable[str] = DEFAULT_CERT_STORES,
                 release_roots: Iterable[str] = (), python_versions: Iterable[str] = ()):
         payload: dict[str, Any] = {"acl_paths": list(acl_paths), "cert_stores": list(cert_stores),
-                                   "digest_key": Secret(base64.b64encode(process_digest_key()).decode("ascii"))}
+                                   "digest_key": Secret(digest_key_argument())}
         if release_roots:
             payload["release_roots"] = list(release_roots)
         if python_versions:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 from typing import Any, Iterable
 
-from pyinfra_iis.protocol import process_digest_key
+from pyinfra_iis.protocol import digest_key_argument
 from pyinfra_iis.sim.functions import call
 from pyinfra_iis.sim.host import SimHost
 
 #: The ``digest_key`` member ``Get-HostState`` requires: this process's key, as the fact sends
 #: it, so ``protocol.secret_digest(value)`` gives the digests the simulator reports.
-DIGEST_KEY = base64.b64encode(process_digest_key()).decode("ascii")
+DIGEST_KEY = digest_key_argument()
 
 
 def run(host: SimHost, name: str, payload: dict[str, Any]) -> Any:
