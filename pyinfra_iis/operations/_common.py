@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Iterable, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from pyinfra import state
+from pyinfra import host, logger, state
 from pyinfra.api.exceptions import OperationTypeError, OperationValueError
 
 M = TypeVar("M", bound=BaseModel)
@@ -71,3 +71,10 @@ def controller_file(source: Path, argument: str, label: str = "") -> Path:
         what = f"{label} " if label else ""
         raise OperationValueError(f"argument {argument!r}: {what}{str(source)!r} is not a file on the controller")
     return path
+
+
+def warn(messages: Iterable[str]) -> None:
+    """Log each message as a warning for the current host."""
+
+    for message in messages:
+        host.log(message, logger.warning)

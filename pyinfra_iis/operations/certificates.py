@@ -11,7 +11,7 @@ from typing import Any, Iterable
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import pkcs12
-from pyinfra import host, logger
+from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 from pyinfra.api.exceptions import OperationError, OperationValueError
 
@@ -207,9 +207,3 @@ def certificate(certificate: Any, key_readers: Iterable[str] = ()):
     for principal in missing_readers:
         yield remote_call("Grant-CertificateKeyAccess", {"thumbprint": info.thumbprint, "store": model.store, "principal": principal})
 
-
-def warn(messages: Iterable[str]) -> None:
-    """Log each message as a warning for the current host."""
-
-    for message in messages:
-        host.log(message, logger.warning)

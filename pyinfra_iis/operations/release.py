@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pydantic import TypeAdapter, ValidationError
-from pyinfra import host, logger
+from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
 from pyinfra.api.exceptions import OperationError, OperationValueError
 
@@ -37,7 +37,7 @@ from ..models.types import ReleaseVersion
 from ..protocol import Secret, remote_call, secret_digest
 from ..release.manifest import MANIFEST_NAME, Manifest
 from ..release.webconfig import render_web_config
-from ._common import controller_file, iis_of, validated
+from ._common import controller_file, iis_of, validated, warn
 
 _VERSION = TypeAdapter(ReleaseVersion)
 
@@ -205,14 +205,6 @@ def web_config_drift(report: dict, model: ReleaseSettings, version: str, artifac
             f"changed settings as a new release version")
 
 
-def warn_of_web_config_drift(report: dict, model: ReleaseSettings, version: str, artifact: Any) -> None:
-    """Log :func:`web_config_drift` as a warning for the current host, if there is one."""
-
-    reason = web_config_drift(report, model, version, artifact)
-    if reason:
-        host.log(reason, logger.warning)
-
-
 @operation()
 def release_installed(settings: Any, version: str, artifact: Any, python_exe: str):
     """
@@ -244,7 +236,9 @@ def release_installed(settings: Any, version: str, artifact: Any, python_exe: st
     version = _version(version)
     report = release_report(host_state(host, release_roots=[model.root]), model.root)
     if version in complete_versions(report):
-        warn_of_web_config_drift(report, model, version, artifact)
+        drift = web_config_drift(report, model, version, artifact)
+        if drift:
+            warn([drift])
         host.noop(f"release {version} is installed in {model.release_dir(version)}")
         return
     local = controller_file(Path(artifact), "artifact")

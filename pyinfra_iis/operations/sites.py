@@ -19,9 +19,9 @@ from ..iis.edits import Edit, attribute_edits, child_step, item_step, remove_edi
 from ..models.certificates import Certificate
 from ..models.site import Binding, Site
 from ..protocol import remote_call
-from ._common import iis_of, validated
+from ._common import iis_of, validated, warn
 from .app_pools import remote_call_runtime
-from .certificates import CertificateInfo, check_for_binding, fact_certificate, info_of_fact_entry, pfx_info, warn
+from .certificates import CertificateInfo, check_for_binding, fact_certificate, info_of_fact_entry, pfx_info
 
 ROOT_APP = item_step("application", path="/")
 ROOT_VDIR = item_step("virtualDirectory", path="/")
