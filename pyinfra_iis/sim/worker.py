@@ -137,29 +137,22 @@ class WorkerProcess(Process):
         super().kill(code)  # done first: the runner drops whatever is still queued
         if self._exec_lock.acquire(blocking=False):
             try:
-                self._abandon_upload()
+                self._close_upload(delete=False)
             finally:
                 self._exec_lock.release()
-        # else the runner abandons the upload when the line it is handling ends
+        # else the runner closes the upload when the line it is handling ends
 
-    def _discard_upload(self) -> None:
-        """Stdin ended with an upload open: close it and delete its temporary file."""
-
-        upload = self.session.pop("upload", None)
-        if upload is not None:
-            upload["handle"].close()
-            upload["temp"].unlink(missing_ok=True)
-
-    def _abandon_upload(self) -> None:
-        """The worker was killed with an upload open: close the file and leave it, as Windows
-        does for a killed process. Deleting it here could delete the upload a new worker has
-        meanwhile opened under the same temporary name (the killed worker's thread may finish
-        its last line late); the next upload of that path truncates it, and a failed one
-        deletes it."""
+    def _close_upload(self, delete: bool) -> None:
+        """Close an upload left open; ``delete`` its temporary file when stdin ended (the
+        worker exits normally). A killed worker deletes nothing, as on Windows: its thread may
+        finish its last line after a new worker has opened the same temporary name, which the
+        next upload of that path truncates (and a failed one deletes)."""
 
         upload = self.session.pop("upload", None)
         if upload is not None:
             upload["handle"].close()
+            if delete:
+                upload["temp"].unlink(missing_ok=True)
 
     def _accept(self, line: memoryview | bytes) -> None:
         """Take one stdin line while its Send is handled: decode it, apply an armed fault,
@@ -218,13 +211,13 @@ class WorkerProcess(Process):
                 item = None
             with self._exec_lock:
                 if self.done:
-                    self._abandon_upload()
+                    self._close_upload(delete=False)
                     return
                 if item is None:
                     continue
                 kind = item[0]
                 if kind == "end":
-                    self._discard_upload()
+                    self._close_upload(delete=True)
                     self.exit(0)
                     return
                 self._handle(kind, item[1:])
