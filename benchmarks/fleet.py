@@ -14,7 +14,8 @@ request), in the same run:
    ``examples/app`` unless ``--no-release`` (the simulator then runs a real Uvicorn app per host);
 2. no-op re-run: once the machine is quiet (fewer than 0.25 busy cores, waiting at most
    ``--quiet-wait`` seconds: the converge's apps start up meanwhile), the same command again
-   (it must change nothing), ``--repeat`` times, the fastest kept (the least disturbed by other work on the machine);
+   (it must change nothing), ``--repeat`` times, the fastest kept (the least disturbed by
+   other work on the machine);
 3. unless ``--no-unpatched``, the no-op re-run with ``$PYINFRA_IIS_PYINFRA_SPEEDUPS=0``:
    pyinfra's own operation-ordering, argument and connector functions instead of
    :mod:`pyinfra_iis.pyinfra_speedups`, likewise repeated, to show what those save;
@@ -52,6 +53,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
+
+from pyinfra_iis.pyinfra_speedups import ENV_SWITCH
 
 PROJECT = Path(__file__).resolve().parent.parent
 BASELINE = Path(__file__).resolve().parent / "baseline_connector.py"
@@ -289,7 +292,7 @@ def bench_fleet(hosts: int, args: argparse.Namespace, workdir: Path, artifact: P
         noop = runner.run(fleet, "no-op", repeat=args.repeat)
         unpatched = None
         if not args.no_unpatched:
-            unpatched = runner.run(fleet, "no-op unpatched", repeat=args.repeat, extra_env={"PYINFRA_IIS_PYINFRA_SPEEDUPS": "0"})
+            unpatched = runner.run(fleet, "no-op unpatched", repeat=args.repeat, extra_env={ENV_SWITCH: "0"})
         baseline = runner.run(fleet, "baseline no-op", baseline=True, repeat=args.repeat)
     finally:
         fleet.stop()
