@@ -4,6 +4,7 @@ operations the same with and without them."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -167,7 +168,7 @@ def test_a_pyinfra_run_orders_operations_the_same_with_and_without(tmp_path):
     from test_e2e_iis import PASSWORD, USER, write_inventory
 
     def plan(switch: str) -> tuple[list[str], str]:
-        env = {**__import__("os").environ, speedups.ENV_SWITCH: switch}
+        env = {**os.environ, speedups.ENV_SWITCH: switch}
         result = subprocess.run([sys.executable, "-m", "pyinfra", "--dry", "--debug", "-y", "inventory.py", "deploy.py"],
                                 cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
         output = result.stdout + result.stderr
