@@ -1,7 +1,8 @@
 """Shared test fixtures.
 
-``shared_reference`` points at ``../shared/reference`` beside the project root; tests that need
-it skip with a clear reason when it is absent (a fresh clone without ``shared/`` still passes).
+``reference_data`` is ``tests/data``: Microsoft's IIS schema files, the Windows PowerShell 5.1
+cmdlet reference and recorded WinRM conversations, vendored with their sources and licences
+(``tests/data/README.md``). Nothing is skipped for missing data: the repository holds it.
 """
 
 from __future__ import annotations
@@ -11,15 +12,11 @@ from pathlib import Path
 import pytest
 
 from sim_fixtures import *  # noqa: F401,F403 - sim_server, sim_password fixtures
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SHARED_REFERENCE = PROJECT_ROOT.parent / "shared" / "reference"
+from support import reference_dir
 
 
 @pytest.fixture(scope="session")
-def shared_reference() -> Path:
-    """Path of ``../shared/reference``; skips the test when it is absent."""
+def reference_data() -> Path:
+    """Path of ``tests/data``, the vendored reference data."""
 
-    if not SHARED_REFERENCE.is_dir():
-        pytest.skip(f"../shared/reference is absent ({SHARED_REFERENCE}): reference data from Microsoft and recorded WinRM conversations are not available")
-    return SHARED_REFERENCE
+    return reference_dir()

@@ -130,15 +130,15 @@ def test_bare_hosts_serve_the_release_through_their_bindings_then_nothing_change
     assert served_version(fleet, 0) == "1.0.0"
 
 
-def test_every_generated_web_config_and_the_converged_config_validate_against_the_iis_schema(fleet, shared_reference):
+def test_every_generated_web_config_and_the_converged_config_validate_against_the_iis_schema(fleet, reference_data):
     from support.iis_schema import validate_config
 
     for index in (0, 1):
         configs = {name: text for name, text in layout(fleet, index).items() if name.endswith("web.config")}
         assert configs
         for name, text in configs.items():
-            assert validate_config(text, kind="web", folder=shared_reference) == [], name
-        assert validate_config(fleet.servers[index].host.path(CONFIG).read_text(encoding="utf-8-sig"), folder=shared_reference) == []
+            assert validate_config(text, kind="web", folder=reference_data) == [], name
+        assert validate_config(fleet.servers[index].host.path(CONFIG).read_text(encoding="utf-8-sig"), folder=reference_data) == []
 
 
 def test_v2_then_a_broken_v3_stops_the_rollout_keeps_v2_serving_and_rollback_goes_back_one(fleet, artifacts):

@@ -29,14 +29,13 @@ def _schema_attribute(root_dir, spec):
     return next(a for a in node.findall("attribute") if a.get("name") == spec.name)
 
 
-@pytest.mark.shared
-def test_every_managed_default_matches_the_schema(shared_reference):
+def test_every_managed_default_matches_the_schema(reference_data):
     checked = 0
     for table in ALL_TABLES.values():
         for dotted, spec in table.items():
             if spec.source is None:
                 continue
-            attribute = _schema_attribute(shared_reference, spec)
+            attribute = _schema_attribute(reference_data, spec)
             assert attribute.get("defaultValue") == spec.default, f"{spec.section} {dotted}"
             if spec.type != "hex":
                 assert attribute.get("type") == spec.type, f"{spec.section} {dotted}"

@@ -1,4 +1,4 @@
-"""The IIS configuration validator against Microsoft's schema files (../shared/reference/iis-schema)."""
+"""The IIS configuration validator against Microsoft's schema files (tests/data/iis-schema)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import pytest
 
 from support.iis_schema import load_schema, parse_timespan, schema_default, validate_config
 
-pytestmark = pytest.mark.shared
 
 APPLICATION_HOST = """<?xml version="1.0" encoding="UTF-8"?>
 <configuration>
@@ -119,22 +118,22 @@ def only(problems: list[str], *needles: str) -> None:
         assert needle in problems[0], problems
 
 
-def test_schema_files_load(shared_reference):
-    sections = load_schema(shared_reference)
+def test_schema_files_load(reference_data):
+    sections = load_schema(reference_data)
     for name in ("system.applicationHost/sites", "system.webServer/httpPlatform", "system.webServer/rewrite/rules", "system.webServer/proxy", "system.web/compilation"):
         assert name in sections
 
 
-def test_accepts_a_realistic_application_host_config(shared_reference):
-    assert validate_config(APPLICATION_HOST, folder=shared_reference) == []
+def test_accepts_a_realistic_application_host_config(reference_data):
+    assert validate_config(APPLICATION_HOST, folder=reference_data) == []
 
 
-def test_accepts_a_web_config_with_httpplatform(shared_reference):
-    assert validate_config(WEB_CONFIG, kind="web", folder=shared_reference) == []
+def test_accepts_a_web_config_with_httpplatform(reference_data):
+    assert validate_config(WEB_CONFIG, kind="web", folder=reference_data) == []
 
 
-def host(fragment: str, shared_reference) -> list[str]:
-    return validate_config(f"<configuration>{fragment}</configuration>", folder=shared_reference)
+def host(fragment: str, reference_data) -> list[str]:
+    return validate_config(f"<configuration>{fragment}</configuration>", folder=reference_data)
 
 
 POOL = "<system.applicationHost><applicationPools>{}</applicationPools></system.applicationHost>"
@@ -181,46 +180,46 @@ HTTP_PLATFORM = '<system.webServer><httpPlatform processPath="python.exe" {}/></
         ('<system.webServer><handlers><remove name="x" path="*" /></handlers></system.webServer>', ["remove[name=x]@path", "only key attributes"]),
     ],
 )
-def test_rejects(fragment, needles, shared_reference):
-    only(host(fragment, shared_reference), *needles)
+def test_rejects(fragment, needles, reference_data):
+    only(host(fragment, reference_data), *needles)
 
 
-def test_remove_then_add_is_not_a_duplicate_but_add_add_is(shared_reference):
+def test_remove_then_add_is_not_a_duplicate_but_add_add_is(reference_data):
     handler = '<add name="h" path="*" verb="*" modules="httpPlatformHandler" />'
-    assert host(f"<system.webServer><handlers>{handler}<remove name='h' />{handler}</handlers></system.webServer>", shared_reference) == []
-    assert host(f"<system.webServer><handlers>{handler}<clear />{handler}</handlers></system.webServer>", shared_reference) == []
-    only(host(f"<system.webServer><handlers>{handler}{handler}</handlers></system.webServer>", shared_reference), "duplicate collection key name='h'")
+    assert host(f"<system.webServer><handlers>{handler}<remove name='h' />{handler}</handlers></system.webServer>", reference_data) == []
+    assert host(f"<system.webServer><handlers>{handler}<clear />{handler}</handlers></system.webServer>", reference_data) == []
+    only(host(f"<system.webServer><handlers>{handler}{handler}</handlers></system.webServer>", reference_data), "duplicate collection key name='h'")
 
 
-def test_case_sensitive_keys_are_compared_as_written(shared_reference):
+def test_case_sensitive_keys_are_compared_as_written(reference_data):
     # handlers/add@name is caseSensitive="true": "H" and "h" are two entries.
     handlers = '<add name="h" path="*" verb="*" /><add name="H" path="*" verb="*" />'
-    assert host(f"<system.webServer><handlers>{handlers}</handlers></system.webServer>", shared_reference) == []
+    assert host(f"<system.webServer><handlers>{handlers}</handlers></system.webServer>", reference_data) == []
 
 
-def test_web_config_may_not_hold_application_host_only_sections(shared_reference):
+def test_web_config_may_not_hold_application_host_only_sections(reference_data):
     text = "<configuration><system.applicationHost><applicationPools /></system.applicationHost><system.webServer><proxy enabled='true' /></system.webServer></configuration>"
-    assert validate_config(text, folder=shared_reference) == []
-    problems = validate_config(text, kind="web", folder=shared_reference)
+    assert validate_config(text, folder=reference_data) == []
+    problems = validate_config(text, kind="web", folder=reference_data)
     assert len(problems) == 2 and all("applicationHost.config only" in p for p in problems), problems
 
 
-def test_sections_the_schema_does_not_define_are_allowed_only_by_the_allow_list(shared_reference):
+def test_sections_the_schema_does_not_define_are_allowed_only_by_the_allow_list(reference_data):
     allowed = "<configuration><runtime><anything x='1' /></runtime><system.web><notInSchema a='1' /></system.web></configuration>"
-    assert validate_config(allowed, kind="web", folder=shared_reference) == []
+    assert validate_config(allowed, kind="web", folder=reference_data) == []
     # Defined system.web sections are still validated.
-    only(validate_config("<configuration><system.web><customErrors mode='Sometimes' /></system.web></configuration>", kind="web", folder=shared_reference), "customErrors@mode")
+    only(validate_config("<configuration><system.web><customErrors mode='Sometimes' /></system.web></configuration>", kind="web", folder=reference_data), "customErrors@mode")
 
 
-def test_binding_ssl_flags_known_bits_are_accepted(shared_reference):
+def test_binding_ssl_flags_known_bits_are_accepted(reference_data):
     for flags in ("0", "1", "3", "127"):
         text = f'<system.applicationHost><sites><site name="a" id="1"><bindings><binding protocol="https" bindingInformation="*:443:a" sslFlags="{flags}" /></bindings></site></sites></system.applicationHost>'
-        assert host(text, shared_reference) == [], flags
+        assert host(text, reference_data) == [], flags
 
 
-def test_infinite_and_unit_timespans(shared_reference):
+def test_infinite_and_unit_timespans(reference_data):
     # system.web/sessionState@timeout: timeSpanFormat="minutes"; a plain number of minutes is valid.
-    assert validate_config("<configuration><system.web><sessionState timeout='20' /></system.web></configuration>", folder=shared_reference) == []
+    assert validate_config("<configuration><system.web><sessionState timeout='20' /></system.web></configuration>", folder=reference_data) == []
 
 
 def test_parse_timespan():
@@ -232,26 +231,26 @@ def test_parse_timespan():
         assert parse_timespan(bad) is None, bad
 
 
-def test_schema_default(shared_reference):
-    assert schema_default("system.applicationHost/applicationPools", "add/processModel", "idleTimeout", folder=shared_reference) == "00:20:00"
-    assert schema_default("system.applicationHost/applicationPools", "add", "startMode", folder=shared_reference) == "OnDemand"
-    assert schema_default("system.applicationHost/sites", "site/bindings/binding", "sslFlags", folder=shared_reference) == "0"
-    assert schema_default("system.webServer/httpPlatform", "", "requestTimeout", folder=shared_reference) == "00:02:00"
+def test_schema_default(reference_data):
+    assert schema_default("system.applicationHost/applicationPools", "add/processModel", "idleTimeout", folder=reference_data) == "00:20:00"
+    assert schema_default("system.applicationHost/applicationPools", "add", "startMode", folder=reference_data) == "OnDemand"
+    assert schema_default("system.applicationHost/sites", "site/bindings/binding", "sslFlags", folder=reference_data) == "0"
+    assert schema_default("system.webServer/httpPlatform", "", "requestTimeout", folder=reference_data) == "00:02:00"
     # ARR 3.0's schema: proxy@timeout defaults to 2 min; the 30 s the field notes quote is the
     # webFarms/webFarm/applicationRequestRouting/protocol@timeout default.
-    assert schema_default("system.webServer/proxy", [], "timeout", folder=shared_reference) == "00:02:00"
-    assert schema_default("webFarms", "webFarm/applicationRequestRouting/protocol", "timeout", folder=shared_reference) == "00:00:30"
-    assert schema_default("system.webServer/httpPlatform", "", "processPath", folder=shared_reference) is None
+    assert schema_default("system.webServer/proxy", [], "timeout", folder=reference_data) == "00:02:00"
+    assert schema_default("webFarms", "webFarm/applicationRequestRouting/protocol", "timeout", folder=reference_data) == "00:00:30"
+    assert schema_default("system.webServer/httpPlatform", "", "processPath", folder=reference_data) is None
     with pytest.raises(KeyError, match="noSuch"):
-        schema_default("system.webServer/httpPlatform", "", "noSuch", folder=shared_reference)
+        schema_default("system.webServer/httpPlatform", "", "noSuch", folder=reference_data)
     with pytest.raises(KeyError, match="unknown section"):
-        schema_default("system.webServer/nothing", "", "x", folder=shared_reference)
+        schema_default("system.webServer/nothing", "", "x", folder=reference_data)
     with pytest.raises(KeyError, match="no element"):
-        schema_default("system.applicationHost/applicationPools", "add/nope", "x", folder=shared_reference)
+        schema_default("system.applicationHost/applicationPools", "add/nope", "x", folder=reference_data)
 
 
-def test_malformed_xml_and_wrong_root(shared_reference):
-    assert validate_config("<configuration>", folder=shared_reference)[0].startswith("XML:")
-    assert "root element" in validate_config("<config />", folder=shared_reference)[0]
+def test_malformed_xml_and_wrong_root(reference_data):
+    assert validate_config("<configuration>", folder=reference_data)[0].startswith("XML:")
+    assert "root element" in validate_config("<config />", folder=reference_data)[0]
     with pytest.raises(ValueError):
-        validate_config("<configuration />", kind="machine", folder=shared_reference)
+        validate_config("<configuration />", kind="machine", folder=reference_data)

@@ -1,5 +1,5 @@
 """Defaults: right for Python behind IIS (field notes), and every value we call "the IIS
-default" matches Microsoft's schema files (../shared/reference/iis-schema)."""
+default" matches Microsoft's schema files (tests/data/iis-schema)."""
 
 from __future__ import annotations
 
@@ -147,8 +147,8 @@ def _same(schema_attribute: ET.Element, ours: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def iis_schema(shared_reference: Path) -> Path:
-    return shared_reference / "iis-schema" / "IIS_schema.xml"
+def iis_schema(reference_data: Path) -> Path:
+    return reference_data / "iis-schema" / "IIS_schema.xml"
 
 
 @pytest.mark.parametrize("path, value", sorted(app_pool_module.IIS_DEFAULTS.items()))
@@ -176,8 +176,8 @@ def test_max_allowed_content_length_default_matches_schema(iis_schema):
 
 
 @pytest.mark.parametrize("name, value", sorted(server_module.ARR_DEFAULTS.items()))
-def test_arr_defaults_match_schema(shared_reference, name, value):
-    section = _section(shared_reference / "iis-schema" / "arr_schema.xml", "system.webServer/proxy")
+def test_arr_defaults_match_schema(reference_data, name, value):
+    section = _section(reference_data / "iis-schema" / "arr_schema.xml", "system.webServer/proxy")
     assert _same(_attribute(section, name), value)
 
 
@@ -192,12 +192,12 @@ def test_arr_defaults_match_schema(shared_reference, name, value):
         ("httpplatform_schema.xml", "system.webServer/httpPlatform", "requestTimeout", None),
     ],
 )
-def test_timespan_ranges_match_schema(shared_reference, schema_file, section, path, ours):
+def test_timespan_ranges_match_schema(reference_data, schema_file, section, path, ours):
     from pyinfra_iis.models.types import TimeOfDay, WholeMinutes
 
     if ours is None:  # the Annotated types
         ours = {"requestTimeout": WholeMinutes, "value": TimeOfDay}[path.rsplit(".", 1)[-1]].__metadata__[-1]
-    attribute = _attribute(_section(shared_reference / "iis-schema" / schema_file, section), path)
+    attribute = _attribute(_section(reference_data / "iis-schema" / schema_file, section), path)
     assert attribute.get("validationType") == "timeSpanRange"
     assert attribute.get("validationParameter") == f"{ours.minimum},{ours.maximum},{ours.granularity}"
 
@@ -231,7 +231,7 @@ def test_site_attributes_we_write_exist_in_schema(iis_schema):
     _attribute(section, "bindings.binding.bindingInformation")
 
 
-def test_proxy_attributes_we_write_exist_in_schema(shared_reference):
-    section = _section(shared_reference / "iis-schema" / "arr_schema.xml", "system.webServer/proxy")
+def test_proxy_attributes_we_write_exist_in_schema(reference_data):
+    section = _section(reference_data / "iis-schema" / "arr_schema.xml", "system.webServer/proxy")
     for name in ProxySettings().config_attributes():
         _attribute(section, name)

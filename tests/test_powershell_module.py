@@ -44,16 +44,14 @@ def test_every_ps1_parses(name):
     assert syntax_errors((REMOTE / name).read_text(encoding="utf-8")) == []
 
 
-@pytest.mark.shared
 @pytest.mark.parametrize("name", PS_FILES)
-def test_every_ps1_names_only_real_cmdlets_and_parameters(name, shared_reference):
-    problems = check_script((REMOTE / name).read_text(encoding="utf-8"), defined=module_functions(), reference=shared_reference)
+def test_every_ps1_names_only_real_cmdlets_and_parameters(name, reference_data):
+    problems = check_script((REMOTE / name).read_text(encoding="utf-8"), defined=module_functions(), reference=reference_data)
     assert [str(problem) for problem in problems] == []
 
 
-@pytest.mark.shared
-def test_module_functions_never_shadow_a_cmdlet(shared_reference):
-    cmdlets = load_reference(shared_reference)
+def test_module_functions_never_shadow_a_cmdlet(reference_data):
+    cmdlets = load_reference(reference_data)
     shadowing = sorted(definition.name for definition in module_functions().values() if cmdlets.lookup(definition.name))
     assert shadowing == []
 
@@ -90,7 +88,6 @@ def errors(text: str, reference: Path, **kwargs) -> list[str]:
     return [str(problem) for problem in check_script(text, reference=reference, **kwargs)]
 
 
-@pytest.mark.shared
 @pytest.mark.parametrize(
     "script, expected",
     [
@@ -106,13 +103,12 @@ def errors(text: str, reference: Path, **kwargs) -> list[str]:
         ("Write-CallResult", "missing mandatory parameter(s) -InputObject"),
     ],
 )
-def test_checker_reports(script, expected, shared_reference):
-    found = errors(script, shared_reference, defined=module_functions())
+def test_checker_reports(script, expected, reference_data):
+    found = errors(script, reference_data, defined=module_functions())
     assert any(expected in problem for problem in found), found
     assert all(problem.startswith("1:") for problem in found)
 
 
-@pytest.mark.shared
 @pytest.mark.parametrize(
     "script",
     [
@@ -131,14 +127,13 @@ def test_checker_reports(script, expected, shared_reference):
         "$size = 16MB",
     ],
 )
-def test_checker_accepts(script, shared_reference):
-    assert errors(script, shared_reference, defined=module_functions()) == []
+def test_checker_accepts(script, reference_data):
+    assert errors(script, reference_data, defined=module_functions()) == []
 
 
-@pytest.mark.shared
-def test_checker_checks_parameters_of_functions_defined_in_the_text(shared_reference):
+def test_checker_checks_parameters_of_functions_defined_in_the_text(reference_data):
     script = "function Get-Thing {\n  param([Parameter(Mandatory = $true)][string]$Name, [switch]$All)\n  $Name\n}\nGet-Thing -Name x -All\nGet-Thing -All $true\nGet-Thing -Nam x\n"
-    found = errors(script, shared_reference)
+    found = errors(script, reference_data)
     # Line 7: after the unknown -Nam, x binds to Name by position, so nothing is missing.
     assert len(found) == 3, found
     assert found[0].startswith("6:1:") and "missing mandatory parameter(s) -Name" in found[0]
@@ -146,12 +141,11 @@ def test_checker_checks_parameters_of_functions_defined_in_the_text(shared_refer
     assert found[2].startswith("7:") and "unknown parameter -Nam" in found[2]
 
 
-@pytest.mark.shared
-def test_parameter_set_mismatch_is_only_a_warning(shared_reference):
+def test_parameter_set_mismatch_is_only_a_warning(reference_data):
     # -Path and -LiteralPath are in different parameter sets of Get-Item.
     script = "Get-Item -Path C:\\x -LiteralPath C:\\y"
-    assert check_script(script, reference=shared_reference) == []
-    warnings = check_script(script, reference=shared_reference, include_warnings=True)
+    assert check_script(script, reference=reference_data) == []
+    warnings = check_script(script, reference=reference_data, include_warnings=True)
     assert [problem.severity for problem in warnings] == ["warning"]
 
 

@@ -209,10 +209,9 @@ def test_functions_use_approved_verbs(file):
     assert verbs and verbs <= APPROVED_VERBS, sorted(verbs - APPROVED_VERBS)
 
 
-@pytest.mark.shared
 @pytest.mark.parametrize("file", IIS_FILES)
-def test_full_cmdlet_and_parameter_names_only(file, shared_reference):
-    cmdlets = load_reference(shared_reference)
+def test_full_cmdlet_and_parameter_names_only(file, reference_data):
+    cmdlets = load_reference(reference_data)
     problems = []
     for call in command_calls(IIS_TEXT[file]).calls:
         spec = cmdlets.lookup(call.name or "")
@@ -227,9 +226,8 @@ def test_full_cmdlet_and_parameter_names_only(file, shared_reference):
     assert problems == []
 
 
-@pytest.mark.shared
-def test_no_iis_function_shadows_a_cmdlet(shared_reference):
-    cmdlets = load_reference(shared_reference)
+def test_no_iis_function_shadows_a_cmdlet(reference_data):
+    cmdlets = load_reference(reference_data)
     assert sorted(fn for fn in IIS_BODIES if cmdlets.lookup(fn)) == []
 
 

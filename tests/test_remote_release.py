@@ -68,18 +68,16 @@ def test_file_parses(name):
     assert syntax_errors(TEXT[name]) == []
 
 
-@pytest.mark.shared
 @pytest.mark.parametrize("name", RELEASE_FILES)
-def test_file_names_only_real_cmdlets_parameters_and_module_functions(name, shared_reference):
+def test_file_names_only_real_cmdlets_parameters_and_module_functions(name, reference_data):
     defined = dict(command_calls(module_source()).defined)
-    problems = check_script(TEXT[name], defined=defined, reference=shared_reference, include_warnings=True)
+    problems = check_script(TEXT[name], defined=defined, reference=reference_data, include_warnings=True)
     assert [str(problem) for problem in problems] == []
 
 
-@pytest.mark.shared
 @pytest.mark.parametrize("name", RELEASE_FILES)
-def test_full_cmdlet_and_parameter_names_only(name, shared_reference):
-    cmdlets = load_reference(shared_reference)
+def test_full_cmdlet_and_parameter_names_only(name, reference_data):
+    cmdlets = load_reference(reference_data)
     problems = []
     for call in command_calls(TEXT[name]).calls:
         spec = cmdlets.lookup(call.name or "")
@@ -92,9 +90,8 @@ def test_full_cmdlet_and_parameter_names_only(name, shared_reference):
     assert problems == []
 
 
-@pytest.mark.shared
-def test_no_function_shadows_a_cmdlet(shared_reference):
-    cmdlets = load_reference(shared_reference)
+def test_no_function_shadows_a_cmdlet(reference_data):
+    cmdlets = load_reference(reference_data)
     assert sorted(fn for fn in BODIES if cmdlets.lookup(fn)) == []
 
 

@@ -12,7 +12,6 @@ from pyinfra_iis.sim.iis.appconfig import APPHOST_CONFIG_PATH
 from support.sim_calls import run
 from support.iis_schema import validate_config
 
-pytestmark = pytest.mark.shared
 
 POOLS = "system.applicationHost/applicationPools"
 SITES = "system.applicationHost/sites"
@@ -66,8 +65,8 @@ def deploy_edits():
     ]
 
 
-def test_fresh_and_deployed_config_validate(tmp_path, shared_reference):
-    folder = shared_reference / "iis-schema"
+def test_fresh_and_deployed_config_validate(tmp_path, reference_data):
+    folder = reference_data / "iis-schema"
     host = SimHost(tmp_path / "web01")
     run(host, "Install-WindowsFeatureSet", {"names": ["Web-Server", "Web-WebSockets", "Web-AppInit", "Web-Windows-Auth"]})
     fresh = host.path(APPHOST_CONFIG_PATH).read_text(encoding="utf-8")

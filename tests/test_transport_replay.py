@@ -1,6 +1,6 @@
 """Replay recorded WinRS conversations with real Windows servers through WinRSShell.
 
-The recordings (``../shared/reference/winrs-recordings/*.yml``, pypsrp's test data) hold the
+The recordings (``tests/data/winrs-recordings/*.yml``, pypsrp's test data) hold the
 request each real client sent and the response the real server gave. A fake HTTP transport
 under pywinrm's ``Protocol`` answers each request with the recorded response, after checking
 that our request has the same WS-Management action, the same body shape and the same
@@ -107,9 +107,8 @@ def _shell(path: Path, **kwargs) -> tuple[WinRSShell, ReplayTransport]:
     return WinRSShell(protocol, busy_pause=0, **kwargs), replay
 
 
-@pytest.mark.shared
-def test_winrs_standard(shared_reference: Path) -> None:
-    shell, replay = _shell(shared_reference / "winrs-recordings" / "winrs_standard.yml")
+def test_winrs_standard(reference_data: Path) -> None:
+    shell, replay = _shell(reference_data / "winrs-recordings" / "winrs_standard.yml")
     shell.open()
     out, err, rc = shell.execute("cmd.exe", ["/c", "echo", "hi"], skip_cmd_shell=False, signal_code=SIGNAL_CTRL_C)
     shell.close()
@@ -117,9 +116,8 @@ def test_winrs_standard(shared_reference: Path) -> None:
     assert replay.position == len(replay.messages)
 
 
-@pytest.mark.shared
-def test_winrs_stderr_rc(shared_reference: Path) -> None:
-    shell, replay = _shell(shared_reference / "winrs-recordings" / "winrs_stderr_rc.yml")
+def test_winrs_stderr_rc(reference_data: Path) -> None:
+    shell, replay = _shell(reference_data / "winrs-recordings" / "winrs_stderr_rc.yml")
     shell.open()
     out, err, rc = shell.execute("cmd.exe", ["/c echo out && echo err>&2 && exit 1"], skip_cmd_shell=False, signal_code=SIGNAL_CTRL_C)
     shell.close()
@@ -127,9 +125,8 @@ def test_winrs_stderr_rc(shared_reference: Path) -> None:
     assert replay.position == len(replay.messages)
 
 
-@pytest.mark.shared
-def test_winrs_send(shared_reference: Path) -> None:
-    shell, replay = _shell(shared_reference / "winrs-recordings" / "winrs_send.yml")
+def test_winrs_send(reference_data: Path) -> None:
+    shell, replay = _shell(reference_data / "winrs-recordings" / "winrs_send.yml")
     shell.open()
     out, err, rc = shell.execute(
         "powershell.exe",
@@ -143,11 +140,10 @@ def test_winrs_send(shared_reference: Path) -> None:
     assert replay.position == len(replay.messages)
 
 
-@pytest.mark.shared
-def test_winrs_environment(shared_reference: Path) -> None:
+def test_winrs_environment(reference_data: Path) -> None:
     weird = "_-(){}[]<>*+-/\\?\"!@#$^&|;:i,.`~0"
     shell, replay = _shell(
-        shared_reference / "winrs-recordings" / "winrs_environment.yml",
+        reference_data / "winrs-recordings" / "winrs_environment.yml",
         env={"env1": "var1", "1234": "5678", weird: weird},
     )
     shell.open()
@@ -160,11 +156,10 @@ def test_winrs_environment(shared_reference: Path) -> None:
     assert replay.position == len(replay.messages)
 
 
-@pytest.mark.shared
-def test_replay_rejects_a_different_command(shared_reference: Path) -> None:
+def test_replay_rejects_a_different_command(reference_data: Path) -> None:
     """The replay checks content, so it can fail: another command line is refused."""
 
-    shell, _ = _shell(shared_reference / "winrs-recordings" / "winrs_standard.yml")
+    shell, _ = _shell(reference_data / "winrs-recordings" / "winrs_standard.yml")
     shell.open()
     with pytest.raises(AssertionError):
         shell.execute("cmd.exe", ["/c", "echo", "ho"], skip_cmd_shell=False, signal_code=SIGNAL_CTRL_C)

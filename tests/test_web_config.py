@@ -32,19 +32,19 @@ def parse(text: str) -> ET.Element:
     return ET.fromstring(text.encode("utf-8"))
 
 
-def test_valid_against_the_iis_schema(shared_reference):
+def test_valid_against_the_iis_schema(reference_data):
     from support.iis_schema import validate_config
 
     for model in (settings(), settings(request_timeout="1.00:00:00", timeout_keep_alive=86400, startup_time_limit=3600, health_deadline=3601, startup_retry_count=0, app_settings={})):
         text = render_web_config(model, RELEASE_DIR)
-        assert validate_config(text, kind="web", folder=shared_reference) == []
+        assert validate_config(text, kind="web", folder=reference_data) == []
 
 
-def test_schema_validation_would_catch_a_wrong_value(shared_reference):
+def test_schema_validation_would_catch_a_wrong_value(reference_data):
     from support.iis_schema import validate_config
 
     text = render_web_config(settings(), RELEASE_DIR).replace('requestTimeout="00:02:00"', 'requestTimeout="00:02:30"')
-    assert validate_config(text, kind="web", folder=shared_reference) == ["system.webServer/httpPlatform@requestTimeout: '00:02:30' is not a whole multiple of 60 s"]
+    assert validate_config(text, kind="web", folder=reference_data) == ["system.webServer/httpPlatform@requestTimeout: '00:02:30' is not a whole multiple of 60 s"]
 
 
 def test_handler_is_removed_then_added():

@@ -1,9 +1,11 @@
 """Test tooling that checks generated artefacts against Microsoft's reference data.
 
 ``powershell``: parse PowerShell with tree-sitter and check every command and parameter it
-names against ``../shared/reference/powershell-cmdlets.json``.
+names against ``tests/data/powershell-cmdlets.json``.
 ``iis_schema``: validate applicationHost.config / web.config text against the IIS schema
-files in ``../shared/reference/iis-schema/``.
+files in ``tests/data/iis-schema/``.
+
+The reference data lives in ``tests/data/`` (sources and licences: ``tests/data/README.md``).
 
 Importable from tests as ``support`` (``pythonpath = ["tests"]`` in pyproject.toml).
 """
@@ -16,16 +18,11 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def reference_dir() -> Path | None:
-    """Return ``PROJECT_ROOT.parent / "shared" / "reference"``, or ``None`` when it is absent.
+def reference_dir() -> Path:
+    """Return ``tests/data``: the vendored reference data (``tests/data/README.md``)."""
 
-    The folder is read-only reference data beside the project, not part of it; tests that use
-    it take the ``shared_reference`` fixture (tests/conftest.py), which skips when it is absent.
-    """
-
-    path = PROJECT_ROOT.parent / "shared" / "reference"
-    return path if path.is_dir() else None
+    return PROJECT_ROOT / "tests" / "data"
 
 
-#: ``reference_dir()`` evaluated at import time (``None`` when ../shared/reference is absent).
+#: ``reference_dir()``, the folder of the vendored reference data.
 REFERENCE = reference_dir()

@@ -1,7 +1,7 @@
 """Validate IIS configuration XML against Microsoft's IIS schema files.
 
 The schema files are those IIS keeps in ``%windir%\\System32\\inetsrv\\config\\schema\\``, copied
-to ``../shared/reference/iis-schema/`` (their README and SOURCES.md describe format, origin and
+to ``tests/data/iis-schema/`` (``tests/data/README.md`` describes format, origin and
 known gaps). :func:`load_schema` maps every section path to its schema node;
 :func:`validate_config` walks an applicationHost.config or web.config text and returns every
 problem as ``"<where>: <what>"``, where ``<where>`` reads like
@@ -29,10 +29,10 @@ Decisions, each explicit:
 * **sslFlags of a site binding**: the 2015 IIS_schema.xml types it as a plain ``uint``, but
   IIS 10 1809+ reads it as bits 1 Sni, 2 CentralCertStore, 4 DisableHTTP2, 8
   DisableOCSPStapling, 16 DisableQUIC, 32 DisableTLS13, 64 DisableLegacyTLS (field notes,
-  "sslFlags bits"; SOURCES.md, known gaps). It is checked as a decimal ``uint`` whose set bits are
+  "sslFlags bits"; tests/data/README.md, known gaps). It is checked as a decimal ``uint`` whose set bits are
   all among those (:data:`BINDING_SSL_FLAG_BITS`); other bits are reported. (The unrelated
   ``system.webServer/security/access@sslFlags`` is a real ``flags`` attribute and is checked as such.)
-* **Known schema gaps patched in** (SOURCES.md): the ``<hsts>`` element of ``site`` and
+* **Known schema gaps patched in** (tests/data/README.md): the ``<hsts>`` element of ``site`` and
   ``siteDefaults`` (IIS 10.0 v1709+) and URL Rewrite 2.1's ``useOriginalURLEncoding`` on
   ``system.webServer/rewrite/rules``.
 * **Collection keys**: each ``isUniqueKey`` attribute is unique on its own (a site's ``name``
@@ -188,7 +188,7 @@ def _element(node: ET.Element) -> ElementSchema:
 
 
 def _patch_known_gaps(sections: dict[str, ElementSchema]) -> None:
-    """Add what the 2015-era files lack (iis-schema/SOURCES.md, "Known gaps")."""
+    """Add what the 2015-era files lack (tests/data/README.md, "Known gaps")."""
 
     sites = sections.get("system.applicationHost/sites")
     if sites is not None and sites.collection is not None:
@@ -224,16 +224,13 @@ def load_schema(folder: Path | str | None = None) -> dict[str, ElementSchema]:
 
     Args:
         folder: the ``iis-schema`` folder, or the ``reference`` folder holding it; default
-            ``../shared/reference/iis-schema``.
+            ``tests/data/iis-schema``.
 
     Raises:
-        FileNotFoundError: no such folder (``../shared`` absent: use the ``shared_reference``
-            fixture, which skips).
+        FileNotFoundError: no such folder.
     """
 
     if folder is None:
-        if REFERENCE is None:
-            raise FileNotFoundError("../shared/reference is absent")
         folder = REFERENCE
     path = Path(folder)
     if (path / "iis-schema").is_dir():

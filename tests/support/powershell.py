@@ -6,7 +6,7 @@ There is no PowerShell here, so generated PowerShell is checked statically:
 * :func:`command_calls` lists every command invocation (name, ``-Param``, ``-Param:value``,
   positional arguments, whether it is fed by a pipeline) and every function the text defines.
 * :func:`check_script` checks each call against ``powershell-cmdlets.json`` (see
-  ``../shared/reference/README.md``): the command exists in Windows PowerShell 5.1 / Windows
+  ``tests/data/README.md``): the command exists in Windows PowerShell 5.1 / Windows
   Server 2022 (a cmdlet, an alias of ``aliases_5_1``, a function defined by the project's
   module, or an allowed external program); each parameter is a full parameter name, one of its
   aliases or a common parameter; switches take no separate value; the mandatory parameters of
