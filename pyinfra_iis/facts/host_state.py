@@ -68,7 +68,18 @@ class HostState(FactBase):
         data = json.loads("\n".join(output))
         if not isinstance(data, dict):
             raise ValueError("Get-HostState must print one JSON object")
-        return data
+        return convert_host_state(data)
+
+
+def convert_host_state(data: dict) -> dict:
+    """Turn the host's raw ``Get-HostState`` answer into the fact the operations read: each part
+    is converted by its own module (the host reports raw data; decisions are made here)."""
+
+    from . import acl_state, certificate_state, iis_state, python_state, release_state
+
+    for part in (iis_state, certificate_state, acl_state, python_state, release_state):
+        data = part.convert(data)
+    return data
 
 
 def fact_cache(host: Any) -> dict:

@@ -104,7 +104,7 @@ function Get-CallValue {
     [CmdletBinding()]
     param(
         [Parameter(Mandatory = $true)]
-        [System.Management.Automation.PSCustomObject] $Call,
+        [psobject] $Call,
         [Parameter(Mandatory = $true)]
         [string] $Name,
         [ValidateSet('any', 'string', 'boolean', 'object', 'array', 'strings', 'integer')]

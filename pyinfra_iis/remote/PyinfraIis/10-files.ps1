@@ -52,7 +52,7 @@ function Get-CallFilePath {
     [CmdletBinding()]
     param(
         [Parameter(Mandatory = $true)]
-        [System.Management.Automation.PSCustomObject] $Call,
+        [psobject] $Call,
         [Parameter(Mandatory = $true)]
         [string] $Function
     )

@@ -55,7 +55,7 @@ function Format-ConfigItemStep {
         [Parameter(Mandatory = $true)]
         [string] $Tag,
         [Parameter(Mandatory = $true)]
-        [System.Management.Automation.PSCustomObject] $Key
+        [psobject] $Key
     )
     $pairs = New-Object -TypeName 'System.Collections.Generic.List[string]'
     foreach ($property in $Key.PSObject.Properties) {
@@ -82,7 +82,7 @@ function Test-ConfigItemKey {
         [Parameter(Mandatory = $true)]
         [object] $Item,
         [Parameter(Mandatory = $true)]
-        [System.Management.Automation.PSCustomObject] $Key
+        [psobject] $Key
     )
     foreach ($property in $Key.PSObject.Properties) {
         $text = $null
@@ -116,7 +116,7 @@ function Find-ConfigItem {
         [Parameter(Mandatory = $true)]
         [string] $Tag,
         [Parameter(Mandatory = $true)]
-        [System.Management.Automation.PSCustomObject] $Key
+        [psobject] $Key
     )
     foreach ($item in $Collection) {
         if ([string]$item.ElementTagName -eq $Tag -and (Test-ConfigItemKey -Item $item -Key $Key)) { return , $item }
@@ -140,7 +140,7 @@ function Find-XmlConfigItem {
         [Parameter(Mandatory = $true)]
         [string] $Tag,
         [Parameter(Mandatory = $true)]
-        [System.Management.Automation.PSCustomObject] $Key
+        [psobject] $Key
     )
     if ($null -eq $Parent) { return $null }
     foreach ($child in $Parent.get_ChildNodes()) {
@@ -195,7 +195,7 @@ function Invoke-IisConfigEdit {
         [AllowNull()]
         [System.Xml.XmlDocument] $Document,
         [Parameter(Mandatory = $true)]
-        [System.Management.Automation.PSCustomObject] $Edit,
+        [psobject] $Edit,
         [Parameter(Mandatory = $true)]
         [AllowEmptyCollection()]
         [System.Collections.Generic.List[string]] $Changed,

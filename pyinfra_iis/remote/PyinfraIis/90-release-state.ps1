@@ -40,7 +40,7 @@ function Get-ReleaseRootArgument {
     [CmdletBinding()]
     param(
         [Parameter(Mandatory = $true)]
-        [System.Management.Automation.PSCustomObject] $Call,
+        [psobject] $Call,
         [string] $Function = 'remote call'
     )
     $root = Get-CallValue -Call $Call -Name 'root' -Type string -Required -Function $Function

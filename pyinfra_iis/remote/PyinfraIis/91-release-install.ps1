@@ -203,7 +203,7 @@ function Test-ReleaseFiles {
         [Parameter(Mandatory = $true)]
         [string] $Folder,
         [Parameter(Mandatory = $true)]
-        [System.Management.Automation.PSCustomObject] $Manifest,
+        [psobject] $Manifest,
         [Parameter(Mandatory = $true)]
         [AllowEmptyCollection()]
         [string[]] $Extracted
@@ -252,7 +252,7 @@ function Assert-PythonMatchesManifest {
         [Parameter(Mandatory = $true)]
         [string] $Python,
         [Parameter(Mandatory = $true)]
-        [System.Management.Automation.PSCustomObject] $Manifest
+        [psobject] $Manifest
     )
     $wanted = [string](Get-CallValue -Call $Manifest -Name 'python' -Default '')
     $found = [string][System.Diagnostics.FileVersionInfo]::GetVersionInfo($Python).ProductVersion

@@ -30,7 +30,7 @@ function Get-ReleaseHealthSettings {
     [CmdletBinding()]
     param(
         [Parameter(Mandatory = $true)]
-        [System.Management.Automation.PSCustomObject] $Call,
+        [psobject] $Call,
         [string] $Function = 'remote call'
     )
     $health = Get-CallValue -Call $Call -Name 'health' -Type object -Required -Function $Function
