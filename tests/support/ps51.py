@@ -419,8 +419,10 @@ def _string_value(node: Node) -> str | None:
         except ValueError:
             return None
         return value if rest == "" else None
-    if text[0] == '"' and text.endswith('"') and len(text) >= 2 and "$" not in text and "`" not in text:
-        return text[1:-1].replace('""', '"')
+    if text[0] == '"' and text.endswith('"') and len(text) >= 2 and "$" not in text.replace("`$", ""):
+        escapes = {"n": "\n", "r": "\r", "t": "\t", "0": "\0", "a": "\a", "b": "\b", "f": "\f", "v": "\v", "e": "\x1b"}
+        body = re.sub(r"`(.)", lambda m: escapes.get(m.group(1), m.group(1)), text[1:-1].replace('""', '"'))
+        return body
     return None
 
 
@@ -807,7 +809,8 @@ def _check_string_overloads(ctx: _Context, node: Node, member: str, arguments: l
     if member == "split" and arguments:
         value = _string_value(arguments[0])
         if value is not None and len(value) > 1:
-            ctx.add(node, "SPLIT-MULTICHAR", f".Split('{value}') splits on EACH of the characters {list(value)!r} in 5.1 (String.Split(params char[])): use -split '{re.escape(value)}' (a regex) or .Split([string[]]@('{value}'), [System.StringSplitOptions]::None)")
+            shown = value.encode("unicode_escape").decode("ascii")
+            ctx.add(node, "SPLIT-MULTICHAR", f".Split('{shown}') splits on EACH of the characters {list(value)!r} in 5.1 (String.Split(params char[])): use -split '{re.escape(value).encode('unicode_escape').decode('ascii')}' (a regex) or .Split([string[]]@('{shown}'), [System.StringSplitOptions]::None)")
     if member in ("contains", "startswith", "endswith") and arguments:
         first = _text(arguments[0]).strip().lower()
         if first.startswith("[char]"):
