@@ -101,6 +101,8 @@ CASES = [
     ("RSCA-ATTRIBUTE", "$p = $m.ApplicationPools['a']\n$sid = $p.GetAttributeValue('applicationPoolSid')", "$p = $m.ApplicationPools['a']\ntry { $s = $p.State } catch { $s = 'Unknown' }"),
     ("RSCA-ATTRIBUTE", "$p = $m.ApplicationPools['a']\n$w = $p.GetChildElement('workerProcesses')", "$p = $m.ApplicationPools['a']\n$w = $p.GetChildElement('processModel')"),
     ("RSCA-ATTRIBUTE", "$p = $m.ApplicationPools['a']\n$s = $p['state']", "$layout = @{}\n$s = $layout['state']"),
+    ("RSCA-ATTRIBUTE", "$names = @('certificateHash', 'protocol')\nforeach ($n in $names) { $binding.SetAttributeValue($n, $v[$n]) }",
+     "$names = @('bindingInformation', 'protocol', 'state')\nforeach ($n in $names) { $binding.SetAttributeValue($n, $v[$n]) }"),
     ("RSCA-WALK", "$e = $section.GetChildElement('x')\nforeach ($a in $e.Attributes) { $a.Name }", "$e = $section.GetChildElement('x')\n$v = $e.GetAttributeValue('name')"),
     ("RSCA-WALK", "$e = $section.GetChildElement('x')\nforeach ($c in $e.ChildElements) { $c.ElementTagName }", "$e = $section.GetChildElement('x')\n$c = $e.GetChildElement('limits')"),
     ("RSCA-WALK", "function f {\n  param([object] $Element)\n  $Element.Attributes | ForEach-Object { $_.Name }\n}",

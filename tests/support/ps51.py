@@ -823,8 +823,19 @@ def _check_rsca_call(ctx: _Context, node: Node, member: str, arguments: list[Nod
     if member.lower() not in ("getattributevalue", "setattributevalue", "getattribute", "getchildelement", "getmetadata") or not arguments:
         return
     value = _string_value(arguments[0])
+    if value is None and member.lower() in ("setattributevalue", "getattributevalue") and _text(arguments[0]).strip().startswith("$"):
+        # A generic write/read whose name is data: reported when this file names a distinctive
+        # runtime attribute in a string literal (it knows it may receive one).
+        named = sorted({m.group(1) for m in re.finditer(r"['\"]([A-Za-z]+)['\"]", ctx.text) if m.group(1).lower() in rsca - _COMMON_WORDS})
+        if named:
+            ctx.add(node, "RSCA-ATTRIBUTE", f"generic {member}({_text(arguments[0]).strip()}, ...) in a file that handles the runtime (RSCA) attribute(s) {', '.join(named)}: a generic write of those creates no HTTP.sys binding and fails while WAS is stopped; handle them with the typed API or the RSCA methods (AddSslCertificate, RebindSslCertificate) and refuse them here")
+        return
     if value is not None and value.lower() in rsca:
         ctx.add(node, "RSCA-ATTRIBUTE", f"{member}('{value}') reads/writes the runtime (RSCA) member {value!r} as a plain attribute; it fails or blocks when WAS/W3SVC is not answering: use the typed API in try/catch (ApplicationPool.State, Site.State, Binding.CertificateHash) or the RSCA methods (AddSslCertificate, Start, Stop)")
+
+
+#: RSCA names too common to prove that a file handles runtime attributes (hashtable keys).
+_COMMON_WORDS = frozenset({"state", "bindings", "id", "guid", "data", "url", "verb", "idle", "hostname", "sitename", "siteid"})
 
 
 def _check_index(ctx: _Context, node: Node, rsca: frozenset[str]) -> None:
