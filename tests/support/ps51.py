@@ -46,13 +46,18 @@ SPLIT-MULTICHAR        ``.Split('ab')``: 5.1 (``Split(params char[])``) splits o
 RSCA-ATTRIBUTE         ``GetAttributeValue``/``SetAttributeValue``/``GetAttribute``/indexer with a
                        runtime (RSCA) attribute name of ``tests/data/iis-runtime-schema/rscaext.xml``
                        (``state``, ``certificateHash``, ``certificateStoreName``,
-                       ``applicationPoolSid``, ``workerProcesses``, ...).
+                       ``applicationPoolSid``, ``workerProcesses``, ...); and a generic
+                       ``SetAttributeValue($name, ...)`` in a file that names such an attribute
+                       in a string literal (it may receive one as data).
 RSCA-WALK              walks over ``.Attributes``/``.ChildElements`` of Microsoft.Web.Administration
                        elements, which read the runtime members too.
 NATIVE-PROGRAM         a native program run directly (``& $exe``, ``netsh.exe ...``, ``cmd /c``)
                        instead of through the module's program runner (``Invoke-HostProgram``).
 PARSE                  any other syntax error tree-sitter reports.
 =====================  ========================================================================
+
+On lines tree-sitter cannot parse, the rules that read the shape of the tree (NATIVE-PROGRAM,
+REDIRECTION, JOIN-PATH, OUTPUT-LEAK) stay silent and PARSE reports the line instead.
 
 A finding can be silenced, with a reason, by a comment on its line or the line above:
 ``# ps51-ignore: NULL-ARG the parameter is an object``.
@@ -77,7 +82,7 @@ import re
 import sys
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Iterable, Iterator, Mapping
 
 from tree_sitter import Node
@@ -120,6 +125,15 @@ RULES = {
     "NATIVE-PROGRAM": "native program run directly",
     "PARSE": "syntax error",
 }
+
+#: Programs (and cmd built-ins) of Windows and common tools that are run by bare name, lower case.
+KNOWN_PROGRAMS = frozenset(
+    """cmd netsh icacls msiexec sc certutil appcmd reg schtasks robocopy xcopy takeown powershell pwsh
+    python py pip git curl wevtutil bcdedit dism setx net net1 whoami hostname ipconfig iisreset wmic
+    bitsadmin tar expand findstr attrib mklink openssl dotnet choco winget nssm timeout shutdown
+    tasklist taskkill fsutil cacls secedit auditpol w32tm sfc route arp nslookup ping tracert
+    certreq cscript wscript rundll32 regsvr32 mountvol diskpart subst mountvol""".split()
+)
 
 #: The module's program runner (pyinfra_iis/remote/PyinfraIis/15-programs.ps1).
 PROGRAM_RUNNER = "Invoke-HostProgram"
@@ -546,6 +560,11 @@ def _line_col(text: str, offset: int) -> tuple[int, int]:
 # --- The checker --------------------------------------------------------------------------
 
 
+#: Rules that read the shape of the tree, not a name: not reported on lines tree-sitter could
+#: not parse (a PARSE finding is reported there instead).
+_STRUCTURAL_RULES = frozenset({"NATIVE-PROGRAM", "REDIRECTION", "JOIN-PATH", "OUTPUT-LEAK"})
+
+
 class _Context:
     def __init__(self, text: str, path: str, defined: Mapping[str, FunctionDef | None], reference: CmdletReference, context_text: str):
         self.text = text
@@ -557,6 +576,12 @@ class _Context:
         self.reference = reference
         self.context_text = context_text
         self.problems: list[Problem] = []
+        self.error_lines = {
+            line
+            for node in self.nodes
+            if node.type == "ERROR" or node.is_missing
+            for line in range(node.start_point.row + 1, node.end_point.row + 2)
+        }
         self.variable_types = self._variable_types()
 
     def add(self, node_or_line, rule: str, message: str, column: int | None = None) -> None:
@@ -566,6 +591,9 @@ class _Context:
             line, col = node_or_line.line, node_or_line.column
         else:
             line, col = node_or_line.start_point.row + 1, node_or_line.start_point.column + 1
+        if rule in _STRUCTURAL_RULES and line in self.error_lines:
+            return  # tree-sitter could not parse the line: its shape is a guess (PARSE reports it)
+        message = " ".join(message.split())
         self.problems.append(Problem(self.path, line, col, rule, message))
 
     def resolve(self, name: str | None) -> str | None:
@@ -867,22 +895,34 @@ def _check_walk(ctx: _Context, node: Node, receiver: Node | None, member: str) -
     a caller passes as an untyped parameter holding XML (silence with ps51-ignore)."""
 
     receiver_text = _text(receiver) if receiver is not None else ""
-    if member.lower() == "attributes":
-        if _NOT_MWA.search(receiver_text):
-            return
-        match = re.fullmatch(r"\$(\w+)", receiver_text)
-        if match:
-            name = re.escape(match.group(1))
-            patterns = (
-                r"\$" + name + r"\s*=\s*[^\n]*",
-                r"foreach\s*\(\s*\$" + name + r"\s+in\s+[^)\n]*\)",
-                r"\[[\w.]+\]\s*\$" + name + r"\b",
-            )
-            for pattern in patterns:
-                for found in re.finditer(pattern, ctx.text, re.I):
-                    if _NOT_MWA.search(found.group(0)):
-                        return
+    if member.lower() == "attributes" and _is_xml_or_file(ctx, receiver_text, 3):
+        return
     ctx.add(node, "RSCA-WALK", f"{receiver_text}.{member} walks every attribute/child of an MWA element, the runtime (RSCA) members too ({', '.join(sorted(rsca_names() & {'state', 'certificatehash', 'workerprocesses', 'applicationpoolsid'}))}), which fail or block when WAS/W3SVC is not answering: read the attributes you need by name (the schema: .Schema.AttributeSchemas) or parse the config XML")
+
+
+def _is_xml_or_file(ctx: _Context, expression: str, depth: int) -> bool:
+    """True when ``expression`` is (or its leading variable is assigned, typed or looped from) an
+    XML or file-system expression in this file, following variables ``depth`` levels deep."""
+
+    if _NOT_MWA.search(expression):
+        return True
+    match = re.match(r"\$(\w+)", expression.strip())
+    if not match or depth <= 0:
+        return False
+    name = re.escape(match.group(1))
+    patterns = (
+        r"\$" + name + r"\s*=\s*([^\n]*)",
+        r"foreach\s*\(\s*\$" + name + r"\s+in\s+([^)\n]*)\)",
+        r"(\[[\w.]+\])\s*\$" + name + r"\b",
+    )
+    for pattern in patterns:
+        for found in re.finditer(pattern, ctx.text, re.I):
+            source = found.group(1).strip()
+            if source.startswith("$" + match.group(1)):
+                continue
+            if _is_xml_or_file(ctx, source, depth - 1):
+                return True
+    return False
 
 
 def _rule_parameters(ctx: _Context) -> None:
@@ -1016,7 +1056,7 @@ def _rule_native(ctx: _Context) -> None:
             if target.startswith("{") or target.startswith("("):
                 continue
             variable = re.fullmatch(r"\$(\w+)", target)
-            if variable and re.search(r"\$" + re.escape(variable.group(1)) + r"\s*=\s*(\{|\[scriptblock\]::Create|\$ExecutionContext\.InvokeCommand\.NewScriptBlock|Get-Command\b)", ctx.text, re.I):
+            if variable and re.search(r"\$" + re.escape(variable.group(1)) + r"\s*=\s*(\{|\[scriptblock\]::Create|\$ExecutionContext\.InvokeCommand\.NewScriptBlock)", ctx.text, re.I):
                 continue
             literal = _string_value(name_expr)
             if literal is not None and ctx.resolve(literal) in ctx.defined or (literal and ctx.reference.lookup(literal)):
@@ -1027,8 +1067,17 @@ def _rule_native(ctx: _Context) -> None:
             continue
         if name.lower() in ctx.defined or ctx.reference.lookup(name) is not None or name.lower() in PS7_CMDLETS:
             continue
-        if re.fullmatch(r"[A-Za-z]+-[A-Za-z0-9]+", name):
-            continue  # a Verb-Noun name the module does not define: the cmdlet check reports it
+        program = PureWindowsPath(name).name.lower()
+        if program.endswith((".ps1", ".psm1")):
+            continue  # a PowerShell script, not a native program
+        looks_native = (
+            re.search(r"\.(exe|com|bat|cmd)$", program) is not None
+            or "\\" in name or "/" in name
+            or program in KNOWN_PROGRAMS
+            or program in {p.removesuffix(".exe") for p in ALLOWED_EXECUTABLES}
+        )
+        if not looks_native:
+            continue  # an unknown bareword (a DSC keyword, a typo): the cmdlet check reports it
         ctx.add(node, "NATIVE-PROGRAM", f"'{name}' runs a native program with the worker's stdin and no time limit: run it through {PROGRAM_RUNNER}")
 
 
