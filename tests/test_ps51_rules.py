@@ -73,6 +73,8 @@ CASES = [
     ("BASIC-PARSING", "$a = 1\nInvoke-WebRequest -Uri $u -OutFile $f", "$a = 1\nInvoke-WebRequest -Uri $u -OutFile $f -UseBasicParsing"),
     ("BASIC-PARSING", "$a = 1\n$r = Invoke-RestMethod -Uri $u", "$a = 1\n$r = Invoke-RestMethod -Uri $u -UseBasicParsing"),
     ("BASIC-PARSING", "$a = 1\niwr $u -OutFile $f", "$a = 1\niwr $u -OutFile $f -UseBasicParsing"),
+    ("BASIC-PARSING", "$p = @{ Uri = $u; OutFile = $f }\nInvoke-WebRequest @p", "$p = @{ Uri = $u; OutFile = $f }\n$p['UseBasicParsing'] = $true\nInvoke-WebRequest @p; Invoke-WebRequest @fromCaller"),
+    ("JSON-DEPTH", "$p = @{\n  Compress = $true }\n$j = $a | ConvertTo-Json @p", "$p = @{\n  Depth = 8; Compress = $true }\n$j = $a | ConvertTo-Json @p"),
     # Encodings and redirection
     ("ENCODING-DEFAULT", "$a = 1\n$a | Out-File -FilePath C:\\x", "$a = 1\n$a | Out-File -FilePath C:\\x -Encoding UTF8"),
     ("ENCODING-DEFAULT", "$a = 1\nSet-Content -Path C:\\x -Value $a", "$a = 1\n[System.IO.File]::WriteAllText('C:\\x', $a, (New-Object System.Text.UTF8Encoding $false))"),
@@ -94,6 +96,8 @@ CASES = [
     # Split with a multi-character string
     ("SPLIT-MULTICHAR", "$a = 'a, b'\n$p = $a.Split(', ')", "$a = 'a, b'\n$p = $a.Split(',')"),
     ("SPLIT-MULTICHAR", "$a = 'a'\n$p = $a.Split(\"`r`n\")", "$a = 'a'\n$p = $a -split '\\r?\\n'; $q = $a.Split([char]\"`n\")"),
+    ("SPLIT-MULTICHAR", "$a = 'a'\n$p = $a.Split([string]'::', [System.StringSplitOptions]::None)", "$a = 'a'\n$p = $a.Split([string[]]@('::'), [System.StringSplitOptions]::None)"),
+    ("NETCORE-MEMBER", "$a = 1\n$v = [semver]'1.2.3'", "$a = 1\n$v = [version]'1.2.3'"),
     # RSCA runtime attributes and walks
     ("RSCA-ATTRIBUTE", "$site = $m.Sites['a']\n$s = $site.GetAttributeValue('state')", "$site = $m.Sites['a']\n$s = $site.GetAttributeValue('serverAutoStart')"),
     ("RSCA-ATTRIBUTE", "$b = $site.Bindings[0]\n$b.SetAttributeValue('certificateHash', $hash)", "$b = $site.Bindings[0]\n$b.SetAttributeValue('protocol', 'https')"),
@@ -132,7 +136,7 @@ def _check(text: str):
 def test_rule_finds_the_planted_defect(rule, planted, clean):
     found = _check(planted)
     lines = planted.count("\n") + 1
-    expected_line = 3 if rule == "RSCA-WALK" and lines == 4 else 2
+    expected_line = 3 if (rule, lines) in (("RSCA-WALK", 4), ("JSON-DEPTH", 3)) else 2
     assert any(p.rule == rule and p.line == expected_line for p in found), [str(p) for p in found]
     assert all(str(p).startswith(f"t.ps1:{p.line}: {p.rule} ") for p in found)
 

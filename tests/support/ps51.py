@@ -68,7 +68,9 @@ parameter's type constraint, so a .NET Core member reached through an untyped va
 missed (only member names that exist nowhere in .NET Framework, such as ``AsSpan``, are caught
 regardless of the receiver); which overload a call binds is judged from literal arguments only
 (``.Split($sep)`` with a multi-character ``$sep`` is missed); ``-Encoding $enc`` is not
-checked; a ``$null`` reaching a method through a variable is missed; commands whose name is
+checked; parameters splatted from a hashtable (``@params``) are read from a ``$params = @{...}``
+literal of the same file, and a call splatting anything else is not checked for missing
+``-UseBasicParsing``/``-Encoding``/``-Depth``; a ``$null`` reaching a method through a variable is missed; commands whose name is
 computed other than by ``& $var`` are missed; nothing is executed, so behaviour that depends on
 runtime values (what a function returns, what a pipeline emits) is not checked beyond the
 statement shapes above. The cmdlet/parameter existence check lives in
@@ -311,6 +313,8 @@ NETCORE_TYPES = {
     "net.http.socketshttphandler", "threading.periodictimer", "collections.generic.priorityqueue",
     "io.enumerationoptions", "operatingsystem", "buffers.arraypool", "formats.asn1.asnreader",
     "security.cryptography.x509certificates.x509certificateloader", "io.unixfilemode",
+    # PowerShell 6+ types and accelerators
+    "semver", "management.automation.semanticversion", "norunspaceaffinity",
 }
 
 #: Instance members whose name exists nowhere in .NET Framework 4.x (any receiver).
@@ -424,7 +428,11 @@ def _arguments(node: Node) -> list[Node]:
 def _string_value(node: Node) -> str | None:
     """The value of ``node`` when it is only a constant string literal, else None."""
 
-    text = _text(node).strip()
+    return _string_value_text(_text(node))
+
+
+def _string_value_text(text: str) -> str | None:
+    text = text.strip()
     if not text:
         return None
     if text[0] in "'\u2018\u2019\u201a\u201b":
@@ -708,6 +716,12 @@ def _rule_commands(ctx: _Context) -> None:
                     break
         _check_encoding(ctx, call)
         names = {spec.names.get(e.text.lower(), e.text).lower() for e in params}
+        splats = [e.text[1:] for e in call.elements if e.kind == "argument" and re.fullmatch(r"@\w+", e.text)]
+        if splats:
+            keys = _splatted_keys(ctx.text, splats)
+            if keys is None:
+                continue  # splatted from something this file does not spell out: cannot see
+            names |= {spec.names.get(key, key).lower() for key in keys}
         if cmdlet == "join-path":
             _check_join_path(ctx, call)
         if cmdlet in WEB_CMDLETS and "usebasicparsing" not in names:
@@ -716,6 +730,21 @@ def _rule_commands(ctx: _Context) -> None:
             ctx.add(call, "ENCODING-DEFAULT", f"{call.name} without -Encoding writes UTF-16 LE / ANSI in 5.1: write with [System.IO.File]::WriteAllText($path, $text, (New-Object System.Text.UTF8Encoding $false)) or give -Encoding")
         if cmdlet == "convertto-json" and "depth" not in names:
             ctx.add(call, "JSON-DEPTH", "ConvertTo-Json without -Depth truncates nested objects at depth 2 (to their type name): add -Depth (and -Compress)")
+
+
+def _splatted_keys(text: str, variables: list[str]) -> set[str] | None:
+    """The keys (lower case) of the hashtables ``$v = @{ ... }`` (and ``$v.Key = ...`` /
+    ``$v['Key'] = ...``) that the file writes for each splatted variable, or None when one of
+    them is not a hashtable literal of this file."""
+
+    keys: set[str] = set()
+    for variable in variables:
+        literal = re.search(r"\$" + re.escape(variable) + r"\s*=\s*@\{(?P<body>.*?)\n?\s*\}", text, re.I | re.S)
+        if literal is None:
+            return None
+        keys |= {k.lower() for k in re.findall(r"(?:^|[;{\s])['\"]?(\w+)['\"]?\s*=", literal.group("body"))}
+        keys |= {k.lower() for k in re.findall(r"\$" + re.escape(variable) + r"(?:\.(\w+)|\[['\"](\w+)['\"]\])\s*=", text, re.I) for k in k if k}
+    return keys
 
 
 def _ps7_parameter_fix(cmdlet: str, parameter: str) -> str:
@@ -789,7 +818,7 @@ def _rule_members(ctx: _Context) -> None:
         if node.type == "type_literal":
             key = _type_key(_type_literal_name(node))
             if key in NETCORE_TYPES:
-                ctx.add(node, "NETCORE-MEMBER", f"[{_type_literal_name(node)}] does not exist in .NET Framework 4.x: use a Framework type or do it in Python")
+                ctx.add(node, "NETCORE-MEMBER", f"[{_type_literal_name(node)}] does not exist in Windows PowerShell 5.1 / .NET Framework 4.x: use a Framework type or do it in Python")
             continue
         if node.type == "element_access":
             _check_index(ctx, node, rsca)
@@ -835,7 +864,11 @@ def _check_string_overloads(ctx: _Context, node: Node, member: str, arguments: l
     held in variables."""
 
     if member == "split" and arguments:
-        value = _string_value(arguments[0])
+        first = arguments[0]
+        value = _string_value(first)
+        if value is None:
+            cast = re.fullmatch(r"\[(?:system\.)?string\]\s*(.+)", _text(first).strip(), re.I | re.S)
+            value = _string_value_text(cast.group(1)) if cast else None
         if value is not None and len(value) > 1:
             shown = value.encode("unicode_escape").decode("ascii")
             ctx.add(node, "SPLIT-MULTICHAR", f".Split('{shown}') splits on EACH of the characters {list(value)!r} in 5.1 (String.Split(params char[])): use -split '{re.escape(value).encode('unicode_escape').decode('ascii')}' (a regex) or .Split([string[]]@('{shown}'), [System.StringSplitOptions]::None)")
