@@ -779,10 +779,14 @@ def _check_encoding(ctx: _Context, call: CommandCall) -> None:
 
 
 def _check_join_path(ctx: _Context, call: CommandCall) -> None:
-    """Counts -Path, -ChildPath and positional arguments; -AdditionalChildPath always counts as a
-    third path. Cannot see an array splatted into -ChildPath."""
+    """Counts the values of -Path/-ChildPath and the positional arguments (values of other
+    parameters skipped, switches known from the reference); -AdditionalChildPath always makes a
+    third path. Cannot see an array passed to -ChildPath or paths splatted from a hashtable."""
 
+    spec = ctx.reference.lookup("Join-Path")
+    switches = {name.lower() for name in spec.switches} | {"verbose", "debug"} if spec else {"resolve"}
     paths = 0
+    additional = False
     elements = list(call.elements)
     index = 0
     while index < len(elements):
@@ -792,19 +796,15 @@ def _check_join_path(ctx: _Context, call: CommandCall) -> None:
             paths += 1
             continue
         key = element.text.lower()
-        if key and "additionalchildpath".startswith(key) and len(key) >= 2:
-            paths = max(paths, 2) + 1
-            if index < len(elements) and elements[index].kind == "argument":
-                index += 1
-            continue
-        if key in ("path", "childpath", "pspath"):
-            paths += 1
-            if index < len(elements) and elements[index].kind == "argument":
-                index += 1
-        elif key in ("resolve", "credential", "literalpath") or key.startswith("ea") or key.startswith("error"):
-            if key not in ("resolve",) and index < len(elements) and elements[index].kind == "argument":
-                index += 1
-    if paths > 2:
+        canonical = (spec.names.get(key, key) if spec else key).lower()
+        if len(key) >= 2 and "additionalchildpath".startswith(key):
+            additional = True
+        takes_value = element.colon_value or canonical not in switches
+        if takes_value and index < len(elements) and elements[index].kind == "argument":
+            if canonical in ("path", "childpath"):
+                paths += 1
+            index += 1
+    if paths > 2 or additional:
         ctx.add(call, "JOIN-PATH", "Join-Path takes two paths in 5.1 (-AdditionalChildPath and more positional paths are PowerShell 6+): nest it, Join-Path (Join-Path $a $b) $c, or use [System.IO.Path]::Combine($a, $b, $c)")
 
 
