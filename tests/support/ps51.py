@@ -349,6 +349,13 @@ ASSEMBLY_TYPES = {
 
 #: Methods whose result reaches the output when the statement does not swallow it.
 LEAKING_METHODS = frozenset({"add", "addrange", "remove", "insert", "append", "appendline", "appendformat"})
+#: Methods that return void, by receiver type: the finding says so (the rule still asks for [void]).
+_VOID_METHODS = {
+    "collections.generic.list": ("add", "addrange", "insert"),
+    "collections.hashtable": ("add", "remove"),
+    "collections.specialized.ordereddictionary": ("add", "remove", "insert"),
+    "collections.generic.dictionary": ("add",),
+}
 #: Commands whose result reaches the output the same way (lower case; aliases resolve).
 LEAKING_COMMANDS = frozenset({"new-item", "mkdir", "md"})
 
@@ -622,6 +629,8 @@ class _Context:
         types: dict[str, str] = {}
         for match in re.finditer(r"\$(\w+)\s*=\s*(?:New-Object\s+(?:-TypeName\s+)?['\"]?([\w.]+)|\[([\w.]+)\]::(?:new|Create)\b)", self.text, re.I):
             types[match.group(1).lower()] = _type_key(match.group(2) or match.group(3))
+        for match in re.finditer(r"\$(\w+)\s*=\s*(\[ordered\]\s*)?@\{", self.text, re.I):
+            types[match.group(1).lower()] = "collections.specialized.ordereddictionary" if match.group(2) else "collections.hashtable"
         for match in re.finditer(r"\[([\w.]+)(?:\[[^\]\n]*\])?\]\s*\$(\w+)", self.text):
             types.setdefault(match.group(2).lower(), _type_key(match.group(1)))
         return types
@@ -1055,10 +1064,11 @@ def _rule_output_leak(ctx: _Context) -> None:
             if parts_ and parts_[1] == "." and parts_[2].lower() in LEAKING_METHODS:
                 receiver = _text(parts_[0]).lower() if parts_[0] is not None else ""
                 known = ctx.variable_types.get(receiver[1:], "") if re.fullmatch(r"\$\w+", receiver) else ""
-                if known == "collections.generic.list" and parts_[2].lower() in ("add", "addrange", "insert"):
-                    why = f"List[T].{parts_[2]} returns void today, but the module's rule is to void every .{parts_[2]}() so that a change of type (ArrayList, HashSet) cannot leak"
+                void = _VOID_METHODS.get(known, ())
+                if parts_[2].lower() in void:
+                    why = f"{known.rsplit('.', 1)[-1]}.{parts_[2]} returns void today, but the module's rule is to void every .{parts_[2]}() so that a change of type (ArrayList, HashSet) cannot leak"
                 else:
-                    why = f".{parts_[2]}() returns a value (ArrayList.Add: the index, HashSet.Add/List.Remove: a bool, StringBuilder: itself) that leaks into the function's output"
+                    why = f".{parts_[2]}() can return a value (ArrayList.Add: the index, HashSet.Add/List.Remove: a bool, StringBuilder: itself) that leaks into the function's output"
                 ctx.add(inner, "OUTPUT-LEAK", why + ": prefix with [void] or assign to $null")
 
 
