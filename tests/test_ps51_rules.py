@@ -204,3 +204,75 @@ def test_command_line(tmp_path, capsys):
     assert main([str(bad), str(good)]) == 1
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].endswith(out[0].split(": ", 1)[1]) and ":2: PS7-SYNTAX " in out[0]
+
+
+#: Windows PowerShell 5.1 idioms, with PowerShell 7 operators inside strings, comments and
+#: here-strings, the Where-Object alias, XML and file .Attributes, voided calls: nothing to report.
+CLEAN_MODULE = r"""#Requires -Version 5.1
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+<# block comment with ?? and ?. and && || and a ? b : c #>
+function Get-Thing {
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory = $true)]
+        [psobject] $Call,
+        [ValidateSet('a', 'b')]
+        [string] $Mode = 'a'
+    )
+    $result = [ordered]@{}
+    $result['name'] = $Call.name
+    $items = New-Object -TypeName 'System.Collections.Generic.List[string]'
+    [void]$items.Add('x')
+    $null = $items.Remove('x')
+    $text = @"
+here-string with ?? and ?. and `$x ? 1 : 2 and && ||
+"@
+    $verbatim = @'
+$a ?? $b; clean { }
+'@
+    $matched = 'file?.txt' -like '*?.txt'
+    $regex = [regex]::Match($text, '^(?<k>\w+)\s*[?]\s*(?<v>.*)$')
+    $files = Get-ChildItem -LiteralPath 'C:\x' -Filter '*.log' | Where-Object { $_.Length -gt 0 } | ? { $_.Name }
+    $first = if ($files) { $files[0] } else { $null }
+    $switch = switch -Regex ($Mode) {
+        '^a?$' { 1 }
+        default { 2 }
+    }
+    $ok = ($Mode -eq 'a') -and ($null -ne $first) -or (-not $matched)
+    $path = Join-Path -Path $env:TEMP -ChildPath 'x.txt'
+    $combined = [System.IO.Path]::Combine($env:TEMP, 'a', 'b')
+    [System.IO.File]::WriteAllText($path, $text, (New-Object System.Text.UTF8Encoding $false))
+    $bytes = [System.IO.File]::ReadAllBytes($path)
+    $hex = [System.BitConverter]::ToString($bytes).Replace('-', '')
+    $sha = [System.Security.Cryptography.SHA256]::Create()
+    try { $hash = $sha.ComputeHash($bytes) } finally { $sha.Dispose() }
+    $parts = $text.Split(',')
+    $lines = $text -split "`r?`n"
+    $json = ConvertTo-Json -InputObject $result -Depth 8 -Compress
+    $back = ConvertFrom-Json -InputObject $json
+    $env:PATH = "$env:PATH;C:\x"  # && || ?? in a comment
+    Get-Item -LiteralPath $path 2> $null
+    $output = & { param($v) $v } 1
+    $block = [scriptblock]::Create('1')
+    $value = & $block
+    Remove-Item -LiteralPath $path -Force -ErrorAction SilentlyContinue
+    New-Item -ItemType Directory -Path 'C:\y' -Force | Out-Null
+    $created = New-Item -ItemType File -Path 'C:\y\z' -Force
+    $count = @($files).Count
+    $r = Invoke-WebRequest -Uri 'https://example.org/' -UseBasicParsing
+    $x = [xml]'<a b="1"/>'
+    foreach ($attribute in $x.DocumentElement.Attributes) { $attribute.Name }
+    $file = Get-Item -LiteralPath 'C:\x'
+    $isReadOnly = $file.Attributes -band [System.IO.FileAttributes]::ReadOnly
+    $builder = New-Object System.Text.StringBuilder
+    [void]$builder.Append('a').Append('b')
+    $ternaryLike = @{ a = '?'; b = ':' }
+    $call = "Set-X -Json '$json'"
+    Write-CallResult -InputObject $result
+}
+"""
+
+
+def test_a_clean_5_1_function_has_no_finding():
+    assert [str(p) for p in check_ps51(CLEAN_MODULE, "clean.ps1", defined=["Write-CallResult"])] == []
