@@ -24,6 +24,7 @@ CASES = [
     ("PS7-CMDLET", "$a = 1\n$s = @(1, 2) | Join-String -Separator ','", "$a = 1\n$s = @(1, 2) -join ','"),
     ("PS7-CMDLET", "$a = 1\nGet-Error", "$a = 1\n$e = $Error[0]"),
     ("PS7-PARAMETER", "$a = 1\n@(1, 2) | ForEach-Object -Parallel { $_ }", "$a = 1\n@(1, 2) | ForEach-Object -Process { $_ }"),
+    ("PS7-PARAMETER", "$a = 1\nForEach-Object -InputObject $a -Parallel { $_ } -ThrottleLimit 4", "$a = 1\nForEach-Object -InputObject $a -Process { $_ }"),
     ("PS7-PARAMETER", "$j = '{}'\n$o = ConvertFrom-Json -InputObject $j -AsHashtable", "$j = '{}'\n$o = ConvertFrom-Json -InputObject $j"),
     ("PS7-PARAMETER", "$j = '{}'\n$o = $j | ConvertFrom-Json -Depth 10", "$j = '{}'\n$o = $j | ConvertFrom-Json"),
     ("PS7-PARAMETER", "$a = 1\n$b = Get-Content -LiteralPath C:\\x -AsByteStream", "$a = 1\n$b = [System.IO.File]::ReadAllBytes('C:\\x')"),

@@ -99,6 +99,7 @@ from .powershell import (
     decode_single_quoted,
     load_reference,
     parse,
+    restore_command_name,
     syntax_errors,
 )
 
@@ -1075,7 +1076,7 @@ def _rule_output_leak(ctx: _Context) -> None:
 def _command_name(command: Node) -> str | None:
     for child in command.children:
         if child.type == "command_name":
-            return _text(child)
+            return restore_command_name(_text(child))
         if child.type == "command_name_expr":
             return None
     return None
