@@ -62,19 +62,33 @@ REDIRECTION, JOIN-PATH, OUTPUT-LEAK) stay silent and PARSE reports the line inst
 A finding can be silenced, with a reason, by a comment on its line or the line above:
 ``# ps51-ignore: NULL-ARG the parameter is an object``.
 
-What it cannot see: it reads text, not types. It does not know the type of a variable except
-from an assignment in the same file (``$c = New-Object System.Net.Http.HttpClient``) or a
-parameter's type constraint, so a .NET Core member reached through an untyped variable is
-missed (only member names that exist nowhere in .NET Framework, such as ``AsSpan``, are caught
-regardless of the receiver); which overload a call binds is judged from literal arguments only
-(``.Split($sep)`` with a multi-character ``$sep`` is missed); ``-Encoding $enc`` is not
-checked; parameters splatted from a hashtable (``@params``) are read from a ``$params = @{...}``
-literal of the same file, and a call splatting anything else is not checked for missing
-``-UseBasicParsing``/``-Encoding``/``-Depth``; a ``$null`` reaching a method through a variable is missed; commands whose name is
-computed other than by ``& $var`` are missed; nothing is executed, so behaviour that depends on
-runtime values (what a function returns, what a pipeline emits) is not checked beyond the
-statement shapes above. The cmdlet/parameter existence check lives in
-:func:`support.powershell.check_script`.
+What it cannot see (it reads text, not types, and runs nothing):
+
+- Types: a variable's type is known only from an assignment in the same file
+  (``$c = New-Object System.Net.Http.HttpClient``, ``$h = @{}``) or a type constraint, so a .NET
+  Core member reached through an untyped variable is missed (member names that exist nowhere in
+  .NET Framework, such as ``AsSpan``, are caught on any receiver). Overloads are judged from
+  literal arguments only: ``.Split($sep)`` with a multi-character ``$sep`` is missed.
+- NULL-ARG flags every literal ``$null`` argument of a .NET method, because the parameter type
+  is unknown; for an ``object`` parameter silence it with a ``ps51-ignore`` comment. A ``$null``
+  that reaches a method through a variable is missed.
+- OUTPUT-LEAK cannot tell a method that returns void (``List[T].Add``) from one that returns a
+  value (``ArrayList.Add``) unless the receiver's type is known; it asks for ``[void]`` on all of
+  them (the module's rule), and its message says when the leak is only potential.
+- RSCA-WALK follows XML/file receivers of ``.Attributes`` through variables of the same file
+  only; an XML node passed in as an untyped parameter is reported (silence it).
+- ADD-TYPE accepts an ``Add-Type`` anywhere in the file or module, in any order, even in a
+  function that is never called.
+- ``-Encoding $enc`` is not checked. Parameters splatted from a hashtable (``@params``) are read
+  from a ``$params = @{...}`` literal of the same file; a call splatting anything else is not
+  checked for a missing ``-UseBasicParsing``/``-Encoding``/``-Depth``, nor for PowerShell 7
+  parameters.
+- NATIVE-PROGRAM cannot tell what a ``$var`` run with ``&`` holds unless the file assigns it a
+  script block; a bare name is reported only when it looks like a program (``.exe``, a path, a
+  well-known Windows tool); other unknown names are left to the cmdlet check.
+- PS7-SYNTAX does not look inside ``"...$(...)..."`` sub-expressions (blanked with the string).
+
+The cmdlet and parameter existence check is :func:`support.powershell.check_script`.
 """
 
 from __future__ import annotations
