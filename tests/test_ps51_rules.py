@@ -116,6 +116,7 @@ CASES = [
     ("NATIVE-PROGRAM", "$exe = 'C:\\x.exe'\n& $exe /quiet", "$exe = 'C:\\x.exe'\n$run = Invoke-HostProgram -FilePath $exe -Arguments @('/quiet')"),
     ("NATIVE-PROGRAM", "$a = 1\nnetsh.exe http show sslcert", "$block = { param($x) $x }\n& $block 1"),
     ("NATIVE-PROGRAM", "$a = 1\ncmd /c mklink /d a b", "$a = 1\n& { Get-Item C:\\x }"),
+    ("NATIVE-PROGRAM", "function f {\n  param([string] $Action)\n  & $Action\n}", "function f {\n  param([scriptblock] $Action)\n  & $Action\n}"),
     ("NATIVE-PROGRAM", "$a = 1\n& 'C:\\Windows\\System32\\icacls.exe' C:\\x /grant 'a:F'", "$a = 1\n& 'Get-Item' C:\\x"),
 ]
 
@@ -137,7 +138,7 @@ def _check(text: str):
 def test_rule_finds_the_planted_defect(rule, planted, clean):
     found = _check(planted)
     lines = planted.count("\n") + 1
-    expected_line = 3 if (rule, lines) in (("RSCA-WALK", 4), ("JSON-DEPTH", 3)) else 2
+    expected_line = 3 if (rule, lines) in (("RSCA-WALK", 4), ("JSON-DEPTH", 3), ("NATIVE-PROGRAM", 4)) else 2
     assert any(p.rule == rule and p.line == expected_line for p in found), [str(p) for p in found]
     assert all(str(p).startswith(f"t.ps1:{p.line}: {p.rule} ") for p in found)
 

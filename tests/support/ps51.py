@@ -371,6 +371,12 @@ _VOID_METHODS = {
     "collections.specialized.ordereddictionary": ("add", "remove", "insert"),
     "collections.generic.dictionary": ("add",),
 }
+_TYPE_DISPLAY = {
+    "collections.generic.list": "List[T]",
+    "collections.hashtable": "Hashtable",
+    "collections.specialized.ordereddictionary": "OrderedDictionary",
+    "collections.generic.dictionary": "Dictionary[K,V]",
+}
 #: Commands whose result reaches the output the same way (lower case; aliases resolve).
 LEAKING_COMMANDS = frozenset({"new-item", "mkdir", "md"})
 
@@ -1081,7 +1087,7 @@ def _rule_output_leak(ctx: _Context) -> None:
                 known = ctx.variable_types.get(receiver[1:], "") if re.fullmatch(r"\$\w+", receiver) else ""
                 void = _VOID_METHODS.get(known, ())
                 if parts_[2].lower() in void:
-                    why = f"{known.rsplit('.', 1)[-1]}.{parts_[2]} returns void today, but the module's rule is to void every .{parts_[2]}() so that a change of type (ArrayList, HashSet) cannot leak"
+                    why = f"{_TYPE_DISPLAY.get(known, known)}.{parts_[2]} returns void today, but the module's rule is to void every .{parts_[2]}() so that a change of type (ArrayList, HashSet) cannot leak"
                 else:
                     why = f".{parts_[2]}() can return a value (ArrayList.Add: the index, HashSet.Add/List.Remove: a bool, StringBuilder: itself) that leaks into the function's output"
                 ctx.add(inner, "OUTPUT-LEAK", why + ": prefix with [void] or assign to $null")
@@ -1114,8 +1120,11 @@ def _rule_native(ctx: _Context) -> None:
             if target.startswith("{") or target.startswith("("):
                 continue
             variable = re.fullmatch(r"\$(\w+)", target)
-            if variable and re.search(r"\$" + re.escape(variable.group(1)) + r"\s*=\s*(\{|\[scriptblock\]::Create|\$ExecutionContext\.InvokeCommand\.NewScriptBlock)", ctx.text, re.I):
-                continue
+            if variable and (
+                re.search(r"\$" + re.escape(variable.group(1)) + r"\s*=\s*(\{|\[scriptblock\]::Create|\$ExecutionContext\.InvokeCommand\.NewScriptBlock)", ctx.text, re.I)
+                or re.search(r"\[(System\.Management\.Automation\.)?scriptblock\]\s*\$" + re.escape(variable.group(1)) + r"\b", ctx.text, re.I)
+            ):
+                continue  # a script block, not a program
             literal = _string_value(name_expr)
             if literal is not None and ctx.resolve(literal) in ctx.defined or (literal and ctx.reference.lookup(literal)):
                 continue
