@@ -188,6 +188,29 @@ def test_command_calls_reads_parameters_switches_and_definitions():
     assert (out.name, out.parameters, out.piped, out.line) == ("Out-String", ["Width"], True, 5)
 
 
+@pytest.mark.parametrize(
+    "script",
+    [
+        "ForEach-Object -InputObject 1 -Process { $_ }",
+        "foreach-object -InputObject 1 { $_ }",
+        "if ($a) { ForEach-Object -InputObject 1 -Process { $_ } }",
+        "$x = ForEach-Object -InputObject 1 -Process { $_ }; FOREACH-OBJECT -InputObject 2 -Process { $_ }",
+    ],
+)
+def test_foreach_object_at_the_start_of_a_statement_is_a_command(script, reference_data):
+    # tree-sitter-powershell reads it as the foreach keyword; PowerShell runs the cmdlet.
+    assert syntax_errors(script) == []
+    names = [call.name for call in command_calls(script).calls]
+    assert names and all(name.lower() == "foreach-object" for name in names)
+    assert names[-1] in ("ForEach-Object", "foreach-object", "FOREACH-OBJECT")
+    assert errors(script, reference_data) == []
+    assert "unknown parameter -Parallel" in errors(script.replace("-InputObject 1", "-Parallel"), reference_data)[0]
+
+
+def test_foreach_keyword_still_parses():
+    assert syntax_errors("foreach ($i in 1..3) { $i }\n$x = foreach ($i in 1..3) { $i }") == []
+
+
 def test_syntax_errors_carry_line_and_column():
     assert syntax_errors("Get-Item 'x'\n") == []
     found = syntax_errors("$a = 1\nif ($a) { Get-Item 'x'\n")

@@ -62,17 +62,33 @@ REDIRECTION, JOIN-PATH, OUTPUT-LEAK) stay silent and PARSE reports the line inst
 A finding can be silenced, with a reason, by a comment on its line or the line above:
 ``# ps51-ignore: NULL-ARG the parameter is an object``.
 
-What it cannot see: it reads text, not types. It does not know the type of a variable except
-from an assignment in the same file (``$c = New-Object System.Net.Http.HttpClient``) or a
-parameter's type constraint, so a .NET Core member reached through an untyped variable is
-missed (only member names that exist nowhere in .NET Framework, such as ``AsSpan``, are caught
-regardless of the receiver); which overload a call binds is judged from literal arguments only
-(``.Split($sep)`` with a multi-character ``$sep`` is missed); ``-Encoding $enc`` is not
-checked; a ``$null`` reaching a method through a variable is missed; commands whose name is
-computed other than by ``& $var`` are missed; nothing is executed, so behaviour that depends on
-runtime values (what a function returns, what a pipeline emits) is not checked beyond the
-statement shapes above. The cmdlet/parameter existence check lives in
-:func:`support.powershell.check_script`.
+What it cannot see (it reads text, not types, and runs nothing):
+
+- Types: a variable's type is known only from an assignment in the same file
+  (``$c = New-Object System.Net.Http.HttpClient``, ``$h = @{}``) or a type constraint, so a .NET
+  Core member reached through an untyped variable is missed (member names that exist nowhere in
+  .NET Framework, such as ``AsSpan``, are caught on any receiver). Overloads are judged from
+  literal arguments only: ``.Split($sep)`` with a multi-character ``$sep`` is missed.
+- NULL-ARG flags every literal ``$null`` argument of a .NET method, because the parameter type
+  is unknown; for an ``object`` parameter silence it with a ``ps51-ignore`` comment. A ``$null``
+  that reaches a method through a variable is missed.
+- OUTPUT-LEAK cannot tell a method that returns void (``List[T].Add``) from one that returns a
+  value (``ArrayList.Add``) unless the receiver's type is known; it asks for ``[void]`` on all of
+  them (the module's rule), and its message says when the leak is only potential.
+- RSCA-WALK follows XML/file receivers of ``.Attributes`` through variables of the same file
+  only; an XML node passed in as an untyped parameter is reported (silence it).
+- ADD-TYPE accepts an ``Add-Type`` anywhere in the file or module, in any order, even in a
+  function that is never called.
+- ``-Encoding $enc`` is not checked. Parameters splatted from a hashtable (``@params``) are read
+  from a ``$params = @{...}`` literal of the same file; a call splatting anything else is not
+  checked for a missing ``-UseBasicParsing``/``-Encoding``/``-Depth``, nor for PowerShell 7
+  parameters.
+- NATIVE-PROGRAM cannot tell what a ``$var`` run with ``&`` holds unless the file assigns it a
+  script block; a bare name is reported only when it looks like a program (``.exe``, a path, a
+  well-known Windows tool); other unknown names are left to the cmdlet check.
+- PS7-SYNTAX does not look inside ``"...$(...)..."`` sub-expressions (blanked with the string).
+
+The cmdlet and parameter existence check is :func:`support.powershell.check_script`.
 """
 
 from __future__ import annotations
@@ -97,6 +113,7 @@ from .powershell import (
     decode_single_quoted,
     load_reference,
     parse,
+    restore_command_name,
     syntax_errors,
 )
 
@@ -311,6 +328,8 @@ NETCORE_TYPES = {
     "net.http.socketshttphandler", "threading.periodictimer", "collections.generic.priorityqueue",
     "io.enumerationoptions", "operatingsystem", "buffers.arraypool", "formats.asn1.asnreader",
     "security.cryptography.x509certificates.x509certificateloader", "io.unixfilemode",
+    # PowerShell 6+ types and accelerators
+    "semver", "management.automation.semanticversion", "norunspaceaffinity",
 }
 
 #: Instance members whose name exists nowhere in .NET Framework 4.x (any receiver).
@@ -345,6 +364,19 @@ ASSEMBLY_TYPES = {
 
 #: Methods whose result reaches the output when the statement does not swallow it.
 LEAKING_METHODS = frozenset({"add", "addrange", "remove", "insert", "append", "appendline", "appendformat"})
+#: Methods that return void, by receiver type: the finding says so (the rule still asks for [void]).
+_VOID_METHODS = {
+    "collections.generic.list": ("add", "addrange", "insert"),
+    "collections.hashtable": ("add", "remove"),
+    "collections.specialized.ordereddictionary": ("add", "remove", "insert"),
+    "collections.generic.dictionary": ("add",),
+}
+_TYPE_DISPLAY = {
+    "collections.generic.list": "List[T]",
+    "collections.hashtable": "Hashtable",
+    "collections.specialized.ordereddictionary": "OrderedDictionary",
+    "collections.generic.dictionary": "Dictionary[K,V]",
+}
 #: Commands whose result reaches the output the same way (lower case; aliases resolve).
 LEAKING_COMMANDS = frozenset({"new-item", "mkdir", "md"})
 
@@ -424,7 +456,11 @@ def _arguments(node: Node) -> list[Node]:
 def _string_value(node: Node) -> str | None:
     """The value of ``node`` when it is only a constant string literal, else None."""
 
-    text = _text(node).strip()
+    return _string_value_text(_text(node))
+
+
+def _string_value_text(text: str) -> str | None:
+    text = text.strip()
     if not text:
         return None
     if text[0] in "'\u2018\u2019\u201a\u201b":
@@ -614,6 +650,8 @@ class _Context:
         types: dict[str, str] = {}
         for match in re.finditer(r"\$(\w+)\s*=\s*(?:New-Object\s+(?:-TypeName\s+)?['\"]?([\w.]+)|\[([\w.]+)\]::(?:new|Create)\b)", self.text, re.I):
             types[match.group(1).lower()] = _type_key(match.group(2) or match.group(3))
+        for match in re.finditer(r"\$(\w+)\s*=\s*(\[ordered\]\s*)?@\{", self.text, re.I):
+            types[match.group(1).lower()] = "collections.specialized.ordereddictionary" if match.group(2) else "collections.hashtable"
         for match in re.finditer(r"\[([\w.]+)(?:\[[^\]\n]*\])?\]\s*\$(\w+)", self.text):
             types.setdefault(match.group(2).lower(), _type_key(match.group(1)))
         return types
@@ -708,6 +746,12 @@ def _rule_commands(ctx: _Context) -> None:
                     break
         _check_encoding(ctx, call)
         names = {spec.names.get(e.text.lower(), e.text).lower() for e in params}
+        splats = [e.text[1:] for e in call.elements if e.kind == "argument" and re.fullmatch(r"@\w+", e.text)]
+        if splats:
+            keys = _splatted_keys(ctx.text, splats)
+            if keys is None:
+                continue  # splatted from something this file does not spell out: cannot see
+            names |= {spec.names.get(key, key).lower() for key in keys}
         if cmdlet == "join-path":
             _check_join_path(ctx, call)
         if cmdlet in WEB_CMDLETS and "usebasicparsing" not in names:
@@ -716,6 +760,21 @@ def _rule_commands(ctx: _Context) -> None:
             ctx.add(call, "ENCODING-DEFAULT", f"{call.name} without -Encoding writes UTF-16 LE / ANSI in 5.1: write with [System.IO.File]::WriteAllText($path, $text, (New-Object System.Text.UTF8Encoding $false)) or give -Encoding")
         if cmdlet == "convertto-json" and "depth" not in names:
             ctx.add(call, "JSON-DEPTH", "ConvertTo-Json without -Depth truncates nested objects at depth 2 (to their type name): add -Depth (and -Compress)")
+
+
+def _splatted_keys(text: str, variables: list[str]) -> set[str] | None:
+    """The keys (lower case) of the hashtables ``$v = @{ ... }`` (and ``$v.Key = ...`` /
+    ``$v['Key'] = ...``) that the file writes for each splatted variable, or None when one of
+    them is not a hashtable literal of this file."""
+
+    keys: set[str] = set()
+    for variable in variables:
+        literal = re.search(r"\$" + re.escape(variable) + r"\s*=\s*@\{(?P<body>.*?)\n?\s*\}", text, re.I | re.S)
+        if literal is None:
+            return None
+        keys |= {k.lower() for k in re.findall(r"(?:^|[;{\s])['\"]?(\w+)['\"]?\s*=", literal.group("body"))}
+        keys |= {k.lower() for k in re.findall(r"\$" + re.escape(variable) + r"(?:\.(\w+)|\[['\"](\w+)['\"]\])\s*=", text, re.I) for k in k if k}
+    return keys
 
 
 def _ps7_parameter_fix(cmdlet: str, parameter: str) -> str:
@@ -750,10 +809,14 @@ def _check_encoding(ctx: _Context, call: CommandCall) -> None:
 
 
 def _check_join_path(ctx: _Context, call: CommandCall) -> None:
-    """Counts -Path, -ChildPath and positional arguments; -AdditionalChildPath always counts as a
-    third path. Cannot see an array splatted into -ChildPath."""
+    """Counts the values of -Path/-ChildPath and the positional arguments (values of other
+    parameters skipped, switches known from the reference); -AdditionalChildPath always makes a
+    third path. Cannot see an array passed to -ChildPath or paths splatted from a hashtable."""
 
+    spec = ctx.reference.lookup("Join-Path")
+    switches = {name.lower() for name in spec.switches} | {"verbose", "debug"} if spec else {"resolve"}
     paths = 0
+    additional = False
     elements = list(call.elements)
     index = 0
     while index < len(elements):
@@ -763,19 +826,15 @@ def _check_join_path(ctx: _Context, call: CommandCall) -> None:
             paths += 1
             continue
         key = element.text.lower()
-        if key and "additionalchildpath".startswith(key) and len(key) >= 2:
-            paths = max(paths, 2) + 1
-            if index < len(elements) and elements[index].kind == "argument":
-                index += 1
-            continue
-        if key in ("path", "childpath", "pspath"):
-            paths += 1
-            if index < len(elements) and elements[index].kind == "argument":
-                index += 1
-        elif key in ("resolve", "credential", "literalpath") or key.startswith("ea") or key.startswith("error"):
-            if key not in ("resolve",) and index < len(elements) and elements[index].kind == "argument":
-                index += 1
-    if paths > 2:
+        canonical = (spec.names.get(key, key) if spec else key).lower()
+        if len(key) >= 2 and "additionalchildpath".startswith(key):
+            additional = True
+        takes_value = element.colon_value or canonical not in switches
+        if takes_value and index < len(elements) and elements[index].kind == "argument":
+            if canonical in ("path", "childpath"):
+                paths += 1
+            index += 1
+    if paths > 2 or additional:
         ctx.add(call, "JOIN-PATH", "Join-Path takes two paths in 5.1 (-AdditionalChildPath and more positional paths are PowerShell 6+): nest it, Join-Path (Join-Path $a $b) $c, or use [System.IO.Path]::Combine($a, $b, $c)")
 
 
@@ -789,7 +848,7 @@ def _rule_members(ctx: _Context) -> None:
         if node.type == "type_literal":
             key = _type_key(_type_literal_name(node))
             if key in NETCORE_TYPES:
-                ctx.add(node, "NETCORE-MEMBER", f"[{_type_literal_name(node)}] does not exist in .NET Framework 4.x: use a Framework type or do it in Python")
+                ctx.add(node, "NETCORE-MEMBER", f"[{_type_literal_name(node)}] does not exist in Windows PowerShell 5.1 / .NET Framework 4.x: use a Framework type or do it in Python")
             continue
         if node.type == "element_access":
             _check_index(ctx, node, rsca)
@@ -835,7 +894,11 @@ def _check_string_overloads(ctx: _Context, node: Node, member: str, arguments: l
     held in variables."""
 
     if member == "split" and arguments:
-        value = _string_value(arguments[0])
+        first = arguments[0]
+        value = _string_value(first)
+        if value is None:
+            cast = re.fullmatch(r"\[(?:system\.)?string\]\s*(.+)", _text(first).strip(), re.I | re.S)
+            value = _string_value_text(cast.group(1)) if cast else None
         if value is not None and len(value) > 1:
             shown = value.encode("unicode_escape").decode("ascii")
             ctx.add(node, "SPLIT-MULTICHAR", f".Split('{shown}') splits on EACH of the characters {list(value)!r} in 5.1 (String.Split(params char[])): use -split '{re.escape(value).encode('unicode_escape').decode('ascii')}' (a regex) or .Split([string[]]@('{shown}'), [System.StringSplitOptions]::None)")
@@ -1022,17 +1085,18 @@ def _rule_output_leak(ctx: _Context) -> None:
             if parts_ and parts_[1] == "." and parts_[2].lower() in LEAKING_METHODS:
                 receiver = _text(parts_[0]).lower() if parts_[0] is not None else ""
                 known = ctx.variable_types.get(receiver[1:], "") if re.fullmatch(r"\$\w+", receiver) else ""
-                if known == "collections.generic.list" and parts_[2].lower() in ("add", "addrange", "insert"):
-                    why = f"List[T].{parts_[2]} returns void today, but the module's rule is to void every .{parts_[2]}() so that a change of type (ArrayList, HashSet) cannot leak"
+                void = _VOID_METHODS.get(known, ())
+                if parts_[2].lower() in void:
+                    why = f"{_TYPE_DISPLAY.get(known, known)}.{parts_[2]} returns void today, but the module's rule is to void every .{parts_[2]}() so that a change of type (ArrayList, HashSet) cannot leak"
                 else:
-                    why = f".{parts_[2]}() returns a value (ArrayList.Add: the index, HashSet.Add/List.Remove: a bool, StringBuilder: itself) that leaks into the function's output"
+                    why = f".{parts_[2]}() can return a value (ArrayList.Add: the index, HashSet.Add/List.Remove: a bool, StringBuilder: itself) that leaks into the function's output"
                 ctx.add(inner, "OUTPUT-LEAK", why + ": prefix with [void] or assign to $null")
 
 
 def _command_name(command: Node) -> str | None:
     for child in command.children:
         if child.type == "command_name":
-            return _text(child)
+            return restore_command_name(_text(child))
         if child.type == "command_name_expr":
             return None
     return None
@@ -1056,8 +1120,11 @@ def _rule_native(ctx: _Context) -> None:
             if target.startswith("{") or target.startswith("("):
                 continue
             variable = re.fullmatch(r"\$(\w+)", target)
-            if variable and re.search(r"\$" + re.escape(variable.group(1)) + r"\s*=\s*(\{|\[scriptblock\]::Create|\$ExecutionContext\.InvokeCommand\.NewScriptBlock)", ctx.text, re.I):
-                continue
+            if variable and (
+                re.search(r"\$" + re.escape(variable.group(1)) + r"\s*=\s*(\{|\[scriptblock\]::Create|\$ExecutionContext\.InvokeCommand\.NewScriptBlock)", ctx.text, re.I)
+                or re.search(r"\[(System\.Management\.Automation\.)?scriptblock\]\s*\$" + re.escape(variable.group(1)) + r"\b", ctx.text, re.I)
+            ):
+                continue  # a script block, not a program
             literal = _string_value(name_expr)
             if literal is not None and ctx.resolve(literal) in ctx.defined or (literal and ctx.reference.lookup(literal)):
                 continue
