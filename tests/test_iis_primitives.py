@@ -320,3 +320,22 @@ def test_contract_features_and_msi(iis):
                                              "sha256": hashlib.sha256(b"hph msi").hexdigest()})
     assert _ps_outputs(msi) == set(result) == {"product", "exit_code", "restart_needed", "log", "changed", "attempts"}
     assert "-ne 1618" in msi and "Initialize-ProtectedFolder -Path $script:MsiFolder" in read_remote_file("PyinfraIis/40-msi.ps1")
+
+
+IIS_PS_FILES = ("20-hoststate", "30-features", "40-msi", "50-iis", "51-iisconfig-read", "52-iisconfig-edit", "60-runtime")
+
+
+def test_no_walk_over_mwa_attributes_or_child_elements_and_rsca_members_are_refused():
+    # Defect 4: the host state walked every attribute and child (runtime members included), which
+    # throws while WAS is stopped. Defect 2: certificateHash written as a plain attribute.
+    for file in IIS_PS_FILES:
+        code = "\n".join(line.split("#")[0] for line in read_remote_file(f"PyinfraIis/{file}.ps1").splitlines())
+        assert not re.search(r"\.(ChildElements|Attributes)\b(?!\w)", code.replace(".AttributeSchemas", "")), file
+    setter = _ps_function("Set-ConfigAttributes")
+    assert "$script:RscaBindingAttributePattern" in setter and "use Set-IisSslBinding" in setter
+    assert re.search(r"RscaBindingAttributePattern = '\^certificate\(Hash\|StoreName\)\$'", read_remote_file("PyinfraIis/52-iisconfig-edit.ps1"))
+
+
+def test_powershell_budget_of_the_iis_files():
+    lines = sum(len(read_remote_file(f"PyinfraIis/{file}.ps1").splitlines()) for file in IIS_PS_FILES)
+    assert lines <= 650, lines

@@ -63,9 +63,10 @@ function Get-IisExtensionState {
     $state = [ordered]@{ HttpPlatformHandler = [ordered]@{ installed = ($null -ne $version); version = $version } }
     foreach ($product in @(@('UrlRewrite', 'URL Rewrite'), @('ARR', 'Application Request Routing'))) {
         $key = 'SOFTWARE\Microsoft\IIS Extensions\' + $product[1]
+        $exists = [bool](Get-RegistryValue -Key $key)
         $version = $null
-        if (Get-RegistryValue -Key $key) { $version = [string](Get-RegistryValue -Key $key -Name 'Version') }
-        $state[$product[0]] = [ordered]@{ installed = ($null -ne $version); version = $version }
+        if ($exists) { $version = [string](Get-RegistryValue -Key $key -Name 'Version'); if ($version.Length -eq 0) { $version = $null } }
+        $state[$product[0]] = [ordered]@{ installed = $exists; version = $version }
     }
     return $state
 }

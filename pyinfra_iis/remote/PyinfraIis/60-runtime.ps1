@@ -66,7 +66,8 @@ function Set-IisRuntimeState {
         $work = New-Object -TypeName 'System.Collections.ArrayList'
         foreach ($group in @(@('app_pools', 'app pool'), @('sites', 'site'))) {
             $wanted = Get-CallValue -Call $call -Name $group[0] -Type object -Function $function
-            $names = @(Get-CallMemberNames -Object $wanted | Sort-Object -Property { $wanted.PSObject.Properties[$_].Value -ceq 'Started' })
+            $names = Get-CallMemberNames -Object $wanted
+            $names = @($names | Sort-Object -Property { $wanted.PSObject.Properties[$_].Value -ceq 'Started' })
             foreach ($name in $names) {
                 $desired = $wanted.PSObject.Properties[$name].Value
                 if ($desired -cne 'Started' -and $desired -cne 'Stopped') { throw ('{0}: {1} {2}: state must be "Started" or "Stopped"' -f $function, $group[1], $name) }
