@@ -339,3 +339,14 @@ def test_no_walk_over_mwa_attributes_or_child_elements_and_rsca_members_are_refu
 def test_powershell_budget_of_the_iis_files():
     lines = sum(len(read_remote_file(f"PyinfraIis/{file}.ps1").splitlines()) for file in IIS_PS_FILES)
     assert lines <= 650, lines
+
+
+def test_a_section_written_under_location_path_empty_is_server_level():
+    text = ('<?xml version="1.0" encoding="UTF-8"?><configuration><configSections><sectionGroup name="system.webServer">'
+            '<sectionGroup name="security"><section name="requestFiltering" /></sectionGroup></sectionGroup></configSections>'
+            '<location path="" overrideMode="Allow"><system.webServer><security><requestFiltering allowDoubleEscaping="true" />'
+            '</security></system.webServer></location></configuration>')
+    fact = convert_host_state({"computer_name": "WEB01", "extensions": {},
+                               "iis": {"config": text, "redirection": None, "runtime": {}, "sslcert": ""}})
+    assert fact["iis"]["sections"]["system.webServer/security/requestFiltering"]["attributes"] == {"allowDoubleEscaping": "true"}
+    assert fact["iis"]["locations"] == {}

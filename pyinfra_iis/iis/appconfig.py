@@ -505,6 +505,17 @@ def protect_secrets(root: ET.Element, digest_key: bytes, decrypt: Any = None) ->
     return clone
 
 
+def _element_under(config: "AppHostConfig", location: str, section: str) -> ET.Element | None:
+    for child in real_children(config.root):
+        if child.tag == "location" and child.get("path", "") == location:
+            element: ET.Element | None = child
+            for tag in section.split("/"):
+                element = first_child(element, tag) if element is not None else None
+            if element is not None:
+                return element
+    return None
+
+
 def reported_configuration(config: "AppHostConfig", sections: Iterable[str]) -> dict[str, Any]:
     """Return ``{"sections": {SECTION: ELEMENT}, "locations": {PATH: {SECTION: ELEMENT}}}`` for
     the ``sections`` registered in ``config`` (server level: every registered one, absent ones
@@ -514,6 +525,12 @@ def reported_configuration(config: "AppHostConfig", sections: Iterable[str]) -> 
     result: dict[str, Any] = {"sections": {s: config.read_section(s) for s in registered}, "locations": {}}
     for path in config.locations():
         if not path.strip("/"):
+            # <location path=""> is server level too (IIS's default file keeps modules and
+            # handlers there): a section written only there is reported as the server's.
+            for section in registered:
+                element = _element_under(config, path, section)
+                if element is not None and config.section_element(section) is None:
+                    result["sections"][section] = element_json(element)
             continue
         found = {}
         for section in registered:
