@@ -350,3 +350,12 @@ def test_a_section_written_under_location_path_empty_is_server_level():
                                "iis": {"config": text, "redirection": None, "runtime": {}, "sslcert": ""}})
     assert fact["iis"]["sections"]["system.webServer/security/requestFiltering"]["attributes"] == {"allowDoubleEscaping": "true"}
     assert fact["iis"]["locations"] == {}
+
+
+def test_a_re_sent_add_of_the_same_certificate_is_answered_without_error(iis):
+    # A reply lost after the RSCA method ran: the controller re-sends the same add.
+    thumbprint = import_certificate(iis)
+    https_site(iis)
+    payload = {"site": "api", "binding_information": f"*:443:{HOST}", "action": "add", "thumbprint": thumbprint, "store": "My"}
+    assert run(iis, "Set-IisSslBinding", payload) == run(iis, "Set-IisSslBinding", payload)
+    assert "$bound -eq $thumbprint" in _ps_function("Set-IisSslBinding")

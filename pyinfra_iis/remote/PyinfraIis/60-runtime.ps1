@@ -131,12 +131,16 @@ function Set-IisSslBinding {
         $site = Get-IisNamedObject -Manager $manager -Kind 'site' -Name $siteName -Function $function
         $binding = @($site.Bindings | Where-Object -FilterScript { $_.Protocol -eq 'https' -and $_.BindingInformation -eq $information }) | Select-Object -First 1
         if ($null -eq $binding) { throw ('{0}: site "{1}" has no https binding "{2}": commit it with Set-IisConfig first' -f $function, $siteName, $information) }
-        $instance = $binding.Methods[$method].CreateInstance()
-        if ($action -ne 'remove') {
+        # A re-sent add (reply lost) finds its certificate bound: typed Binding.CertificateHash, in try/catch.
+        $bound = ''
+        try { $bound = [System.BitConverter]::ToString([byte[]]$binding.CertificateHash).Replace('-', '') } catch { $bound = '' }
+        if ($action -eq 'add' -and $bound -eq $thumbprint) { $method = $null }
+        if ($null -ne $method) { $instance = $binding.Methods[$method].CreateInstance() }
+        if ($null -ne $method -and $action -ne 'remove') {
             # ps51-ignore: RSCA-ATTRIBUTE the RSCA method's own <inputElement> (rscaext.xml), not the binding's attributes
             $instance.Input.SetAttributeValue('certificateHash', $thumbprint.ToUpperInvariant()); $instance.Input.SetAttributeValue('certificateStoreName', $store)
         }
-        try { $instance.Execute() } catch { throw ('{0}: {1} on site "{2}" binding "{3}" failed: {4}' -f $function, $method, $siteName, $information, $_.Exception.Message) }
+        if ($null -ne $method) { try { $instance.Execute() } catch { throw ('{0}: {1} on site "{2}" binding "{3}" failed: {4}' -f $function, $method, $siteName, $information, $_.Exception.Message) } }
     } finally {
         $manager.Dispose()
     }

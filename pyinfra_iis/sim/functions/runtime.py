@@ -246,6 +246,9 @@ def set_iis_ssl_binding(host: "SimHost", payload: dict[str, Any]) -> str:
         if action == "remove":
             table.pop(endpoint, None)
         else:
+            current = table.get(endpoint) or {}
+            if action == "add" and current.get("certificateHash", "").upper() == thumbprint.upper():
+                return json.dumps({"site": site, "binding_information": information, "action": action})  # a re-sent add
             if action == "add" and endpoint in table:
                 raise SimFunctionError(f"Set-IisSslBinding: AddSslCertificate {endpoint}: Cannot create a file when "
                                        "that file already exists. (Exception from HRESULT: 0x800700B7)")
