@@ -163,7 +163,7 @@ def test_http_sys_is_filled_only_by_the_rsca_primitive_and_reported_apart(iis):
     binding = fact["iis"]["sections"][SITES]["items"][1]["children"]["bindings"]["items"][0]
     assert binding["attributes"] == {"protocol": "https", "bindingInformation": f"*:443:{HOST}", "sslFlags": "1"}
     with pytest.raises(SimFunctionError, match="0x800700B7"):
-        run(iis, "Set-IisSslBinding", {**ssl_call, "action": "add"})
+        run(iis, "Set-IisSslBinding", {**ssl_call, "action": "add", "thumbprint": "AB" * 20})
     with pytest.raises(SimFunctionError, match="not in Cert"):
         run(iis, "Set-IisSslBinding", {**ssl_call, "action": "rebind", "thumbprint": "AB" * 20})
     run(iis, "Set-IisSslBinding", {"site": "api", "binding_information": f"*:443:{HOST}", "action": "remove"})
