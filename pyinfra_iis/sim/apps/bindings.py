@@ -102,23 +102,38 @@ def http_sys_tls(host: "SimHost", site: str, binding: Binding) -> TlsLookup:
     certificate."""
 
     from ...iis.appconfig import binding_endpoint, real_children
-    from ..iis.store import load_config, site_elements, sslcert_bindings
+    from ..iis.store import config_file, load_config, site_elements, sslcert_bindings
     from .tls import TlsError, server_context
 
     cache: dict[tuple[str, str], ssl.SSLContext] = {}
+    endpoints: dict[int, str | None] = {}  # config file mtime -> the binding's endpoint
+
+    def endpoint() -> str | None:
+        # Call under host.lock: the endpoint of the committed <binding> (re-read when the file changes).
+        try:
+            stamp = config_file(host).stat().st_mtime_ns
+        except OSError:
+            return None
+        if stamp not in endpoints:
+            endpoints.clear()
+            endpoints[stamp] = _committed_endpoint(load_config(host))
+        return endpoints[stamp]
+
+    def _committed_endpoint(config) -> str | None:
+        for element in site_elements(config) if config is not None else []:
+            if element.get("name", "").casefold() != site.casefold():
+                continue
+            for holder in (c for c in real_children(element) if c.tag == "bindings"):
+                for item in real_children(holder):
+                    if (item.tag == "binding" and item.get("protocol", "").casefold() == binding.protocol
+                            and item.get("bindingInformation", "").casefold() == binding.information.casefold()):
+                        return binding_endpoint(item)
+        return None
 
     def lookup() -> ssl.SSLContext | None:
         with host.lock:
-            config = load_config(host)
-            entry = None
-            for element in site_elements(config) if config is not None else []:
-                if element.get("name", "").casefold() != site.casefold():
-                    continue
-                for holder in (c for c in real_children(element) if c.tag == "bindings"):
-                    for item in real_children(holder):
-                        if (item.tag == "binding" and item.get("protocol", "").casefold() == binding.protocol
-                                and item.get("bindingInformation", "").casefold() == binding.information.casefold()):
-                            entry = dict(sslcert_bindings(host).get(binding_endpoint(item) or "", {})) or None
+            found = endpoint()
+            entry = dict(sslcert_bindings(host).get(found, {})) or None if found else None
         if entry is None:
             return None
         key = (entry["certificateHash"].upper(), entry.get("certificateStoreName") or "My")
