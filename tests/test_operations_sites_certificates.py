@@ -80,11 +80,14 @@ def test_certificate_wrong_password_or_thumbprint_is_refused_without_the_passwor
 def test_new_site_one_set_call_with_bindings_and_anonymous_auth(pfx):
     path, thumbprint = pfx
     result = run_operation(site._inner, empty_fact(["Web-Server"]), site=SITE, certificates=[cert_model(path)])
-    assert [parse_remote_call(c)[0] for c in result.commands] == ["Initialize-Directory", "Set-IisConfig", "Set-IisRuntimeState"]
+    assert [parse_remote_call(c)[0] for c in result.commands] == ["Initialize-Directory", "Set-IisConfig", "Set-IisSslBinding", "Set-IisRuntimeState"]
     edits = parse_remote_call(result.commands[1])[1]["edits"]
     https = next(e for e in edits if e["path"][-1].get("key", {}).get("protocol") == "https")
     assert https["path"][-1]["key"] == {"protocol": "https", "bindingInformation": "*:443:api.example.com"}
-    assert https["attributes"] == {"sslFlags": "1", "certificateHash": thumbprint, "certificateStoreName": "My"}
+    # The certificate is HTTP.sys's, not configuration (issue 9, defect 2): the binding's RSCA method.
+    assert https["attributes"] == {"sslFlags": "1"}
+    assert parse_remote_call(result.commands[2]) == ("Set-IisSslBinding", {
+        "site": "api", "binding_information": "*:443:api.example.com", "action": "add", "thumbprint": thumbprint, "store": "My"})
     anon = next(e for e in edits if e["section"].endswith("anonymousAuthentication"))
     assert anon == {"section": "system.webServer/security/authentication/anonymousAuthentication", "location": "api", "path": [], "action": "set", "attributes": {"userName": ""}}
     vdir = next(e for e in edits if e["path"][-1].get("item") == "virtualDirectory")
@@ -132,3 +135,25 @@ def test_expiring_certificate_is_warned_and_wildcards_cover_one_label(tmp_path):
     missing = {**SITE, "bindings": [{"protocol": "https", "host_name": "api.example.com", "certificate": "12" * 20}]}
     with pytest.raises(OperationError, match="not in Cert"):
         run_operation(site._inner, fact, site=missing)
+
+
+def test_site_repairs_a_missing_or_different_http_sys_certificate_and_leaves_a_matching_one(pfx):
+    # Issue 9, defect 2: the certificate lives in HTTP.sys, per endpoint; the config alone serves nothing.
+    path, thumbprint = pfx
+    fact = imported(empty_fact(["Web-Server"]), thumbprint)
+    apply_to_fact(fact, run_operation(site._inner, copy.deepcopy(fact), site=SITE, certificates=[cert_model(path)]).commands)
+    assert fact["iis"]["ssl_bindings"]["api.example.com:443"]["hash"] == thumbprint
+    assert run_operation(site._inner, copy.deepcopy(fact), site=SITE, certificates=[cert_model(path)]).commands == []
+    missing = copy.deepcopy(fact)
+    missing["iis"]["ssl_bindings"].clear()
+    (call,) = run_operation(site._inner, missing, site=SITE, certificates=[cert_model(path)]).commands
+    assert parse_remote_call(call)[1]["action"] == "add"
+    other = copy.deepcopy(fact)
+    other["iis"]["ssl_bindings"]["api.example.com:443"]["hash"] = "AB" * 20
+    (call,) = run_operation(site._inner, other, site=SITE, certificates=[cert_model(path)]).commands
+    assert parse_remote_call(call) == ("Set-IisSslBinding", {"site": "api", "binding_information": "*:443:api.example.com",
+                                                             "action": "rebind", "thumbprint": thumbprint, "store": "My"})
+    http_only = {**SITE, "bindings": [SITE["bindings"][1]]}
+    commands = run_operation(site._inner, copy.deepcopy(fact), site=http_only, certificates=[cert_model(path)]).commands
+    assert [parse_remote_call(c)[0] for c in commands] == ["Set-IisSslBinding", "Set-IisConfig"]
+    assert parse_remote_call(commands[0])[1]["action"] == "remove"

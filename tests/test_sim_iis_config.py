@@ -12,6 +12,7 @@ import pytest
 from pyinfra_iis.protocol import new_digest_key, secret_digest
 from pyinfra_iis.sim.functions import SimFunctionError, call
 from pyinfra_iis.sim.host import SimHost
+from pyinfra_iis.facts.host_state import convert_host_state
 from pyinfra_iis.sim.iis.appconfig import APPHOST_CONFIG_PATH, AppHostConfig
 from support.sim_calls import DIGEST_KEY, run
 
@@ -113,8 +114,7 @@ def test_create_pool_with_nested_attributes(iis):
         {"section": POOLS, "path": [*pool("api"), {"child": "processModel"}], "action": "set",
          "attributes": {"idleTimeout": "00:00:00"}},
     ]})
-    assert 'system.applicationHost/applicationPools/add[name=api]@startMode: null -> "AlwaysRunning"' in result["changed"]
-    assert "system.applicationHost/applicationPools/add[name=api]: added" in result["changed"]
+    assert result == {"committed": True}  # the controller words the changes (issue 9)
     state = run(iis, "Get-HostState", {})
     pools = state["iis"]["sections"][POOLS]["items"]
     assert [p["attributes"]["name"] for p in pools] == ["DefaultAppPool", "api"]
@@ -128,7 +128,7 @@ def test_create_pool_with_nested_attributes(iis):
     before = config_bytes(iis)
     again = run(iis, "Set-IisConfig", {"edits": [
         {"section": POOLS, "path": pool("API"), "action": "set", "attributes": {"startMode": "AlwaysRunning"}}]})
-    assert again == {"changed": []}
+    assert again == {"committed": True}
     assert config_bytes(iis) == before
 
 
@@ -148,39 +148,35 @@ def test_new_site_gets_next_id_and_binding_changes_leave_the_rest_untouched(iis)
 
     # Adding a binding inserts exactly one line; everything else stays byte-for-byte.
     result = run(iis, "Set-IisConfig", {"edits": [site_edit("api", {"child": "bindings"}, binding("*:8443:", "http"))]})
-    assert result["changed"] == ["system.applicationHost/sites/site[name=api]/bindings/binding[protocol=http,bindingInformation=*:8443:]: added"]
+    assert result == {"committed": True}
     after = config_bytes(iis).decode()
     added = [line for line in after.splitlines() if line not in before.splitlines()]
     assert [line.strip() for line in added] == ['<binding protocol="http" bindingInformation="*:8443:" />']
     assert [line for line in after.splitlines() if line not in added] == before.splitlines()
 
     # The certificate of an https binding lives in HTTP.sys (IIS's RSCA extension), not in the
-    # file; the fact shows it on the binding, like Microsoft.Web.Administration does.
-    result = run(iis, "Set-IisConfig", {"edits": [
-        site_edit("api", {"child": "bindings"}, binding("*:443:API.example.com"),
-                  attributes={"certificateHash": "AB" * 20, "certificateStoreName": "My"})]})
-    assert len(result["changed"]) == 2
+    # file: Set-IisConfig refuses it (issue 9, defect 2), only the binding's RSCA methods
+    # (Set-IisSslBinding) fill HTTP.sys, and the fact reports HTTP.sys apart from the config.
+    assert iis.state.get("http_sys", {}).get("sslcert", {}) == {}
+    with pytest.raises(SimFunctionError, match="certificateHash.*use Set-IisSslBinding"):
+        run(iis, "Set-IisConfig", {"edits": [
+            site_edit("api", {"child": "bindings"}, binding("*:443:API.example.com"),
+                      attributes={"certificateHash": "AB" * 20, "certificateStoreName": "My"})]})
     assert config_bytes(iis).decode() == after
     https = [b for b in run(iis, "Get-HostState", {})["iis"]["sections"][SITES]["items"][1]["children"]["bindings"]["items"]
              if b["attributes"]["protocol"] == "https"]
-    assert https[0]["attributes"] == {"protocol": "https", "bindingInformation": "*:443:api.example.com", "sslFlags": "1",
-                                      "certificateHash": "AB" * 20, "certificateStoreName": "My"}
-    assert iis.state["http_sys"]["sslcert"] == {"api.example.com:443": {"certificateHash": "AB" * 20, "certificateStoreName": "My"}}
-    assert run(iis, "Set-IisConfig", {"edits": [
-        site_edit("api", {"child": "bindings"}, binding("*:443:api.example.com"), attributes={"certificateHash": "ab" * 20})]}) == {"changed": []}
-    with pytest.raises(SimFunctionError, match="https bindings only"):
-        run(iis, "Set-IisConfig", {"edits": [
-            site_edit("api", {"child": "bindings"}, binding("*:8080:", "http"), attributes={"certificateHash": "AB" * 20})]})
+    assert https[0]["attributes"] == {"protocol": "https", "bindingInformation": "*:443:api.example.com", "sslFlags": "1"}
+    assert run(iis, "Get-HostState", {})["iis"]["ssl_bindings"] == {}
 
     removed = run(iis, "Set-IisConfig", {"edits": [
         site_edit("api", {"child": "bindings"}, binding("*:8080:", "http"), action="remove")]})
-    assert removed["changed"] == ["system.applicationHost/sites/site[name=api]/bindings/binding[protocol=http,bindingInformation=*:8080:]: removed"]
+    assert removed == {"committed": True}
     final = config_bytes(iis).decode()
     assert "*:8080:" not in final and "*:443:api.example.com" in final
     assert [line for line in after.splitlines() if "*:8080:" not in line] == final.splitlines()
     # Removing it again is not an error and changes nothing.
     assert run(iis, "Set-IisConfig", {"edits": [
-        site_edit("api", {"child": "bindings"}, binding("*:8080:", "http"), action="remove")]}) == {"changed": []}
+        site_edit("api", {"child": "bindings"}, binding("*:8080:", "http"), action="remove")]}) == {"committed": True}
 
 
 def test_edits_are_all_or_nothing(iis):
@@ -228,7 +224,7 @@ def test_environment_variable_values_are_never_reported(iis):
     assert secret not in json.dumps(result)
     raw = call(iis, "Get-HostState", {"digest_key": DIGEST_KEY}, {})
     assert secret not in raw
-    state = json.loads(raw)
+    state = convert_host_state(json.loads(raw))
     api = state["iis"]["sections"][POOLS]["items"][1]
     variable = api["children"]["environmentVariables"]["items"][0]
     assert variable["attributes"] == {"name": "API_KEY", "value": secret_digest(secret)}
@@ -255,7 +251,7 @@ def test_digests_depend_on_the_key_and_never_on_the_value_alone(iis):
          "action": "set", "attributes": {"value": secret}}]})
 
     def reported(key: bytes) -> str:
-        state = json.loads(call(iis, "Get-HostState", {"digest_key": base64.b64encode(key).decode()}, {}))
+        state = convert_host_state(json.loads(call(iis, "Get-HostState", {"digest_key": base64.b64encode(key).decode()}, {})))
         return state["iis"]["sections"][POOLS]["items"][1]["children"]["environmentVariables"]["items"][0]["attributes"]["value"]
 
     first, second = new_digest_key(), new_digest_key()

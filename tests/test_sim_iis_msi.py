@@ -8,7 +8,7 @@ import hashlib
 import pytest
 
 from pyinfra_iis.sim.functions import SimFunctionError
-from pyinfra_iis.sim.functions.msi import seed_remote_source, set_next_exit_code
+from pyinfra_iis.sim.functions.msi import MSI_BUSY_RETRIES, seed_remote_source, set_next_exit_code, set_next_exit_codes
 from pyinfra_iis.sim.functions.runtime import register_pool_hook
 from pyinfra_iis.sim.host import SimHost
 from pyinfra_iis.sim.iis.appconfig import APPHOST_CONFIG_PATH
@@ -37,7 +37,7 @@ def install(host, product, sha256=None, source=None):
 def test_http_platform_handler_install(host):
     result = install(host, "HttpPlatformHandler")
     assert result == {"product": "HttpPlatformHandler", "exit_code": 0, "restart_needed": False,
-                      "log": "C:\\ProgramData\\pyinfra-iis\\logs\\HttpPlatformHandler.log", "changed": True}
+                      "log": "C:\\ProgramData\\pyinfra-iis\\logs\\HttpPlatformHandler.log", "changed": True, "attempts": 1}
     assert host.path("C:\\Windows\\System32\\inetsrv\\httpPlatformHandler.dll").is_file()
     assert host.path("C:\\ProgramData\\pyinfra-iis\\msi\\HttpPlatformHandler.msi").read_bytes() == MSI["HttpPlatformHandler"]
     assert "Installation completed successfully" in host.path(result["log"]).read_text(encoding="utf-16")
@@ -144,3 +144,15 @@ def test_msi_needs_iis(tmp_path):
     bare = SimHost(tmp_path / "bare")
     with pytest.raises(SimFunctionError, match="IIS Version 7.0 or greater"):
         install(bare, "HttpPlatformHandler")
+
+
+def test_msiexec_1618_is_retried_with_backoff_then_fails_with_a_limit(host):
+    # Issue 9, defect 8: 1618 (another installation in progress) is not fatal.
+    set_next_exit_codes(host, "UrlRewrite", [1618, 1618, 0])
+    result = install(host, "UrlRewrite")
+    assert result["changed"] is True and result["exit_code"] == 0 and result["attempts"] == 3
+    assert host.state["msi_busy_waits"] == [10, 20]
+    set_next_exit_codes(host, "HttpPlatformHandler", [1618] * (MSI_BUSY_RETRIES + 2))
+    with pytest.raises(SimFunctionError, match=f"exited with 1618 .* after {MSI_BUSY_RETRIES + 1} attempt"):
+        install(host, "HttpPlatformHandler")
+    assert run(host, "Get-HostState", {})["extensions"]["HttpPlatformHandler"]["installed"] is False

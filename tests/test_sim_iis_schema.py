@@ -46,7 +46,7 @@ def deploy_edits():
          "attributes": {"physicalPath": "C:\\sites\\api\\current"}},
         {"section": SITES, "path": [*site, {"child": "bindings"},
                                     {"item": "binding", "key": {"protocol": "https", "bindingInformation": "*:443:api.example.com"}}],
-         "action": "set", "attributes": {"sslFlags": "1", "certificateHash": "AB" * 20, "certificateStoreName": "My"}},
+         "action": "set", "attributes": {"sslFlags": "1"}},
         {"section": SITES, "path": [*site, {"child": "logFile"}], "action": "set", "attributes": {"directory": "C:\\sites\\api\\logs"}},
         {"section": "system.webServer/httpPlatform", "location": "api", "path": [], "action": "set",
          "attributes": {"processPath": "C:\\sites\\api\\current\\venv\\Scripts\\python.exe", "arguments": "-m uvicorn app:app",
@@ -74,7 +74,7 @@ def test_fresh_and_deployed_config_validate(tmp_path, reference_data):
 
     install_products(host)
     result = run(host, "Set-IisConfig", {"edits": deploy_edits()})
-    assert len(result["changed"]) > 15
+    assert result == {"committed": True}
     deployed = host.path(APPHOST_CONFIG_PATH).read_text(encoding="utf-8")
     assert validate_config(deployed, folder=folder) == []
     # The validator does see problems in what the simulator writes, when there are some.

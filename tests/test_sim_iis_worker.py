@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from pyinfra_iis.facts.host_state import convert_host_state
 from pyinfra_iis.protocol import Secret, remote_call, secret_digest
 from pyinfra_iis.sim import SimServer
 from support.sim_calls import DIGEST_KEY
@@ -26,7 +27,7 @@ def test_install_configure_and_read_through_the_worker(sim_server: SimServer) ->
         assert edit.rc == 0 and secret not in edit.stdout
         state = worker.call("Get-HostState", {"digest_key": DIGEST_KEY, "acl_paths": ["C:\\inetpub\\wwwroot"]})
         assert state.rc == 0 and secret not in state.stdout
-        data = json.loads(state.stdout)
+        data = convert_host_state(json.loads(state.stdout))
         pool = data["iis"]["sections"]["system.applicationHost/applicationPools"]["items"][1]
         assert pool["children"]["environmentVariables"]["items"][0]["attributes"]["value"] == secret_digest(secret)
         assert data["iis"]["runtime"]["app_pools"] == {"DefaultAppPool": "Started", "api": "Started"}

@@ -115,9 +115,11 @@ def configure_host(host, pfx_bytes: bytes) -> None:
          "path": [*site, {"item": "application", "key": {"path": "/"}}, {"item": "virtualDirectory", "key": {"path": "/"}}]},
         {"section": sites, "action": "set", "attributes": {},
          "path": [*site, {"child": "bindings"}, {"item": "binding", "key": {"protocol": "http", "bindingInformation": f"*:80:{HOST}"}}]},
-        {"section": sites, "action": "set", "attributes": {"sslFlags": "1", "certificateHash": thumbprint, "certificateStoreName": "My"},
+        {"section": sites, "action": "set", "attributes": {"sslFlags": "1"},
          "path": [*site, {"child": "bindings"}, {"item": "binding", "key": {"protocol": "https", "bindingInformation": f"*:443:{HOST}"}}]},
     ]})
+    run(host, "Set-IisSslBinding", {"site": "api", "binding_information": f"*:443:{HOST}", "action": "add",
+                                    "thumbprint": thumbprint, "store": "My"})
 
 
 def install(host, artifacts, version: str, **overrides) -> dict:

@@ -1,6 +1,6 @@
 """Sites and bindings: ``Set-IisConfig`` (site, root application and virtual directory,
-bindings one by one, anonymous authentication at the site's location), log directory,
-``Set-IisRuntimeState``."""
+bindings one by one, anonymous authentication at the site's location), HTTP.sys SSL bindings
+(``Set-IisSslBinding``), log directory, ``Set-IisRuntimeState``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pyinfra.api import operation
 from pyinfra.api.exceptions import OperationError
 
 from ..facts.host_state import host_state
-from ..iis import config
+from ..iis import config, httpsys
 from ..iis.compare import differing
 from ..iis.defaults import ANONYMOUS_AUTH, ANONYMOUS_AUTH_ATTRS, APPLICATION, BINDING, SITE, SITES, VIRTUAL_DIRECTORY
 from ..iis.diff import Change, log_changes, once_per_run
@@ -67,26 +67,68 @@ def site_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change]]
     return edits, diff
 
 
-def binding_attributes(binding: Binding, thumbprint: str | None, store: str | None) -> dict[str, str]:
-    """The non-key attributes a binding must have: https → ``sslFlags``, and the certificate
-    (``certificateHash``, ``certificateStoreName``) unless it comes from the Central
-    Certificate Store; http → none."""
+def binding_attributes(binding: Binding) -> dict[str, str]:
+    """The non-key configuration attributes a binding must have: https → ``sslFlags``; http →
+    none. The certificate is not configuration: it is HTTP.sys's SSL binding of the endpoint
+    (:func:`ssl_binding_calls`)."""
 
     if binding.protocol != "https":
         return {}
-    attributes = {"sslFlags": str(binding.ssl_flags or 0)}
+    return {"sslFlags": str(binding.ssl_flags or 0)}
+
+
+def _ssl_call(site: str, information: str, action: str, thumbprint: str | None = None, store: str | None = None) -> str:
+    payload: dict[str, Any] = {"site": site, "binding_information": information, "action": action}
     if thumbprint:
-        attributes["certificateHash"] = thumbprint
-        attributes["certificateStoreName"] = store or "My"
-    return attributes
+        payload.update(thumbprint=thumbprint, store=store or "My")
+    return remote_call("Set-IisSslBinding", payload)
 
 
-def binding_edits(model: Site, iis: dict | None, certificates: dict[int, tuple[str | None, str | None]]) -> tuple[list[Edit], list[Change], list[Binding]]:
+def ssl_binding_calls(model: Site, iis: dict | None, certificates: dict[int, tuple[str | None, str | None]]) -> tuple[list[str], list[str], list[Change], list[Binding]]:
+    """``Set-IisSslBinding`` calls that make HTTP.sys hold each https binding's certificate
+    (issue 9, defect 2): ``add`` when the endpoint has no SSL binding, ``rebind`` when its
+    certificate or store differs, nothing when it matches. An SSL binding of an https binding
+    that is removed, or whose endpoint moves (sslFlags' SNI bit changes), is removed BEFORE the
+    configuration edit (the RSCA method needs the committed binding), unless a binding of the
+    model still uses that endpoint.
+
+    Returns:
+        ``(calls before Set-IisConfig, calls after it, diff, bindings whose certificate changes)``.
+    """
+
+    table = (iis or {}).get("ssl_bindings") or {}
+    before: list[str] = []
+    after: list[str] = []
+    diff: list[Change] = []
+    touched: list[Binding] = []
+    wanted_endpoints = {}
+    for index, binding in enumerate(model.bindings):
+        endpoint = httpsys.binding_endpoint(binding.protocol, binding.binding_information, binding.ssl_flags)
+        if endpoint is not None:
+            wanted_endpoints[endpoint] = (index, binding)
+    site = config.find_item(config.section(iis, SITES), "site", {"name": model.name})
+    for item in config.items(config.child(site, "bindings"), "binding"):
+        information = config.get_attribute(item, "bindingInformation") or ""
+        endpoint = httpsys.binding_endpoint(config.get_attribute(item, "protocol") or "", information, config.get_attribute(item, "sslFlags"))
+        if endpoint is not None and endpoint in table and endpoint not in wanted_endpoints:
+            before.append(_ssl_call(model.name, information, "remove"))
+            diff.append(Change(f"site {model.name}: HTTP.sys SSL binding {endpoint}", table[endpoint]["hash"], None))
+    for endpoint, (index, binding) in wanted_endpoints.items():
+        thumbprint, store = certificates.get(index, (None, None))
+        if not thumbprint:
+            continue  # Central Certificate Store: HTTP.sys binds per port, not per certificate
+        entry = table.get(endpoint)
+        if entry is not None and entry["hash"].upper() == thumbprint.upper() and entry["store"].casefold() == (store or "My").casefold():
+            continue
+        after.append(_ssl_call(model.name, binding.binding_information, "add" if entry is None else "rebind", thumbprint, store))
+        diff.append(Change(f"site {model.name}: HTTP.sys SSL binding {endpoint}", entry["hash"] if entry else None, thumbprint.upper()))
+        touched.append(binding)
+    return before, after, diff, touched
+
+
+def binding_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change], list[Binding]]:
     """Edits for the site's bindings: add a missing one, set the differing attributes of an
     existing one, remove one the model does not list; each binding alone, never a clear.
-
-    Args:
-        certificates: ``{index of the binding: (thumbprint, store)}`` for https bindings.
 
     Returns:
         ``(edits, diff, bindings added or changed)``.
@@ -103,9 +145,8 @@ def binding_edits(model: Site, iis: dict | None, certificates: dict[int, tuple[s
         key = {"protocol": binding.protocol, "bindingInformation": binding.binding_information}
         wanted_keys.add((binding.protocol.lower(), binding.binding_information.lower()))
         item = config.find_item(holder, "binding", key)
-        thumbprint, store = certificates.get(index, (None, None))
         label = f"site {model.name}: binding {binding.protocol} {binding.binding_information}"
-        changes, lines = differing(item, binding_attributes(binding, thumbprint, store), BINDING, label=label)
+        changes, lines = differing(item, binding_attributes(binding), BINDING, label=label)
         if item is None:
             edits.append(set_edit(SITES, [*path, item_step("binding", **key)], changes))
             diff.append(Change(label, None, "added"))
@@ -185,7 +226,9 @@ def site(site: Any, certificates: Iterable[Any] = ()):
     https binding is added or changed its certificate is checked: present (or imported in this
     run from a PFX of ``certificates``), with a private key, within its validity, covering the
     binding's host name (wildcards included); a certificate expiring within 30 days is warned
-    about. All configuration edits go in ONE ``Set-IisConfig``.
+    about. All configuration edits go in ONE ``Set-IisConfig``; the certificate of each https
+    binding is then put into HTTP.sys with ``Set-IisSslBinding`` when HTTP.sys lacks it or holds
+    another one (nothing when it matches).
 
     **Example:**
 
@@ -208,9 +251,12 @@ def site(site: Any, certificates: Iterable[Any] = ()):
             resolved[index] = (thumbprint, store)
             infos[index] = info
     edits, diff = site_edits(model, iis)
-    more, lines, touched = binding_edits(model, iis, resolved)
+    more, lines, touched = binding_edits(model, iis)
     edits += more
     diff += lines
+    ssl_before, ssl_after, lines, ssl_touched = ssl_binding_calls(model, iis, resolved)
+    diff += lines
+    touched += ssl_touched
     warnings: list[str] = []
     for index, binding in enumerate(model.bindings):
         if index in infos:
@@ -230,8 +276,10 @@ def site(site: Any, certificates: Iterable[Any] = ()):
     if model.log_directory and _path_exists(fact, model.log_directory) is not True:
         diff.append(Change(f"site {model.name}: log directory {model.log_directory}", None, "created"))
         commands.append(remote_call("Initialize-Directory", {"path": model.log_directory}))
+    commands += ssl_before
     if edits:
         commands.append(remote_call("Set-IisConfig", {"edits": edits}))
+    commands += ssl_after
     runtime = ((iis or {}).get("runtime") or {}).get("sites") or {}
     current_state = next((value for name, value in runtime.items() if name.lower() == model.name.lower()), None)
     if current_state != model.state:

@@ -108,7 +108,7 @@ def empty_fact(features: list[str] | None = None) -> dict:
     """A ``Get-HostState`` value of a fresh host (``iis`` present when Web-Server is listed)."""
 
     features = list(features or [])
-    iis = {"sections": {}, "locations": {}, "runtime": {"app_pools": {}, "sites": {}}} if "Web-Server" in features else None
+    iis = {"sections": {}, "locations": {}, "runtime": {"app_pools": {}, "sites": {}}, "ssl_bindings": {}} if "Web-Server" in features else None
     return {"computer_name": "WEB01", "reboot_pending": False, "features": features,
             "extensions": {p: {"installed": False, "version": None} for p in ("HttpPlatformHandler", "UrlRewrite", "ARR")},
             "iis": iis, "certificates": [], "acls": {}}
@@ -151,6 +151,20 @@ def _apply_edit(iis: dict, edit: dict) -> None:
         element["attributes"][name] = secret_digest(value) if secret else value
 
 
+def _apply_ssl_binding(iis: dict, payload: dict) -> None:
+    from ..iis import config, httpsys
+
+    site = config.find_item(config.section(iis, "system.applicationHost/sites"), "site", {"name": payload["site"]})
+    item = config.find_item(config.child(site, "bindings"), "binding", {"protocol": "https", "bindingInformation": payload["binding_information"]})
+    endpoint = httpsys.binding_endpoint("https", payload["binding_information"], config.get_attribute(item, "sslFlags"))
+    table = iis.setdefault("ssl_bindings", {})
+    if payload["action"] == "remove":
+        table.pop(endpoint, None)
+    else:
+        table[endpoint] = {"kind": httpsys.endpoint_kind(endpoint), "hash": payload["thumbprint"].upper(),
+                           "store": payload.get("store") or "My", "appid": httpsys.IIS_APPID}
+
+
 def apply_to_fact(fact: dict, commands: list[str]) -> dict:
     """Apply raw remote calls to ``fact`` as the host would (the subset the unit tests need:
     features, MSI products, ``Set-IisConfig``, runtime state, directories, ACL grants/revokes,
@@ -172,6 +186,8 @@ def apply_to_fact(fact: dict, commands: list[str]) -> dict:
         elif function == "Set-IisConfig":
             for edit in payload["edits"]:
                 _apply_edit(fact["iis"], edit)
+        elif function == "Set-IisSslBinding":
+            _apply_ssl_binding(fact["iis"], payload)
         elif function == "Set-IisRuntimeState":
             for kind in ("app_pools", "sites"):
                 fact["iis"]["runtime"][kind].update(payload.get(kind) or {})

@@ -17,10 +17,13 @@ DIGEST_KEY = digest_key_argument()
 
 def run(host: SimHost, name: str, payload: dict[str, Any]) -> Any:
     """Call the module function ``name`` with ``payload`` on ``host``; its JSON result.
-    ``Get-HostState`` gets :data:`DIGEST_KEY` unless the payload has a ``digest_key``."""
+    ``Get-HostState`` gets :data:`DIGEST_KEY` unless the payload has a ``digest_key``, and its
+    raw answer is converted as the fact does (``facts.host_state.convert_host_state``)."""
 
     if name == "Get-HostState":
-        payload = {"digest_key": DIGEST_KEY, **payload}
+        from pyinfra_iis.facts.host_state import convert_host_state
+
+        return convert_host_state(json.loads(call(host, name, {"digest_key": DIGEST_KEY, **payload}, {})))
     return json.loads(call(host, name, payload, {}))
 
 

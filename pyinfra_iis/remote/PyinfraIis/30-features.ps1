@@ -1,87 +1,43 @@
-# PyinfraIis module, part 30: Windows features (ServerManager module, Windows Server only).
-#
-# Contract: docs/remote-functions.md, "Change: Windows features".
-# Install-WindowsFeature returns a FeatureOperationResult: Success, ExitCode, RestartNeeded
-# (Yes / No / Maybe) and FeatureResult [V: ServerManager docs, Install-WindowsFeature]
-# https://learn.microsoft.com/powershell/module/servermanager/install-windowsfeature
+# PyinfraIis module, part 30: Windows features (docs/remote-functions.md, "Change: Windows features").
+# Docs: https://learn.microsoft.com/powershell/module/servermanager/install-windowsfeature
+#       https://learn.microsoft.com/powershell/module/servermanager/get-windowsfeature
 
 function Install-WindowsFeatureSet {
-    <#
-    .SYNOPSIS
-    Install the named Windows features that are not installed yet.
-    .PARAMETER Json
-    {"names": ["Web-Server", "Web-WebSockets", ...]}: feature names as Get-WindowsFeature lists
-    them (no wildcards).
-    .OUTPUTS
-    One line {"installed": [names], "restart_needed": bool}: installed lists every feature this
-    call installed, parents and default role services included (Install-WindowsFeature's
-    FeatureResult, in its order; the simulator does the same), or the requested ones when the
-    result lists none.
-    restart_needed is true when Install-WindowsFeature answers RestartNeeded Yes or Maybe: a
-    needed reboot is never hidden.
-    Throws naming every unknown feature before installing anything, and with the exit code when
-    Install-WindowsFeature does not succeed.
-    #>
+    # -Json {"names": [...]} -> {"installed": [names Install-WindowsFeature installed, parents
+    # included], "restart_needed": bool (RestartNeeded Yes or Maybe)}. Unknown names -> error
+    # naming them, before anything is installed.
     [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [AllowEmptyString()]
-        [string] $Json
-    )
+    param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json)
     $function = 'Install-WindowsFeatureSet'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
     $names = Get-CallValue -Call $call -Name 'names' -Type strings -Required -Function $function
     foreach ($name in $names) {
-        # Get-WindowsFeature -Name takes wildcards; a name must stand for exactly one feature.
-        if ($name -notmatch '^[A-Za-z0-9][A-Za-z0-9_.-]*$') {
-            throw ('{0}: "{1}" is not a Windows feature name' -f $function, $name)
-        }
+        # Get-WindowsFeature -Name takes wildcards: a name must stand for exactly one feature.
+        if ($name -notmatch '^[A-Za-z0-9][A-Za-z0-9_.-]*$') { throw ('{0}: "{1}" is not a Windows feature name' -f $function, $name) }
     }
-    if ($names.Count -eq 0) {
-        Write-CallResult -InputObject ([ordered]@{ installed = @(); restart_needed = $false })
-        return
-    }
-
     $known = @{}
-    foreach ($feature in (Get-WindowsFeature -Name $names)) {
-        $known[[string]$feature.Name] = [bool]$feature.Installed
+    if ($names.Count -gt 0) {
+        foreach ($feature in (Get-WindowsFeature -Name $names)) { $known[[string]$feature.Name] = [bool]$feature.Installed }
     }
-    $unknown = New-Object -TypeName 'System.Collections.Generic.List[string]'
-    $missing = New-Object -TypeName 'System.Collections.Generic.List[string]'
-    foreach ($name in $names) {
-        if (-not $known.ContainsKey($name)) {
-            $unknown.Add($name)
-        } elseif (-not $known[$name] -and -not $missing.Contains($name)) {
-            $missing.Add($name)
-        }
-    }
+    $unknown = @($names | Where-Object -FilterScript { -not $known.ContainsKey($_) })
     if ($unknown.Count -gt 0) {
-        throw ('{0}: unknown Windows feature(s): {1} (not listed by Get-WindowsFeature on this host)' -f $function, [string]::Join(', ', $unknown.ToArray()))
+        throw ('{0}: unknown Windows feature(s): {1}' -f $function, [string]::Join(', ', [string[]]$unknown))
     }
+    $missing = [string[]]@($names | Where-Object -FilterScript { -not $known[$_] } | Select-Object -Unique)
     if ($missing.Count -eq 0) {
         Write-CallResult -InputObject ([ordered]@{ installed = @(); restart_needed = $false })
         return
     }
-
-    $toInstall = $missing.ToArray()
     try {
-        $result = Install-WindowsFeature -Name $toInstall
+        $result = Install-WindowsFeature -Name $missing
     } catch {
-        throw ('{0}: Install-WindowsFeature {1} failed: {2}' -f $function, [string]::Join(', ', $toInstall), $_.Exception.Message)
+        throw ('{0}: Install-WindowsFeature {1} failed: {2}' -f $function, [string]::Join(', ', $missing), $_.Exception.Message)
     }
     if (-not $result.Success) {
-        throw ('{0}: Install-WindowsFeature {1} did not succeed (exit code {2})' -f $function, [string]::Join(', ', $toInstall), [string]$result.ExitCode)
+        throw ('{0}: Install-WindowsFeature {1} did not succeed (exit code {2})' -f $function, [string]::Join(', ', $missing), [string]$result.ExitCode)
     }
+    $installed = [string[]]@(@($result.FeatureResult) | Where-Object -FilterScript { $null -ne $_ } | ForEach-Object -Process { [string]$_.Name } | Select-Object -Unique)
+    if ($installed.Count -eq 0) { $installed = $missing }
     $restart = [string]$result.RestartNeeded
-    $installed = New-Object -TypeName 'System.Collections.Generic.List[string]'
-    foreach ($featureResult in @($result.FeatureResult)) {
-        if ($null -ne $featureResult -and -not $installed.Contains([string]$featureResult.Name)) {
-            $installed.Add([string]$featureResult.Name)
-        }
-    }
-    if ($installed.Count -eq 0) { $installed.AddRange([string[]]$toInstall) }
-    Write-CallResult -InputObject ([ordered]@{
-            installed = $installed.ToArray()
-            restart_needed = ($restart -eq 'Yes') -or ($restart -eq 'Maybe')
-        })
+    Write-CallResult -InputObject ([ordered]@{ installed = $installed; restart_needed = ($restart -eq 'Yes') -or ($restart -eq 'Maybe') })
 }

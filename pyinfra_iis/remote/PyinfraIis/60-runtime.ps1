@@ -1,159 +1,89 @@
-# PyinfraIis module, part 60: runtime state of application pools and sites (started / stopped,
-# recycle) through Microsoft.Web.Administration.
-#
-# Contract: docs/remote-functions.md, "Change: runtime state".
-# ApplicationPool.Start()/Stop()/Recycle() and Site.Start()/Stop() return an ObjectState
-# (Starting, Started, Stopping, Stopped, Unknown) [V]:
-# https://learn.microsoft.com/dotnet/api/microsoft.web.administration.applicationpool
-# https://learn.microsoft.com/dotnet/api/microsoft.web.administration.objectstate
-# Runtime state is not configuration: no CommitChanges() here.
-# Reading State throws when the Windows Process Activation Service is stopped, and for a site
-# without an HTTP binding [R]; such states are reported as "Unknown".
+# PyinfraIis module, part 60: runtime state of pools and sites, and HTTP.sys SSL bindings through
+# the RSCA methods of a binding (docs/remote-functions.md, "Change: runtime state"). Runtime state
+# is not configuration: no CommitChanges() here.
+# Docs: https://learn.microsoft.com/dotnet/api/microsoft.web.administration.applicationpool (State, Start, Stop, Recycle)
+#       https://learn.microsoft.com/dotnet/api/microsoft.web.administration.site (State, Start, Stop, Bindings)
+#       https://learn.microsoft.com/dotnet/api/microsoft.web.administration.configurationelement.methods
+#       https://learn.microsoft.com/dotnet/api/microsoft.web.administration.configurationmethod.createinstance
+#       https://learn.microsoft.com/dotnet/api/microsoft.web.administration.configurationmethodinstance.execute
+# The RSCA methods AddSslCertificate / RebindSslCertificate (input certificateHash,
+# certificateStoreName) and RemoveSslCertificate of <binding> are declared in
+# %windir%\System32\inetsrv\config\schema\rscaext.xml (tests/data/iis-runtime-schema).
+
+# Start() throws 0x800710D8 until WAS has read a just-committed pool or site: poll this long.
+$script:StartWaitSeconds = 30
 
 function Get-IisObjectState {
-    <#
-    .SYNOPSIS
-    Return the State of an application pool or site as a string, "Unknown" when it cannot be read.
-    #>
+    # The typed State of a pool or site; "Unknown" when it cannot be read (WAS stopped, a site
+    # without binding, a pool changing state).
     [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [object] $Object
-    )
-    try {
-        return [string]$Object.State
-    } catch {
-        return 'Unknown'
-    }
+    param([Parameter(Mandatory = $true)] [object] $Object)
+    try { return [string]$Object.State } catch { return 'Unknown' }
 }
 
 function Get-IisRuntimeState {
-    <#
-    .SYNOPSIS
-    Return {"app_pools": {name: state}, "sites": {name: state}} for Get-HostState.
-    .PARAMETER Manager
-    A Microsoft.Web.Administration.ServerManager.
-    .OUTPUTS
-    Ordered dictionary; states are ObjectState names.
-    #>
     [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [object] $Manager
-    )
-    $pools = [ordered]@{}
-    foreach ($pool in $Manager.ApplicationPools) {
-        $pools[[string]$pool.Name] = Get-IisObjectState -Object $pool
-    }
-    $sites = [ordered]@{}
-    foreach ($site in $Manager.Sites) {
-        $sites[[string]$site.Name] = Get-IisObjectState -Object $site
-    }
-    return [ordered]@{ app_pools = $pools; sites = $sites }
+    param([Parameter(Mandatory = $true)] [object] $Manager)
+    $result = [ordered]@{ app_pools = [ordered]@{}; sites = [ordered]@{} }
+    foreach ($pool in $Manager.ApplicationPools) { $result['app_pools'][[string]$pool.Name] = Get-IisObjectState -Object $pool }
+    foreach ($site in $Manager.Sites) { $result['sites'][[string]$site.Name] = Get-IisObjectState -Object $site }
+    return $result
 }
 
-function Set-IisObjectState {
-    <#
-    .SYNOPSIS
-    Start or stop one application pool or site when it is not already in (or going to) that state.
-    .PARAMETER Object
-    An ApplicationPool or Site.
-    .PARAMETER Kind
-    "app pool" or "site", for messages.
-    .PARAMETER Desired
-    "Started" or "Stopped".
-    .OUTPUTS
-    [string] the change ("app pool api: Stopped -> Started"), or $null when nothing changed.
-    Throws when Start()/Stop() fails (for example a binding already in use).
-    #>
+function Start-IisObject {
+    # Start(), retried every second while it throws 0x800710D8 ("The object identifier does not
+    # represent a valid object": WAS has not read the new configuration yet), up to StartWaitSeconds.
     [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [object] $Object,
-        [Parameter(Mandatory = $true)]
-        [string] $Kind,
-        [Parameter(Mandatory = $true)]
-        [string] $Name,
-        [Parameter(Mandatory = $true)]
-        [string] $Desired
-    )
-    $current = Get-IisObjectState -Object $Object
-    if ($Desired -eq 'Started') {
-        if ($current -eq 'Started' -or $current -eq 'Starting') { return $null }
+    param([Parameter(Mandatory = $true)] [object] $Object, [Parameter(Mandatory = $true)] [string] $What)
+    $deadline = [System.DateTime]::UtcNow.AddSeconds($script:StartWaitSeconds)
+    while ($true) {
         try {
             [void]$Object.Start()
+            return
         } catch {
-            throw ('{0} {1}: cannot start it ({2}): {3}' -f $Kind, $Name, $current, $_.Exception.Message)
+            $inner = $_.Exception
+            while ($null -ne $inner.InnerException) { $inner = $inner.InnerException }
+            $notReady = ($inner.HResult -eq 0x800710D8) -or ($inner.Message -match '800710D8')
+            if (-not $notReady -or [System.DateTime]::UtcNow -ge $deadline) {
+                throw ('{0}: cannot start it: {1}' -f $What, $inner.Message)
+            }
         }
-    } else {
-        if ($current -eq 'Stopped' -or $current -eq 'Stopping') { return $null }
-        try {
-            [void]$Object.Stop()
-        } catch {
-            throw ('{0} {1}: cannot stop it ({2}): {3}' -f $Kind, $Name, $current, $_.Exception.Message)
-        }
+        Start-Sleep -Seconds 1
     }
-    return ('{0} {1}: {2} -> {3}' -f $Kind, $Name, $current, $Desired)
 }
 
 function Set-IisRuntimeState {
-    <#
-    .SYNOPSIS
-    Bring application pools and sites to the given runtime state: pools first (a site needs its
-    pool), then sites, stopping before starting so a binding can move between sites in one call.
-    Every name is checked before anything changes.
-    .PARAMETER Json
-    {"app_pools": {name: "Started" | "Stopped"}, "sites": {name: "Started" | "Stopped"}}; both
-    optional.
-    .OUTPUTS
-    One line {"changed": ["app pool api: Stopped -> Started", "site api: Stopped -> Started", ...]}.
-    Throws naming the pool or site when it does not exist, the state is not Started/Stopped, or
-    starting/stopping fails (changes made before stay made: runtime state has no transaction).
-    #>
+    # -Json {"app_pools": {name: "Started"|"Stopped"}, "sites": {...}} -> {"changed": ["app pool
+    # api: Stopped -> Started", ...]}. Pools first, then sites (stops before starts); every name
+    # is checked before anything changes.
     [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [AllowEmptyString()]
-        [string] $Json
-    )
+    param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json)
     $function = 'Set-IisRuntimeState'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
-    $groups = @(
-        @('app_pools', 'app pool', (Get-CallValue -Call $call -Name 'app_pools' -Type object -Function $function)),
-        @('sites', 'site', (Get-CallValue -Call $call -Name 'sites' -Type object -Function $function))
-    )
-    foreach ($group in $groups) {
-        foreach ($name in (Get-CallMemberNames -Object $group[2])) {
-            $desired = $group[2].PSObject.Properties[$name].Value
-            if ($desired -cne 'Started' -and $desired -cne 'Stopped') {
-                throw ('{0}: {1} {2}: state must be "Started" or "Stopped"' -f $function, $group[1], $name)
-            }
-        }
-    }
     $changed = New-Object -TypeName 'System.Collections.Generic.List[string]'
     $manager = New-IisServerManager -Function $function
     try {
-        # [kind, object, name, desired] in the order they are applied.
         $work = New-Object -TypeName 'System.Collections.ArrayList'
-        foreach ($group in $groups) {
-            $names = Get-CallMemberNames -Object $group[2]
-            if ($group[0] -eq 'sites') {
-                $stops = @($names | Where-Object -FilterScript { $group[2].PSObject.Properties[$_].Value -ceq 'Stopped' })
-                $starts = @($names | Where-Object -FilterScript { $group[2].PSObject.Properties[$_].Value -ceq 'Started' })
-                $names = $stops + $starts
-            }
+        foreach ($group in @(@('app_pools', 'app pool'), @('sites', 'site'))) {
+            $wanted = Get-CallValue -Call $call -Name $group[0] -Type object -Function $function
+            $names = Get-CallMemberNames -Object $wanted
+            $names = @($names | Sort-Object -Property { $wanted.PSObject.Properties[$_].Value -ceq 'Started' })
             foreach ($name in $names) {
-                try {
-                    $object = Get-IisNamedObject -Manager $manager -Kind $group[1] -Name $name -Function $function
-                } catch {
-                    throw ($_.Exception.Message + '; nothing was changed')
-                }
-                [void]$work.Add(@($group[1], $object, $name, $group[2].PSObject.Properties[$name].Value))
+                $desired = $wanted.PSObject.Properties[$name].Value
+                if ($desired -cne 'Started' -and $desired -cne 'Stopped') { throw ('{0}: {1} {2}: state must be "Started" or "Stopped"' -f $function, $group[1], $name) }
+                [void]$work.Add(@($group[1], (Get-IisNamedObject -Manager $manager -Kind $group[1] -Name $name -Function $function), $name, $desired))
             }
         }
         foreach ($entry in $work) {
-            $change = Set-IisObjectState -Object $entry[1] -Kind $entry[0] -Name $entry[2] -Desired $entry[3]
-            if ($null -ne $change) { $changed.Add($change) }
+            $current = Get-IisObjectState -Object $entry[1]
+            if ($current -eq $entry[3] -or $current -eq $entry[3].Replace('ed', 'ing')) { continue }
+            $what = '{0}: {1} {2}' -f $function, $entry[0], $entry[2]
+            if ($entry[3] -eq 'Started') {
+                Start-IisObject -Object $entry[1] -What $what
+            } else {
+                try { [void]$entry[1].Stop() } catch { throw ('{0}: cannot stop it: {1}' -f $what, $_.Exception.Message) }
+            }
+            [void]$changed.Add(('{0} {1}: {2} -> {3}' -f $entry[0], $entry[2], $current, $entry[3]))
         }
     } finally {
         $manager.Dispose()
@@ -162,39 +92,57 @@ function Set-IisRuntimeState {
 }
 
 function Restart-IisAppPool {
-    <#
-    .SYNOPSIS
-    Recycle an application pool (a new worker process starts; overlapped unless the pool says
-    disallowOverlappingRotation).
-    .PARAMETER Json
-    {"name": "api"}
-    .OUTPUTS
-    One line {"recycled": name}. Throws when the pool does not exist or is not Started (a stopped
-    pool has no worker process to recycle: start it with Set-IisRuntimeState).
-    #>
+    # -Json {"name": "api"} -> {"recycled": "api"}; a pool that is not Started is an error.
     [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [AllowEmptyString()]
-        [string] $Json
-    )
+    param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json)
     $function = 'Restart-IisAppPool'
-    $call = ConvertFrom-CallJson -Json $Json -Function $function
-    $name = Get-CallValue -Call $call -Name 'name' -Type string -Required -Function $function
+    $name = Get-CallValue -Call (ConvertFrom-CallJson -Json $Json -Function $function) -Name 'name' -Type string -Required -Function $function
     $manager = New-IisServerManager -Function $function
     try {
         $pool = Get-IisNamedObject -Manager $manager -Kind 'app pool' -Name $name -Function $function
         $state = Get-IisObjectState -Object $pool
-        if ($state -ne 'Started') {
-            throw ('{0}: app pool "{1}" is {2}, not Started: nothing to recycle' -f $function, $name, $state)
-        }
-        try {
-            [void]$pool.Recycle()
-        } catch {
-            throw ('{0}: recycling app pool "{1}" failed: {2}' -f $function, $name, $_.Exception.Message)
-        }
+        if ($state -ne 'Started') { throw ('{0}: app pool "{1}" is {2}, not Started: nothing to recycle' -f $function, $name, $state) }
+        try { [void]$pool.Recycle() } catch { throw ('{0}: recycling app pool "{1}" failed: {2}' -f $function, $name, $_.Exception.Message) }
     } finally {
         $manager.Dispose()
     }
     Write-CallResult -InputObject ([ordered]@{ recycled = $name })
+}
+
+function Set-IisSslBinding {
+    # -Json {"site", "binding_information", "action": "add"|"rebind"|"remove", "thumbprint", "store"}
+    # -> {"site", "binding_information", "action"}: the committed https binding's RSCA method
+    # (HTTP.sys picks hostnameport or ipport from the binding's sslFlags). The controller decides
+    # the action from the fact's HTTP.sys table.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json)
+    $function = 'Set-IisSslBinding'
+    $call = ConvertFrom-CallJson -Json $Json -Function $function
+    $siteName = Get-CallValue -Call $call -Name 'site' -Type string -Required -Function $function
+    $information = Get-CallValue -Call $call -Name 'binding_information' -Type string -Required -Function $function
+    $action = Get-CallValue -Call $call -Name 'action' -Type string -Required -Function $function
+    $method = @{ add = 'AddSslCertificate'; rebind = 'RebindSslCertificate'; remove = 'RemoveSslCertificate' }[$action]
+    if ($null -eq $method) { throw ('{0}: "action" must be add, rebind or remove' -f $function) }
+    $thumbprint = Get-CallValue -Call $call -Name 'thumbprint' -Type string -Function $function
+    if ($action -ne 'remove' -and $thumbprint -notmatch '^[0-9A-Fa-f]{40}$') { throw ('{0}: "thumbprint" must be 40 hex digits' -f $function) }
+    $store = Get-CallValue -Call $call -Name 'store' -Type string -Default 'My' -Function $function
+    $manager = New-IisServerManager -Function $function
+    try {
+        $site = Get-IisNamedObject -Manager $manager -Kind 'site' -Name $siteName -Function $function
+        $binding = @($site.Bindings | Where-Object -FilterScript { $_.Protocol -eq 'https' -and $_.BindingInformation -eq $information }) | Select-Object -First 1
+        if ($null -eq $binding) { throw ('{0}: site "{1}" has no https binding "{2}": commit it with Set-IisConfig first' -f $function, $siteName, $information) }
+        # A re-sent add (reply lost) finds its certificate bound: typed Binding.CertificateHash, in try/catch.
+        $bound = ''
+        try { $bound = [System.BitConverter]::ToString([byte[]]$binding.CertificateHash).Replace('-', '') } catch { $bound = '' }
+        if ($action -eq 'add' -and $bound -eq $thumbprint) { $method = $null }
+        if ($null -ne $method) { $instance = $binding.Methods[$method].CreateInstance() }
+        if ($null -ne $method -and $action -ne 'remove') {
+            # ps51-ignore: RSCA-ATTRIBUTE the RSCA method's own <inputElement> (rscaext.xml), not the binding's attributes
+            $instance.Input.SetAttributeValue('certificateHash', $thumbprint.ToUpperInvariant()); $instance.Input.SetAttributeValue('certificateStoreName', $store)
+        }
+        if ($null -ne $method) { try { $instance.Execute() } catch { throw ('{0}: {1} on site "{2}" binding "{3}" failed: {4}' -f $function, $method, $siteName, $information, $_.Exception.Message) } }
+    } finally {
+        $manager.Dispose()
+    }
+    Write-CallResult -InputObject ([ordered]@{ site = $siteName; binding_information = $information; action = $action })
 }

@@ -3,8 +3,11 @@ HttpPlatformHandler (HPH) does.
 
 A binding ``https *:443:api.example.com`` of the simulated host is served on
 ``127.0.0.1:<port>`` (a port per binding, kept in the host state so it stays the same across
-restarts when free). ``https`` bindings terminate TLS with the bound certificate and its private
-key from the simulated certificate store. Each request is forwarded to the app process over
+restarts when free). ``https`` bindings terminate TLS with the certificate HTTP.sys holds for
+the binding's endpoint (``host.state["http_sys"]["sslcert"]``, filled only by
+``Set-IisSslBinding``) and its private key from the simulated certificate store, looked up per
+connection (:func:`http_sys_tls`): an https binding that exists only in applicationHost.config
+has no HTTP.sys SSL binding, and its connections are reset, as HTTP.sys does. Each request is forwarded to the app process over
 HTTP/1.1 on 127.0.0.1 with ``Host`` kept, ``X-Forwarded-For`` (the client address, appended to
 an existing value) and ``X-Forwarded-Proto`` (``http``/``https``) set, as HPH does (field notes).
 
@@ -31,7 +34,10 @@ import ssl
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Union
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..host import SimHost
 
 MAX_CONNECTIONS = 16
 ACCEPT_WAIT_SECONDS = 5.0
@@ -85,11 +91,67 @@ class Binding:
 Resolver = Callable[[], tuple[int, float]]
 
 
+#: Per connection → the TLS context of the binding's HTTP.sys SSL binding, or ``None`` (reset).
+TlsLookup = Callable[[], Union[ssl.SSLContext, None]]
+
+
+def http_sys_tls(host: "SimHost", site: str, binding: Binding) -> TlsLookup:
+    """Return a :data:`TlsLookup` for an https binding of ``site``: the endpoint is computed from
+    the committed ``<binding>`` (sslFlags decides hostnameport or ipport), its certificate comes
+    from HTTP.sys's table, never from a configuration attribute. Contexts are cached per
+    certificate."""
+
+    from ...iis.appconfig import binding_endpoint, real_children
+    from ..iis.store import config_file, load_config, site_elements, sslcert_bindings
+    from .tls import TlsError, server_context
+
+    cache: dict[tuple[str, str], ssl.SSLContext] = {}
+    endpoints: dict[int, str | None] = {}  # config file mtime -> the binding's endpoint
+
+    def endpoint() -> str | None:
+        # Call under host.lock: the endpoint of the committed <binding> (re-read when the file changes).
+        try:
+            stamp = config_file(host).stat().st_mtime_ns
+        except OSError:
+            return None
+        if stamp not in endpoints:
+            endpoints.clear()
+            endpoints[stamp] = _committed_endpoint(load_config(host))
+        return endpoints[stamp]
+
+    def _committed_endpoint(config) -> str | None:
+        for element in site_elements(config) if config is not None else []:
+            if element.get("name", "").casefold() != site.casefold():
+                continue
+            for holder in (c for c in real_children(element) if c.tag == "bindings"):
+                for item in real_children(holder):
+                    if (item.tag == "binding" and item.get("protocol", "").casefold() == binding.protocol
+                            and item.get("bindingInformation", "").casefold() == binding.information.casefold()):
+                        return binding_endpoint(item)
+        return None
+
+    def lookup() -> ssl.SSLContext | None:
+        with host.lock:
+            found = endpoint()
+            entry = dict(sslcert_bindings(host).get(found, {})) or None if found else None
+        if entry is None:
+            return None
+        key = (entry["certificateHash"].upper(), entry.get("certificateStoreName") or "My")
+        if key not in cache:
+            try:
+                cache[key] = server_context(host, *key)
+            except TlsError:
+                return None
+        return cache[key]
+
+    return lookup
+
+
 class _ProxyServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, binding: Binding, resolve: Resolver, tls: ssl.SSLContext | None):
+    def __init__(self, address, binding: Binding, resolve: Resolver, tls: ssl.SSLContext | TlsLookup | None):
         self.binding, self.resolve, self.tls = binding, resolve, tls
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, _ProxyHandler)
@@ -106,9 +168,13 @@ class _ProxyServer(ThreadingHTTPServer):
     def process_request_thread(self, request, client_address):
         try:
             if self.tls is not None:
+                context = self.tls() if callable(self.tls) else self.tls
+                if context is None:  # no HTTP.sys SSL binding: the handshake is reset
+                    self.shutdown_request(request)
+                    return
                 request.settimeout(IDLE_TIMEOUT_SECONDS)
                 try:
-                    request = self.tls.wrap_socket(request, server_side=True)
+                    request = context.wrap_socket(request, server_side=True)
                 except (ssl.SSLError, OSError):
                     self.shutdown_request(request)
                     return
@@ -227,10 +293,11 @@ class BindingListener:
         port: loopback port to bind; 0 or a busy port → a free one (see :attr:`port`).
         resolve: called per request → ``(app port, requestTimeout seconds)``, or raises
             :class:`HttpError` for IIS's own answer.
-        tls: server-side TLS context for https bindings, else ``None``.
+        tls: for https bindings, a server-side TLS context or a :data:`TlsLookup` asked per
+            connection (:func:`http_sys_tls`); ``None`` for http.
     """
 
-    def __init__(self, binding: Binding, port: int, resolve: Resolver, tls: ssl.SSLContext | None = None):
+    def __init__(self, binding: Binding, port: int, resolve: Resolver, tls: ssl.SSLContext | TlsLookup | None = None):
         self.binding = binding
         try:
             self._server = _ProxyServer(("127.0.0.1", port), binding, resolve, tls)

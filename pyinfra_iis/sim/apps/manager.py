@@ -18,11 +18,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ..iis.store import STARTED, load_config, runtime
-from .bindings import BindingListener, HttpError
+from .bindings import BindingListener, HttpError, http_sys_tls
 from .launch import build_spec, read_platform
 from .process import AppProcess, AppStartError
 from .sites import SiteInfo, read_sites, site_by_name
-from .tls import TlsError, server_context
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..host import SimHost
@@ -97,13 +96,8 @@ class AppManager:
     def _open(self, site: SiteInfo, site_binding) -> None:
         binding = site_binding.binding
         state_key = f"{site.name}|{binding.protocol}|{binding.information}"
-        tls = None
-        if binding.protocol == "https":
-            try:
-                tls = server_context(self.host, site_binding.certificate_hash, site_binding.certificate_store)
-            except TlsError as exc:
-                self._errors[site.name.casefold()] = f"{binding.protocol} {binding.information} not served: {exc}"
-                return
+        # https: the certificate of the binding's HTTP.sys SSL binding, looked up per connection.
+        tls = http_sys_tls(self.host, site.name, binding) if binding.protocol == "https" else None
         with self.host.lock:
             previous = persisted_ports(self.host).get(state_key, {}).get("port", 0)
         listener = BindingListener(binding, previous, lambda name=site.name: self.resolve(name), tls)

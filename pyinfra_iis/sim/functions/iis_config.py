@@ -5,8 +5,9 @@ is valid is the file replaced, in one atomic write, like one ``CommitChanges()``
 the runtime state follows the configuration (new pools and sites start, removed ones are
 forgotten) and a started pool whose configuration changed is recycled, as WAS does.
 
-A binding's ``certificateHash``/``certificateStoreName`` go to HTTP.sys (``host.state
-["http_sys"]["sslcert"]``), not into the file: see ``appconfig.HTTP_SYS_BINDING_ATTRIBUTES``.
+A binding's ``certificateHash``/``certificateStoreName`` are HTTP.sys (RSCA runtime) members:
+``Set-IisConfig`` refuses them, as the host does; ``Set-IisSslBinding`` (``sim/functions/ssl.py``)
+is the only way into the simulator's HTTP.sys table (``host.state["http_sys"]["sslcert"]``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..iis.appconfig import ConfigError, edit_file
-from ..iis.store import STARTED, config_file, load_config, runtime, sslcert_bindings, sync_runtime
+from ..iis.store import STARTED, config_file, load_config, runtime, sync_runtime
 from . import SimFunctionError, sim_function
 from .runtime import fire_pool_event
 
@@ -37,7 +38,8 @@ def _changed_pools(changed: list[str]) -> list[str]:
 
 @sim_function("Set-IisConfig")
 def set_iis_config(host: "SimHost", payload: dict[str, Any]) -> str:
-    """``{"edits": [EDIT, ...]}`` → ``{"changed": ["<section>/<steps>@attr: old -> new", ...]}``.
+    """``{"edits": [EDIT, ...]}`` → ``{"committed": bool}`` (true when any edit was given: the
+    host commits them; the controller words the changes, from the fact).
 
     See ``docs/remote-functions.md`` for EDIT. Errors (nothing changed): IIS not installed,
     an unregistered section (e.g. ``system.webServer/proxy`` before ARR), an invalid edit.
@@ -51,11 +53,10 @@ def set_iis_config(host: "SimHost", payload: dict[str, Any]) -> str:
         if "Web-Server" not in host.state.get("features", {}) or not config_file(host).exists():
             raise SimFunctionError("IIS is not installed: install the Web-Server feature first")
         try:
-            changed, sslcert = edit_file(config_file(host), edits, sslcert_bindings(host))
+            changed, _ = edit_file(config_file(host), edits)
         except ConfigError as exc:
             raise SimFunctionError(f"Set-IisConfig: nothing was committed: {exc}") from None
         if changed:
-            host.state["http_sys"]["sslcert"] = sslcert
             state = runtime(host)
             before = dict(state["app_pools"])
             result = sync_runtime(host, load_config(host))
@@ -68,4 +69,4 @@ def set_iis_config(host: "SimHost", payload: dict[str, Any]) -> str:
             host.save()
     for pool, event in events:
         fire_pool_event(host, pool, event)
-    return json.dumps({"changed": changed})
+    return json.dumps({"committed": bool(edits)})

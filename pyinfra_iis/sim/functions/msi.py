@@ -22,7 +22,13 @@ Installing a product that is already installed returns exit code 0 and changes n
 
 Exit codes: :func:`set_next_exit_code` makes the next install of a product end with that code
 (3010 → success, restart needed; 1641 → success, reboot started; others → error with the
-exit code and the last 30 lines of the log), for failure tests.
+exit code and the last 30 lines of the log), for failure tests; :func:`set_next_exit_codes`
+queues one code per msiexec run. 1618 (another installation is in progress) is retried, as the
+module does (issue 9, defect 8): up to :data:`MSI_BUSY_RETRIES` more runs, after backoff delays
+the simulator only records (``host.state["msi_busy_waits"]``), it does not sleep.
+
+The MSI folder ``C:\ProgramData\pyinfra-iis\msi`` is administrators-only on Windows
+(``Initialize-ProtectedFolder``); the simulator has no ACL model for it.
 """
 
 from __future__ import annotations
@@ -46,6 +52,10 @@ if TYPE_CHECKING:  # pragma: no cover
 MSI_FOLDER = "C:\\ProgramData\\pyinfra-iis\\msi"
 LOG_FOLDER = "C:\\ProgramData\\pyinfra-iis\\logs"
 LOG_TAIL_LINES = 30
+#: 1618 is retried this many times after delays starting at MSI_BUSY_FIRST_DELAY, doubling
+#: (the module: 10, 20, 40, 80, 160 seconds).
+MSI_BUSY_RETRIES = 5
+MSI_BUSY_FIRST_DELAY = 10
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 #: What each product's installer adds. Versions are those of the current downloads
@@ -113,9 +123,35 @@ def seed_remote_source(host: "SimHost", source: str, data: bytes) -> None:
 def set_next_exit_code(host: "SimHost", product: str, exit_code: int) -> None:
     """Make the next ``Install-MsiProduct`` of ``product`` end with ``exit_code`` (once)."""
 
+    set_next_exit_codes(host, product, [exit_code])
+
+
+def set_next_exit_codes(host: "SimHost", product: str, exit_codes: list[int]) -> None:
+    """Make the next msiexec runs for ``product`` end with ``exit_codes``, one per run (then 0)."""
+
     with host.lock:
-        host.state.setdefault("msi_exit_codes", {})[product] = int(exit_code)
+        host.state.setdefault("msi_exit_codes", {})[product] = [int(code) for code in exit_codes]
         host.save()
+
+
+def _run_msiexec(host: "SimHost", product: str) -> tuple[int, int]:
+    # (exit code, attempts): 1618 retried with backoff, like the module's Install-MsiProduct.
+    queued = host.state.setdefault("msi_exit_codes", {}).get(product) or []
+    if isinstance(queued, int):
+        queued = [queued]
+    delay = MSI_BUSY_FIRST_DELAY
+    attempt = 1
+    while True:
+        exit_code = queued.pop(0) if queued else 0
+        if exit_code != 1618 or attempt > MSI_BUSY_RETRIES:
+            break
+        host.state.setdefault("msi_busy_waits", []).append(delay)
+        delay *= 2
+        attempt += 1
+    host.state["msi_exit_codes"].pop(product, None)
+    if queued:
+        host.state["msi_exit_codes"][product] = queued
+    return exit_code, attempt
 
 
 # --- the function ---------------------------------------------------------------------------
@@ -219,7 +255,8 @@ def install_msi_product(host: "SimHost", payload: dict[str, Any]) -> str:
     with host.lock:
         products = host.state.setdefault("products", {})
         if product in products:
-            return json.dumps({"product": product, "exit_code": 0, "restart_needed": False, "log": log, "changed": False})
+            return json.dumps({"product": product, "exit_code": 0, "restart_needed": False, "log": log, "changed": False,
+                               "attempts": 0})
         name, data = _fetch(host, source, product)
         msi = f"{MSI_FOLDER}\\{name}"
         local_msi = host.path(msi)
@@ -236,7 +273,7 @@ def install_msi_product(host: "SimHost", payload: dict[str, Any]) -> str:
                 raise SimFunctionError(
                     f"{spec['display_name']} needs {PRODUCTS[required]['display_name']}: install {required} first"
                 )
-        exit_code = host.state.get("msi_exit_codes", {}).pop(product, 0)
+        exit_code, attempts = _run_msiexec(host, product)
         error = None
         if "Web-Server" not in host.state.get("features", {}) or load_config(host) is None:
             # The extension installers refuse to run without IIS (a launch condition).
@@ -249,7 +286,8 @@ def install_msi_product(host: "SimHost", payload: dict[str, Any]) -> str:
         if exit_code not in (0, 3010, 1641):
             host.save()
             tail = "\n".join(lines[-LOG_TAIL_LINES:])
-            raise SimFunctionError(f"msiexec exited with {exit_code} installing {product} from {msi}; last lines of {log}:\n{tail}")
+            raise SimFunctionError(f"msiexec exited with {exit_code} installing {product} from {msi} after {attempts} "
+                                   f"attempt(s); last lines of {log}:\n{tail}")
         _apply_installer_changes(host, product)
         products[product] = {
             "display_name": spec["display_name"], "version": spec["version"], "product_code": spec["product_code"],
@@ -259,4 +297,5 @@ def install_msi_product(host: "SimHost", payload: dict[str, Any]) -> str:
         if restart:
             host.state["reboot_pending"] = True
         host.save()
-    return json.dumps({"product": product, "exit_code": exit_code, "restart_needed": restart, "log": log, "changed": True})
+    return json.dumps({"product": product, "exit_code": exit_code, "restart_needed": restart, "log": log, "changed": True,
+                       "attempts": attempts})

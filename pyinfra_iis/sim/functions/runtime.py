@@ -1,5 +1,11 @@
-"""Runtime state of IIS on the simulated host: ``Set-IisRuntimeState`` and
-``Restart-IisAppPool``, plus the hook through which the simulator runs app processes.
+"""Runtime state of IIS on the simulated host: ``Set-IisRuntimeState``, ``Restart-IisAppPool``
+and ``Set-IisSslBinding`` (the RSCA methods of a binding: HTTP.sys SSL bindings), plus the hook
+through which the simulator runs app processes.
+
+Defect 5 of issue 9: right after a pool or site is created, ``Start()`` throws 0x800710D8 until
+WAS has read the new configuration. :func:`set_start_not_ready` makes the simulator answer like
+that for the next N start attempts; ``Set-IisRuntimeState`` polls, as the module does, until
+:data:`START_WAIT_SECONDS`.
 
 Hook: :func:`register_pool_hook` registers ``callback(host, pool_name, event)`` called AFTER
 the state change is saved, with ``event`` one of ``"start"``, ``"stop"``, ``"recycle"``
@@ -12,6 +18,8 @@ command) and recorded in ``host.state["iis_runtime"]["hook_errors"]`` by excepti
 from __future__ import annotations
 
 import json
+import re
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..iis.store import STARTED, STOPPED, binding_conflict, find_key, load_config, runtime, site_elements, pool_names
@@ -19,6 +27,12 @@ from . import SimFunctionError, sim_function
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..host import SimHost
+
+#: How long Set-IisRuntimeState keeps retrying a Start() that WAS is not ready for, and how
+#: often (the module: 30 s, every second; the simulator polls faster, same limit).
+START_WAIT_SECONDS = 30.0
+START_POLL_SECONDS = 0.05
+NOT_READY = ("The object identifier does not represent a valid object. (Exception from HRESULT: 0x800710D8)")
 
 PoolHook = Callable[["SimHost", str, str], None]
 _POOL_HOOKS: list[PoolHook] = []
@@ -49,6 +63,40 @@ def fire_pool_event(host: "SimHost", pool: str, event: str) -> None:
                 host.save()
 
 
+def set_start_not_ready(host: "SimHost", kind: str, name: str, attempts: int) -> None:
+    """Make the next ``attempts`` starts of app pool / site ``name`` (``kind`` "app pool" or
+    "site") fail with 0x800710D8, as while WAS has not read a new configuration yet."""
+
+    with host.lock:
+        runtime(host).setdefault("not_ready", {})[f"{kind}|{name.casefold()}"] = int(attempts)
+        host.save()
+
+
+def _not_ready(host: "SimHost", kind: str, name: str) -> bool:
+    # Call under host.lock: consume one not-ready answer for this object, if any.
+    pending = runtime(host).setdefault("not_ready", {})
+    key = f"{kind}|{name.casefold()}"
+    if pending.get(key, 0) > 0:
+        pending[key] -= 1
+        host.save()
+        return True
+    return False
+
+
+def _wait_until_ready(host: "SimHost", work: list[tuple[str, str]]) -> None:
+    # Start() of each (kind, name) until WAS answers (no lock held while waiting).
+    for kind, name in work:
+        deadline = time.monotonic() + START_WAIT_SECONDS
+        while True:
+            with host.lock:
+                if not _not_ready(host, kind, name):
+                    break
+            if time.monotonic() >= deadline:
+                raise SimFunctionError(f"Set-IisRuntimeState: {kind} {name}: cannot start it: {NOT_READY} "
+                                       f"(still not ready after {START_WAIT_SECONDS:g} s)")
+            time.sleep(START_POLL_SECONDS)
+
+
 def _require_config(host: "SimHost"):
     config = load_config(host) if "Web-Server" in host.state.get("features", {}) else None
     if config is None:
@@ -76,6 +124,8 @@ def set_iis_runtime_state(host: "SimHost", payload: dict[str, Any]) -> str:
 
     pools_wanted = _desired(payload, "app_pools")
     sites_wanted = _desired(payload, "sites")
+    starts = [("app pool", n) for n, v in pools_wanted.items() if v == STARTED]
+    _wait_until_ready(host, starts + [("site", n) for n, v in sites_wanted.items() if v == STARTED])
     events: list[tuple[str, str]] = []
     changed: list[str] = []
     with host.lock:
@@ -145,3 +195,71 @@ def restart_iis_app_pool(host: "SimHost", payload: dict[str, Any]) -> str:
         host.save()
     fire_pool_event(host, key, "recycle")
     return json.dumps({"recycled": key})
+
+
+_THUMBPRINT = re.compile(r"^[0-9A-Fa-f]{40}$")
+SSL_ACTIONS = ("add", "rebind", "remove")
+
+
+def _find_binding(config, site: str, information: str):
+    for element in site_elements(config):
+        if element.get("name", "").casefold() != site.casefold():
+            continue
+        for holder in element.iter("bindings"):
+            for binding in holder:
+                if (binding.tag == "binding" and binding.get("protocol", "").casefold() == "https"
+                        and binding.get("bindingInformation", "").casefold() == information.casefold()):
+                    return binding
+        raise SimFunctionError(f"Set-IisSslBinding: site '{site}' has no https binding '{information}' in "
+                               "applicationHost.config: commit it with Set-IisConfig first")
+    raise SimFunctionError(f"Set-IisSslBinding: site '{site}' does not exist")
+
+
+@sim_function("Set-IisSslBinding")
+def set_iis_ssl_binding(host: "SimHost", payload: dict[str, Any]) -> str:
+    """``{"site", "binding_information", "action": "add"|"rebind"|"remove", "thumbprint", "store"}``
+    → ``{"site", "binding_information", "action"}``: the binding's RSCA method
+    ``AddSslCertificate`` / ``RebindSslCertificate`` / ``RemoveSslCertificate`` on HTTP.sys's SSL
+    bindings (endpoint from the COMMITTED binding: hostnameport with the SNI bit of sslFlags,
+    ipport otherwise). The only way into ``host.state["http_sys"]["sslcert"]``.
+
+    Errors, as HTTP.sys answers: add over an existing endpoint (0x800700B7), rebind of a missing
+    one (0x80070002), a certificate absent from the store or without private key (0x80070520).
+    Removing a missing SSL binding is not an error.
+    """
+
+    site, information, action = payload.get("site"), payload.get("binding_information"), payload.get("action")
+    if not isinstance(site, str) or not site or not isinstance(information, str) or not information:
+        raise SimFunctionError("Set-IisSslBinding: 'site' and 'binding_information' must be non-empty strings")
+    if action not in SSL_ACTIONS:
+        raise SimFunctionError(f"Set-IisSslBinding: 'action' must be one of {', '.join(SSL_ACTIONS)}")
+    thumbprint, store = payload.get("thumbprint"), payload.get("store") or "My"
+    if action != "remove" and (not isinstance(thumbprint, str) or not _THUMBPRINT.match(thumbprint)):
+        raise SimFunctionError("Set-IisSslBinding: 'thumbprint' must be 40 hex digits")
+    from ..iis.appconfig import binding_endpoint
+    from ..iis.store import sslcert_bindings
+    from .certificates import find_certificate
+
+    with host.lock:
+        endpoint = binding_endpoint(_find_binding(_require_config(host), site, information))
+        table = sslcert_bindings(host)
+        if action == "remove":
+            table.pop(endpoint, None)
+        else:
+            current = table.get(endpoint) or {}
+            if action == "add" and current.get("certificateHash", "").upper() == thumbprint.upper():
+                return json.dumps({"site": site, "binding_information": information, "action": action})  # a re-sent add
+            if action == "add" and endpoint in table:
+                raise SimFunctionError(f"Set-IisSslBinding: AddSslCertificate {endpoint}: Cannot create a file when "
+                                       "that file already exists. (Exception from HRESULT: 0x800700B7)")
+            if action == "rebind" and endpoint not in table:
+                raise SimFunctionError(f"Set-IisSslBinding: RebindSslCertificate {endpoint}: The system cannot find "
+                                       "the file specified. (Exception from HRESULT: 0x80070002)")
+            record = find_certificate(host, store, thumbprint)
+            if record is None or not record.get("has_private_key"):
+                raise SimFunctionError(f"Set-IisSslBinding: certificate {thumbprint.upper()} with a private key is not in "
+                                       f"Cert:\\LocalMachine\\{store} (Exception from HRESULT: 0x80070520)")
+            table[endpoint] = {"certificateHash": thumbprint.upper(), "certificateStoreName": store,
+                               "appid": "{4dc3e181-e14b-4a21-b022-59fc669b0914}"}
+        host.save()
+    return json.dumps({"site": site, "binding_information": information, "action": action})

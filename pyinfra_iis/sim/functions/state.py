@@ -13,8 +13,9 @@ import binascii
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..iis.appconfig import real_children
-from ..iis.store import STARTED, load_config, pool_names, runtime, site_elements
+from ...iis.appconfig import protect_secrets, real_children, render
+from ...iis.httpsys import render_sslcert
+from ..iis.store import STARTED, load_config, pool_names, runtime, site_elements, sslcert_bindings
 from . import SimFunctionError, sim_function
 from .acl import describe_acl
 from .certificates import STORES, describe_certificates
@@ -27,16 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Shortest digest key accepted (the controller sends protocol.DIGEST_KEY_BYTES = 32).
 MIN_DIGEST_KEY_BYTES = 16
 
-#: Sections the fact reports, at server level and under each <location>.
-REPORTED_SECTIONS = (
-    "system.applicationHost/applicationPools",
-    "system.applicationHost/sites",
-    "system.webServer/globalModules",
-    "system.webServer/proxy",
-    "system.webServer/rewrite/allowedServerVariables",
-    "system.webServer/security/requestFiltering",
-    "system.webServer/security/authentication/anonymousAuthentication",
-)
+#: Where IIS looks for shared configuration (https://learn.microsoft.com/iis/web-hosting/configuring-servers-in-the-windows-web-platform/shared-configuration_211).
+REDIRECTION_CONFIG_PATH = r"C:\Windows\System32\inetsrv\config\redirection.config"
 
 #: Extension → the global module that shows it is installed.
 EXTENSION_MODULES = {
@@ -61,26 +54,21 @@ def _extensions(host: "SimHost", config) -> dict[str, Any]:
 
 
 def _iis(host: "SimHost", config, digest_key: bytes) -> dict[str, Any] | None:
+    # What the host sends (raw): the file's text with secret values as keyed digests (the
+    # simulator keeps passwords in clear text, so there is nothing to decrypt), redirection.config
+    # when it exists, runtime states, and HTTP.sys's SSL bindings as netsh prints them.
     if config is None or "Web-Server" not in host.state.get("features", {}):
         return None
-    registered = [s for s in REPORTED_SECTIONS if config.is_registered(s)]
-    sections = {s: config.read_section(s, digest_key=digest_key) for s in registered}
-    locations: dict[str, Any] = {}
-    for path in config.locations():
-        found = {}
-        for section in registered:
-            try:
-                element = config.section_element(section, path)
-            except Exception:  # AppHostOnly sections cannot be under a location
-                continue
-            if element is not None:
-                found[section] = config.read_section(section, path, digest_key=digest_key)
-        if found:
-            locations[path] = found
+    redirection = host.path(REDIRECTION_CONFIG_PATH)
     state = runtime(host)
     pools = {name: state["app_pools"].get(name, STARTED) for name in pool_names(config)}
     sites = {s.get("name", ""): state["sites"].get(s.get("name", ""), STARTED) for s in site_elements(config)}
-    return {"sections": sections, "locations": locations, "runtime": {"app_pools": pools, "sites": sites}}
+    return {
+        "config": render(protect_secrets(config.root, digest_key)),
+        "redirection": redirection.read_text(encoding="utf-8") if redirection.is_file() else None,
+        "runtime": {"app_pools": pools, "sites": sites},
+        "sslcert": render_sslcert(sslcert_bindings(host)),
+    }
 
 
 def _string_list(payload: dict[str, Any], key: str, default: list[str]) -> list[str]:
