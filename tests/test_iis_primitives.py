@@ -233,7 +233,8 @@ def test_start_is_polled_while_was_has_not_read_the_new_configuration(iis, monke
     with pytest.raises(SimFunctionError, match="0x800710D8.*still not ready"):
         run(iis, "Set-IisRuntimeState", {"app_pools": {"api": "Started"}})
     body = read_remote_file("PyinfraIis/60-runtime.ps1")
-    assert "0x800710D8" in body and "$script:StartWaitSeconds" in body and "Start-IisObject -Object" in body
+    assert "0x800710D8" in body and "$script:StartWaitSeconds" in body and "Invoke-IisObjectAction -Object" in body
+    assert "$Object.Stop()" in body  # Stop() is polled the same way (a pool committed in the same run)
 
 
 # --- contract: the PowerShell function and the simulator twin read and print the same members ---------

@@ -27,11 +27,12 @@ function Copy-MsiPackage {
     if ($leaf.IndexOfAny([System.IO.Path]::GetInvalidFileNameChars()) -ge 0 -or -not $leaf.EndsWith('.msi', [System.StringComparison]::OrdinalIgnoreCase)) {
         throw ('{0}: MSI source must name a .msi file, got "{1}"' -f $Function, $leaf)
     }
-    Initialize-ProtectedFolder -Path $script:MsiFolder -Function $Function
+    [void](Initialize-ProtectedFolder -Path $script:MsiFolder -Function $Function)
     $target = Join-Path -Path $script:MsiFolder -ChildPath $leaf
     if ($isUrl) {
         Enable-ModernTls
-        try { Invoke-WebRequest -Uri $Source -OutFile $target -UseBasicParsing } catch { throw ('{0}: cannot download {1}: {2}' -f $Function, $Source, $_.Exception.Message) }
+        $shown = New-Object -TypeName 'System.Uri' -ArgumentList $Source  # no user info or query (SAS tokens) in errors
+        try { Invoke-WebRequest -Uri $Source -OutFile $target -UseBasicParsing } catch { throw ('{0}: cannot download {1}://{2}{3}: {4}' -f $Function, $shown.Scheme, $shown.Host, $shown.AbsolutePath, $_.Exception.Message) }
     } elseif (-not (Test-Path -LiteralPath $Source -PathType Leaf)) {
         throw ('{0}: MSI source {1} does not exist or is not a file' -f $Function, $Source)
     } elseif (-not [string]::Equals([System.IO.Path]::GetFullPath($Source), $target, [System.StringComparison]::OrdinalIgnoreCase)) {
@@ -80,7 +81,7 @@ function Install-MsiProduct {
     }
     $package = Copy-MsiPackage -Source $source -Function $function
     Assert-FileSha256 -Path $package -Expected $sha256 -RemoveMismatch -Function $function
-    [void][System.IO.Directory]::CreateDirectory($script:InstallerLogFolder)
+    [void](Initialize-ProtectedFolder -Path $script:InstallerLogFolder -Function $function)
     $msiexec = [System.IO.Path]::Combine([System.Environment]::SystemDirectory, 'msiexec.exe')
     $delay = $script:MsiBusyFirstDelaySeconds
     for ($attempt = 1; ; $attempt++) {

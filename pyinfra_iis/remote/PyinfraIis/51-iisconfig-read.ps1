@@ -3,7 +3,7 @@
 # Docs: https://learn.microsoft.com/dotnet/api/system.xml.xmlnode.selectnodes (XPath)
 #       https://learn.microsoft.com/dotnet/api/microsoft.web.administration.applicationpoolprocessmodel.password
 #       https://learn.microsoft.com/windows/win32/http/show-sslcert (netsh http show sslcert)
-#       https://learn.microsoft.com/iis/web-hosting/configuring-servers-in-the-windows-web-platform/shared-configuration_211 (redirection.config)
+#       https://learn.microsoft.com/iis/wmi-provider/configurationredirectionsection-class (redirection.config)
 
 function Get-DecryptedPoolPassword {
     # The clear value of an encrypted ([enc:AesProvider:...:enc]) processModel password, through
@@ -20,16 +20,18 @@ function Get-DecryptedPoolPassword {
 }
 
 function Get-ProtectedConfigText {
-    # applicationHost.config's text with every password attribute and every environmentVariables
-    # item's value replaced by ConvertTo-SecretDigest under the call's key.
+    # A config file's text, every password and environmentVariables value as ConvertTo-SecretDigest; a pool
+    # password that cannot be decrypted (keys of another server) is digested as written, so it is set again.
     [CmdletBinding()]
-    param([Parameter(Mandatory = $true)] [object] $Manager, [Parameter(Mandatory = $true)] [byte[]] $DigestKey, [string] $Function = 'remote call')
+    param([AllowNull()] [object] $Manager, [Parameter(Mandatory = $true)] [byte[]] $DigestKey, [string] $Path = (Get-ApplicationHostConfigPath), [string] $Function = 'remote call')
     $document = New-Object -TypeName 'System.Xml.XmlDocument'
     $document.PreserveWhitespace = $true
-    try { $document.Load((Get-ApplicationHostConfigPath)) } catch { throw ('{0}: cannot read {1}: {2}' -f $Function, (Get-ApplicationHostConfigPath), $_.Exception.Message) }
+    try { $document.Load($Path) } catch { throw ('{0}: cannot read {1}: {2}' -f $Function, $Path, $_.Exception.Message) }
     foreach ($attribute in @($document.SelectNodes('//@password | //environmentVariables/*/@value'))) {
         $value = $attribute.get_Value()
-        if ($value.StartsWith('[enc:', [System.StringComparison]::Ordinal)) { $value = Get-DecryptedPoolPassword -Manager $Manager -Attribute $attribute }
+        if ($null -ne $Manager -and $value.StartsWith('[enc:', [System.StringComparison]::Ordinal)) {
+            try { $value = Get-DecryptedPoolPassword -Manager $Manager -Attribute $attribute } catch { $value = $attribute.get_Value() }
+        }
         $attribute.set_Value((ConvertTo-SecretDigest -Value $value -Key $DigestKey))
     }
     return $document.get_OuterXml()
@@ -52,7 +54,7 @@ function Get-IisHostState {
     }
     $redirectionPath = [System.IO.Path]::Combine((Get-InetsrvPath), 'config', 'redirection.config')
     $redirection = $null
-    if ([System.IO.File]::Exists($redirectionPath)) { $redirection = [System.IO.File]::ReadAllText($redirectionPath) }
+    if ([System.IO.File]::Exists($redirectionPath)) { $redirection = Get-ProtectedConfigText -Manager $null -DigestKey $DigestKey -Path $redirectionPath -Function $Function }
     $netsh = [System.IO.Path]::Combine([System.Environment]::SystemDirectory, 'netsh.exe')
     $run = Invoke-HostProgram -FilePath $netsh -Arguments @('http', 'show', 'sslcert') -TimeoutSeconds 60 -Step 'netsh http show sslcert' -Function $Function
     if ($run['exit_code'] -ne 0) {

@@ -129,7 +129,9 @@ function Set-IisConfig {
                 if ($edits[$index] -isnot [System.Management.Automation.PSCustomObject]) { throw 'an edit must be a JSON object' }
                 Invoke-IisConfigEdit -Configuration $configuration -Edit $edits[$index] -Function $function
             } catch {
-                throw ('{0}: edit {1} ({2}) failed, nothing was changed: {3}' -f $function, $index, (Get-CallValue -Call $edits[$index] -Name 'section'), $_.Exception.Message)
+                $section = $null
+                if ($edits[$index] -is [System.Management.Automation.PSCustomObject]) { $section = Get-CallValue -Call $edits[$index] -Name 'section' }
+                throw ('{0}: edit {1} ({2}) failed, nothing was changed: {3}' -f $function, $index, $section, $_.Exception.Message)
             }
         }
         try { $manager.CommitChanges() } catch { throw ('{0}: CommitChanges failed, nothing was changed: {1}' -f $function, $_.Exception.Message) }

@@ -30,22 +30,23 @@ function Get-IisRuntimeState {
     return $result
 }
 
-function Start-IisObject {
-    # Start(), retried every second while it throws 0x800710D8 ("The object identifier does not
-    # represent a valid object": WAS has not read the new configuration yet), up to StartWaitSeconds.
+function Invoke-IisObjectAction {
+    # Start() or Stop(), retried every second while it throws 0x800710D8 ("The object identifier does
+    # not represent a valid object": WAS has not read the new configuration yet), up to StartWaitSeconds.
     [CmdletBinding()]
-    param([Parameter(Mandatory = $true)] [object] $Object, [Parameter(Mandatory = $true)] [string] $What)
+    param([Parameter(Mandatory = $true)] [object] $Object, [Parameter(Mandatory = $true)] [ValidateSet('Start', 'Stop')] [string] $Action,
+        [Parameter(Mandatory = $true)] [string] $What)
     $deadline = [System.DateTime]::UtcNow.AddSeconds($script:StartWaitSeconds)
     while ($true) {
         try {
-            [void]$Object.Start()
+            if ($Action -eq 'Start') { [void]$Object.Start() } else { [void]$Object.Stop() }
             return
         } catch {
             $inner = $_.Exception
             while ($null -ne $inner.InnerException) { $inner = $inner.InnerException }
             $notReady = ($inner.HResult -eq 0x800710D8) -or ($inner.Message -match '800710D8')
             if (-not $notReady -or [System.DateTime]::UtcNow -ge $deadline) {
-                throw ('{0}: cannot start it: {1}' -f $What, $inner.Message)
+                throw ('{0}: cannot {1} it: {2}' -f $What, $Action.ToLowerInvariant(), $inner.Message)
             }
         }
         Start-Sleep -Seconds 1
@@ -78,11 +79,9 @@ function Set-IisRuntimeState {
             $current = Get-IisObjectState -Object $entry[1]
             if ($current -eq $entry[3] -or $current -eq $entry[3].Replace('ed', 'ing')) { continue }
             $what = '{0}: {1} {2}' -f $function, $entry[0], $entry[2]
-            if ($entry[3] -eq 'Started') {
-                Start-IisObject -Object $entry[1] -What $what
-            } else {
-                try { [void]$entry[1].Stop() } catch { throw ('{0}: cannot stop it: {1}' -f $what, $_.Exception.Message) }
-            }
+            $action = 'Stop'
+            if ($entry[3] -eq 'Started') { $action = 'Start' }
+            Invoke-IisObjectAction -Object $entry[1] -Action $action -What $what
             [void]$changed.Add(('{0} {1}: {2} -> {3}' -f $entry[0], $entry[2], $current, $entry[3]))
         }
     } finally {
