@@ -19,7 +19,7 @@ from . import soap
 from .plain import PlainProcess
 from .process import Process, ProcessExited
 from .soap import Request, SoapError
-from .worker import WorkerProcess, is_worker_command
+from .worker import WorkerProcess, worker_start
 
 if TYPE_CHECKING:  # pragma: no cover
     from .faults import Faults
@@ -112,8 +112,9 @@ class ShellManager:
         body = self._body(request, "CommandLine")
         command = body.findtext("{%s}Command" % soap.NS["rsp"]) or ""
         arguments = [arg.text or "" for arg in body.findall("{%s}Arguments" % soap.NS["rsp"])]
-        if is_worker_command(command, arguments):
-            process: Process = WorkerProcess(self.host, self.faults)
+        start = worker_start(command, arguments)
+        if start is not None:
+            process: Process = WorkerProcess(self.host, self.faults, *start)
             self.host.count("workers")
         else:
             line = " ".join([command.strip(), *arguments])
