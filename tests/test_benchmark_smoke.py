@@ -56,7 +56,9 @@ def test_fleet_benchmark_counts_one_worker_per_host_and_a_process_per_command_fo
     assert "hosts | sims | converge s | no-op s | requests/host | processes/host" in stdout
     assert "ratio 2 hosts vs 1: no-op " in stdout and ", unpatched no-op " in stdout
     assert "unpatched/ours no-op s" in stdout
-    assert "target: no-op <= 12 HTTP requests/host: " in stdout
+    assert "target: no-op <= 8 HTTP requests/host: met" in stdout
+    assert "target: no-op <= 32 KB sent/host: met" in stdout
+    assert all(0 < b <= 32 * 1024 for r in figures["results"] for b in r["noop"]["bytes_sent"])
     assert "no-op re-runs changed nothing: yes" in stdout
 
 

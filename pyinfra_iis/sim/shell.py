@@ -143,6 +143,11 @@ class ShellManager:
                 process.send(data, end)
             except ProcessExited:
                 raise _pipe_closed_fault() from None
+        if self.faults.send_timeouts > 0:
+            # Windows answers a Send with an OperationTimeout when the process has not read its
+            # stdin in time; the data still reaches it (ansible/ansible#79016).
+            self.faults.send_timeouts -= 1
+            raise soap.operation_timeout_fault()
         return soap.send_response(request)
 
     def receive(self, request: Request) -> bytes:

@@ -140,6 +140,11 @@ class WorkerProcess(Process):
         self._exec_lock = threading.Lock()  # held while the runner handles one line
         if script:
             host.log_script_block(script)
+        if faults.language_mode != "FullLanguage":
+            # remote/worker.ps1's first statement, as PowerShell runs it under WDAC/AppLocker
+            self.write("stdout", f"{protocol.FATAL_MARKER}language mode {faults.language_mode}\r\n".encode("ascii"))
+            self.exit(3)
+            return
         self._hello()
 
     def _hello(self) -> None:

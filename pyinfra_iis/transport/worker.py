@@ -490,6 +490,6 @@ def complete_stderr(buffer: bytearray, start: int = 0) -> str:
     del buffer[:]
     opened = data.rfind(_CLIXML_OPEN)
     if opened >= 0 and data.find(_CLIXML_CLOSE, opened) < 0:
-        buffer += data[opened:]
+        buffer += b"#< CLIXML\r\n" + data[opened:]
         data = data[:opened]
     return data.decode("utf-8", "replace")
