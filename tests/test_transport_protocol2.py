@@ -333,3 +333,53 @@ def test_connection_errors_are_classified() -> None:
     assert classify(_fault(2150858843)).__class__ is ShellLost
     with pytest.raises(WorkerError):
         raise WorkerError("x")
+
+
+# --- issue 12: bounded time and memory --------------------------------------------------------------
+
+
+def test_clixml_with_many_unclosed_blocks_decodes_in_linear_time() -> None:
+    import time
+
+    from pyinfra_iis.transport.clixml import decode_stderr
+
+    text = "#< CLIXML\r\n" + '<Objs Version="1"><S S="Error">x' * 4000  # 128 KB: 11 s before
+    started = time.perf_counter()
+    decode_stderr(text)
+    assert time.perf_counter() - started < 1.0
+    assert len(decode_stderr("e" * 3_000_000)) < 1_100_000  # capped, the end kept
+
+
+def test_an_endless_line_fails_the_step_instead_of_filling_memory(monkeypatch) -> None:
+    from pyinfra_iis.transport import worker
+
+    monkeypatch.setattr(worker, "MAX_PENDING_BYTES", 1000)
+    host, session = make_session()
+    session.start()
+    session.run("Write-Output 'warm'")
+    original = wire.encode_reply
+    monkeypatch.setattr(wire, "encode_reply", lambda reply: b"x" * 5000)
+    with pytest.raises(WorkerError):
+        session.run("Write-Output 'x'")
+    monkeypatch.setattr(wire, "encode_reply", original)
+
+
+def test_insecure_validation_and_user_info_host_names_are_refused() -> None:
+    from pyinfra.api.exceptions import InventoryError
+
+    from pyinfra_iis.connectors.winrm import parse_target, valid_host_name
+    from pyinfra_iis.transport.settings import SettingsError
+
+    with pytest.raises(SettingsError):
+        settings_from_host_data("@winrm/h", {"winrm_user": "u", "winrm_password": "p", "winrm_server_cert_validation": False})
+    assert not settings_from_host_data("@winrm/h", {"winrm_user": "u", "winrm_password": "p", "winrm_server_cert_validation": False,
+                                                    "winrm_allow_insecure": True}).server_cert_validation
+    with pytest.raises(InventoryError):
+        parse_target("web01.example.com@127.0.0.1")
+    assert parse_target("[fe80::1]:5986") == ("fe80::1", 5986) and valid_host_name("web-01.example.com")
+    assert not valid_host_name("user@host") and not valid_host_name("host/path")
+
+
+def test_a_step_has_a_default_time_limit() -> None:
+    settings = settings_from_host_data("@winrm/h", {"winrm_user": "u", "winrm_password": "p"})
+    assert settings.step_timeout_sec == 3600

@@ -101,7 +101,7 @@ def parse_target(name: str) -> tuple[str, int | None]:
     from pyinfra.api.exceptions import InventoryError
 
     match = _NAME_RE.match(name or "")
-    if not match:
+    if not match or not valid_host_name(match.group("v6") or match.group("host")):
         raise InventoryError(f"@winrm/{name}: expected @winrm/HOST[:PORT], HOST a DNS name or an IP address "
                              "(IPv6 in brackets; no user@)")
     port = match.group("port")

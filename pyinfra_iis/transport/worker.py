@@ -52,6 +52,10 @@ MODULE_LOAD_TIMEOUT = 300.0
 #: script waits for the hello, so that no large Send reaches a process not reading yet).
 HANDSHAKE_BYTES = 16 * 1024
 
+#: Most bytes of one unfinished stdout line, and of stderr, kept while waiting for a reply
+#: (the largest legitimate reply, a 16 MiB Read-FileChunk, is ~30 MB): bounded memory (issue 12).
+MAX_PENDING_BYTES = 64 * 1024 * 1024
+
 #: How many times one step may reconnect after dropped connections before giving up.
 RECONNECTS = 3
 
@@ -406,6 +410,12 @@ class WorkerSession:
                 continue
             self._stdout += result.stdout
             self._stderr += result.stderr
+            if len(self._stderr) > MAX_PENDING_BYTES:
+                del self._stderr[:len(self._stderr) - MAX_PENDING_BYTES // 2]
+            if len(self._stdout) > MAX_PENDING_BYTES and b"\n" not in self._stdout:
+                self._broken = WorkerDied(f"{self.endpoint}: the worker wrote an oversized line")
+                raise WorkerError(f"{self.endpoint}: the worker wrote more than {MAX_PENDING_BYTES // (1024 * 1024)} MiB "
+                                  "without a newline; the worker is replaced")
             if result.done:
                 reply = self._pop_reply(step_id, noise)
                 if reply is not None:
