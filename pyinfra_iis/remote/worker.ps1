@@ -62,7 +62,7 @@ function Import-WorkerModule([string]$Source) {
 function Invoke-Step($Frame) {
     $ps = [powershell]::Create(); $ps.Runspace = $runspace
     # Each step starts from the same state: preferences, exit code and location reset; it runs in a local scope.
-    foreach ($pair in @{ ErrorActionPreference = 'Stop'; ProgressPreference = 'SilentlyContinue'; WarningPreference = 'Continue'; VerbosePreference = 'SilentlyContinue'; ConfirmPreference = 'None'; LASTEXITCODE = 0 }.GetEnumerator()) { $runspace.SessionStateProxy.SetVariable($pair.Key, $pair.Value) }
+    foreach ($pair in @{ ErrorActionPreference = 'Stop'; ProgressPreference = 'SilentlyContinue'; WarningPreference = 'Continue'; VerbosePreference = 'SilentlyContinue'; ConfirmPreference = 'High'; LASTEXITCODE = 0 }.GetEnumerator()) { $runspace.SessionStateProxy.SetVariable($pair.Key, $pair.Value) }
     $runspace.SessionStateProxy.Path.SetLocation($home0) | Out-Null
     $err = New-Object System.Text.StringBuilder
     if ($Frame.op -eq 'call') {

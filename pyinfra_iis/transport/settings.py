@@ -10,7 +10,15 @@ Security defaults (design.md, "The connector"; field notes, "WinRM / WinRS"):
 * Over plain HTTP only NTLM or Kerberos with message encryption is allowed; Basic, or
   ``winrm_message_encryption=never``, over HTTP needs ``winrm_allow_insecure=true``
   (Windows itself refuses unencrypted traffic unless ``AllowUnencrypted=true``).
+* ``winrm_server_cert_validation=false`` needs ``winrm_allow_insecure=true`` too, and the
+  connector then prints a warning per host (issue 12).
 * The password is kept as :class:`pyinfra_iis.protocol.Secret`: its ``repr`` is masked.
+
+Also: ``winrm_system_root`` (default ``C:\\Windows``), the host's ``%SystemRoot%``: the worker
+is started as ``<system root>\\System32\\WindowsPowerShell\\v1.0\\powershell.exe`` without
+cmd.exe, so nothing would expand the variable; ``winrm_step_timeout_sec`` (default 3600), the
+time limit of a step without pyinfra's ``_timeout`` (pywinrm's ``read_timeout_sec`` bounds the
+connection and each request).
 """
 
 from __future__ import annotations
