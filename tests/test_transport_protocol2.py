@@ -103,7 +103,7 @@ def test_the_first_frame_waits_for_the_hello_when_large() -> None:
 def test_worker_invokes_with_exposed_flow_control_and_catches_exit() -> None:
     assert "ExposeFlowControlExceptions = $true" in WORKER
     assert "[System.Management.Automation.ExitException]" in WORKER and "$inner.Argument" in WORKER
-    assert "$ps.Invoke($null, $output, $settings)" in WORKER  # partial output kept in $output
+    assert "$ps.Invoke(@(), $output, $settings)" in WORKER  # partial output kept in $output
 
 
 def test_exit_keeps_partial_output_in_the_simulator(sim_server) -> None:

@@ -76,7 +76,7 @@ function Invoke-Step($Frame) {
     # Docs: https://learn.microsoft.com/dotnet/api/system.management.automation.psinvocationsettings.exposeflowcontrolexceptions
     $settings = New-Object System.Management.Automation.PSInvocationSettings; $settings.ExposeFlowControlExceptions = $true
     $output = New-Object 'System.Collections.Generic.List[psobject]'; $code = 0
-    try { $ps.Invoke($null, $output, $settings) } catch {
+    try { $ps.Invoke(@(), $output, $settings) } catch {
         $inner = $_.Exception
         while ($null -ne $inner.InnerException -and $inner -isnot [System.Management.Automation.ExitException]) { $inner = $inner.InnerException }
         if ($inner -is [System.Management.Automation.ExitException]) { $code = [int]$inner.Argument } else { [void]$err.AppendLine($inner.Message); $code = 1 }
