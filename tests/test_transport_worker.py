@@ -104,7 +104,7 @@ def test_dropped_connection_is_rebuilt() -> None:
 def test_second_failure_is_raised_not_retried_forever() -> None:
     host, session = make_session()
     session.start()
-    host.faults = ["drop"] * 6
+    host.faults = ["drop"] * 10  # each attempt reconnects 3 times, the step is tried twice: bounded
     with pytest.raises(TransportError):
         session.run("Write-Output 'c'")
     assert host.scripts.count("Write-Output 'c'") == 0

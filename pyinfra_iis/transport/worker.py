@@ -249,6 +249,10 @@ class WorkerSession:
 
         if self.shell is None or self.command_id is None:
             self.start()
+        elif isinstance(self._broken, ConnectionDropped):
+            # e.g. an upload's data Send: the shell and the worker outlive the connection
+            cause, self._broken = self._broken, None
+            self._reconnect(cause)
         elif self._broken is not None:
             self._rebuild()
 
