@@ -197,8 +197,8 @@ def _session(sim) -> WorkerSession:
 
 @pytest.mark.parametrize("action", ["drop", "kill_worker", "restart", "drop_reply"])
 def test_a_fault_while_the_module_loads_is_survived(sim_server, action):
-    # Line 1 is the first step (sent with the hello), line 2 the module (not cached yet).
-    sim_server.faults.at_step(2, action)
+    # A script step waits for the worker's hello: line 1 is the module (not cached yet), line 2 the step.
+    sim_server.faults.at_step(1, action)
     session = _session(sim_server)
     try:
         session.start()
@@ -215,8 +215,8 @@ def test_a_fault_while_the_module_loads_is_survived(sim_server, action):
 
 
 def test_a_fault_at_both_module_loads_still_fails_the_step(sim_server):
-    sim_server.faults.at_step(2, "kill_worker")  # the first worker's module
-    sim_server.faults.at_step(4, "kill_worker")  # the rebuilt worker's module
+    sim_server.faults.at_step(1, "kill_worker")  # the first worker's module
+    sim_server.faults.at_step(2, "kill_worker")  # the rebuilt worker's module
     session = _session(sim_server)
     session.start()
     with pytest.raises(Recoverable):

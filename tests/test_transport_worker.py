@@ -61,6 +61,7 @@ def test_one_send_and_one_receive_per_step_and_one_process() -> None:
 def test_reply_split_over_receives_with_noise(split: int) -> None:
     host, session = make_session()
     session.start()
+    session.run("Write-Output 'warm'")  # the first step also loads the module
     host.split = split
     host.noise = ["native noise", "\u00e9t\u00e9 \u2713"]
     result = session.run("Write-Output 'x'")

@@ -204,17 +204,18 @@ class WorkerSession:
     def _first_step(self, script: str, timeout: float | None) -> StepResult:
         """The first step of a new worker, with the start-up handshake.
 
-        A small first frame is sent at once (it waits in the pipe until the worker reads);
-        the worker's hello arrives before its reply. A large one waits for the hello. When
-        the hello says the module is not in the host's cache, the module is sent and a remote
-        call answered before that is sent again (a script step's reply stands).
+        A small remote call is sent at once (it waits in the pipe until the worker reads);
+        the worker's hello arrives before its reply. A script or a large frame waits for the
+        hello (no script ever runs before the module is loaded). When the hello says the
+        module is not in the host's cache, the module is sent and the call sent again.
         """
 
         source = default_module_source() if self.module_source is None else self.module_source
         step_id = self._take_id()
         frame = wire.encode_step(step_id, script)
+        is_call = wire.decode_request_line(frame)["op"] == "call"
         result: StepResult | None = None
-        if len(frame) <= HANDSHAKE_BYTES:
+        if is_call and len(frame) <= HANDSHAKE_BYTES:
             result = self._exchange(frame, step_id, timeout, starting=True)
         if self._hello is None:
             self._hello = self._exchange(None, 0, HELLO_TIMEOUT, starting=True)
@@ -225,8 +226,7 @@ class WorkerSession:
             if loaded.rc != 0:
                 self._broken = WorkerDied(f"{self.endpoint}: the module failed to load")
                 raise WorkerError(f"{self.endpoint}: the module {wire.MODULE_NAME} failed to load: {loaded.stderr.strip()}")
-            if result is not None and wire.decode_request_line(frame)["op"] == "call":
-                result = None
+            result = None  # the call was answered "not recognized": sent again below
         if result is None:
             step_id = self._take_id()
             result = self._exchange(wire.encode_step(step_id, script), step_id, timeout)
