@@ -31,8 +31,10 @@ comments and indentation removed). Then:
   ``{"protocol": 2, "module": "loaded"|"missing"}``: the worker loaded the module from its
   cache ``%ProgramData%\\pyinfra-iis\\module\\<sha256>.ps1`` (folder owned by and open to
   SYSTEM and Administrators only, content checked against ``$ModuleSha256`` before loading),
-  or needs it. The controller sends nothing before the hello, so no large frame reaches a
-  process that is not reading yet.
+  or needs it. Before the hello the controller sends at most one small remote call (it
+  waits in the pipe and costs no extra round trip); a script, the module or any large frame
+  waits for the hello, so no large Send reaches a process that is not reading yet. When the
+  hello says ``missing``, the module follows and that call is sent again.
 * **Frames** (client → worker stdin): one line, ``base64(UTF-8 JSON)`` + ``"\n"``:
 
   - ``{"id", "op": "module", "source"}``: the module source (sent only when the hello says
@@ -55,7 +57,8 @@ comments and indentation removed). Then:
   marker anywhere in a line; other text is noise written around PowerShell's pipeline and is
   kept as extra output of the current step. The worker's standard handles point at NUL once
   it has captured the WinRS pipes, so native programs cannot read frames or write replies.
-* On stdin EOF the worker exits 0.
+* On stdin EOF the worker exits 0. The connector ends a run by deleting the shell (WinRS
+  Delete ends its processes): one request.
 
 A step therefore costs one WinRS Send and (usually) one Receive.
 """
