@@ -35,7 +35,7 @@ comments and indentation removed). Then:
   waits in the pipe and costs no extra round trip); a script, the module or any large frame
   waits for the hello, so no large Send reaches a process that is not reading yet. When the
   hello says ``missing``, the module follows and that call is sent again.
-* **Frames** (client → worker stdin): one line, ``base64(UTF-8 JSON)`` + ``"\n"``:
+* **Frames** (client → worker stdin): one line, ``base64(UTF-8 JSON)`` + ``"\\n"``:
 
   - ``{"id", "op": "module", "source"}``: the module source (sent only when the hello says
     ``missing``); its SHA-256 must equal ``$ModuleSha256``; it is written to the cache and loaded.
@@ -49,7 +49,7 @@ comments and indentation removed). Then:
 
   A frame whose id equals the last step's is not run again: its reply is written again (the
   controller re-sends a step whose Send or Receive was lost with a dropped connection).
-* **Upload data** (client → worker stdin): one line ``"+" + base64(bytes)`` + ``"\n"``,
+* **Upload data** (client → worker stdin): one line ``"+" + base64(bytes)`` + ``"\\n"``,
   appended to the upload opened by ``Start-FileUpload``; it produces no reply. A write
   error is kept and reported by ``Complete-FileUpload``.
 * **Reply** (worker stdout): CRLF, then ``REPLY_MARKER + base64(UTF-8 JSON)`` + CRLF, the
