@@ -383,3 +383,23 @@ def test_insecure_validation_and_user_info_host_names_are_refused() -> None:
 def test_a_step_has_a_default_time_limit() -> None:
     settings = settings_from_host_data("@winrm/h", {"winrm_user": "u", "winrm_password": "p"})
     assert settings.step_timeout_sec == 3600
+
+
+def test_a_module_send_lost_beyond_reconnects_is_sent_again_on_the_next_step() -> None:
+    host, session = make_session()
+    session.start()
+    exchange, lost = session._exchange, []
+
+    def flaky(frame, step_id, timeout, starting=False):
+        if frame is not None and wire.decode_request_line(frame)["op"] == "module" and len(lost) < 2:
+            lost.append(step_id)
+            raise ConnectionDropped("fake: the module's Send was lost, reconnects exhausted")
+        return exchange(frame, step_id, timeout, starting)
+
+    session._exchange = flaky
+    call = str(wire.remote_call("Get-FileHashInfo", {"path": "C:\\x"}))
+    with pytest.raises(TransportError):
+        session.run(call)
+    # same worker (its hello already came), module still missing: it is sent before the call
+    result = session.run(call)
+    assert result.rc == 0 and host.module_loads == 1 and host.processes == 1

@@ -153,6 +153,7 @@ class WorkerSession:
         self._stderr = bytearray()
         self._broken: TransportError | None = None
         self._hello: wire.Reply | StepResult | None = None
+        self._ready = False  # the hello came and the module is loaded
 
     def __repr__(self) -> str:
         return f"<WorkerSession {self.endpoint} generation={self.generation}>"
@@ -198,6 +199,7 @@ class WorkerSession:
         self.command_id = self.shell.run(executable, arguments, skip_cmd_shell=True, console_mode_stdin=False)
         self._broken = None
         self._hello = None
+        self._ready = False
         self.generation += 1
         logger.debug("%s: worker started (generation %d)", self.endpoint, self.generation)
 
@@ -215,7 +217,7 @@ class WorkerSession:
         frame = wire.encode_step(step_id, script)
         is_call = wire.decode_request_line(frame)["op"] == "call"
         result: StepResult | None = None
-        if is_call and len(frame) <= HANDSHAKE_BYTES:
+        if is_call and len(frame) <= HANDSHAKE_BYTES and self._hello is None:
             result = self._exchange(frame, step_id, timeout, starting=True)
         if self._hello is None:
             self._hello = self._exchange(None, 0, HELLO_TIMEOUT, starting=True)
@@ -227,6 +229,7 @@ class WorkerSession:
                 self._broken = WorkerDied(f"{self.endpoint}: the module failed to load")
                 raise WorkerError(f"{self.endpoint}: the module {wire.MODULE_NAME} failed to load: {loaded.stderr.strip()}")
             result = None  # the call was answered "not recognized": sent again below
+        self._ready = True
         if result is None:
             step_id = self._take_id()
             result = self._exchange(wire.encode_step(step_id, script), step_id, timeout)
@@ -313,7 +316,7 @@ class WorkerSession:
         for attempt in (0, 1):
             self.ensure()
             try:
-                if self._hello is None:
+                if not self._ready:
                     return self._first_step(script, timeout)
                 step_id = self._take_id()
                 return self._exchange(wire.encode_step(step_id, script), step_id, timeout)
