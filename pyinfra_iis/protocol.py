@@ -18,23 +18,47 @@ script text, so injection is impossible by construction. :func:`remote_call` bui
 command (secrets become pyinfra ``HiddenValue`` bits, so pyinfra prints them masked);
 :func:`parse_remote_call` reverses it (the simulator uses it).
 
-Worker protocol (version 1)
+Worker protocol (version 2)
 ===========================
 
 The connector starts one ``powershell.exe`` per host per run with ``-EncodedCommand`` of
-``remote/worker.ps1`` (:func:`worker_command_line`). Then:
+``remote/worker.ps1`` preceded by ``$ModuleSha256 = '<hex>'`` (:func:`worker_command_line`;
+comments and indentation removed). Then:
 
-* **Step** (client → worker stdin): one line, ``base64(UTF-8 JSON)`` + ``"\\n"``, the JSON
-  being ``{"id": int, "op": "run", "script": str}``, or ``{"id": int, "op": "module",
-  "name": str, "source": str}`` to load the project's module (sent once per worker).
+* **Start-up** (worker stdout, before reading anything): when PowerShell does not run in
+  FullLanguage mode (WDAC/AppLocker), one line ``FATAL_MARKER + "language mode <mode>"`` and
+  exit code 3. Otherwise a **hello** reply with id 0 whose stdout is
+  ``{"protocol": 2, "module": "loaded"|"missing"}``: the worker loaded the module from its
+  cache ``%ProgramData%\\pyinfra-iis\\module\\<sha256>.ps1`` (folder owned by and open to
+  SYSTEM and Administrators only, content checked against ``$ModuleSha256`` before loading),
+  or needs it. Before the hello the controller sends at most one small remote call (it
+  waits in the pipe and costs no extra round trip); a script, the module or any large frame
+  waits for the hello, so no large Send reaches a process that is not reading yet. When the
+  hello says ``missing``, the module follows and that call is sent again.
+* **Frames** (client → worker stdin): one line, ``base64(UTF-8 JSON)`` + ``"\\n"``:
+
+  - ``{"id", "op": "module", "source"}``: the module source (sent only when the hello says
+    ``missing``); its SHA-256 must equal ``$ModuleSha256``; it is written to the cache and loaded.
+  - ``{"id", "op": "call", "name", "json"}``: a remote call (:func:`remote_call`) sent as
+    DATA: the worker checks that ``name`` is a function of the module and invokes it with
+    ``AddCommand(name).AddParameter("Json", json)``; the JSON (and any secret in it) never
+    becomes script text.
+  - ``{"id", "op": "run", "script"}``: any other PowerShell (``server.shell``/``exec``), run
+    as a script in a local scope with the preferences, ``$LASTEXITCODE`` and location reset.
+    ``exit N`` ends the step with rc N, output so far kept.
+
+  A frame whose id equals the last step's is not run again: its reply is written again (the
+  controller re-sends a step whose Send or Receive was lost with a dropped connection).
 * **Upload data** (client → worker stdin): one line ``"+" + base64(bytes)`` + ``"\\n"``,
   appended to the upload opened by ``Start-FileUpload``; it produces no reply. A write
   error is kept and reported by ``Complete-FileUpload``.
-* **Reply** (worker stdout): one line ``REPLY_MARKER + base64(UTF-8 JSON)`` + CRLF, the
-  JSON being ``{"id": int, "rc": int, "stdout": str, "stderr": str}``. Any other stdout line
-  is noise written around PowerShell's pipeline (for example by a native program) and is
-  kept by the client as extra output of the current step.
-* On stdin EOF the worker exits 0.
+* **Reply** (worker stdout): CRLF, then ``REPLY_MARKER + base64(UTF-8 JSON)`` + CRLF, the
+  JSON being ``{"id": int, "rc": int, "stdout": str, "stderr": str}``. The client finds the
+  marker anywhere in a line; other text is noise written around PowerShell's pipeline and is
+  kept as extra output of the current step. The worker's standard handles point at NUL once
+  it has captured the WinRS pipes, so native programs cannot read frames or write replies.
+* On stdin EOF the worker exits 0. The connector ends a run by deleting the shell (WinRS
+  Delete ends its processes): one request.
 
 A step therefore costs one WinRS Send and (usually) one Receive.
 """
@@ -50,12 +74,14 @@ from typing import Any, Mapping
 
 from pyinfra.api import HiddenValue, StringCommand
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 #: Name under which the project's PowerShell module is loaded into the worker.
 MODULE_NAME = "PyinfraIis"
 
-#: Absolute path of Windows PowerShell 5.1 (no cmd.exe in between; field notes, WinRM).
+#: Windows PowerShell 5.1 under the default ``%SystemRoot%`` (no cmd.exe in between, so no
+#: variable expansion; field notes, WinRM). Hosts whose Windows folder is elsewhere set host
+#: data ``winrm_system_root`` (:func:`powershell_exe`).
 POWERSHELL_EXE = r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe"
 
 #: Arguments before ``-EncodedCommand``.
@@ -63,6 +89,9 @@ POWERSHELL_ARGS = ("-NoLogo", "-NoProfile", "-NonInteractive", "-ExecutionPolicy
 
 #: Prefix of a reply line on the worker's stdout.
 REPLY_MARKER = "##pyinfra-iis-reply## "
+
+#: Prefix of the line a worker writes when it cannot start (then exit code 3).
+FATAL_MARKER = "##pyinfra-iis-fatal## "
 
 #: Prefix of an upload data line on the worker's stdin.
 DATA_PREFIX = "+"
@@ -216,12 +245,42 @@ def parse_remote_call(script: str) -> tuple[str, dict[str, Any]] | None:
 # --- Worker frames ----------------------------------------------------------------------
 
 
-def worker_script() -> str:
-    """Return the text of ``remote/worker.ps1``, the worker's read-eval loop."""
+def worker_script(module_sha256: str = "") -> str:
+    """Return the worker's read-eval loop as sent: ``$ModuleSha256 = '<hex>'`` then
+    ``remote/worker.ps1`` without comment lines, blank lines and indentation (the command
+    line is the largest request of a run that changes nothing)."""
 
     from .remote import read_remote_file
 
-    return read_remote_file("worker.ps1")
+    if module_sha256 and not re.fullmatch(r"[0-9a-f]{64}", module_sha256):
+        raise ProtocolError(f"not a SHA-256: {module_sha256!r}")
+    lines = (line.strip() for line in read_remote_file("worker.ps1").splitlines())
+    body = "\n".join(line for line in lines if line and not line.startswith("#"))
+    return f"$ModuleSha256 = '{module_sha256}'\n{body}\n"
+
+
+def split_worker_script(script: str) -> tuple[str, str] | None:
+    """Reverse :func:`worker_script`: ``(module_sha256, body)``, or None when ``script`` is
+    not a worker script (the simulator uses it)."""
+
+    match = re.match(r"\$ModuleSha256 = '([0-9a-f]{64}|)'\n", script)
+    if not match or script != worker_script(match.group(1)):
+        return None
+    return match.group(1), script[match.end():]
+
+
+def module_sha256(source: str) -> str:
+    """SHA-256 (hex) of a module source as UTF-8: the name of its file in the host's cache."""
+
+    import hashlib
+
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+def powershell_exe(system_root: str = "C:\\Windows") -> str:
+    """Full path of Windows PowerShell 5.1 under ``system_root`` (the host's ``%SystemRoot%``)."""
+
+    return system_root.rstrip("\\") + "\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"
 
 
 def encode_powershell_command(script: str) -> str:
@@ -243,20 +302,30 @@ def decode_powershell_command(value: str) -> str:
         raise ProtocolError(f"invalid -EncodedCommand value: {exc}") from None
 
 
-def worker_command_line() -> tuple[str, list[str]]:
-    """Return ``(executable, arguments)`` that start the worker (no cmd.exe)."""
+def worker_command_line(module_sha256: str = "", system_root: str = "C:\\Windows") -> tuple[str, list[str]]:
+    """Return ``(executable, arguments)`` that start the worker (no cmd.exe) expecting the
+    module whose SHA-256 is ``module_sha256``."""
 
-    return POWERSHELL_EXE, [*POWERSHELL_ARGS, "-EncodedCommand", encode_powershell_command(worker_script())]
+    return powershell_exe(system_root), [*POWERSHELL_ARGS, "-EncodedCommand", encode_powershell_command(worker_script(module_sha256))]
 
 
 def encode_step(step_id: int, script: str) -> bytes:
-    """Return the stdin line of a ``run`` step."""
+    """Return the stdin line of a step: a ``call`` frame when ``script`` is a remote call
+    (:func:`parse_remote_call`; its JSON travels as data), else a ``run`` frame."""
 
+    try:
+        call = parse_remote_call(script)
+    except ProtocolError:
+        call = None
+    if call is not None:
+        literal = _CALL_RE.match(script.strip())
+        assert literal is not None
+        return _encode_frame({"id": step_id, "op": "call", "name": call[0], "json": _unquote_ps(literal.group("literal"))})
     return _encode_frame({"id": step_id, "op": "run", "script": script})
 
 
 def encode_module(step_id: int, source: str, name: str = MODULE_NAME) -> bytes:
-    """Return the stdin line that loads the module ``source`` into the worker."""
+    """Return the stdin line that sends the module ``source`` (cached and loaded by the worker)."""
 
     return _encode_frame({"id": step_id, "op": "module", "name": name, "source": source})
 
@@ -291,8 +360,8 @@ def decode_request_line(line: bytes | str) -> dict[str, Any]:
         frame = json.loads(base64.b64decode(line, validate=True).decode("utf-8"))
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"invalid worker frame: {exc}") from None
-    if not isinstance(frame, dict) or not isinstance(frame.get("id"), int) or frame.get("op") not in ("run", "module"):
-        raise ProtocolError("invalid worker frame: needs an integer id and op run or module")
+    if not isinstance(frame, dict) or not isinstance(frame.get("id"), int) or frame.get("op") not in ("run", "module", "call"):
+        raise ProtocolError("invalid worker frame: needs an integer id and op run, call or module")
     return frame
 
 
@@ -314,22 +383,39 @@ def encode_reply(reply: Reply) -> bytes:
         separators=(",", ":"),
         ensure_ascii=False,
     ).encode("utf-8")
-    return REPLY_MARKER.encode("ascii") + base64.b64encode(raw) + b"\r\n"
+    return b"\r\n" + REPLY_MARKER.encode("ascii") + base64.b64encode(raw) + b"\r\n"
 
 
 def decode_reply_line(line: str) -> Reply | None:
-    """Decode one stdout line; ``None`` when it is not a reply line.
+    """Decode one stdout line; ``None`` when it holds no reply (see :func:`split_reply_line`).
 
     Raises:
-        ProtocolError: it starts with the marker but is not a valid reply.
+        ProtocolError: it holds the marker but no valid reply.
+    """
+
+    return split_reply_line(line)[1]
+
+
+def split_reply_line(line: str) -> tuple[str, Reply | None]:
+    """Split one stdout line into the text before the reply marker and the reply.
+
+    The marker may be anywhere in the line: a step that wrote text without a newline (a
+    native program, ``[Console]::Write``) must not hide the reply.
+
+    Returns:
+        ``(line, None)`` when the line holds no marker, else ``(text before it, reply)``.
+
+    Raises:
+        ProtocolError: it holds the marker but no valid reply.
     """
 
     line = line.rstrip("\r\n")
-    if not line.startswith(REPLY_MARKER):
-        return None
+    position = line.find(REPLY_MARKER)
+    if position < 0:
+        return line, None
     try:
-        data = json.loads(base64.b64decode(line[len(REPLY_MARKER):], validate=True).decode("utf-8"))
-        return Reply(int(data["id"]), int(data["rc"]), str(data["stdout"]), str(data["stderr"]))
+        data = json.loads(base64.b64decode(line[position + len(REPLY_MARKER):], validate=True).decode("utf-8"))
+        return line[:position], Reply(int(data["id"]), int(data["rc"]), str(data["stdout"]), str(data["stderr"]))
     except (binascii.Error, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
         raise ProtocolError(f"invalid worker reply: {exc}") from None
 

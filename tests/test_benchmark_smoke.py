@@ -56,7 +56,9 @@ def test_fleet_benchmark_counts_one_worker_per_host_and_a_process_per_command_fo
     assert "hosts | sims | converge s | no-op s | requests/host | processes/host" in stdout
     assert "ratio 2 hosts vs 1: no-op " in stdout and ", unpatched no-op " in stdout
     assert "unpatched/ours no-op s" in stdout
-    assert "target: no-op <= 12 HTTP requests/host: " in stdout
+    assert "target: no-op <= 8 HTTP requests/host: met" in stdout
+    assert "target: no-op <= 32 KB sent/host: met" in stdout
+    assert all(0 < b <= 32 * 1024 for r in figures["results"] for b in r["noop"]["bytes_sent"])
     assert "no-op re-runs changed nothing: yes" in stdout
 
 
@@ -79,6 +81,6 @@ def test_report_marks_missed_targets_without_failing():
     fifty = fleet.FleetResult(50, 5, run(50, 50, 90, 1), run(4.0, 50, 13, 2), run(4.4, 50, 13, 2))
     args = type("Args", (), {"no_release": True, "latency_ms": 20.0, "hosts_per_sim": 10, "repeat": 3})()
     lines = fleet.report([one, fifty], args, ("0.1", "0.2"))
-    assert "target: no-op <= 12 HTTP requests/host: MISSED (worst host 13)" in lines
+    assert "target: no-op <= 8 HTTP requests/host: MISSED (worst host 13)" in lines
     assert "target: no-op <= 1 worker process/host: MISSED (worst host 2)" in lines
     assert "target: 50 hosts < 3x the wall time of 1 (no-op): MISSED (4.00x)" in lines

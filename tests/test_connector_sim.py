@@ -134,9 +134,13 @@ def test_faults_survived_step_resent_once(sim_server, fault: str) -> None:
             sim_server.restart()
         ok, out = host.run_shell_command("Write-Output 'after'")
         assert ok and out.stdout_lines == ["after"]
-        assert session.stats.resent == 1 and session.stats.rebuilds == 1
+        if fault == "drop":
+            # the shell and the worker outlive the connection: reconnect, nothing rebuilt (issue 15, item 3)
+            assert session.stats.reconnects == 1 and session.stats.rebuilds == session.stats.resent == 0
+        else:
+            assert session.stats.resent == 1 and session.stats.rebuilds == 1
         assert host.run_shell_command("Write-Output 'again'")[0]
-        assert session.stats.resent == 1
+        assert session.stats.resent == (0 if fault == "drop" else 1)
     finally:
         disconnect_all(state)
 

@@ -184,3 +184,24 @@ def test_unreachable_is_distinct_from_auth(caplog) -> None:
         connect_all(state)
     assert "cannot reach the WinRM service" in caplog.text and "authentication" not in caplog.text
     assert PASSWORD not in caplog.text
+
+
+def test_a_non_xml_or_tls_failure_is_this_hosts_error_with_a_one_line_cause(monkeypatch) -> None:
+    # issue 12: a host answering with non-XML (ParseError) or a bad CA path (OSError) must
+    # fail that host only, with its name and a one-line cause, never stop the run.
+    import xml.etree.ElementTree as ET
+
+    fake = FakeHost()
+    state, host = make_state(fake, monkeypatch)
+    connect_all(state)
+    for error in (ET.ParseError("syntax error: line 1, column 0\nmore"), OSError("Could not find a suitable TLS CA certificate bundle")):
+        def broken(*_args, _error=error, **_kwargs):
+            raise _error
+
+        monkeypatch.setattr(FakeProtocol, "get_command_output_raw", broken)
+        with pytest.raises(connector_module.WinrmTransportFailure) as caught:
+            host.run_shell_command("Write-Output 'x'")
+        assert "127.0.0.1:5985" in str(caught.value) and "\n" not in str(caught.value)
+        monkeypatch.undo()
+        state, host = make_state(fake, monkeypatch)
+        connect_all(state)

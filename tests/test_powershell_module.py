@@ -75,7 +75,7 @@ def test_file_functions_take_one_mandatory_json_argument():
 def test_worker_and_module_agree_on_upload_data():
     # worker.ps1 calls AddCommand('Add-FileUploadChunk').AddParameter('Base64', ...) for each "+" line.
     worker = read_remote_file("worker.ps1")
-    assert "AddCommand('Add-FileUploadChunk').AddParameter('Base64'," in worker
+    assert "AddCommand('PyinfraIis\\Add-FileUploadChunk').AddParameter('Base64'," in worker
     chunk = module_functions()["add-fileuploadchunk"]
     assert chunk.parameters == ("Base64",)
     assert "[AllowEmptyString()]" in read_remote_file("PyinfraIis/10-files.ps1")  # an empty "+" line must bind

@@ -217,3 +217,21 @@ def test_the_filter_masks_the_pyinfra_debug_record_of_group_data():
     assert SecretDataFilter().filter(record) is True
     assert record.getMessage() == f"Adding data to group all: {{'winrm_password': '{MASK}'}}"
     assert any(isinstance(f, SecretDataFilter) for f in logging.getLogger("pyinfra").filters)
+
+
+def test_the_script_block_log_holds_no_secret(deployed):
+    """Issue 9, "Secrets in script text": a host with Script Block Logging on (event 4104)
+    records every script block PowerShell compiles; the simulator keeps that record
+    (``python -m pyinfra_iis.sim show``). Remote calls travel as data (a call frame's JSON is a
+    parameter value), so no WinRM password, PFX password, app secret or digest key is in it."""
+
+    result = subprocess.run([sys.executable, "-m", "pyinfra_iis.sim", "show", "--state-dir", str(deployed.state_dir)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    log = json.loads(result.stdout)["script_block_log"]
+    assert log and log[0].startswith("$ModuleSha256 = ")  # the worker's -EncodedCommand text
+    assert any("function Get-HostState" in text for text in log)  # the module, when loaded
+    for text in log:
+        assert found_in(text.encode("utf-8")) == set()
+        # the module's own text names the member; a call's JSON would carry its value
+        assert '"digest_key":' not in text and "Get-HostState -Json '" not in text

@@ -24,10 +24,12 @@ class Worker:
         self.client = Protocol(sim.url, transport=transport, username=SIM_USER, password=SIM_PASSWORD,
                                operation_timeout_sec=2, read_timeout_sec=5)
         self.shell = self.client.open_shell(codepage=65001, noprofile=True)
-        exe, args = protocol.worker_command_line()
+        exe, args = protocol.worker_command_line(protocol.module_sha256(module_source()))
         self.command = self.client.run_command(self.shell, exe, args, console_mode_stdin=False, skip_cmd_shell=True)
         self.next_id = 0
         self.buffer = b""
+        self.hello = self.reply()  # protocol 2: the worker says whether its module cache had the module
+        assert self.hello.id == 0
 
     def send(self, data: bytes, end: bool = False) -> None:
         self.client.send_command_input(self.shell, self.command, data, end=end)
@@ -43,6 +45,8 @@ class Worker:
             self.buffer += stdout
             assert not (done and b"\r\n" not in self.buffer), "worker ended without replying"
         line, self.buffer = self.buffer.split(b"\r\n", 1)
+        if not line:  # the worker writes a newline before each reply
+            return self.reply()
         reply = protocol.decode_reply_line(line.decode("utf-8"))
         assert reply is not None, line
         return reply

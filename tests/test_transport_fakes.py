@@ -40,6 +40,8 @@ class FakeHost:
         self.scripts: list[str] = []
         self.sent: list[int] = []  # sizes of stdin per Send
         self.upload: dict | None = None
+        self.module_cached = False  # the module in the host's cache (protocol 2)
+        self.module_loads = 0
 
 
 class FakeProtocol:
@@ -53,8 +55,8 @@ class FakeProtocol:
         if self.host.faults:
             kind = self.host.faults[0]
             if kind == "drop":
+                # a dropped TCP connection: WinRS shells and commands live on (issue 15, item 3)
                 self.host.faults.pop(0)
-                self.host.shells.clear()
                 raise requests.exceptions.ConnectionError("connection reset")
             if kind == "auth":
                 self.host.faults.pop(0)
@@ -83,7 +85,10 @@ class FakeProtocol:
         assert command == wire.POWERSHELL_EXE
         command_id = f"C{next(_ids)}"
         self.host.processes += 1
-        self.host.commands[command_id] = {"stdin": bytearray(), "out": [], "done": False}
+        self.host.commands[command_id] = {"stdin": bytearray(), "out": [], "done": False, "module": self.host.module_cached}
+        # the worker's hello (protocol 2): whether the module was in the host's cache
+        state = "loaded" if self.host.module_cached else "missing"
+        self.host.commands[command_id]["out"].append(wire.encode_reply(wire.Reply(0, 0, '{"module":"%s","protocol":2}' % state, "")))
         return command_id
 
     def send_command_input(self, shell_id, command_id, data, end=False) -> None:
@@ -145,12 +150,20 @@ class FakeProtocol:
         if frame["op"] == "data":
             cmd["upload"]["data"] += frame["data"]
             return
-        if frame["op"] == "run" and self.host.faults and self.host.faults[0] == "kill":
+        if frame["op"] in ("run", "call") and self.host.faults and self.host.faults[0] == "kill":
             self.host.faults.pop(0)
             cmd["done"] = True
             cmd["stdin"] = bytearray()
             return
+        if frame["op"] == "call":
+            frame = {**frame, "op": "run", "script": f"{frame['name']} -Json {wire.ps_literal(frame['json'])}"}
+            if not cmd["module"]:
+                reply = wire.Reply(frame["id"], 1, "", f"The term '{frame['name']}' is not recognized\r\n")
+                cmd["out"].append(wire.encode_reply(reply))
+                return
         if frame["op"] == "module":
+            self.host.module_cached = cmd["module"] = True
+            self.host.module_loads += 1
             reply = wire.Reply(frame["id"], 0, "", "")
         elif frame["script"] == "hang":
             return  # never replies

@@ -20,9 +20,10 @@ def test_chunk_sizes_fit_the_envelope() -> None:
         chunk = files.upload_chunk_size(kb)
         line = len(wire.encode_data(b"\0" * chunk))
         soap_stdin = (line + 2) // 3 * 4
-        assert soap_stdin + 4096 <= kb * 1024
+        # at most 90 % of MaxEnvelopeSizekb: a Send right at the limit is refused (issue 15, item 9)
+        assert soap_stdin + 4096 <= kb * 1024 * 0.9
         assert chunk % 3 == 0
-    assert files.upload_chunk_size(500) > 280_000
+    assert files.upload_chunk_size(500) > 230_000
 
 
 @pytest.mark.parametrize("size", [0, 1, 3 * 1024 * 1024 + 7])

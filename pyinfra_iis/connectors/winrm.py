@@ -59,6 +59,29 @@ UNSUPPORTED_ARGUMENTS = ("_sudo", "_sudo_user", "_su_user", "_doas", "_doas_user
 
 _NAME_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>\d+))?$")
 
+#: A DNS name (labels of letters, digits and hyphens) or an IPv4 address; IPv6 is checked
+#: with :mod:`ipaddress`. Anything else (``user@host``, URL parts) is refused (issue 12).
+_DNS_RE = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$")
+
+
+def valid_host_name(name: str) -> bool:
+    """Whether ``name`` is a DNS name or an IP address (no user-info, path or port)."""
+
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name.split("%", 1)[0])
+        return True
+    except ValueError:
+        return bool(_DNS_RE.match(name))
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's text, shortened: a cause, never a dump."""
+
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:limit]
+
 
 class WinrmTransportFailure(OSError):
     """A transport failure during a command; pyinfra reports it as a failure of the host."""
@@ -78,8 +101,9 @@ def parse_target(name: str) -> tuple[str, int | None]:
     from pyinfra.api.exceptions import InventoryError
 
     match = _NAME_RE.match(name or "")
-    if not match:
-        raise InventoryError(f"@winrm/{name}: expected @winrm/HOST[:PORT], with IPv6 addresses in brackets")
+    if not match or not valid_host_name(match.group("v6") or match.group("host")):
+        raise InventoryError(f"@winrm/{name}: expected @winrm/HOST[:PORT], HOST a DNS name or an IP address "
+                             "(IPv6 in brackets; no user@)")
     port = match.group("port")
     return match.group("v6") or match.group("host"), int(port) if port else None
 
@@ -117,6 +141,8 @@ class WinrmConnector(BaseConnector):
         except SettingsError as exc:
             raise ConnectorDataTypeError(str(exc)) from None
         self.hostname = self.settings.hostname or parse_target(host.name.removeprefix("@winrm/"))[0]
+        if not valid_host_name(self.hostname):
+            raise ConnectorDataTypeError(f"{host.name}: winrm_hostname {self.hostname!r} is not a DNS name or an IP address")
         self.label = self.settings.label(self.hostname)
         self.session: WorkerSession | None = None
         self.fact_cache: dict[Any, Any] = {}
@@ -152,6 +178,7 @@ class WinrmConnector(BaseConnector):
             lambda: self.settings.make_protocol(self.hostname),
             endpoint=self.label,
             max_envelope_kb=self.settings.max_envelope_kb,
+            system_root=self.settings.system_root,
         )
 
     def connect(self) -> None:
@@ -164,6 +191,9 @@ class WinrmConnector(BaseConnector):
         """
 
         require_valid_inventory(self.state, self.host)
+        if self.settings.effective_scheme == "https" and not self.settings.server_cert_validation:
+            pyinfra_logger.warning(f"{self.host.print_prefix}WinRM certificate validation is OFF for {self.label} "
+                                   "(winrm_allow_insecure): anyone on the path can read the password")
         session = self._new_session()
         try:
             session.start()
@@ -174,6 +204,9 @@ class WinrmConnector(BaseConnector):
         except TransportError as exc:
             session.close()
             raise ConnectError(f"WinRM connection to {self.label} failed: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - TLS/OSError/XML from below pywinrm: this host only (issue 12)
+            session.close()
+            raise ConnectError(f"WinRM connection to {self.label} failed: {type(exc).__name__}: {_one_line(exc)}") from None
         self.session = session
 
     def disconnect(self) -> None:
@@ -220,7 +253,7 @@ class WinrmConnector(BaseConnector):
         for name in UNSUPPORTED_ARGUMENTS:
             if arguments.get(name):
                 raise UnsupportedOnWindows(f"{self.host.name}: {name} is not supported on Windows (@winrm connector)")
-        timeout = arguments.get("_timeout")
+        timeout = arguments.get("_timeout") or self.settings.step_timeout_sec
         success_codes = arguments.get("_success_exit_codes")
 
         if isinstance(command, StringCommand):
@@ -239,6 +272,8 @@ class WinrmConnector(BaseConnector):
             raise TimeoutError(str(exc)) from None
         except TransportError as exc:
             raise WinrmTransportFailure(str(exc)) from None
+        except (OSError, ValueError, SyntaxError) as exc:  # TLS, sockets, malformed XML (ParseError): this host only
+            raise WinrmTransportFailure(f"{self.label}: {type(exc).__name__}: {_one_line(exc)}") from None
 
         lines = [OutputLine("stdout", line) for line in split_lines(result.stdout)]
         lines += [OutputLine("stderr", line) for line in split_lines(result.stderr)]

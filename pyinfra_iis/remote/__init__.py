@@ -2,7 +2,8 @@
 
 ``worker.ps1`` is the read-eval loop started once per host (see ``pyinfra_iis.protocol``);
 ``PyinfraIis/*.ps1`` are the module's functions, one file per concern, joined in name order
-into one module source by :func:`module_source` and sent to the worker once. All of it
+into one module source by :func:`module_source`; hosts keep it in an administrators-only
+cache named by its SHA-256 and receive it only when missing (``pyinfra_iis.protocol``). All of it
 targets Windows PowerShell 5.1 (WebAdministration and IISAdministration do not load under
 PowerShell 7; field notes, IIS).
 """
@@ -81,8 +82,8 @@ def blank_comment_lines(source: str) -> str:
 @functools.lru_cache(maxsize=1)
 def host_module_source() -> str:
     """Return what every host's worker loads: :func:`module_source` with its comments blanked
-    (:func:`blank_comment_lines`), about two thirds of the size. The module is sent to every
-    host on every run (a no-op's largest transfer), and its documentation stays in the files.
+    (:func:`blank_comment_lines`), about two thirds of the size. The module is sent to a host
+    only when its cache lacks this version, and its documentation stays in the files.
     """
 
     return blank_comment_lines(module_source())

@@ -12,7 +12,9 @@ Fault options apply to every host; change them at run time with ``POST
 /pyinfra-iis-sim/control`` on a host's port.
 
 ``python -m pyinfra_iis.sim show --state-dir DIR`` prints the host state document (host
-name, counters of HTTP requests, shells and processes, ...) as JSON, plus ``"served_bindings"``:
+name, counters of HTTP requests, shells and processes, ...) as JSON, plus ``"script_block_log"``
+(every script block text a Windows host with Script Block Logging on would record, event 4104)
+and ``"served_bindings"``:
 which loopback port serves which site binding, and whether it listens now (``sim/apps``; apps
 run with this OS's Python, not the target Windows Python).
 """
@@ -96,6 +98,8 @@ def show(args: argparse.Namespace) -> int:
         return 1
     state = json.loads((path / SimHost.STATE_FILE).read_text(encoding="utf-8"))
     state["served_bindings"] = describe_state(state)
+    # Script Block Logging (event 4104) as Windows would record it: what a 4104 reader sees.
+    state["script_block_log"] = SimHost(path).script_block_log()
     print(json.dumps(state, indent=2, sort_keys=True))
     return 0
 

@@ -65,6 +65,12 @@ class Faults:
         #: Set by the server: kills all workers / restarts the service.
         self.on_kill_worker: Callable[[], int] | None = None
         self.on_restart: Callable[[], None] | None = None
+        #: PowerShell's language mode for new processes: "ConstrainedLanguage" models a host
+        #: under a WDAC/AppLocker policy (the worker reports it and exits 3).
+        self.language_mode = "FullLanguage"
+        #: Sends answered with WSMan fault 2150858793 (OperationTimeout) although their data is
+        #: delivered, as Windows does while the process has not read its stdin yet.
+        self.send_timeouts = 0
 
     def drop_after(self, requests: int) -> None:
         """Let ``requests`` more requests through, then drop the next connection (once)."""
@@ -158,6 +164,8 @@ class Faults:
             self._drop_in = None
             self._function_failures.clear()
             self._triggers.clear()
+            self.language_mode = "FullLanguage"
+            self.send_timeouts = 0
 
     def as_dict(self) -> dict[str, Any]:
         """The current settings as JSON-compatible data."""
@@ -180,7 +188,8 @@ class Faults:
             ValueError: unknown keys or values of the wrong type.
         """
 
-        known = {"latency_ms", "drop_after", "fail_function", "kill_worker", "restart", "clear", "at_step"}
+        known = {"latency_ms", "drop_after", "fail_function", "kill_worker", "restart", "clear", "at_step",
+                 "language_mode", "send_timeouts"}
         unknown = set(control) - known
         if unknown:
             raise ValueError(f"unknown control keys: {sorted(unknown)}")
@@ -192,6 +201,12 @@ class Faults:
             if latency < 0:
                 raise ValueError("latency_ms must be >= 0")
             self.latency = latency / 1000.0
+        if "language_mode" in control:
+            if control["language_mode"] not in ("FullLanguage", "ConstrainedLanguage", "RestrictedLanguage", "NoLanguage"):
+                raise ValueError("language_mode must be FullLanguage, ConstrainedLanguage, RestrictedLanguage or NoLanguage")
+            self.language_mode = control["language_mode"]
+        if "send_timeouts" in control:
+            self.send_timeouts = int(control["send_timeouts"])
         if control.get("drop_after") is not None:
             self.drop_after(int(control["drop_after"]))
         failing = control.get("fail_function")

@@ -148,6 +148,30 @@ class SimHost:
             self.state["counters"] = {name: 0 for name in COUNTER_NAMES}
             self._dirty = True
 
+    #: File of the Script Block Logging record (one JSON line per script block).
+    SCRIPT_BLOCK_LOG = "script-block-log.jsonl"
+
+    def log_script_block(self, text: str) -> None:
+        """Record a script block's text as Windows does with Script Block Logging on (event
+        4104, Microsoft-Windows-PowerShell/Operational): every script block PowerShell
+        compiles. The simulator records the worker's ``-EncodedCommand`` text, the module
+        source when it is loaded and each script step; a remote call sent as data compiles
+        nothing new. Kept beside ``host.json`` (``python -m pyinfra_iis.sim show``)."""
+
+        with self.lock:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.state_dir / self.SCRIPT_BLOCK_LOG, "a", encoding="utf-8") as log:
+                log.write(json.dumps({"event": 4104, "text": text}) + "\n")
+
+    def script_block_log(self) -> list[str]:
+        """The texts recorded by :meth:`log_script_block`, oldest first."""
+
+        path = self.state_dir / self.SCRIPT_BLOCK_LOG
+        if not path.exists():
+            return []
+        with self.lock:
+            return [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
     def snapshot(self) -> dict[str, Any]:
         """Return a deep copy of the state document."""
 

@@ -19,7 +19,7 @@ from . import soap
 from .plain import PlainProcess
 from .process import Process, ProcessExited
 from .soap import Request, SoapError
-from .worker import WorkerProcess, is_worker_command
+from .worker import WorkerProcess, worker_start
 
 if TYPE_CHECKING:  # pragma: no cover
     from .faults import Faults
@@ -112,8 +112,9 @@ class ShellManager:
         body = self._body(request, "CommandLine")
         command = body.findtext("{%s}Command" % soap.NS["rsp"]) or ""
         arguments = [arg.text or "" for arg in body.findall("{%s}Arguments" % soap.NS["rsp"])]
-        if is_worker_command(command, arguments):
-            process: Process = WorkerProcess(self.host, self.faults)
+        start = worker_start(command, arguments)
+        if start is not None:
+            process: Process = WorkerProcess(self.host, self.faults, *start)
             self.host.count("workers")
         else:
             line = " ".join([command.strip(), *arguments])
@@ -142,6 +143,11 @@ class ShellManager:
                 process.send(data, end)
             except ProcessExited:
                 raise _pipe_closed_fault() from None
+        if self.faults.send_timeouts > 0:
+            # Windows answers a Send with an OperationTimeout when the process has not read its
+            # stdin in time; the data still reaches it (ansible/ansible#79016).
+            self.faults.send_timeouts -= 1
+            raise soap.operation_timeout_fault()
         return soap.send_response(request)
 
     def receive(self, request: Request) -> bytes:

@@ -4,14 +4,23 @@ Speaks the worker protocol of :mod:`pyinfra_iis.protocol`: stdin lines (possibly
 WinRS Sends, reassembled here) are frames or upload data; each step gets one reply line on
 stdout. Behaviour mirrors ``remote/worker.ps1``:
 
-* ``op: "module"`` loads the module: the simulator records its name and the SHA-256 of its
-  source and which functions the source defines. A module function is "not recognized"
-  (PowerShell's CommandNotFoundException text) until a loaded module defines it.
-* ``op: "run"`` with a remote call (``Verb-Noun -Json '...'``) dispatches to the Python
-  implementation in :mod:`pyinfra_iis.sim.functions`; stdout gets the CRLF that
-  ``Out-String`` adds. Other scripts run in the mini-language of :func:`plain.run_powershell`
-  with ``$ErrorActionPreference = 'Stop'`` (the worker's runspace setting); anything else is
-  exit code 1 and ``not supported by the simulator``.
+* start: a hello reply (id 0) saying whether the module whose SHA-256 the command line names
+  is in the host's cache ``C:\\ProgramData\\pyinfra-iis\\module\\<sha256>.ps1`` (content
+  checked); if so it is loaded.
+* ``op: "module"`` loads the module (its SHA-256 must be the command line's) and writes it to
+  the cache: the simulator records its name and the SHA-256 of its source and which functions
+  the source defines. A module function is "not recognized" (PowerShell's
+  CommandNotFoundException text) until a loaded module defines it.
+* ``op: "call"`` dispatches to the Python implementation in :mod:`pyinfra_iis.sim.functions`
+  with the frame's JSON as data; stdout gets the CRLF that ``Out-String`` adds. ``op: "run"``
+  scripts run in the mini-language of :func:`plain.run_powershell` with
+  ``$ErrorActionPreference = 'Stop'`` (reset per step); ``exit N`` keeps the output so far;
+  anything else is exit code 1 and ``not supported by the simulator``. A remote call sent as
+  script text runs too (Windows would parse it), but it is logged as a script block.
+* a frame with the id of the last step is not run again: the last reply is written again.
+* Script Block Logging (event 4104), as a Windows host with that policy on records it: the
+  worker's ``-EncodedCommand`` text, the module source when loaded and each script step
+  (:meth:`SimHost.log_script_block <pyinfra_iis.sim.host.SimHost.log_script_block>`).
 * upload data lines go to the open upload (:func:`functions.files.add_chunk`).
 * stdin end: the worker exits 0.
 * like a real process reading a pipe, the worker runs its steps on its own thread: a WinRS Send
@@ -29,6 +38,7 @@ from __future__ import annotations
 import binascii
 import functools
 import hashlib
+import json
 import queue
 import re
 import threading
@@ -63,30 +73,50 @@ NOT_RECOGNIZED = (
 )
 
 
-@functools.lru_cache(maxsize=1)
-def _worker_encoded() -> str:
-    return protocol.encode_powershell_command(protocol.worker_script())
+#: Where a host keeps the module (``%ProgramData%``; remote/worker.ps1).
+MODULE_CACHE = "C:\\ProgramData\\pyinfra-iis\\module"
 
 
-def is_worker_command(command: str, arguments: Sequence[str]) -> bool:
-    """True when ``command arguments`` start the pyinfra-iis worker: Windows PowerShell (full
-    path compared case-insensitively, or plain ``powershell.exe``) with ``-EncodedCommand``
-    decoding exactly to :func:`protocol.worker_script`."""
+def worker_module_sha256(command: str, arguments: Sequence[str]) -> str | None:
+    """The module SHA-256 of a worker command line (:func:`worker_start`), or None."""
+
+    start = worker_start(command, arguments)
+    return None if start is None else start[0]
+
+
+def worker_start(command: str, arguments: Sequence[str]) -> tuple[str, str] | None:
+    """``(module SHA-256, script)`` of a worker command line, or None when ``command arguments``
+    do not start the pyinfra-iis worker: Windows PowerShell (``powershell.exe`` by full path,
+    compared case-insensitively, or plain) with ``-EncodedCommand`` decoding exactly to
+    :func:`protocol.worker_script` (for some SHA-256, possibly empty)."""
 
     # WinRS joins Command and Arguments with spaces into one command line (pywinrm even sends
     # all arguments as one rsp:Arguments element); CreateProcess splits it again.
     words = split_command_line(" ".join([command, *arguments]))
     if not words:
-        return False
+        return None
     exe = words[0].lower()
-    if exe not in (protocol.POWERSHELL_EXE.lower(), "powershell.exe"):
-        return False
+    if exe != "powershell.exe" and not exe.endswith("\\system32\\windowspowershell\\v1.0\\powershell.exe"):
+        return None
     lowered = [word.lower() for word in words]
     for flag in ("-encodedcommand", "-enc", "-e", "-ec"):
         if flag in lowered:
             index = lowered.index(flag)
-            return index + 1 < len(words) and words[index + 1] == _worker_encoded()
-    return False
+            if index + 1 >= len(words):
+                return None
+            try:
+                script = protocol.decode_powershell_command(words[index + 1])
+            except protocol.ProtocolError:
+                return None
+            split = protocol.split_worker_script(script)
+            return None if split is None else (split[0], script)
+    return None
+
+
+def is_worker_command(command: str, arguments: Sequence[str]) -> bool:
+    """True when ``command arguments`` start the pyinfra-iis worker (:func:`worker_module_sha256`)."""
+
+    return worker_module_sha256(command, arguments) is not None
 
 
 class WorkerProcess(Process):
@@ -94,10 +124,12 @@ class WorkerProcess(Process):
 
     kind = "worker"
 
-    def __init__(self, host: "SimHost", faults: "Faults"):
+    def __init__(self, host: "SimHost", faults: "Faults", module_sha256: str = "", script: str = ""):
         super().__init__()
         self.host = host
         self.faults = faults
+        self.module_sha256 = module_sha256
+        self.last_reply: tuple[int, bytes] | None = None
         self.session: dict[str, Any] = {}
         self.modules: dict[str, str] = {}  # name -> SHA-256 of the source
         self.defined: set[str] = set()  # lower-case function names the loaded modules define
@@ -106,6 +138,30 @@ class WorkerProcess(Process):
         self._work: queue.Queue[tuple[Any, ...]] = queue.Queue(maxsize=WORK_QUEUE_SIZE)
         self._runner: threading.Thread | None = None
         self._exec_lock = threading.Lock()  # held while the runner handles one line
+        if script:
+            host.log_script_block(script)
+        if faults.language_mode != "FullLanguage":
+            # remote/worker.ps1's first statement, as PowerShell runs it under WDAC/AppLocker
+            self.write("stdout", f"{protocol.FATAL_MARKER}language mode {faults.language_mode}\r\n".encode("ascii"))
+            self.exit(3)
+            return
+        self._hello()
+
+    def _hello(self) -> None:
+        """Load the module from the host's cache when it is there with the right content,
+        then write the hello reply (id 0)."""
+
+        state = "missing"
+        if self.module_sha256:
+            cached = self.host.path(f"{MODULE_CACHE}\\{self.module_sha256}.ps1")
+            try:
+                data = cached.read_bytes()
+            except OSError:
+                data = None
+            if data is not None and hashlib.sha256(data).hexdigest() == self.module_sha256:
+                self._define(protocol.MODULE_NAME, data.decode("utf-8"))
+                state = "loaded"
+        self._reply(0, 0, json.dumps({"module": state, "protocol": protocol.PROTOCOL_VERSION}, separators=(",", ":")), "")
 
     # --- stdin ------------------------------------------------------------------------
 
@@ -176,6 +232,20 @@ class WorkerProcess(Process):
             if not self._injected("frame", "module"):
                 self._submit(("module", frame))
             return
+        if frame["op"] == "call":
+            name, text = str(frame.get("name", "")), str(frame.get("json", ""))
+            try:
+                payload = json.loads(text)
+                call: tuple[str, dict[str, Any]] | None = (name, payload) if isinstance(payload, dict) else None
+            except ValueError:
+                call = None
+            if call is None:
+                if not self._injected("frame", name or "script"):
+                    self._submit(("reply", frame["id"], 1, "", f"invalid JSON argument to {name}\r\n"))
+                return
+            if not self._injected("frame", name):
+                self._submit(("run", frame["id"], None, call))
+            return
         script = str(frame.get("script", ""))
         try:
             call = protocol.parse_remote_call(script)
@@ -223,6 +293,12 @@ class WorkerProcess(Process):
                 self._handle(kind, item[1:])
 
     def _handle(self, kind: str, args: tuple[Any, ...]) -> None:
+        if kind in ("module", "run") and self.last_reply is not None:
+            step_id = args[0]["id"] if kind == "module" else args[0]
+            if step_id == self.last_reply[0]:
+                # re-sent after a dropped connection: the reply again, the step not run twice
+                self.write("stdout", self.last_reply[1])
+                return
         if kind == "data":
             try:
                 data: bytes | None = binascii.a2b_base64(args[0], strict_mode=True)
@@ -262,7 +338,10 @@ class WorkerProcess(Process):
     def _reply(self, step_id: int, rc: int, stdout: str, stderr: str) -> None:
         if self.done:  # killed while the step ran: a dead process writes nothing more
             return
-        self.write("stdout", protocol.encode_reply(protocol.Reply(step_id, rc, stdout, stderr)))
+        line = protocol.encode_reply(protocol.Reply(step_id, rc, stdout, stderr))
+        if step_id > 0:
+            self.last_reply = (step_id, line)
+        self.write("stdout", line)
 
     def _load_module(self, frame: dict[str, Any]) -> None:
         name = frame.get("name")
@@ -270,13 +349,28 @@ class WorkerProcess(Process):
         if not isinstance(name, str) or not isinstance(source, str):
             self._reply(frame["id"], 1, "", "a module frame needs a name and a source\r\n")
             return
+        digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
+        if self.module_sha256 and digest != self.module_sha256:
+            self._reply(frame["id"], 1, "", "module SHA-256 mismatch\r\n")
+            return
+        if self.module_sha256:
+            cached = self.host.path(f"{MODULE_CACHE}\\{digest}.ps1")
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.write_bytes(source.encode("utf-8"))
+        self._define(name, source)
+        self._reply(frame["id"], 0, "", "")
+
+    def _define(self, name: str, source: str) -> None:
+        self.host.log_script_block(source)
         self.modules[name] = hashlib.sha256(source.encode("utf-8")).hexdigest()
         self.defined.update(found.lower() for found in _DEFINES_RE.findall(source))
         self.host.count("module_loads")
-        self._reply(frame["id"], 0, "", "")
 
-    def _run(self, step_id: int, script: str, call: tuple[str, dict[str, Any]] | None) -> None:
+    def _run(self, step_id: int, script: str | None, call: tuple[str, dict[str, Any]] | None) -> None:
+        if script is not None:
+            self.host.log_script_block(script)
         if call is None:
+            assert script is not None
             result = run_powershell(self.host, script, clixml=False, stop_on_error=True)
             self._reply(step_id, result.rc, result.stdout, result.stderr)
             return

@@ -16,6 +16,9 @@ import xml.etree.ElementTree as ET
 
 CLIXML_PREFIX = "#< CLIXML"
 
+#: Most characters of stderr decoded per step (the end is kept): bounded time and memory.
+MAX_STDERR_CHARS = 1_000_000
+
 _ESCAPES_RE = re.compile(r"(?:_x[0-9A-Fa-f]{4}_)+")
 _UNIT_RE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 _PREFIX_RE = re.compile(r"#< CLIXML\r?\n?")
@@ -64,13 +67,22 @@ def decode_stderr(text: str) -> str:
         dropped. Text without ``#< CLIXML`` is returned unchanged.
     """
 
+    if len(text) > MAX_STDERR_CHARS:
+        text = "[... earlier stderr cut ...]\r\n" + text[-MAX_STDERR_CHARS:]
     if CLIXML_PREFIX not in text:
         return text
+    # One pass, each search starting where the last ended: linear in the text (a regex scan
+    # from every unclosed "<Objs" was quadratic; issue 12).
     parts: list[str] = []
     position = 0
-    for match in _OBJS_RE.finditer(text):
-        parts.append(_PREFIX_RE.sub("", text[position:match.start()]))
-        parts.extend(unescape(item) for item in _error_strings(match.group(0)))
-        position = match.end()
+    while True:
+        start = text.find("<Objs", position)
+        end = text.find("</Objs>", start) if start >= 0 else -1
+        if end < 0:
+            break
+        end += len("</Objs>")
+        parts.append(_PREFIX_RE.sub("", text[position:start]))
+        parts.extend(unescape(item) for item in _error_strings(text[start:end]))
+        position = end
     parts.append(_PREFIX_RE.sub("", text[position:]))
     return "".join(parts)

@@ -10,7 +10,15 @@ Security defaults (design.md, "The connector"; field notes, "WinRM / WinRS"):
 * Over plain HTTP only NTLM or Kerberos with message encryption is allowed; Basic, or
   ``winrm_message_encryption=never``, over HTTP needs ``winrm_allow_insecure=true``
   (Windows itself refuses unencrypted traffic unless ``AllowUnencrypted=true``).
+* ``winrm_server_cert_validation=false`` needs ``winrm_allow_insecure=true`` too, and the
+  connector then prints a warning per host (issue 12).
 * The password is kept as :class:`pyinfra_iis.protocol.Secret`: its ``repr`` is masked.
+
+Also: ``winrm_system_root`` (default ``C:\\Windows``), the host's ``%SystemRoot%``: the worker
+is started as ``<system root>\\System32\\WindowsPowerShell\\v1.0\\powershell.exe`` without
+cmd.exe, so nothing would expand the variable; ``winrm_step_timeout_sec`` (default 3600), the
+time limit of a step without pyinfra's ``_timeout`` (pywinrm's ``read_timeout_sec`` bounds the
+connection and each request).
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ _EXPECTED = {
     "operation_timeout_sec": "a whole number of seconds (>= 1)",
     "max_envelope_kb": "the host's MaxEnvelopeSizekb (whole KiB, 500 by default)",
     "allow_insecure": "true or false",
+    "system_root": "the host's %SystemRoot%, e.g. C:\\Windows",
+    "step_timeout_sec": "a whole number of seconds (>= 1): the default time limit of one step",
 }
 
 
@@ -74,6 +84,11 @@ class WinrmSettings(BaseModel):
     operation_timeout_sec: int = Field(default=20, ge=1)
     max_envelope_kb: int = Field(default=500, ge=16, le=1024 * 1024)
     allow_insecure: bool = False
+    #: The host's %SystemRoot%: the worker is started without cmd.exe, so nothing expands it.
+    system_root: str = Field(default="C:\\Windows", pattern=r"^[A-Za-z]:\\[^\"%\r\n]*$")
+    #: Default time limit of one step (pyinfra's ``_timeout`` overrides it): a host that accepts
+    #: a step and never answers fails after this, not never (issue 12).
+    step_timeout_sec: int = Field(default=3600, ge=1)
 
     @field_validator("password", mode="before")
     @classmethod
@@ -100,6 +115,9 @@ class WinrmSettings(BaseModel):
             raise ValueError("no user: set winrm_user (or pass --user)")
         elif self.password is None and self.transport != "kerberos":
             raise ValueError("no password: set winrm_password (or pass --password)")
+        if scheme == "https" and not self.server_cert_validation and not self.allow_insecure:
+            raise ValueError("winrm_server_cert_validation=false accepts any certificate (anyone on the path can read "
+                             "the password): give winrm_ca_trust_path instead, or set winrm_allow_insecure=true")
         if scheme == "http" and not self.allow_insecure:
             if self.transport == "basic":
                 raise ValueError("Basic authentication over plain HTTP sends the password readable: use HTTPS, "

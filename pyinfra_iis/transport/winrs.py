@@ -66,6 +66,18 @@ FAULT_QUOTA_EXCEEDED = 0x803381A6
 FAULT_PIPE_CLOSED = (232, 109)
 #: Windows error 170, ERROR_BUSY ("The requested resource is in use").
 FAULT_BUSY = 170
+#: Windows errors 995 ERROR_OPERATION_ABORTED and 1726 RPC_S_CALL_FAILED: the shell's host
+#: process is gone (service restart, the shell was ended); the shell must be rebuilt.
+FAULT_SHELL_GONE = (995, 1726)
+#: Windows error 1460 ERROR_TIMEOUT: on a Send, the process has not read its stdin in time.
+FAULT_TIMEOUT = 1460
+#: HTTP 400 right after an idle gap, NTLM over HTTP: re-authentication re-sent a body sealed
+#: with the old key (diyan/pywinrm#377); a new HTTP session fixes it.
+HTTP_BAD_REQUEST = 400
+#: HTTP 413: the request is larger than the host's MaxEnvelopeSizekb.
+HTTP_TOO_LARGE = 413
+
+FAULT_TIMEOUT_TEXT = "(Windows error 1460)"
 
 SHELL_URI = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
 _DATA_PLACEHOLDER = "@@pyinfra-iis-stdin@@"
@@ -111,6 +123,10 @@ def classify(exc: BaseException, endpoint: str = "the host", connected: bool = T
     if isinstance(exc, WSManFaultError):
         codes = {exc.wsman_fault_code, exc.wmierror_code}
         reason = (exc.reason or "").strip()
+        if codes & set(FAULT_SHELL_GONE):
+            return ShellLost(f"{endpoint}: the shell is gone (Windows error {sorted(codes & set(FAULT_SHELL_GONE))[0]}): {reason}")
+        if FAULT_TIMEOUT in codes:
+            return ConnectionDropped(f"{endpoint}: the host timed out the request (Windows error 1460): {reason}")
         if FAULT_UNKNOWN_SHELL in codes:
             return ShellLost(f"{endpoint}: the shell or command is gone (WSMan fault {FAULT_UNKNOWN_SHELL}): {reason}")
         if codes & set(FAULT_PIPE_CLOSED):
@@ -127,6 +143,12 @@ def classify(exc: BaseException, endpoint: str = "the host", connected: bool = T
         )
     if isinstance(exc, WinRMOperationTimeoutError):
         return ConnectionDropped(f"{endpoint}: WSMan operation timeout ({FAULT_OPERATION_TIMEOUT})")
+    if isinstance(exc, WinRMTransportError) and exc.code == HTTP_BAD_REQUEST:
+        return ConnectionDropped(f"{endpoint}: HTTP 400 from the WinRM service (after an idle gap NTLM over HTTP "
+                                 "re-authenticates with a stale key, pywinrm#377); reconnecting")
+    if isinstance(exc, WinRMTransportError) and exc.code == HTTP_TOO_LARGE:
+        return HttpError(f"{endpoint}: the host refused a request as too large (HTTP 413): set winrm_max_envelope_kb "
+                         "to the host's MaxEnvelopeSizekb (winrm get winrm/config)")
     if isinstance(exc, WinRMTransportError):
         return HttpError(f"{endpoint}: unexpected HTTP status {exc.code} from the WinRM service")
     if isinstance(exc, requests.exceptions.ReadTimeout):
@@ -158,6 +180,8 @@ class WinRSShell:
         busy_retries: how many times a call answered with error 170 (busy) is retried (3).
         busy_pause: seconds between those retries (5.0, from Ansible; tests pass 0).
         endpoint: label used in error messages (defaults to the protocol's endpoint URL).
+        idle_timeout: seconds the host keeps the shell without requests (600, not WinRM's
+            2 h default: a leaked shell counts against MaxShellsPerUser, 30, until then).
 
     Every method raises a :class:`~.errors.TransportError` subclass on failure.
     """
@@ -173,8 +197,10 @@ class WinRSShell:
         busy_retries: int = 3,
         busy_pause: float = 5.0,
         endpoint: str | None = None,
+        idle_timeout: int = 600,
     ):
         self.protocol = protocol
+        self.idle_timeout = idle_timeout
         self.codepage = codepage
         self.noprofile = noprofile
         self.env = dict(env) if env else None
@@ -189,13 +215,18 @@ class WinRSShell:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    def _call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _call(self, func: Callable[..., T], *args: Any, timeout_ok: bool = False, **kwargs: Any) -> T:
+        """Call pywinrm; an operation timeout is raised as is only with ``timeout_ok`` (Send and
+        Receive handle it), otherwise classified like any fault (Command, Signal, Delete)."""
+
         attempt = 0
         while True:
             try:
                 return func(*args, **kwargs)
             except WinRMOperationTimeoutError:
-                raise
+                if timeout_ok:
+                    raise
+                raise ConnectionDropped(f"{self.endpoint}: WSMan operation timeout ({FAULT_OPERATION_TIMEOUT})") from None
             except Exception as exc:  # noqa: BLE001 - classified below
                 if _is_busy(exc) and attempt < self.busy_retries:
                     attempt += 1
@@ -224,6 +255,7 @@ class WinRSShell:
             noprofile=self.noprofile,
             env_vars=self.env,
             working_directory=self.working_directory,
+            idle_timeout=f"PT{self.idle_timeout}S" if self.idle_timeout else None,
         )
         logger.debug("%s: shell %s opened", self.endpoint, self.shell_id)
         return self.shell_id
@@ -284,7 +316,16 @@ class WinRSShell:
         """Send an envelope made by :meth:`build_send` (one HTTP request)."""
 
         self._require_shell()
-        self._call(self.protocol.send_message, envelope)
+        try:
+            self._call(self.protocol.send_message, envelope, timeout_ok=True)
+        except WinRMOperationTimeoutError:
+            # Fault 2150858793 on a Send: the process has not read its stdin yet; the data is
+            # accepted and delivered when it does (Ansible's _winrm_write_stdin; ansible#79016).
+            logger.debug("%s: Send answered with an operation timeout: accepted", self.endpoint)
+        except ConnectionDropped as exc:
+            if FAULT_TIMEOUT_TEXT not in str(exc):
+                raise
+            logger.debug("%s: Send answered with Windows error 1460: accepted", self.endpoint)
 
     def receive(self, command_id: str, wait: float | None = None) -> ReceiveResult:
         """Issue one WinRS Receive; an operation timeout returns an empty result (no output yet).
@@ -299,7 +340,7 @@ class WinRSShell:
         if wait is not None:
             self.protocol.operation_timeout_sec = max(1, min(saved, math.ceil(wait)))
         try:
-            stdout, stderr, code, done = self._call(self.protocol.get_command_output_raw, self._require_shell(), command_id)
+            stdout, stderr, code, done = self._call(self.protocol.get_command_output_raw, self._require_shell(), command_id, timeout_ok=True)
         except WinRMOperationTimeoutError:
             return ReceiveResult()
         finally:

@@ -5,11 +5,16 @@ worker is started once with :func:`pyinfra_iis.protocol.worker_command_line`, th
 module is sent to it once, and then each step costs one WinRS Send and (usually) one
 Receive. The frame format is :mod:`pyinfra_iis.protocol`.
 
-Recovery: a dead worker (WinRS command Done), a lost shell (WSMan fault 2150858843 or WMI
-0x803381A6) or a dropped connection marks the session broken; it is rebuilt (new HTTP
-session and shell when the shell or connection is gone, otherwise only a new worker), the
-module reloaded, and the step re-sent ONCE (steps are idempotent). An authentication
-failure is never retried.
+Start: the worker's hello (reply id 0) says whether it loaded the module from the host's
+cache; only then is the module sent, and nothing is sent before the hello (no large frame
+reaches a process that is not reading yet).
+
+Recovery: WinRS shells and commands outlive the TCP connection, so a dropped connection is
+followed by a new HTTP session on the SAME shell and command, and the outstanding step is
+sent again with the same id (the worker re-emits its reply instead of running it twice).
+Only a dead worker (WinRS command Done) or a lost shell (WSMan fault 2150858843, WMI
+0x803381A6, Windows errors 995/1726) rebuilds: new worker (and shell when it is gone),
+module reloaded, step re-sent ONCE. An authentication failure is never retried.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from winrm.protocol import Protocol
 from .. import protocol as wire
 from ..remote import host_module_source as default_module_source
 from .clixml import decode_stderr
-from .errors import Recoverable, StepTimeout, TransportError, WorkerDied, WorkerError
+from .errors import ConnectionDropped, Recoverable, StepTimeout, TransportError, WorkerDied, WorkerError
 from .winrs import SIGNAL_TERMINATE, WinRSShell
 
 logger = logging.getLogger(__name__)
@@ -35,18 +40,37 @@ DEFAULT_MAX_ENVELOPE_KB = 500
 #: Bytes of a Send envelope that are not stdin data (SOAP header and body around the base64).
 ENVELOPE_OVERHEAD = 4096
 
+#: Share of ``MaxEnvelopeSizekb`` a Send may use: the host counts the envelope after its own
+#: decoding, and a Send right at the limit is refused (issue 15: 509,650 of 512,000 bytes).
+ENVELOPE_USE = 0.87
+
+#: Seconds to wait for the worker's hello, and for the module to load.
+HELLO_TIMEOUT = 120.0
+MODULE_LOAD_TIMEOUT = 300.0
+
+#: Largest first frame sent before the worker's hello (a remote call; a module or a large
+#: script waits for the hello, so that no large Send reaches a process not reading yet).
+HANDSHAKE_BYTES = 16 * 1024
+
+#: Most bytes of one unfinished stdout line, and of stderr, kept while waiting for a reply
+#: (the largest legitimate reply, a 16 MiB Read-FileChunk, is ~30 MB): bounded memory (issue 12).
+MAX_PENDING_BYTES = 64 * 1024 * 1024
+
+#: How many times one step may reconnect after dropped connections before giving up.
+RECONNECTS = 3
+
 
 def max_stdin_bytes(max_envelope_kb: int = DEFAULT_MAX_ENVELOPE_KB) -> int:
     """Return the most stdin bytes one Send may carry under ``max_envelope_kb`` (KiB).
 
     The Send body holds base64 of the bytes (4/3 larger) plus about ``ENVELOPE_OVERHEAD``
-    bytes of SOAP.
+    bytes of SOAP, within ``ENVELOPE_USE`` (87 %) of the limit.
 
     Raises:
         ValueError: the envelope is too small to carry anything.
     """
 
-    room = max_envelope_kb * 1024 - ENVELOPE_OVERHEAD
+    room = int(max_envelope_kb * 1024 * ENVELOPE_USE) - ENVELOPE_OVERHEAD
     if room < 1024:
         raise ValueError(f"MaxEnvelopeSizekb {max_envelope_kb} is too small")
     return room * 3 // 4
@@ -81,6 +105,8 @@ class SessionStats:
 
     steps: int = 0
     rebuilds: int = 0
+    reconnects: int = 0
+    module_sends: int = 0
     resent: int = 0
     sends: int = 0
     receives: int = 0
@@ -109,6 +135,7 @@ class WorkerSession:
         module_source: str | None = None,
         max_envelope_kb: int = DEFAULT_MAX_ENVELOPE_KB,
         busy_pause: float = 5.0,
+        system_root: str = "C:\\Windows",
     ):
         self.protocol_factory = protocol_factory
         self.endpoint = endpoint
@@ -116,6 +143,7 @@ class WorkerSession:
         self.max_envelope_kb = max_envelope_kb
         self.max_send = max_stdin_bytes(max_envelope_kb)
         self.busy_pause = busy_pause
+        self.system_root = system_root
         self.shell: WinRSShell | None = None
         self.command_id: str | None = None
         self.generation = 0
@@ -124,6 +152,8 @@ class WorkerSession:
         self._stdout = bytearray()
         self._stderr = bytearray()
         self._broken: TransportError | None = None
+        self._hello: wire.Reply | StepResult | None = None
+        self._ready = False  # the hello came and the module is loaded
 
     def __repr__(self) -> str:
         return f"<WorkerSession {self.endpoint} generation={self.generation}>"
@@ -164,21 +194,46 @@ class WorkerSession:
                 self._quietly(self.shell.close)
             self.shell = WinRSShell(self.protocol_factory(), busy_pause=self.busy_pause, endpoint=self.endpoint)
             self.shell.open()
-        executable, arguments = wire.worker_command_line()
+        source = default_module_source() if self.module_source is None else self.module_source
+        executable, arguments = wire.worker_command_line(wire.module_sha256(source), self.system_root)
         self.command_id = self.shell.run(executable, arguments, skip_cmd_shell=True, console_mode_stdin=False)
         self._broken = None
+        self._hello = None
+        self._ready = False
         self.generation += 1
+        logger.debug("%s: worker started (generation %d)", self.endpoint, self.generation)
+
+    def _first_step(self, script: str, timeout: float | None) -> StepResult:
+        """The first step of a new worker, with the start-up handshake.
+
+        A small remote call is sent at once (it waits in the pipe until the worker reads);
+        the worker's hello arrives before its reply. A script or a large frame waits for the
+        hello (no script ever runs before the module is loaded). When the hello says the
+        module is not in the host's cache, the module is sent and the call sent again.
+        """
+
         source = default_module_source() if self.module_source is None else self.module_source
         step_id = self._take_id()
-        try:
-            result = self._exchange(wire.encode_module(step_id, source), step_id, None)
-        except TransportError as exc:
-            self._broken = exc if isinstance(exc, Recoverable) else WorkerDied(str(exc))
-            raise
-        if result.rc != 0:
-            self._broken = WorkerDied(f"{self.endpoint}: the module failed to load")
-            raise WorkerError(f"{self.endpoint}: the module {wire.MODULE_NAME} failed to load: {result.stderr.strip()}")
-        logger.debug("%s: worker ready (generation %d)", self.endpoint, self.generation)
+        frame = wire.encode_step(step_id, script)
+        is_call = wire.decode_request_line(frame)["op"] == "call"
+        result: StepResult | None = None
+        if is_call and len(frame) <= HANDSHAKE_BYTES and self._hello is None:
+            result = self._exchange(frame, step_id, timeout, starting=True)
+        if self._hello is None:
+            self._hello = self._exchange(None, 0, HELLO_TIMEOUT, starting=True)
+        if '"missing"' in self._hello.stdout:
+            self.stats.module_sends += 1
+            module_id = self._take_id()
+            loaded = self._exchange(wire.encode_module(module_id, source), module_id, MODULE_LOAD_TIMEOUT)
+            if loaded.rc != 0:
+                self._broken = WorkerDied(f"{self.endpoint}: the module failed to load")
+                raise WorkerError(f"{self.endpoint}: the module {wire.MODULE_NAME} failed to load: {loaded.stderr.strip()}")
+            result = None  # the call was answered "not recognized": sent again below
+        self._ready = True
+        if result is None:
+            step_id = self._take_id()
+            result = self._exchange(wire.encode_step(step_id, script), step_id, timeout)
+        return result
 
     def _rebuild(self) -> None:
         cause = self._broken
@@ -197,6 +252,10 @@ class WorkerSession:
 
         if self.shell is None or self.command_id is None:
             self.start()
+        elif isinstance(self._broken, ConnectionDropped):
+            # e.g. an upload's data Send: the shell and the worker outlive the connection
+            cause, self._broken = self._broken, None
+            self._reconnect(cause)
         elif self._broken is not None:
             self._rebuild()
 
@@ -207,17 +266,28 @@ class WorkerSession:
         self.shell = self.command_id = None
         if shell is None:
             return
-        if command_id is not None and self._broken is None:
-            self._quietly(shell.send, command_id, b"", True)
-        if command_id is not None:
-            self._quietly(shell.signal, command_id, SIGNAL_TERMINATE)
+        # Deleting the shell ends the worker (WinRS Delete ends its processes): one request
+        # instead of closing stdin, signalling and deleting.
         self._quietly(shell.close)
 
     def _quietly(self, func: Callable, *args) -> None:
         try:
             func(*args)
-        except TransportError as exc:
+        except Exception as exc:  # noqa: BLE001 - cleanup never raises (issue 15, item 1)
             logger.debug("%s: ignored while cleaning up: %s", self.endpoint, exc)
+
+    def _reconnect(self, cause: TransportError) -> None:
+        """A new HTTP session on the same shell and command (they outlive the connection)."""
+
+        assert self.shell is not None
+        self.stats.reconnects += 1
+        logger.warning("%s: %s; reconnecting to the same shell", self.endpoint, cause)
+        old = self.shell.protocol
+        self.shell.protocol = self.protocol_factory()
+        try:
+            old.transport.close_session()
+        except Exception:  # noqa: BLE001 - the old session is dead anyway
+            pass
 
     # -- steps ------------------------------------------------------------------------------
 
@@ -245,8 +315,10 @@ class WorkerSession:
         self.stats.steps += 1
         for attempt in (0, 1):
             self.ensure()
-            step_id = self._take_id()
             try:
+                if not self._ready:
+                    return self._first_step(script, timeout)
+                step_id = self._take_id()
                 return self._exchange(wire.encode_step(step_id, script), step_id, timeout)
             except Recoverable as exc:
                 self._broken = exc
@@ -304,35 +376,93 @@ class WorkerSession:
             self._broken = exc
             raise
 
-    def _exchange(self, frame: bytes, step_id: int, timeout: float | None) -> StepResult:
+    def _exchange(self, frame: bytes | None, step_id: int, timeout: float | None, starting: bool = False) -> StepResult:
+        """Send ``frame`` (None: nothing, wait for the hello) and receive the reply to
+        ``step_id``. A dropped connection reconnects to the same shell and command and sends
+        the frame again with the same id (the worker answers a duplicate with its reply)."""
+
         assert self.shell is not None and self.command_id is not None
-        self.send_stdin(frame)
         deadline = None if timeout is None else time.monotonic() + timeout
         noise: list[str] = []
-        stderr_start = len(self._stderr)
+        reconnects = 0
+        pending = frame
         while True:
-            reply = self._pop_reply(step_id, noise)
-            if reply is not None:
-                worker_err = decode_stderr(self._stderr[stderr_start:].decode("utf-8", "replace"))
-                del self._stderr[:]
-                stdout = "".join(line + "\r\n" for line in noise) + reply.stdout
-                return StepResult(reply.rc, stdout, reply.stderr + worker_err)
-            if deadline is not None and time.monotonic() >= deadline:
-                self._broken = WorkerDied(f"{self.endpoint}: step {step_id} timed out; the worker is replaced")
-                self._quietly(self.shell.signal, self.command_id, SIGNAL_TERMINATE)
-                raise StepTimeout(f"{self.endpoint}: no reply within {timeout} s")
-            self.stats.receives += 1
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            result = self.shell.receive(self.command_id, wait)
+            try:
+                if pending is not None:
+                    self.send_stdin(pending)
+                    pending = None
+                reply = self._pop_reply(step_id, noise)
+                if reply is not None:
+                    worker_err = decode_stderr(complete_stderr(self._stderr))
+                    return StepResult(reply.rc, "".join(line + "\r\n" for line in noise) + reply.stdout, reply.stderr + worker_err)
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._broken = WorkerDied(f"{self.endpoint}: step {step_id} timed out; the worker is replaced")
+                    self._quietly(self.shell.signal, self.command_id, SIGNAL_TERMINATE)
+                    raise StepTimeout(f"{self.endpoint}: no reply within {timeout} s")
+                self.stats.receives += 1
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                result = self.shell.receive(self.command_id, wait)
+            except WorkerDied:
+                if not starting:
+                    raise
+                raise self._drain(noise) from None
+            except ConnectionDropped as exc:
+                if reconnects >= RECONNECTS:
+                    self._broken = exc
+                    raise
+                reconnects += 1
+                self._broken = None
+                self._reconnect(exc)
+                pending = frame
+                continue
             self._stdout += result.stdout
             self._stderr += result.stderr
+            if len(self._stderr) > MAX_PENDING_BYTES:
+                del self._stderr[:len(self._stderr) - MAX_PENDING_BYTES // 2]
+            if len(self._stdout) > MAX_PENDING_BYTES and b"\n" not in self._stdout:
+                self._broken = WorkerDied(f"{self.endpoint}: the worker wrote an oversized line")
+                raise WorkerError(f"{self.endpoint}: the worker wrote more than {MAX_PENDING_BYTES // (1024 * 1024)} MiB "
+                                  "without a newline; the worker is replaced")
             if result.done:
                 reply = self._pop_reply(step_id, noise)
                 if reply is not None:
                     self._broken = WorkerDied(f"{self.endpoint}: the worker exited after step {step_id}")
                     return StepResult(reply.rc, "".join(line + "\r\n" for line in noise) + reply.stdout, reply.stderr)
-                detail = decode_stderr(self._stderr.decode("utf-8", "replace")).strip()[-500:]
-                raise WorkerDied(f"{self.endpoint}: the worker exited with code {result.exit_code}" + (f": {detail}" if detail else ""))
+                raise self._exited(result.exit_code, noise)
+
+    def _drain(self, noise: list[str]) -> TransportError:
+        """The worker ended while starting (a Send found its stdin closed): read what it wrote
+        and its exit code, and say why it failed (:meth:`_exited`)."""
+
+        assert self.shell is not None and self.command_id is not None
+        for _ in range(5):
+            try:
+                result = self.shell.receive(self.command_id, 5)
+            except TransportError:
+                break
+            self._stdout += result.stdout
+            self._stderr += result.stderr
+            if result.done:
+                return self._exited(result.exit_code, noise)
+        return self._exited(None, noise)
+
+    def _exited(self, exit_code: int | None, noise: list[str]) -> TransportError:
+        """The error for a worker that ended without replying: its stdout, stderr and exit
+        code say why (Constrained Language Mode, a start-up failure, the memory quota)."""
+
+        self._broken = WorkerDied(f"{self.endpoint}: the worker exited")
+        rest = bytes(self._stdout).decode("utf-8", "replace")
+        lines = noise + rest.splitlines()
+        fatal = [line.split(wire.FATAL_MARKER, 1)[1] for line in lines if wire.FATAL_MARKER in line]
+        if fatal:
+            return WorkerError(f"{self.endpoint}: PowerShell cannot run the worker: {fatal[0].strip()} (exit code {exit_code}); "
+                               "a WDAC/AppLocker policy puts PowerShell in ConstrainedLanguage mode, the worker needs FullLanguage")
+        detail = decode_stderr(self._stderr.decode("utf-8", "replace")).strip()[-500:] or "\n".join(lines).strip()[-500:]
+        hint = ""
+        if exit_code is not None and exit_code < 0 or "MaxMemoryPerShellMB" in detail or "quota" in detail.lower():
+            hint = ("; if the worker ran out of memory: WinRM's MaxMemoryPerShellMB (1024 MB by default) limits the worker "
+                    "and every program it starts (pip, installers)")
+        return WorkerDied(f"{self.endpoint}: the worker exited with code {exit_code}" + (f": {detail}" if detail else "") + hint)
 
     def _pop_reply(self, step_id: int, noise: list[str]) -> wire.Reply | None:
         while True:
@@ -343,14 +473,40 @@ class WorkerSession:
             del self._stdout[:end + 1]
             line = raw.decode("utf-8", "replace").rstrip("\r")
             try:
-                reply = wire.decode_reply_line(line)
+                before, reply = wire.split_reply_line(line)
             except wire.ProtocolError as exc:
                 raise WorkerError(f"{self.endpoint}: {exc}") from None
+            if before:
+                noise.append(before)
             if reply is None:
-                noise.append(line)
+                pass
             elif reply.id == step_id:
                 return reply
+            elif reply.id == 0:
+                self._hello = reply
             elif reply.id == -1:
                 raise WorkerError(f"{self.endpoint}: the worker refused a frame: {reply.stderr.strip()}")
             else:
                 logger.debug("%s: dropped a late reply to step %d", self.endpoint, reply.id)
+
+
+_CLIXML_OPEN = b"<Objs"
+_CLIXML_CLOSE = b"</Objs>"
+
+
+def complete_stderr(buffer: bytearray, start: int = 0) -> str:
+    """Take the worker's stderr of one step out of ``buffer`` (from ``start``), keeping an
+    unfinished CLIXML block for the next step; the continuation of a block cut at an earlier
+    step's reply is skipped, so it never shows as junk in another step (issue 15, item 11).
+
+    Returns:
+        the text to decode; ``buffer`` then holds only the unfinished block, if any.
+    """
+
+    data = bytes(buffer[start:]) if start else bytes(buffer)
+    del buffer[:]
+    opened = data.rfind(_CLIXML_OPEN)
+    if opened >= 0 and data.find(_CLIXML_CLOSE, opened) < 0:
+        buffer += b"#< CLIXML\r\n" + data[opened:]
+        data = data[:opened]
+    return data.decode("utf-8", "replace")
