@@ -179,7 +179,12 @@ def test_replace_passes_a_null_string_not_an_empty_one() -> None:
 
 def test_steps_run_in_a_local_scope_with_preferences_reset() -> None:
     assert "AddScript([string]$Frame.script, $true)" in WORKER
-    assert "ErrorActionPreference = 'Stop'" in WORKER.split("function Invoke-Step")[1]
+    step = WORKER.split("function Invoke-Step")[1]
+    # A module call stops at its first error; a script step gets powershell.exe's 'Continue', because 5.1
+    # turns every stderr line of a native program into an error record (PowerShell #3996), and those
+    # records are reported as text without failing the step; an explicit exit code wins over LASTEXITCODE.
+    assert "$preference = 'Stop'" in step and "$preference = 'Continue'" in step and "ErrorActionPreference = $preference" in step
+    assert "NativeCommandError*" in step and "-not $exited" in step
     assert "SetLocation($home0)" in WORKER
 
 

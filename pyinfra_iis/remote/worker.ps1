@@ -16,21 +16,27 @@ $stdout = New-Object System.IO.StreamWriter -ArgumentList ([Console]::OpenStanda
 # Standard handles then point at NUL: native programs a step starts cannot eat frames. P/Invoke without compiling:
 # Docs: https://learn.microsoft.com/dotnet/api/system.reflection.emit.typebuilder.definepinvokemethod
 # Docs: https://learn.microsoft.com/windows/console/setstdhandle https://learn.microsoft.com/windows/win32/api/fileapi/nf-fileapi-createfilew
+# Docs: https://learn.microsoft.com/windows/win32/api/handleapi/nf-handleapi-sethandleinformation (STARTUPINFO std handles must be inheritable)
+# Docs: https://learn.microsoft.com/dotnet/api/system.appdomain.definedynamicassembly
 try {
     $assembly = [AppDomain]::CurrentDomain.DefineDynamicAssembly((New-Object Reflection.AssemblyName 'PyinfraIisNative'), 'Run')
     $type = $assembly.DefineDynamicModule('PyinfraIisNative').DefineType('PyinfraIisNative.Kernel32', 'Public,Class')
-    foreach ($m in @(@('SetStdHandle', [bool], [Type[]]@([int], [IntPtr])), @('CreateFileW', [IntPtr], [Type[]]@([string], [int], [int], [IntPtr], [int], [int], [IntPtr])))) {
+    foreach ($m in @(@('SetStdHandle', [bool], [Type[]]@([int], [IntPtr])), @('SetHandleInformation', [bool], [Type[]]@([IntPtr], [int], [int])),
+            @('CreateFileW', [IntPtr], [Type[]]@([string], [int], [int], [IntPtr], [int], [int], [IntPtr])))) {
         $method = $type.DefinePInvokeMethod($m[0], 'kernel32.dll', [Reflection.MethodAttributes]'Public,Static,PinvokeImpl',
             [Reflection.CallingConventions]::Standard, $m[1], $m[2], [Runtime.InteropServices.CallingConvention]::Winapi, [Runtime.InteropServices.CharSet]::Unicode)
         $method.SetImplementationFlags([Reflection.MethodImplAttributes]::PreserveSig)
     }
     $native = $type.CreateType()
     $nul = $native::CreateFileW('NUL', 0xC0000000, 3, [IntPtr]::Zero, 3, 0, [IntPtr]::Zero)
+    if ($nul -eq [IntPtr](-1) -or -not $native::SetHandleInformation($nul, 1, 1)) { throw 'cannot open NUL as an inheritable handle' }
     foreach ($std in -10, -11, -12) { [void]$native::SetStdHandle($std, $nul) }
 } catch {
     [Console]::Error.WriteLine('pyinfra-iis: standard handles not redirected to NUL: ' + $_.Exception.Message)
 }
+# Docs: https://learn.microsoft.com/dotnet/api/system.management.automation.runspaces.runspacefactory.createrunspace
 $runspace = [runspacefactory]::CreateRunspace(); $runspace.Open(); $home0 = $runspace.SessionStateProxy.Path.CurrentLocation.Path
+$proxy = $runspace.SessionStateProxy; $proxy.SetVariable('ErrorActionPreference', 'Stop')
 function Send-Reply([int]$Id, [int]$Code, [string]$Out, [string]$Err) {
     $json = ConvertTo-Json -Compress -Depth 2 -InputObject @{ id = $Id; rc = $Code; stdout = $Out; stderr = $Err }
     $line = "`r`n" + '##pyinfra-iis-reply## ' + [Convert]::ToBase64String($utf8.GetBytes($json))
@@ -43,6 +49,7 @@ function Get-WorkerSha256([byte[]]$Bytes) {
 }
 # Docs: https://learn.microsoft.com/dotnet/api/system.io.directory.createdirectory (DirectorySecurity overload)
 # Docs: https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.objectsecurity.setsecuritydescriptorsddlform
+# Docs: https://learn.microsoft.com/dotnet/api/system.io.directory.getaccesscontrol
 function Test-ModuleFolder([bool]$Create) {
     $acl = New-Object System.Security.AccessControl.DirectorySecurity
     $acl.SetSecurityDescriptorSddlForm('O:BAG:SYD:PAI(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)')
@@ -53,44 +60,55 @@ function Test-ModuleFolder([bool]$Create) {
     $others = @($acl.GetAccessRules($true, $true, [Security.Principal.SecurityIdentifier]) | Where-Object { $admins -notcontains $_.IdentityReference.Value })
     return ($admins -contains $acl.GetOwner([Security.Principal.SecurityIdentifier]).Value) -and $acl.AreAccessRulesProtected -and $others.Count -eq 0
 }
+# Docs: https://learn.microsoft.com/powershell/module/microsoft.powershell.core/new-module
 function Import-WorkerModule([string]$Source) {
     $ps = [powershell]::Create(); $ps.Runspace = $runspace
     [void]$ps.AddScript('param($s) New-Module -Name PyinfraIis -ScriptBlock ([scriptblock]::Create($s)) | Import-Module -Global -PassThru').AddArgument($Source)
-    try { $module = $ps.Invoke() } finally { $ps.Dispose() }
+    try { $module = $ps.Invoke(); $errors = @($ps.Streams.Error) } finally { $ps.Dispose() }
+    if ($errors.Count -gt 0 -or $module.Count -ne 1) { throw ('module PyinfraIis did not load: ' + ($errors | Out-String).Trim()) }
     foreach ($name in $module[0].ExportedFunctions.Keys) { $script:functions[$name] = $true }
 }
 function Invoke-Step($Frame) {
     $ps = [powershell]::Create(); $ps.Runspace = $runspace
-    # Each step starts from the same state: preferences, exit code and location reset; it runs in a local scope.
-    foreach ($pair in @{ ErrorActionPreference = 'Stop'; ProgressPreference = 'SilentlyContinue'; WarningPreference = 'Continue'; VerbosePreference = 'SilentlyContinue'; ConfirmPreference = 'High'; LASTEXITCODE = 0 }.GetEnumerator()) { $runspace.SessionStateProxy.SetVariable($pair.Key, $pair.Value) }
-    $runspace.SessionStateProxy.Path.SetLocation($home0) | Out-Null
+    # Each step runs in a local scope (its own variables go with it); global preferences, exit code and location are reset.
+    # A script step gets powershell.exe's 'Continue' (5.1 turns each stderr line of a native program into an error
+    # record, which 'Stop' would make fatal; PowerShell #3996); a module call keeps 'Stop'.
+    $preference = 'Stop'
+    if ($Frame.op -ne 'call') { $preference = 'Continue' }
+    foreach ($pair in @{ ErrorActionPreference = $preference; ProgressPreference = 'SilentlyContinue'; LASTEXITCODE = 0 }.GetEnumerator()) { $proxy.SetVariable($pair.Key, $pair.Value) }
+    $proxy.Path.SetLocation($home0) | Out-Null
     $err = New-Object System.Text.StringBuilder
     if ($Frame.op -eq 'call') {
         # A call is data: the function (checked to be one of the module's) gets the JSON as a parameter value.
         $unknown = 'The term ' + [string]$Frame.name + ' is not recognized as the name of a cmdlet, function, script file, or operable program.'
-        if (-not $functions.ContainsKey([string]$Frame.name)) { Send-Reply -Id $Frame.id -Code 1 -Out '' -Err $unknown; return }
+        if (-not $functions.ContainsKey([string]$Frame.name)) { $ps.Dispose(); Send-Reply $Frame.id 1 '' $unknown; return }
         [void]$ps.AddCommand('PyinfraIis\' + $Frame.name).AddParameter('Json', [string]$Frame.json)
     } else {
         [void]$ps.AddScript([string]$Frame.script, $true)
     }
     # Docs: https://learn.microsoft.com/dotnet/api/system.management.automation.psinvocationsettings.exposeflowcontrolexceptions
+    # Docs: https://learn.microsoft.com/dotnet/api/system.management.automation.powershell.invoke (IEnumerable, IList<T>, PSInvocationSettings)
     $settings = New-Object System.Management.Automation.PSInvocationSettings; $settings.ExposeFlowControlExceptions = $true
-    $output = New-Object 'System.Collections.Generic.List[psobject]'; $code = 0
+    $output = New-Object 'System.Collections.Generic.List[psobject]'; $code = 0; $exited = $false; $exitType = [System.Management.Automation.ExitException]
     try { $ps.Invoke(@(), $output, $settings) } catch {
         $inner = $_.Exception
-        while ($null -ne $inner.InnerException -and $inner -isnot [System.Management.Automation.ExitException]) { $inner = $inner.InnerException }
-        if ($inner -is [System.Management.Automation.ExitException]) { $code = [int]$inner.Argument } else { [void]$err.AppendLine($inner.Message); $code = 1 }
+        while ($null -ne $inner.InnerException -and $inner -isnot $exitType) { $inner = $inner.InnerException }
+        if ($inner -is $exitType) { $code = [int]$inner.Argument; $exited = $true } else { [void]$err.AppendLine($inner.Message); $code = 1 }
     }
     $out = [string]::Empty
     if ($output.Count -gt 0) { $out = $output | Out-String -Width 4096 }
     foreach ($record in $ps.Streams.Information) { $out += [string]$record.MessageData + "`r`n" }
     foreach ($record in $ps.Streams.Warning) { [void]$err.AppendLine('WARNING: ' + $record.Message) }
-    foreach ($record in $ps.Streams.Error) { [void]$err.AppendLine(($record | Out-String).TrimEnd()) }
+    $hard = 0
+    foreach ($record in $ps.Streams.Error) {
+        if ($record.FullyQualifiedErrorId -like 'NativeCommandError*') { [void]$err.AppendLine($record.Exception.Message) }
+        else { $hard++; [void]$err.AppendLine(($record | Out-String).TrimEnd()) }
+    }
     # Not $ps.HadErrors (also true for caught errors and native stderr; PowerShell #4613, #5425).
-    if ($ps.Streams.Error.Count -gt 0 -and $code -eq 0) { $code = 1 }
-    $last = $runspace.SessionStateProxy.GetVariable('LASTEXITCODE')
-    if ($code -eq 0 -and $last -is [int] -and $last -ne 0) { $code = $last }
-    $ps.Dispose(); Send-Reply -Id $Frame.id -Code $code -Out $out -Err $err.ToString()
+    if ($hard -gt 0 -and $code -eq 0) { $code = 1 }
+    $last = $proxy.GetVariable('LASTEXITCODE')
+    if (-not $exited -and $code -eq 0 -and $last -is [int] -and $last -ne 0) { $code = $last }
+    $ps.Dispose(); Send-Reply $Frame.id $code $out $err.ToString()
 }
 # Hello: the module is loaded from the administrators-only cache when its SHA-256 matches, else the controller sends it.
 $state = 'missing'
@@ -114,17 +132,19 @@ while ($true) {
         $ps.Dispose(); continue
     }
     try { $frame = $utf8.GetString([Convert]::FromBase64String($line)) | ConvertFrom-Json } catch {
-        Send-Reply -Id -1 -Code 1 -Out '' -Err ('invalid frame: ' + $_.Exception.Message); continue
+        Send-Reply -1 1 '' ('invalid frame: ' + $_.Exception.Message); continue
     }
     if ($frame.id -eq $lastId -and $null -ne $lastReply) {
         # The controller re-sent a step after a dropped connection: the step already ran, its reply is sent again.
         $stdout.WriteLine($lastReply); $stdout.Flush()
     } elseif ($frame.op -eq 'module') {
         $bytes = $utf8.GetBytes([string]$frame.source)
-        if ((Get-WorkerSha256 $bytes) -ne $ModuleSha256) { Send-Reply -Id $frame.id -Code 1 -Out '' -Err 'module SHA-256 mismatch'; continue }
+        if ((Get-WorkerSha256 $bytes) -ne $ModuleSha256) { Send-Reply $frame.id 1 '' 'module SHA-256 mismatch'; continue }
         $note = ''
         try { if (Test-ModuleFolder $true) { [IO.File]::WriteAllBytes($path, $bytes) } else { $note = 'module cache folder not trusted: ' + $moduleDir } } catch { $note = $_.Exception.Message }
-        try { Import-WorkerModule ([string]$frame.source); Send-Reply -Id $frame.id -Code 0 -Out '' -Err $note } catch { Send-Reply -Id $frame.id -Code 1 -Out '' -Err $_.Exception.Message }
-    } else { Invoke-Step $frame }
+        try { Import-WorkerModule ([string]$frame.source); Send-Reply $frame.id 0 '' $note } catch { Send-Reply $frame.id 1 '' $_.Exception.Message }
+    } else {
+        try { Invoke-Step $frame } catch { Send-Reply $frame.id 1 '' ('worker: ' + $_.Exception.Message) }
+    }
 }
 $runspace.Close(); exit 0
