@@ -173,8 +173,17 @@ def test_hashing_and_downloads_share_read_write_and_delete() -> None:
 
 def test_replace_passes_a_null_string_not_an_empty_one() -> None:
     # issue 9 defect 3: $null reaches File.Replace as '' and .NET Framework throws
-    assert "[System.IO.File]::Replace($upload.Temp, $upload.Path, [NullString]::Value)" in FILES
+    assert "[System.IO.File]::Replace($Temp, $Path, [NullString]::Value)" in FILES
+    assert "Move-FileIntoPlace -Temp $upload.Temp -Path $upload.Path" in FILES
     assert not re.search(r"::Replace\([^)]*\$null\)", FILES)
+
+
+def test_a_failed_replace_never_loses_the_file() -> None:
+    # ReplaceFile's ERROR_UNABLE_TO_MOVE_REPLACEMENT (1176) leaves the destination gone and the temp file in
+    # place: the temp file is moved instead of being deleted by the caller's clean-up.
+    body = FILES.split("function Move-FileIntoPlace")[1].split("\nfunction ")[0]
+    assert "-not [System.IO.File]::Exists($Path) -and [System.IO.File]::Exists($Temp)" in body
+    assert "Start-Sleep" in body  # sharing violations (antivirus) are retried
 
 
 def test_steps_run_in_a_local_scope_with_preferences_reset() -> None:

@@ -106,14 +106,28 @@ function Complete-FileUpload {
             throw ('{0}: upload of {1} failed verification: expected {2} bytes with SHA-256 {3}, received {4} bytes with SHA-256 {5}' -f
                 $name, $upload.Path, $upload.Size, $upload.Sha256, $actual.size, $actual.sha256)
         }
-        # No backup: [NullString]::Value, because $null would reach File.Replace as '' ("path is not of a legal form").
-        if ([System.IO.File]::Exists($upload.Path)) { [System.IO.File]::Replace($upload.Temp, $upload.Path, [NullString]::Value) }
-        else { [System.IO.File]::Move($upload.Temp, $upload.Path) }
+        Move-FileIntoPlace -Temp $upload.Temp -Path $upload.Path
     } catch {
         Remove-UploadTemp -Temp $upload.Temp
         throw
     }
     Write-CallResult -InputObject ([ordered]@{ path = $upload.Path; size = $actual.size; sha256 = $actual.sha256 })
+}
+function Move-FileIntoPlace([string]$Temp, [string]$Path) {
+    # Path := Temp in one rename, retried on sharing violations (antivirus, indexer). No backup: [NullString]::Value
+    # ($null would reach File.Replace as ''). ReplaceFile's error 1176 leaves Path gone and Temp in place: Temp is moved.
+    # Docs: https://learn.microsoft.com/dotnet/api/system.io.file.replace https://learn.microsoft.com/windows/win32/api/winbase/nf-winbase-replacefilew
+    $attempt = 0
+    while ($true) {
+        try {
+            if ([System.IO.File]::Exists($Path)) { [System.IO.File]::Replace($Temp, $Path, [NullString]::Value) } else { [System.IO.File]::Move($Temp, $Path) }
+            return
+        } catch {
+            if (-not [System.IO.File]::Exists($Path) -and [System.IO.File]::Exists($Temp)) { [System.IO.File]::Move($Temp, $Path); return }
+            if (++$attempt -ge 5) { throw }
+            Start-Sleep -Milliseconds (200 * $attempt)
+        }
+    }
 }
 function Stop-FileUpload {
     # -Json '{}': discard the open upload, if any (its temp file deleted). Prints {}.
