@@ -170,3 +170,25 @@ def test_expiring_certificate_is_warned_and_wildcards_cover_one_label(tmp_path):
     missing = {**SITE, "bindings": [{"protocol": "https", "host_name": "api.example.com", "certificate": "12" * 20}]}
     with pytest.raises(OperationError, match="not in Cert"):
         run_operation(site._inner, fact, site=missing)
+
+
+def test_a_host_with_the_leaf_but_not_its_chain_gets_the_import_again(tmp_path):
+    """Issue 9 defect 6 on hosts an older version set up: the leaf is there, the intermediate is not."""
+
+    inter_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    inter_name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Example CA")])
+    inter = (x509.CertificateBuilder().subject_name(inter_name).issuer_name(inter_name).public_key(inter_key.public_key())
+             .serial_number(x509.random_serial_number()).not_valid_before(NOW - datetime.timedelta(days=1))
+             .not_valid_after(NOW + datetime.timedelta(days=900)).sign(inter_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "api.example.com")]))
+            .issuer_name(inter_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - datetime.timedelta(days=1)).not_valid_after(NOW + datetime.timedelta(days=365))
+            .sign(inter_key, hashes.SHA256()))
+    path = tmp_path / "chain.pfx"
+    path.write_bytes(pkcs12.serialize_key_and_certificates(b"api", key, leaf, [inter], BestAvailableEncryption(b"pfx-pass'1")))
+    thumbprint, inter_thumbprint = (c.fingerprint(hashes.SHA1()).hex().upper() for c in (leaf, inter))
+    fact = imported(empty_fact(), thumbprint)
+    [command] = run_operation(certificate._inner, copy.deepcopy(fact), certificate=cert_model(path)).commands
+    assert parse_remote_call(command)[1]["thumbprint"] == thumbprint
+    fact["certificates"].append({**fact["certificates"][0], "store": "CA", "thumbprint": inter_thumbprint, "has_private_key": False})
+    assert run_operation(certificate._inner, fact, certificate=cert_model(path)).commands == []

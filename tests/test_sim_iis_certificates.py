@@ -64,7 +64,9 @@ def thumb(cert: x509.Certificate) -> str:
 
 
 def payload(data: bytes, **extra):
-    return {"pfx": base64.b64encode(data).decode("ascii"), "password": PASSWORD, "store": "My", **extra}
+    key, cert, _ = pkcs12.load_key_and_certificates(data, PASSWORD.encode())
+    return {"pfx": base64.b64encode(data).decode("ascii"), "password": PASSWORD, "store": "My",
+            "thumbprint": thumb(cert) if cert is not None else "00" * 20, **extra}
 
 
 def certificates(host, stores=("My", "WebHosting")):
@@ -89,10 +91,13 @@ def test_import_from_bytes_reports_raw_der_parsed_by_the_fact(host):
                       "key_readers": ["BUILTIN\\Administrators", "NT AUTHORITY\\SYSTEM"],
                       "key_reader_sids": ["S-1-5-32-544", "S-1-5-18"]}
     assert certificates(host, ["My"]) == []
-    again = run(host, "Import-IisCertificate", payload(data, store="WebHosting"))
-    assert again["imported"] is False
-    # Re-sent with the thumbprint (a lost reply): answered without opening the PFX.
-    assert run(host, "Import-IisCertificate", {"pfx": "", "store": "WebHosting", "thumbprint": thumb(cert)})["imported"] is False
+    again = run(host, "Import-IisCertificate", payload(data, store="WebHosting"))  # re-sent after a lost reply
+    assert again == {**result, "imported": False}
+    assert len(list(host.path("C:\\ProgramData\\Microsoft\\Crypto\\Keys").iterdir())) == 1  # no second key
+    with pytest.raises(SimFunctionError, match="thumbprint"):
+        run(host, "Import-IisCertificate", {k: v for k, v in payload(data).items() if k != "thumbprint"})
+    with pytest.raises(SimFunctionError, match="not " + "AB" * 20):
+        run(host, "Import-IisCertificate", payload(data, thumbprint="AB" * 20))
 
 
 def test_chain_goes_to_the_ca_store_never_root(host):
@@ -101,6 +106,7 @@ def test_chain_goes_to_the_ca_store_never_root(host):
     data, cert, (inter, root) = make_pfx(chain=True)
     result = run(host, "Import-IisCertificate", payload(data))
     assert result["thumbprint"] == thumb(cert) and sorted(result["chain"]) == sorted([thumb(inter), thumb(root)])
+    assert run(host, "Import-IisCertificate", payload(data))["chain"] == []
     assert [c["thumbprint"] for c in certificates(host, ["My"])] == [thumb(cert)]
     ca = certificates(host, ["CA"])
     assert sorted(c["thumbprint"] for c in ca) == sorted([thumb(inter), thumb(root)])
@@ -130,7 +136,7 @@ def test_wrong_password_too_large_or_no_key_errors_hold_no_secret(host):
     assert wrong not in str(error.value) and PASSWORD not in str(error.value)
     assert payload(data)["pfx"][:40] not in str(error.value)
     with pytest.raises(SimFunctionError, match="larger than 300 KB"):
-        run(host, "Import-IisCertificate", payload(b"x" * (301 * 1024)))
+        run(host, "Import-IisCertificate", {**payload(data), "pfx": base64.b64encode(b"x" * (301 * 1024)).decode()})
     keyless, _, _ = make_pfx(with_key=False)
     with pytest.raises(SimFunctionError, match="no certificate with a private key"):
         run(host, "Import-IisCertificate", payload(keyless))

@@ -37,7 +37,8 @@ class CertificateInfo:
     """What the checks need to know of a certificate (from the fact or from a PFX).
 
     Attributes: thumbprint (40 upper hex), dns_names, not_before/not_after (aware UTC),
-    has_private_key.
+    has_private_key, chain (thumbprints of the PFX's other certificates, which the import puts
+    into ``LocalMachine\\CA``).
     """
 
     thumbprint: str
@@ -45,6 +46,7 @@ class CertificateInfo:
     not_before: datetime.datetime
     not_after: datetime.datetime
     has_private_key: bool
+    chain: tuple[str, ...] = ()
 
 
 
@@ -73,7 +75,7 @@ def pfx_info(model: Certificate) -> CertificateInfo:
 def _open_pfx(data: bytes, password: bytes) -> CertificateInfo | None:
     """The certificate of PFX ``data``, or None when it holds none; ValueError: cannot open."""
 
-    key, cert, _ = pkcs12.load_key_and_certificates(data, password)
+    key, cert, others = pkcs12.load_key_and_certificates(data, password)
     if cert is None:
         return None
     try:
@@ -86,6 +88,7 @@ def _open_pfx(data: bytes, password: bytes) -> CertificateInfo | None:
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         has_private_key=key is not None,
+        chain=tuple(other.fingerprint(hashes.SHA1()).hex().upper() for other in others or ()),
     )
 
 
@@ -202,12 +205,18 @@ def certificate(certificate: Any):
     info = pfx_info(model)
     if model.thumbprint and model.thumbprint != info.thumbprint:
         raise OperationValueError(f"argument 'certificate': {model.pfx.name} holds {info.thumbprint}, not the expected {model.thumbprint}")
-    fact = host_state(host)
-    if fact_certificate(fact, info.thumbprint, model.store) is not None:
+    # The chain's store is read only for a PFX that has a chain (issue 9 defect 6: a host imported
+    # by an older version has the leaf without its intermediates; the import adds what is missing).
+    fact = host_state(host, cert_stores=["CA"] if info.chain else [])
+    leaf_present = fact_certificate(fact, info.thumbprint, model.store) is not None
+    missing_chain = [t for t in info.chain if fact_certificate(fact, t, "CA") is None]
+    if leaf_present and not missing_chain:
         host.noop(f"certificate {model.name} ({info.thumbprint}) is in {model.store}")
         return
     data = pfx_bytes(model)
-    log_changes(host, f"Will change certificate {model.name}", [Change(f"certificate {model.name}", None, f"{info.thumbprint} in {model.store}")])
+    diff = [] if leaf_present else [Change(f"certificate {model.name}", None, f"{info.thumbprint} in {model.store}")]
+    diff += [Change(f"certificate {model.name}: chain", None, f"{t} in CA") for t in missing_chain]
+    log_changes(host, f"Will change certificate {model.name}", diff)
     yield remote_call("Import-IisCertificate", {
         "pfx": Secret(base64.b64encode(data).decode("ascii")),
         "password": Secret(model.password.get_secret_value()),

@@ -73,7 +73,7 @@ def run_operation(func: Callable, fact: dict | None, *args: Any, host_data: dict
     if host is None:
         state, host = make_host(host_data, diff=diff)
     if fact is not None:
-        set_host_state(host, fact, acl_paths=list((fact.get("acls") or {}).keys()),
+        set_host_state(host, fact, acl_paths=list((fact.get("acls") or {}).keys()), cert_stores=("My", "WebHosting", "CA"),
                        release_roots=list((fact.get("releases") or {}).keys()), python_versions=list((fact.get("pythons") or {}).keys()))
     result = OperationResult()
     handler = _Collect(result.logs)

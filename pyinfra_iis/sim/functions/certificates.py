@@ -125,46 +125,35 @@ def _pfx_bytes(payload: dict[str, Any]) -> bytes:
 
 @sim_function("Import-IisCertificate")
 def import_iis_certificate(host: "SimHost", payload: dict[str, Any]) -> str:
-    """``{"pfx","password","store","exportable","thumbprint"?}`` → ``{"thumbprint","subject","store","imported","chain"}``.
+    """``{"pfx","password","store","exportable"?,"thumbprint"}`` → ``{"thumbprint","subject","store","imported","chain"}``.
 
-    ``imported`` is false when the store already holds the leaf (with ``thumbprint`` given and
-    present, the PFX is not even opened, so a re-sent call is cheap). Errors: not base64, too
-    large, wrong password or not a PFX, no certificate with a private key, unknown store, a
-    thumbprint that is not 40 hex digits; none contains the password or the bytes.
+    ``thumbprint`` (the leaf's, computed by the controller) is required: it says whether the
+    leaf is already there before the PFX is opened, so a re-sent call persists no second key.
+    The leaf goes into ``store`` when missing (``imported``), every other certificate into ``CA``
+    when missing (``chain``: the thumbprints added). Errors: not base64, too large, wrong password
+    or not a PFX, no certificate with a private key, a leaf other than ``thumbprint``, unknown
+    store; none contains the password or the bytes. Leftover PFX files of the old upload folder
+    are deleted, success or not.
     """
 
-    _sweep_uploads(host)
-    store = _store(payload)
-    known = _already_imported(host, store, payload.get("thumbprint"))
-    if known is not None:
-        return known
-    data = _pfx_bytes(payload)
-    password = payload.get("password") or ""
-    if not isinstance(password, str):
-        raise SimFunctionError("Import-IisCertificate: 'password' must be a string")
-    key, cert, others = _load_pfx(data, password)
-    if cert is None or key is None:
-        raise SimFunctionError("Import-IisCertificate: the PFX holds no certificate with a private key")
-    return _import(host, store, key, cert, list(others or []), bool(payload.get("exportable", False)))
-
-
-def _already_imported(host: "SimHost", store: str, thumbprint: Any) -> str | None:
-    """The call's answer when ``thumbprint`` (optional) is already in ``store``; None otherwise.
-
-    Raises:
-        SimFunctionError: ``thumbprint`` is given but not 40 hex digits.
-    """
-
-    if thumbprint is None:
-        return None
-    if not isinstance(thumbprint, str) or not re.fullmatch(r"[0-9A-Fa-f]{40}", thumbprint):
-        raise SimFunctionError("Import-IisCertificate: thumbprint must be 40 hex digits")
-    with host.lock:
-        record = find_certificate(host, store, thumbprint)
-        if record is None:
-            return None
-        return json.dumps({"thumbprint": record["thumbprint"], "subject": record["subject"], "store": store,
-                           "imported": False, "chain": []})
+    try:
+        store = _store(payload)
+        expected = payload.get("thumbprint")
+        if not isinstance(expected, str) or not re.fullmatch(r"[0-9A-Fa-f]{40}", expected):
+            raise SimFunctionError('Import-IisCertificate: "thumbprint" must be 40 hex digits')
+        data = _pfx_bytes(payload)
+        password = payload.get("password") or ""
+        if not isinstance(password, str):
+            raise SimFunctionError("Import-IisCertificate: 'password' must be a string")
+        key, cert, others = _load_pfx(data, password)
+        if cert is None or key is None:
+            raise SimFunctionError("Import-IisCertificate: the PFX holds no certificate with a private key")
+        leaf = _record(store, cert, None, False)["thumbprint"]
+        if leaf != expected.upper():
+            raise SimFunctionError(f"Import-IisCertificate: the PFX holds {leaf}, not {expected.upper()}")
+        return _import(host, store, key, cert, list(others or []), bool(payload.get("exportable", False)))
+    finally:
+        _sweep_uploads(host)
 
 
 def _record(store: str, cert: x509.Certificate, key_file: str | None, exportable: bool) -> dict[str, Any]:
