@@ -134,11 +134,11 @@ function Import-IisCertificate {
             $leaf = @($collection | Where-Object -FilterScript { $_.HasPrivateKey }) | Select-Object -First 1
             if ($null -eq $leaf) { throw ('{0}: the PFX holds no certificate with a private key' -f $function) }
             if ($leaf.Thumbprint -ne $expected) { throw ('{0}: the PFX holds {1}, not {2}' -f $function, $leaf.Thumbprint, $expected) }
-            if (-not $known) { $store.Add($leaf) }
+            if (-not $known) { [void]$store.Add($leaf) }
             $chain = [System.Collections.ArrayList]::new()
             foreach ($other in $collection) {
                 if ($other.Thumbprint -eq $leaf.Thumbprint -or $chainStore.Certificates.Find($byThumbprint, $other.Thumbprint, $false).Count -gt 0) { continue }
-                $chainStore.Add($other)
+                [void]$chainStore.Add($other)
                 [void]$chain.Add($other.Thumbprint.ToUpperInvariant())
             }
             $result = [ordered]@{ thumbprint = $leaf.Thumbprint.ToUpperInvariant(); subject = [string]$leaf.Subject
