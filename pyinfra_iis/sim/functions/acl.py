@@ -342,31 +342,32 @@ def effective_entries(host: "SimHost", windows_path: str, is_directory: bool = T
 _FLAG_CODES = {"ContainerInherit": "CI", "ObjectInherit": "OI", "NoPropagateInherit": "NP", "InheritOnly": "IO"}
 
 
-def _translate(host: "SimHost", entry: dict[str, Any]) -> str | None:
-    """The account name the host's translation gives an entry's SID (None: untranslatable, as a
-    pool identity whose pool does not exist)."""
+def _pool_names(host: "SimHost") -> dict[str, str]:
+    """Configured application pools, case-folded name -> name (none until IIS is installed)."""
 
-    name = entry["principal"]
-    if name.casefold().startswith(APPPOOL_PREFIX.casefold()):
-        try:
-            return canonical_principal(host, name)
-        except SimFunctionError:
-            return None
-    return name
+    if "Web-Server" not in host.state.get("features", {}):
+        return {}
+    config = load_config(host)
+    return {name.casefold(): name for name in (pool_names(config) if config is not None else [])}
 
 
 def render_acl(host: "SimHost", windows_path: str, is_directory: bool) -> tuple[str, dict[str, str]]:
     """Return ``(sddl, sids)`` of a path as ``GetSecurityDescriptorSddlForm(Access)`` and the
-    module's SID translation report it. Call under the lock."""
+    module's SID translation report it: a pool identity only while its pool exists. Call under
+    the lock."""
 
     protected, entries = effective_entries(host, windows_path, is_directory)
-    aces, names = [], {}
+    aces, names, pools = [], {}, None
     for e in entries:
         flags = [_FLAG_CODES[f.strip()] for f in f"{e['inheritance']}, {e['propagation']}".split(",") if f.strip() in _FLAG_CODES]
         if e.get("inherited"):
             flags.append("ID")
         aces.append(sddl.render_ace(e["type"], flags, e["mask"], e["sid"]))
-        name = _translate(host, e)
+        name = e["principal"]
+        if name.casefold().startswith(APPPOOL_PREFIX.casefold()):
+            pools = _pool_names(host) if pools is None else pools
+            pool = pools.get(name.split("\\", 1)[1].casefold())
+            name = APPPOOL_PREFIX + pool if pool else None
         if name is not None:
             names[e["sid"]] = name
     return "D:" + ("PAI" if protected else "AI") + "".join(aces), names
