@@ -25,6 +25,7 @@ thumbprint and the function answers ``imported: false``).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 
@@ -224,20 +225,18 @@ def test_a_fault_at_both_module_loads_still_fails_the_step(sim_server):
     session.close()
 
 
-def test_import_certificate_resent_after_the_pfx_was_deleted_answers_already_imported(tmp_path):
+def test_import_certificate_resent_after_a_lost_reply_answers_already_imported(tmp_path):
     host = SimHost(tmp_path / "host")
     password = "pfx-'pass"
     thumbprint = write_pfx(tmp_path / "api.pfx", password)
-    pfx = "C:\\ProgramData\\pyinfra-iis\\certs\\api.pfx"
-    host.path(pfx).parent.mkdir(parents=True)
-    host.path(pfx).write_bytes((tmp_path / "api.pfx").read_bytes())
-    payload = {"path": pfx, "password": password, "store": "WebHosting", "exportable": False, "thumbprint": thumbprint}
+    pfx = base64.b64encode((tmp_path / "api.pfx").read_bytes()).decode("ascii")  # sent in the call, no file
+    payload = {"pfx": pfx, "password": password, "store": "WebHosting", "exportable": False, "thumbprint": thumbprint}
     first = json.loads(sim_call(host, "Import-IisCertificate", payload, {}))
-    assert first["imported"] is True and not host.path(pfx).exists()
+    assert first["imported"] is True
     again = json.loads(sim_call(host, "Import-IisCertificate", payload, {}))  # the re-sent step
     assert again == {**first, "imported": False}
     without = {k: v for k, v in payload.items() if k != "thumbprint"}
-    with pytest.raises(SimFunctionError, match="does not exist"):  # the old contract could not answer
+    with pytest.raises(SimFunctionError, match="thumbprint"):  # required: it keeps a re-sent import from persisting a second key
         sim_call(host, "Import-IisCertificate", without, {})
 
 

@@ -59,7 +59,7 @@ def test_acl_creates_folder_and_grants_then_nothing_then_corrects_drift():
     result = run_operation(acl._inner, copy.deepcopy(fact), rule=RULE)
     assert result.commands == [
         "Initialize-Directory -Json '{\"path\":\"C:\\\\sites\\\\api\"}'",
-        "Grant-PathAccess -Json '{\"inheritance\":\"ContainerInherit, ObjectInherit\",\"path\":\"C:\\\\sites\\\\api\",\"principal\":\"IIS AppPool\\\\api\",\"propagation\":\"None\",\"rights\":\"ReadAndExecute\"}'",
+        "Grant-PathAccess -Json '{\"inheritance\":\"ContainerInherit, ObjectInherit\",\"path\":\"C:\\\\sites\\\\api\",\"principal\":\"IIS AppPool\\\\api\",\"propagation\":\"None\",\"rights\":\"ReadAndExecute\",\"sid\":\"S-1-5-82-2114819798-65729711-4112032740-3671739254-402567174\"}'",
     ]
     apply_to_fact(fact, result.commands)
     fact["acls"]["C:\\sites\\api"]["entries"].append({"principal": "IIS AppPool\\api", "type": "Allow", "rights": "FullControl", "inherited": True, "inheritance": "None", "propagation": "None"})
@@ -67,7 +67,7 @@ def test_acl_creates_folder_and_grants_then_nothing_then_corrects_drift():
     fact["acls"]["C:\\sites\\api"]["entries"][0]["inheritance"] = "ContainerInherit"
     assert [parse_remote_call(c)[0] for c in run_operation(acl._inner, copy.deepcopy(fact), rule=RULE).commands] == ["Grant-PathAccess"]
     revoke = run_operation(acl._inner, copy.deepcopy(fact), rule={**RULE, "ensure": "absent"})
-    assert revoke.commands == ["Revoke-PathAccess -Json '{\"path\":\"C:\\\\sites\\\\api\",\"principal\":\"IIS AppPool\\\\api\"}'"]
+    assert revoke.commands == ["Revoke-PathAccess -Json '{\"path\":\"C:\\\\sites\\\\api\",\"principal\":\"IIS AppPool\\\\api\",\"sid\":\"S-1-5-82-2114819798-65729711-4112032740-3671739254-402567174\"}'"]
     apply_to_fact(fact, revoke.commands)
     assert run_operation(acl._inner, fact, rule={**RULE, "ensure": "absent"}).commands == []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime
 
@@ -12,10 +13,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 from pyinfra.api.exceptions import OperationError, OperationValueError
 
-from pyinfra_iis.operations.certificates import certificate, covers
+from pyinfra_iis.operations.certificates import certificate, covers, private_key_access
 from pyinfra_iis.operations.sites import site
 from pyinfra_iis.operations.testing import apply_to_fact, empty_fact, run_operation
 from pyinfra_iis.protocol import parse_remote_call
+from pyinfra_iis.sddl import app_pool_sid
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
 
@@ -54,18 +56,54 @@ def imported(fact, thumbprint, names=("api.example.com",), days=365, key=True):
     return fact
 
 
-def test_certificate_import_uploads_then_imports_with_masked_password_and_grants_key(pfx):
+def test_certificate_import_sends_the_pfx_as_secret_data_with_masked_password(pfx):
+    """Security finding "PFX on disk": no upload; the PFX bytes and the password travel in the call as Secrets."""
+
     path, thumbprint = pfx
-    result = run_operation(certificate._inner, empty_fact(), certificate=cert_model(path), key_readers=["IIS AppPool\\api"])
-    assert len(result.commands) == 3
-    assert result.commands[0] == f"upload {path} -> C:\\ProgramData\\pyinfra-iis\\certs\\api.pfx"
-    assert parse_remote_call(result.commands[1]) == ("Import-IisCertificate", {"path": "C:\\ProgramData\\pyinfra-iis\\certs\\api.pfx", "password": "pfx-pass'1", "store": "My", "exportable": False, "thumbprint": thumbprint})
-    assert "pfx-pass" not in result.masked[1] and "*MASKED*" in result.masked[1]
-    assert parse_remote_call(result.commands[2]) == ("Grant-CertificateKeyAccess", {"thumbprint": thumbprint, "store": "My", "principal": "IIS AppPool\\api"})
+    result = run_operation(certificate._inner, empty_fact(), certificate=cert_model(path))
+    assert len(result.commands) == 1
+    assert not any(c.startswith("upload") for c in result.commands)
+    assert parse_remote_call(result.commands[0]) == ("Import-IisCertificate", {
+        "pfx": base64.b64encode(path.read_bytes()).decode("ascii"), "password": "pfx-pass'1", "store": "My",
+        "exportable": False, "thumbprint": thumbprint})
+    assert "pfx-pass" not in result.masked[0] and base64.b64encode(path.read_bytes()).decode()[:20] not in result.masked[0]
+    assert result.masked[0].count("*MASKED*") == 2
+    assert run_operation(certificate._inner, imported(empty_fact(), thumbprint), certificate=cert_model(path)).commands == []
+
+
+def test_certificate_larger_than_the_envelope_is_refused_clearly(tmp_path):
+    from pyinfra_iis.models.certificates import Certificate
+    from pyinfra_iis.operations.certificates import pfx_bytes
+
+    big = tmp_path / "big.pfx"
+    big.write_bytes(b"\0" * (301 * 1024))
+    with pytest.raises(OperationValueError, match="at most 300 KB"):
+        pfx_bytes(Certificate.model_validate(cert_model(big)))
+    small = tmp_path / "small.pfx"
+    make_pfx(small)
+    assert pfx_bytes(Certificate.model_validate(cert_model(small))) == small.read_bytes()
+
+
+def test_key_access_goes_through_grant_path_access_on_the_key_file_by_sid(pfx):
+    """Issue 9 defect 7: the rule carries the pool's S-1-5-82 SID, so it does not depend on the host
+    resolving ``IIS AppPool\\api``; the deploy runs it after the pools exist."""
+
+    path, thumbprint = pfx
+    key_path = "C:\\ProgramData\\Microsoft\\Crypto\\Keys\\abc"
     fact = imported(empty_fact(), thumbprint)
-    assert len(run_operation(certificate._inner, copy.deepcopy(fact), certificate=cert_model(path), key_readers=["IIS AppPool\\api"]).commands) == 1
-    fact["certificates"][0]["key_readers"] = ["iis apppool\\API"]
-    assert run_operation(certificate._inner, fact, certificate=cert_model(path), key_readers=["IIS AppPool\\api"]).commands == []
+    fact["certificates"][0].update({"key_path": key_path, "key_readers": ["BUILTIN\\Administrators"],
+                                    "key_reader_sids": ["S-1-5-32-544"]})
+    result = run_operation(private_key_access._inner, copy.deepcopy(fact), certificate=cert_model(path), principals=["IIS AppPool\\api"])
+    assert [parse_remote_call(c) for c in result.commands] == [("Grant-PathAccess", {
+        "path": key_path, "principal": "IIS AppPool\\api", "sid": app_pool_sid("api"), "rights": "Read",
+        "inheritance": "None", "propagation": "None"})]
+    apply_to_fact(fact, result.commands)
+    assert run_operation(private_key_access._inner, fact, certificate=cert_model(path), principals=["IIS AppPool\\api"]).commands == []
+    # Named by the host differently (or not at all): the SID decides.
+    fact["certificates"][0].update({"key_readers": ["S-1-5-82-1"], "key_reader_sids": [app_pool_sid("API")]})
+    assert run_operation(private_key_access._inner, fact, certificate=cert_model(path), principals=["IIS AppPool\\api"]).commands == []
+    # Not imported yet (plan before the import ran): nothing now, the execution pass grants.
+    assert run_operation(private_key_access._inner, empty_fact(), certificate=cert_model(path), principals=["IIS AppPool\\api"]).commands == []
 
 
 def test_certificate_wrong_password_or_thumbprint_is_refused_without_the_password(pfx):
@@ -157,3 +195,24 @@ def test_site_repairs_a_missing_or_different_http_sys_certificate_and_leaves_a_m
     commands = run_operation(site._inner, copy.deepcopy(fact), site=http_only, certificates=[cert_model(path)]).commands
     assert [parse_remote_call(c)[0] for c in commands] == ["Set-IisSslBinding", "Set-IisConfig"]
     assert parse_remote_call(commands[0])[1]["action"] == "remove"
+
+def test_a_host_with_the_leaf_but_not_its_chain_gets_the_import_again(tmp_path):
+    """Issue 9 defect 6 on hosts an older version set up: the leaf is there, the intermediate is not."""
+
+    inter_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    inter_name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Example CA")])
+    inter = (x509.CertificateBuilder().subject_name(inter_name).issuer_name(inter_name).public_key(inter_key.public_key())
+             .serial_number(x509.random_serial_number()).not_valid_before(NOW - datetime.timedelta(days=1))
+             .not_valid_after(NOW + datetime.timedelta(days=900)).sign(inter_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "api.example.com")]))
+            .issuer_name(inter_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(NOW - datetime.timedelta(days=1)).not_valid_after(NOW + datetime.timedelta(days=365))
+            .sign(inter_key, hashes.SHA256()))
+    path = tmp_path / "chain.pfx"
+    path.write_bytes(pkcs12.serialize_key_and_certificates(b"api", key, leaf, [inter], BestAvailableEncryption(b"pfx-pass'1")))
+    thumbprint, inter_thumbprint = (c.fingerprint(hashes.SHA1()).hex().upper() for c in (leaf, inter))
+    fact = imported(empty_fact(), thumbprint)
+    [command] = run_operation(certificate._inner, copy.deepcopy(fact), certificate=cert_model(path)).commands
+    assert parse_remote_call(command)[1]["thumbprint"] == thumbprint
+    fact["certificates"].append({**fact["certificates"][0], "store": "CA", "thumbprint": inter_thumbprint, "has_private_key": False})
+    assert run_operation(certificate._inner, fact, certificate=cert_model(path)).commands == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from pyinfra_iis.facts.host_state import convert_host_state
+
 from pyinfra_iis.protocol import Secret, remote_call, secret_digest
 from pyinfra_iis.sim import SimServer
 from support.sim_calls import DIGEST_KEY
@@ -31,7 +32,8 @@ def test_install_configure_and_read_through_the_worker(sim_server: SimServer) ->
         pool = data["iis"]["sections"]["system.applicationHost/applicationPools"]["items"][1]
         assert pool["children"]["environmentVariables"]["items"][0]["attributes"]["value"] == secret_digest(secret)
         assert data["iis"]["runtime"]["app_pools"] == {"DefaultAppPool": "Started", "api": "Started"}
-        assert any(e["principal"] == "BUILTIN\\IIS_IUSRS" for e in data["acls"]["C:\\inetpub\\wwwroot"]["entries"])
+        wwwroot = data["acls"]["C:\\inetpub\\wwwroot"]  # the host reports SDDL; the fact parsed it
+        assert any(e["principal"] == "BUILTIN\\IIS_IUSRS" for e in wwwroot["entries"])
         failed = worker.call("Set-IisConfig", {"edits": [{"section": "system.webServer/proxy", "path": [], "action": "set",
                                                           "attributes": {"enabled": "true"}}]})
         assert failed.rc == 1 and "system.webServer/proxy' does not exist" in failed.stderr

@@ -9,6 +9,7 @@ with a secret, a site with an http and an https binding.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import http.client
@@ -97,9 +98,9 @@ def configure_host(host, pfx_bytes: bytes) -> None:
     put(host, "C:\\install\\python-3.12.7-amd64.exe", b"python installer")
     run(host, "Install-Python", {"version": "3.12.7", "source": "C:\\install\\python-3.12.7-amd64.exe",
                                  "sha256": hashlib.sha256(b"python installer").hexdigest(), "target_dir": "C:\\Program Files\\Python312"})
-    put(host, "C:\\install\\api.pfx", pfx_bytes)
-    thumbprint = run(host, "Import-IisCertificate", {"path": "C:\\install\\api.pfx", "password": PFX_PASSWORD,
-                                                     "store": "My"})["thumbprint"]
+    leaf = pkcs12.load_key_and_certificates(pfx_bytes, PFX_PASSWORD.encode())[1].fingerprint(hashes.SHA1()).hex().upper()
+    thumbprint = run(host, "Import-IisCertificate", {"pfx": base64.b64encode(pfx_bytes).decode("ascii"), "password": PFX_PASSWORD,
+                                                     "store": "My", "thumbprint": leaf})["thumbprint"]
     host.path(ROOT + "\\logs").mkdir(parents=True)
     host.path(ROOT + "\\empty").mkdir(parents=True)
     pools, sites = "system.applicationHost/applicationPools", "system.applicationHost/sites"

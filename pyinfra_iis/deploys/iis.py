@@ -24,8 +24,9 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
             (the release currently served, so a converge never moves traffic; default none).
 
     Order: Windows features → MSI extensions (install order: HttpPlatformHandler, URL Rewrite,
-    ARR) → server-level configuration → certificates → application pools → sites and bindings →
-    file-system ACLs. The host data is validated first (``load_host_config``); a bad inventory
+    ARR) → server-level configuration → certificates → application pools → private-key access
+    for the pools (after the pools exist: issue 9, defect 7) → sites and bindings → file-system
+    ACLs. The host data is validated first (``load_host_config``); a bad inventory
     raises ``InventoryError`` naming host, field and reason before anything runs.
     """
 
@@ -34,16 +35,19 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
     for extension in config.extensions:
         extensions.msi_extension(name=f"IIS extension {extension.product}", extension=extension)
     server.server_config(name="Server-level IIS configuration", server=config.server)
-    pool_principals = [pool.principal for pool in config.app_pools]
     for cert in config.certificates:
-        readers = pool_principals if cert.grant_private_key_to_pools else []
-        certificates.certificate(name=f"Certificate {cert.name}", certificate=cert, key_readers=readers)
+        certificates.certificate(name=f"Certificate {cert.name}", certificate=cert)
     extra_env = {name.lower(): dict(values) for name, values in (pool_environment or {}).items()}
     paths = {name.lower(): path for name, path in (site_physical_paths or {}).items()}
     for pool in config.app_pools:
         if pool.name.lower() in extra_env:
             pool = pool.model_copy(update={"environment_variables": {**pool.environment_variables, **extra_env[pool.name.lower()]}})
         app_pools.app_pool(name=f"App pool {pool.name}", pool=pool)
+    pool_principals = [pool.principal for pool in config.app_pools]
+    for cert in config.certificates:
+        if cert.grant_private_key_to_pools and pool_principals:
+            certificates.private_key_access(name=f"Certificate {cert.name}: private key for the pools", certificate=cert,
+                                            principals=pool_principals)
     for site in config.sites:
         if site.name.lower() in paths:
             site = site.model_copy(update={"physical_path": paths[site.name.lower()]})

@@ -18,6 +18,7 @@ from ..facts.host_state import host_state
 from ..iis.diff import Change, log_changes
 from ..models.acl import AclRule
 from ..protocol import remote_call
+from ..sddl import principal_sid
 from ._common import validated
 
 #: FileSystemRights names → values (.NET ``FileSystemRights`` enumeration, Microsoft docs).
@@ -91,15 +92,38 @@ def path_entry(fact: dict, path: str) -> dict | None:
     return None
 
 
+def same_principal(entry: dict, principal: str) -> bool:
+    """Whether a fact entry is ``principal``'s: by SID when both are known (the host may be
+    unable to name a pool identity whose pool does not exist yet, and spells well-known
+    accounts ``BUILTIN\\IIS_IUSRS`` where a rule says ``IIS_IUSRS``), else by name."""
+
+    sid = principal_sid(principal)
+    if sid is not None and entry.get("sid"):
+        return str(entry["sid"]).upper() == sid.upper()
+    return str(entry.get("principal", "")).lower() == principal.lower()
+
+
 def explicit_entries(report: dict | None, principal: str, type_: str = "Allow") -> list[dict]:
     """The explicit (not inherited) entries of ``principal`` with access type ``type_``."""
 
     return [
         entry for entry in (report or {}).get("entries") or []
         if not entry.get("inherited")
-        and str(entry.get("principal", "")).lower() == principal.lower()
+        and same_principal(entry, principal)
         and str(entry.get("type", "Allow")).lower() == type_.lower()
     ]
+
+
+def rule_call(path: str, principal: str, **fields: Any) -> dict:
+    """The JSON of a ``Grant-PathAccess``/``Revoke-PathAccess`` call: the principal, and its
+    SID when the controller can compute it (so the host need not translate the name, and a
+    rule for a pool identity can be written before the pool exists: issue 9, defect 7)."""
+
+    call = {"path": path, "principal": principal, **fields}
+    sid = principal_sid(principal)
+    if sid is not None:
+        call["sid"] = sid
+    return call
 
 
 def entry_matches(entry: dict, rule: AclRule) -> bool:
@@ -149,7 +173,7 @@ def acl(rule: Any):
             host.noop(f"{label} has no explicit entry")
             return
         log_changes(host, f"Will revoke access on {model.path}", [Change(label, ", ".join(str(e.get("rights")) for e in entries), None)])
-        yield remote_call("Revoke-PathAccess", {"path": model.path, "principal": model.principal})
+        yield remote_call("Revoke-PathAccess", rule_call(model.path, model.principal))
         return
     if exists and len(entries) == 1 and entry_matches(entries[0], model):
         host.noop(f"{label} has {model.rights_text}")
@@ -161,7 +185,7 @@ def acl(rule: Any):
     log_changes(host, f"Will change access on {model.path}", diff)
     if not exists and model.inheritance != ("None",):
         yield remote_call("Initialize-Directory", {"path": model.path})
-    yield remote_call("Grant-PathAccess", {
-        "path": model.path, "principal": model.principal, "rights": model.rights_text,
-        "inheritance": model.inheritance_text, "propagation": model.propagation_text,
-    })
+    yield remote_call("Grant-PathAccess", rule_call(
+        model.path, model.principal, rights=model.rights_text,
+        inheritance=model.inheritance_text, propagation=model.propagation_text,
+    ))

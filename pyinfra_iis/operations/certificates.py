@@ -1,8 +1,10 @@
 """Certificates: PFX import (``Import-IisCertificate``), private-key access for pools
-(``Grant-CertificateKeyAccess``), and the checks made before a certificate is bound."""
+(``Grant-PathAccess`` on the key file the fact reports), and the checks made before a
+certificate is bound."""
 
 from __future__ import annotations
 
+import base64
 import datetime
 import functools
 from dataclasses import dataclass
@@ -12,17 +14,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import pkcs12
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, operation
+from pyinfra.api import operation
 from pyinfra.api.exceptions import OperationError, OperationValueError
 
 from ..facts.host_state import host_state
 from ..iis.diff import Change, log_changes
 from ..models.certificates import Certificate
 from ..protocol import Secret, remote_call
+from ..sddl import principal_sid
 from ._common import controller_file, validated
 
-#: Where a PFX is uploaded; ``Import-IisCertificate`` deletes it after the call.
-UPLOAD_DIR = r"C:\ProgramData\pyinfra-iis\certs"
+#: Largest PFX sent (bytes): its base64 travels inside the call, which must fit the WinRM
+#: envelope (MaxEnvelopeSizekb, 500 KB by default). A server certificate's PFX is a few KB.
+MAX_PFX_BYTES = 300 * 1024
 
 #: Warn when a bound certificate expires within this many days (issue 3).
 EXPIRY_WARNING_DAYS = 30
@@ -33,7 +37,8 @@ class CertificateInfo:
     """What the checks need to know of a certificate (from the fact or from a PFX).
 
     Attributes: thumbprint (40 upper hex), dns_names, not_before/not_after (aware UTC),
-    has_private_key.
+    has_private_key, chain (thumbprints of the PFX's other certificates, which the import puts
+    into ``LocalMachine\\CA``).
     """
 
     thumbprint: str
@@ -41,6 +46,7 @@ class CertificateInfo:
     not_before: datetime.datetime
     not_after: datetime.datetime
     has_private_key: bool
+    chain: tuple[str, ...] = ()
 
 
 
@@ -69,7 +75,7 @@ def pfx_info(model: Certificate) -> CertificateInfo:
 def _open_pfx(data: bytes, password: bytes) -> CertificateInfo | None:
     """The certificate of PFX ``data``, or None when it holds none; ValueError: cannot open."""
 
-    key, cert, _ = pkcs12.load_key_and_certificates(data, password)
+    key, cert, others = pkcs12.load_key_and_certificates(data, password)
     if cert is None:
         return None
     try:
@@ -82,6 +88,7 @@ def _open_pfx(data: bytes, password: bytes) -> CertificateInfo | None:
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         has_private_key=key is not None,
+        chain=tuple(other.fingerprint(hashes.SHA1()).hex().upper() for other in others or ()),
     )
 
 
@@ -157,21 +164,34 @@ def check_for_binding(info: CertificateInfo, host_name: str, what: str, now: dat
     return warnings
 
 
-@operation()
-def certificate(certificate: Any, key_readers: Iterable[str] = ()):
+def pfx_bytes(model: Certificate) -> bytes:
+    """The PFX file of ``model`` (controller side).
+
+    Raises:
+        OperationValueError: larger than :data:`MAX_PFX_BYTES`.
     """
-    Import a PFX into ``Cert:\\LocalMachine\\<store>`` unless its certificate is there, and give
-    principals read access to its private key.
+
+    data = controller_file(model.pfx, "certificate", "pfx").read_bytes()
+    if len(data) > MAX_PFX_BYTES:
+        raise OperationValueError(f"certificate {model.name!r}: {model.pfx.name} is {len(data) // 1024} KB; at most "
+                                  f"{MAX_PFX_BYTES // 1024} KB is sent in one call (a server certificate's PFX is a few KB)")
+    return data
+
+
+@operation()
+def certificate(certificate: Any):
+    """
+    Import a PFX into ``Cert:\\LocalMachine\\<store>`` unless its certificate is there; the
+    other certificates of the PFX (intermediates) go to ``LocalMachine\\CA``.
 
     + certificate: a ``Certificate`` model or dict: ``name``, ``pfx`` (controller file),
       ``password`` (secret), ``store`` (default My), ``exportable`` (default false),
       ``thumbprint`` (optional: checked against the PFX).
-    + key_readers: principals (``IIS AppPool\\api``) to grant Read on the private key; the
-      ``Configure IIS`` deploy passes the pool identities when ``grant_private_key_to_pools``.
 
-    The thumbprint is read from the PFX on the controller (so nothing is uploaded when the
-    store already holds it). The PFX is uploaded to ``C:\\ProgramData\\pyinfra-iis\\certs``
-    and the host deletes it after the import; the password travels as a ``Secret``.
+    The thumbprint is read from the PFX on the controller (so nothing is sent when the store
+    already holds it). The PFX bytes (base64) and the password travel inside the call as
+    ``Secret`` values: no file is written on the host. Private-key access for pools:
+    :func:`private_key_access`.
 
     **Example:**
 
@@ -185,25 +205,71 @@ def certificate(certificate: Any, key_readers: Iterable[str] = ()):
     info = pfx_info(model)
     if model.thumbprint and model.thumbprint != info.thumbprint:
         raise OperationValueError(f"argument 'certificate': {model.pfx.name} holds {info.thumbprint}, not the expected {model.thumbprint}")
-    fact = host_state(host)
-    entry = fact_certificate(fact, info.thumbprint, model.store)
-    readers = {r.lower() for r in (entry or {}).get("key_readers") or []}
-    missing_readers = [p for p in dict.fromkeys(key_readers) if p.lower() not in readers]
-    if entry is not None and not missing_readers:
+    # The chain's store is read only for a PFX that has a chain (issue 9 defect 6: a host imported
+    # by an older version has the leaf without its intermediates; the import adds what is missing).
+    fact = host_state(host, cert_stores=["CA"] if info.chain else [])
+    leaf_present = fact_certificate(fact, info.thumbprint, model.store) is not None
+    missing_chain = [t for t in info.chain if fact_certificate(fact, t, "CA") is None]
+    if leaf_present and not missing_chain:
         host.noop(f"certificate {model.name} ({info.thumbprint}) is in {model.store}")
         return
-    diff = [Change(f"certificate {model.name}", None, f"{info.thumbprint} in {model.store}")] if entry is None else []
-    diff += [Change(f"certificate {model.name}: key reader {p}", None, "Read") for p in missing_readers]
+    data = pfx_bytes(model)
+    diff = [] if leaf_present else [Change(f"certificate {model.name}", None, f"{info.thumbprint} in {model.store}")]
+    diff += [Change(f"certificate {model.name}: chain", None, f"{t} in CA") for t in missing_chain]
     log_changes(host, f"Will change certificate {model.name}", diff)
-    if entry is None:
-        remote = UPLOAD_DIR + "\\" + model.name + ".pfx"
-        yield FileUploadCommand(str(controller_file(model.pfx, "certificate", "pfx")), remote)
-        yield remote_call("Import-IisCertificate", {
-            "path": remote, "password": Secret(model.password.get_secret_value()),
-            "store": model.store, "exportable": model.exportable,
-            # Lets a re-sent call answer "already imported" once the host has deleted the PFX.
-            "thumbprint": info.thumbprint,
-        })
-    for principal in missing_readers:
-        yield remote_call("Grant-CertificateKeyAccess", {"thumbprint": info.thumbprint, "store": model.store, "principal": principal})
+    yield remote_call("Import-IisCertificate", {
+        "pfx": Secret(base64.b64encode(data).decode("ascii")),
+        "password": Secret(model.password.get_secret_value()),
+        "store": model.store, "exportable": model.exportable,
+        # Lets a re-sent call answer "already imported" without opening the PFX again.
+        "thumbprint": info.thumbprint,
+    })
 
+
+@operation()
+def private_key_access(certificate: Any, principals: Iterable[str] = ()):
+    """
+    Give principals Read on a certificate's private key file: one ``Grant-PathAccess`` rule per
+    principal on the ``key_path`` the fact reports (the same rule primitive as any ACL), with the
+    principal's SID when the controller can compute it (``IIS AppPool\\<name>``, well-known
+    accounts), so the rule does not depend on the host translating the name.
+
+    + certificate: the ``Certificate`` model (or dict) the key belongs to.
+    + principals: account names, e.g. the pools' ``IIS AppPool\\api``.
+
+    Run it after the certificate operation (the ``Configure IIS`` deploy runs it after the
+    pools exist). While the certificate is not in the store yet (a plan before the import ran),
+    nothing is yielded: pyinfra runs the operation again at execution, after the import.
+
+    **Example:**
+
+    .. code:: python
+
+        private_key_access(name="Pool reads the key", certificate=cert, principals=["IIS AppPool\\api"])
+    """
+
+    model = validated(Certificate, certificate, "certificate")
+    wanted = list(dict.fromkeys(principals))
+    if not wanted:
+        host.noop(f"certificate {model.name}: no key readers asked")
+        return
+    info = pfx_info(model)
+    entry = fact_certificate(host_state(host), info.thumbprint, model.store)
+    if entry is None:
+        host.noop(f"certificate {model.name} ({info.thumbprint}) is not in {model.store} yet; key access is granted once it is imported")
+        return
+    if not entry.get("has_private_key") or not entry.get("key_path"):
+        raise OperationError(f"certificate {model.name} ({info.thumbprint}) in {model.store}: the host reports no private key file")
+    names = {str(n).lower() for n in entry.get("key_readers") or ()}
+    sids = set(entry.get("key_reader_sids") or ())
+    missing = [p for p in wanted if not (principal_sid(p) in sids or p.lower() in names)]
+    if not missing:
+        host.noop(f"certificate {model.name}: {', '.join(wanted)} can read the private key")
+        return
+    log_changes(host, f"Will change certificate {model.name}", [Change(f"certificate {model.name}: key reader {p}", None, "Read") for p in missing])
+    for principal in missing:
+        call = {"path": entry["key_path"], "principal": principal, "rights": "Read", "inheritance": "None", "propagation": "None"}
+        sid = principal_sid(principal)
+        if sid is not None:
+            call["sid"] = sid
+        yield remote_call("Grant-PathAccess", call)

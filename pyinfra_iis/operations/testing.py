@@ -73,7 +73,7 @@ def run_operation(func: Callable, fact: dict | None, *args: Any, host_data: dict
     if host is None:
         state, host = make_host(host_data, diff=diff)
     if fact is not None:
-        set_host_state(host, fact, acl_paths=list((fact.get("acls") or {}).keys()),
+        set_host_state(host, fact, acl_paths=list((fact.get("acls") or {}).keys()), cert_stores=("My", "WebHosting", "CA"),
                        release_roots=list((fact.get("releases") or {}).keys()), python_versions=list((fact.get("pythons") or {}).keys()))
     result = OperationResult()
     handler = _Collect(result.logs)
@@ -193,17 +193,28 @@ def apply_to_fact(fact: dict, commands: list[str]) -> dict:
                 fact["iis"]["runtime"][kind].update(payload.get(kind) or {})
         elif function == "Initialize-Directory":
             entry = fact["acls"].setdefault(payload["path"], {})
-            entry.update({"exists": True, "is_directory": True, "inheritance_protected": False, "entries": entry.get("entries") or []})
-        elif function == "Grant-PathAccess":
-            entry = fact["acls"].setdefault(payload["path"], {"exists": True, "entries": []})
-            entry["entries"] = [e for e in entry["entries"] if e["inherited"] or e["principal"].lower() != payload["principal"].lower()]
-            entry["entries"].append({"principal": payload["principal"], "type": "Allow", "rights": payload["rights"] + ", Synchronize",
-                                     "inherited": False, "inheritance": payload["inheritance"], "propagation": payload["propagation"]})
-        elif function == "Revoke-PathAccess":
-            entry = fact["acls"][payload["path"]]
-            entry["entries"] = [e for e in entry["entries"] if e["inherited"] or e["principal"].lower() != payload["principal"].lower()]
-        elif function == "Grant-CertificateKeyAccess":
-            for cert in fact["certificates"]:
-                if cert["thumbprint"] == payload["thumbprint"]:
-                    cert.setdefault("key_readers", []).append(payload["principal"])
+            entry.update({"exists": True, "is_directory": True, "inheritance_protected": bool(payload.get("sddl")), "entries": entry.get("entries") or []})
+        elif function in ("Grant-PathAccess", "Revoke-PathAccess"):
+            _apply_rule(fact, function, payload)
     return fact
+
+
+def _apply_rule(fact: dict, function: str, payload: dict) -> None:
+    """``Grant-PathAccess``/``Revoke-PathAccess`` on the fact: a path's ACL entries, or a
+    certificate's key readers when the path is its ``key_path``."""
+
+    from ..operations.acl import same_principal
+
+    key = payload.get("sid") or payload["principal"]
+    for cert in fact.get("certificates") or []:
+        if cert.get("key_path") == payload["path"]:
+            if function == "Grant-PathAccess":
+                cert.setdefault("key_readers", []).append(payload["principal"])
+                cert.setdefault("key_reader_sids", []).append(key)
+            return
+    entry = fact["acls"].setdefault(payload["path"], {"exists": True, "entries": []})
+    entry["entries"] = [e for e in entry["entries"] if e["inherited"] or not same_principal(e, payload["principal"])]
+    if function == "Grant-PathAccess":
+        entry["entries"].append({"principal": payload["principal"], "sid": payload.get("sid"), "type": "Allow",
+                                 "rights": payload["rights"] + ", Synchronize", "inherited": False,
+                                 "inheritance": payload["inheritance"], "propagation": payload["propagation"]})

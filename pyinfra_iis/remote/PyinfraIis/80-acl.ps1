@@ -1,377 +1,217 @@
-# PyinfraIis module, part 80: folders and file system ACLs.
-#
-# Contract: docs/remote-functions.md, "Change: file system" and the "acls" part of Get-HostState.
-# ACLs are read and written with the .NET API, DACL only
-# (File/Directory GetAccessControl(path, AccessControlSections.Access) and SetAccessControl): Set-Acl
-# with an object from Get-Acl also writes the owner, which fails with "The security identifier is not
-# allowed to be the owner of this object" when the owner is not the caller [R].
-# FileSystemAccessRule adds Synchronize to every Allow rule it builds, so "ReadAndExecute" is stored
-# and read back as "ReadAndExecute, Synchronize" [V: .NET FileSystemAccessRule reference source].
-# https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.filesystemaccessrule
-# https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.objectsecurity.setaccessrule
+# PyinfraIis module, part 80: folders and file system ACLs (docs/remote-functions.md, "Change: file
+# system", "acls" of Get-HostState). ACLs are read as SDDL (parsed by pyinfra_iis/sddl.py) and written one
+# rule at a time, DACL only (.NET Get/SetAccessControl(Access): Set-Acl would also write the owner).
 
 function Assert-AbsolutePath {
-    <#
-    .SYNOPSIS
-    Check that a path is an absolute Windows path (C:\... or \\server\share\...).
-    .OUTPUTS
-    Nothing. Throws naming the path otherwise.
-    #>
+    # Throw unless Path is an absolute Windows path (C:\... or \\server\share\...).
     [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [AllowEmptyString()]
-        [string] $Path,
-        [string] $Function = 'remote call'
-    )
+    param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Path, [string] $Function = 'remote call')
     if ($Path -notmatch '^([A-Za-z]:\\|\\\\[^\\]+\\[^\\]+)') {
         throw ('{0}: "{1}" is not an absolute Windows path (C:\... or \\server\share\...)' -f $Function, $Path)
     }
 }
 
-function Resolve-PrincipalSid {
-    <#
-    .SYNOPSIS
-    Translate an account name (IIS AppPool\api, IIS_IUSRS, IUSR, DOMAIN\user) to its SID.
-    .OUTPUTS
-    System.Security.Principal.SecurityIdentifier. Throws when the name is unknown on the host (an
-    application pool identity exists only once its pool does).
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [string] $Principal,
-        [string] $Function = 'remote call'
-    )
-    try {
-        $account = New-Object -TypeName 'System.Security.Principal.NTAccount' -ArgumentList $Principal
-        return $account.Translate([System.Security.Principal.SecurityIdentifier])
-    } catch {
-        throw ('{0}: principal "{1}" is unknown on this host (for IIS AppPool\<name>, does the application pool exist?)' -f $Function, $Principal)
-    }
-}
-
-function Get-PrincipalName {
-    <#
-    .SYNOPSIS
-    Return the account name of a SID as Windows shows it (e.g. "IIS APPPOOL\api",
-    "BUILTIN\IIS_IUSRS", "NT AUTHORITY\IUSR"), or the SID string when it maps to no account.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [System.Security.Principal.IdentityReference] $Identity
-    )
-    try {
-        return [string]$Identity.Translate([System.Security.Principal.NTAccount]).Value
-    } catch {
-        return [string]$Identity.Value
-    }
-}
-
 function Get-PathSecurity {
-    <#
-    .SYNOPSIS
-    Return the DACL of a file or folder (FileSecurity / DirectorySecurity, access rules only).
-    .OUTPUTS
-    System.Security.AccessControl.FileSystemSecurity. Throws when the path does not exist.
-    #>
+    # The DACL of an existing file or folder (FileSecurity / DirectorySecurity, Access section only).
+    # Docs: https://learn.microsoft.com/dotnet/api/system.io.directory.getaccesscontrol
+    # Docs: https://learn.microsoft.com/dotnet/api/system.io.file.getaccesscontrol
     [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [string] $Path
-    )
+    param([Parameter(Mandatory = $true)] [string] $Path)
     $sections = [System.Security.AccessControl.AccessControlSections]::Access
-    if ([System.IO.Directory]::Exists($Path)) {
-        return [System.IO.Directory]::GetAccessControl($Path, $sections)
-    }
+    if ([System.IO.Directory]::Exists($Path)) { return [System.IO.Directory]::GetAccessControl($Path, $sections) }
     return [System.IO.File]::GetAccessControl($Path, $sections)
 }
 
-function Set-PathSecurity {
-    <#
-    .SYNOPSIS
-    Write back a DACL read with Get-PathSecurity.
-    .PARAMETER Label
-    How the error message names the path (default: the path).
-    .OUTPUTS
-    Nothing. Throws '<Function>: cannot write the ACL of <Label>: <reason>'.
-    #>
+function Get-PathAclReport {
+    # One path for Get-HostState: {exists: false} or {exists, is_directory, is_reparse_point, sddl (the
+    # DACL), sids (SID -> account name, for the SIDs this host can translate)}.
+    # Docs: https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.objectsecurity.getsecuritydescriptorsddlform
+    # Docs: https://learn.microsoft.com/dotnet/api/system.security.principal.securityidentifier.translate
+    # Docs: https://learn.microsoft.com/dotnet/api/system.io.file.getattributes
     [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [string] $Path,
-        [Parameter(Mandatory = $true)]
-        [System.Security.AccessControl.FileSystemSecurity] $Security,
-        [string] $Label,
-        [string] $Function = 'remote call'
-    )
-    if ([string]::IsNullOrEmpty($Label)) { $Label = $Path }
+    param([Parameter(Mandatory = $true)] [string] $Path, [string] $Function = 'remote call')
+    $isDirectory = [System.IO.Directory]::Exists($Path)
+    if (-not $isDirectory -and -not [System.IO.File]::Exists($Path)) { return [ordered]@{ exists = $false } }
     try {
-        if ([System.IO.Directory]::Exists($Path)) {
-            [System.IO.Directory]::SetAccessControl($Path, $Security)
-        } else {
-            [System.IO.File]::SetAccessControl($Path, $Security)
+        $security = Get-PathSecurity -Path $Path
+        $sids = [ordered]@{}
+        foreach ($rule in $security.GetAccessRules($true, $true, [System.Security.Principal.SecurityIdentifier])) {
+            $sid = [string]$rule.IdentityReference.Value
+            # A SID no account translates to (a pool not created yet) is left out of the map.
+            try { if (-not $sids.Contains($sid)) { $sids[$sid] = [string]$rule.IdentityReference.Translate([System.Security.Principal.NTAccount]).Value } } catch { continue }
         }
+        $reparse = ([System.IO.File]::GetAttributes($Path) -band [System.IO.FileAttributes]::ReparsePoint) -ne 0
+        $sddl = $security.GetSecurityDescriptorSddlForm([System.Security.AccessControl.AccessControlSections]::Access)
     } catch {
-        throw ('{0}: cannot write the ACL of {1}: {2}' -f $Function, $Label, $_.Exception.Message)
+        throw ('{0}: cannot read the ACL of {1}: {2}' -f $Function, $Path, $_.Exception.Message)
     }
-}
-
-function Get-ExplicitAllowRules {
-    <#
-    .SYNOPSIS
-    Return the explicit (not inherited) Allow rules of a DACL that belong to a SID.
-    .OUTPUTS
-    [object[]] of FileSystemAccessRule.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [System.Security.AccessControl.FileSystemSecurity] $Security,
-        [Parameter(Mandatory = $true)]
-        [System.Security.Principal.SecurityIdentifier] $Sid
-    )
-    $rules = New-Object -TypeName 'System.Collections.ArrayList'
-    foreach ($rule in $Security.GetAccessRules($true, $false, [System.Security.Principal.SecurityIdentifier])) {
-        if ($rule.AccessControlType -eq [System.Security.AccessControl.AccessControlType]::Allow -and $rule.IdentityReference -eq $Sid) {
-            [void]$rules.Add($rule)
-        }
-    }
-    return , $rules.ToArray()
-}
-
-function ConvertTo-AclEntryJson {
-    <#
-    .SYNOPSIS
-    Return one ACL entry as the contract's JSON: principal, type, rights (FileSystemRights names,
-    e.g. "ReadAndExecute, Synchronize"), inherited, inheritance, propagation.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [System.Security.AccessControl.FileSystemAccessRule] $Rule
-    )
-    return [ordered]@{
-        principal = Get-PrincipalName -Identity $Rule.IdentityReference
-        type = [string]$Rule.AccessControlType
-        rights = [string]$Rule.FileSystemRights
-        inherited = [bool]$Rule.IsInherited
-        inheritance = [string]$Rule.InheritanceFlags
-        propagation = [string]$Rule.PropagationFlags
-    }
+    return [ordered]@{ exists = $true; is_directory = $isDirectory; is_reparse_point = $reparse; sddl = $sddl; sids = $sids }
 }
 
 function Get-PathAclState {
-    <#
-    .SYNOPSIS
-    Return {path: {"exists": false}} or {path: {exists, is_directory, inheritance_protected,
-    entries: [ENTRY, ...]}} for Get-HostState; entries in DACL order, explicit and inherited.
-    .PARAMETER Paths
-    Absolute Windows paths.
-    .OUTPUTS
-    Ordered dictionary. Throws when a path is not absolute or its ACL cannot be read.
-    #>
+    # The "acls" part of Get-HostState: {path: Get-PathAclReport} for each absolute path.
     [CmdletBinding()]
-    param(
-        [AllowEmptyCollection()]
-        [string[]] $Paths = @(),
-        [string] $Function = 'remote call'
-    )
+    param([AllowEmptyCollection()] [string[]] $Paths = @(), [string] $Function = 'remote call')
     $state = [ordered]@{}
     foreach ($path in $Paths) {
         Assert-AbsolutePath -Path $path -Function $Function
-        $isDirectory = [System.IO.Directory]::Exists($path)
-        if (-not $isDirectory -and -not [System.IO.File]::Exists($path)) {
-            $state[$path] = [ordered]@{ exists = $false }
-            continue
-        }
-        try {
-            $security = Get-PathSecurity -Path $path
-        } catch {
-            throw ('{0}: cannot read the ACL of {1}: {2}' -f $Function, $path, $_.Exception.Message)
-        }
-        $entries = [System.Collections.ArrayList]::new()
-        foreach ($rule in $security.GetAccessRules($true, $true, [System.Security.Principal.SecurityIdentifier])) {
-            [void]$entries.Add((ConvertTo-AclEntryJson -Rule $rule))
-        }
-        $state[$path] = [ordered]@{
-            exists = $true
-            is_directory = $isDirectory
-            inheritance_protected = [bool]$security.AreAccessRulesProtected
-            entries = $entries.ToArray()
-        }
+        $state[$path] = Get-PathAclReport -Path $path -Function $Function
     }
     return $state
 }
 
-function Initialize-Directory {
-    <#
-    .SYNOPSIS
-    Create a folder (and its missing parents) when it does not exist.
-    .PARAMETER Json
-    {"path": "C:\\sites\\api\\logs"}
-    .OUTPUTS
-    One line {"created": bool}. Throws when the path is not absolute, is an existing file, or cannot
-    be created.
-    #>
+function Initialize-ProtectedFolder {
+    # Create a folder (and missing parents) with a protected ACL (default: SYSTEM and Administrators
+    # full control), or check an existing one: not a reparse point, owned by SYSTEM or Administrators
+    # (a folder another account created first is refused). Returns $true when it was created.
+    # Docs: https://learn.microsoft.com/dotnet/api/system.io.directory.createdirectory#system-io-directory-createdirectory(system-string-system-security-accesscontrol-directorysecurity)
+    # Docs: https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.objectsecurity.setsecuritydescriptorsddlform
+    # Docs: https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.objectsecurity.getowner
     [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [AllowEmptyString()]
-        [string] $Json
-    )
+    param([Parameter(Mandatory = $true)] [string] $Path, [string] $Function = 'remote call', [string] $Sddl = 'D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)')
+    Assert-AbsolutePath -Path $Path -Function $Function
+    if ([System.IO.Directory]::Exists($Path)) {
+        if (([System.IO.File]::GetAttributes($Path) -band [System.IO.FileAttributes]::ReparsePoint) -ne 0) {
+            throw ('{0}: {1} is a reparse point (junction or symbolic link); refusing to use it' -f $Function, $Path)
+        }
+        $owner = [System.IO.Directory]::GetAccessControl($Path, [System.Security.AccessControl.AccessControlSections]::Owner).GetOwner([System.Security.Principal.SecurityIdentifier])
+        if (-not ($owner.IsWellKnown([System.Security.Principal.WellKnownSidType]::LocalSystemSid) -or
+                $owner.IsWellKnown([System.Security.Principal.WellKnownSidType]::BuiltinAdministratorsSid))) {
+            throw ('{0}: {1} is owned by {2}, not SYSTEM or Administrators; another account created it first: refusing to use it' -f $Function, $Path, $owner.Value)
+        }
+        return $false
+    }
+    if ([System.IO.File]::Exists($Path)) { throw ('{0}: {1} exists and is a file, not a folder' -f $Function, $Path) }
+    try {
+        $security = New-Object -TypeName 'System.Security.AccessControl.DirectorySecurity'
+        $security.SetSecurityDescriptorSddlForm($Sddl)
+        [void][System.IO.Directory]::CreateDirectory($Path, $security)
+    } catch {
+        throw ('{0}: cannot create {1} with a protected ACL: {2}' -f $Function, $Path, $_.Exception.Message)
+    }
+    return $true
+}
+
+function Initialize-Directory {
+    # {"path", "sddl"?} -> {"created": bool}. Creates the folder and missing parents; with "sddl", a new
+    # folder gets that protected ACL and an existing one is checked (Initialize-ProtectedFolder).
+    # Docs: https://learn.microsoft.com/dotnet/api/system.io.directory.createdirectory
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json)
     $function = 'Initialize-Directory'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
     $path = Get-CallValue -Call $call -Name 'path' -Type string -Required -Function $function
+    $sddl = Get-CallValue -Call $call -Name 'sddl' -Type string -Default '' -Function $function
     Assert-AbsolutePath -Path $path -Function $function
-    if ([System.IO.Directory]::Exists($path)) {
-        Write-CallResult -InputObject ([ordered]@{ created = $false })
-        return
-    }
-    if ([System.IO.File]::Exists($path)) {
+    if ($sddl) {
+        $created = Initialize-ProtectedFolder -Path $path -Function $function -Sddl $sddl
+    } elseif ([System.IO.Directory]::Exists($path)) {
+        $created = $false
+    } elseif ([System.IO.File]::Exists($path)) {
         throw ('{0}: {1} exists and is a file, not a folder' -f $function, $path)
+    } else {
+        try { [void][System.IO.Directory]::CreateDirectory($path) } catch { throw ('{0}: cannot create {1}: {2}' -f $function, $path, $_.Exception.Message) }
+        $created = $true
     }
-    try {
-        [void][System.IO.Directory]::CreateDirectory($path)
-    } catch {
-        throw ('{0}: cannot create {1}: {2}' -f $function, $path, $_.Exception.Message)
-    }
-    Write-CallResult -InputObject ([ordered]@{ created = $true })
+    Write-CallResult -InputObject ([ordered]@{ created = $created })
 }
 
-function ConvertTo-FlagsValue {
-    <#
-    .SYNOPSIS
-    Parse a .NET flags enum value from its names ("ReadAndExecute, Synchronize").
-    .PARAMETER Type
-    The enum type, e.g. [System.Security.AccessControl.FileSystemRights].
-    .OUTPUTS
-    The enum value. Throws naming the field and the valid names.
-    #>
+function Get-PathRuleTarget {
+    # Read a Grant/Revoke call: the existing path, its DACL, the rule's SID ("sid" when given: valid
+    # before its account exists, e.g. S-1-5-82-... of a pool; else the translated "principal") and the
+    # SID's explicit Allow rules. $null for the SID when -Lenient and "principal" does not resolve.
+    # Docs: https://learn.microsoft.com/dotnet/api/system.security.principal.ntaccount.translate
+    # Docs: https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.commonobjectsecurity.getaccessrules
     [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [type] $Type,
-        [Parameter(Mandatory = $true)]
-        [AllowEmptyString()]
-        [string] $Text,
-        [Parameter(Mandatory = $true)]
-        [string] $Field,
-        [string] $Function = 'remote call'
-    )
-    $isNumeric = $Text.Trim() -match '^[0-9-]'
+    param([Parameter(Mandatory = $true)] [psobject] $Call, [string] $Function = 'remote call', [switch] $Lenient)
+    $path = Get-CallValue -Call $Call -Name 'path' -Type string -Required -Function $Function
+    Assert-AbsolutePath -Path $path -Function $Function
+    $isDirectory = [System.IO.Directory]::Exists($path)
+    if (-not $isDirectory -and -not [System.IO.File]::Exists($path)) { throw ('{0}: {1} does not exist' -f $Function, $path) }
+    $text = Get-CallValue -Call $Call -Name 'sid' -Type string -Default '' -Function $Function
+    $principal = Get-CallValue -Call $Call -Name 'principal' -Type string -Default $text -Function $Function
     try {
-        if (-not $isNumeric -and $Text.Trim().Length -gt 0) {
-            return [System.Enum]::Parse($Type, $Text, $true)
+        if ($text) { $sid = New-Object -TypeName 'System.Security.Principal.SecurityIdentifier' -ArgumentList $text } else {
+            $sid = (New-Object -TypeName 'System.Security.Principal.NTAccount' -ArgumentList $principal).Translate([System.Security.Principal.SecurityIdentifier])
         }
     } catch {
-        # fall through to the error below
+        if ($Lenient -and -not $text) { return @{ sid = $null } }
+        throw ('{0}: "{1}" is not a SID or an account known on this host (send its "sid")' -f $Function, $principal)
     }
-    throw ('{0}: "{1}" must be {2} names separated by ", " ({3}), got "{4}"' -f $Function, $Field, $Type.Name, [string]::Join(', ', [System.Enum]::GetNames($Type)), $Text)
+    $security = Get-PathSecurity -Path $path
+    $current = @($security.GetAccessRules($true, $false, [System.Security.Principal.SecurityIdentifier]) | Where-Object -FilterScript {
+            $_.AccessControlType -eq [System.Security.AccessControl.AccessControlType]::Allow -and $_.IdentityReference -eq $sid })
+    return @{ path = $path; is_directory = $isDirectory; sid = $sid; security = $security; current = $current }
+}
+
+function Set-PathSecurity {
+    # Write back a DACL read with Get-PathSecurity.
+    # Docs: https://learn.microsoft.com/dotnet/api/system.io.directory.setaccesscontrol
+    # Docs: https://learn.microsoft.com/dotnet/api/system.io.file.setaccesscontrol
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)] [hashtable] $Target, [string] $Function = 'remote call')
+    try {
+        if ($Target.is_directory) { [System.IO.Directory]::SetAccessControl($Target.path, $Target.security) } else {
+            [System.IO.File]::SetAccessControl($Target.path, $Target.security)
+        }
+    } catch {
+        throw ('{0}: cannot write the ACL of {1}: {2}' -f $Function, $Target.path, $_.Exception.Message)
+    }
 }
 
 function Grant-PathAccess {
-    <#
-    .SYNOPSIS
-    Make the principal's EXPLICIT Allow entry on a path exactly the given rights
-    (FileSystemAccessRule + SetAccessRule, which replaces the principal's explicit Allow entries),
-    leaving every other entry (its Deny entries, other principals, inherited entries) as it is.
-    .PARAMETER Json
-    {"path", "principal", "rights": FileSystemRights names, "inheritance": InheritanceFlags names
-    (default "ContainerInherit, ObjectInherit" for a folder, "None" for a file), "propagation":
-    PropagationFlags names (default "None")}.
-    .OUTPUTS
-    One line {"changed": bool}; false when the principal already has exactly one explicit Allow
-    entry with these rights (plus the Synchronize that Windows adds), inheritance and propagation.
-    Throws when the path does not exist, the principal is unknown, or a flags name is invalid.
-    #>
+    # {"path", "principal", "sid"?, "rights", "inheritance"?, "propagation"?} -> {"changed": bool}: the
+    # SID's explicit Allow entries on the path become exactly this rule (SetAccessRule; Windows adds
+    # Synchronize); other entries stay. .NET FileSystemRights / InheritanceFlags / PropagationFlags names.
+    # Docs: https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.filesystemaccessrule.-ctor
+    # Docs: https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.objectsecurity-1.setaccessrule
     [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [AllowEmptyString()]
-        [string] $Json
-    )
+    param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json)
     $function = 'Grant-PathAccess'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
-    $path = Get-CallValue -Call $call -Name 'path' -Type string -Required -Function $function
-    $principal = Get-CallValue -Call $call -Name 'principal' -Type string -Required -Function $function
-    $rightsText = Get-CallValue -Call $call -Name 'rights' -Type string -Required -Function $function
-    Assert-AbsolutePath -Path $path -Function $function
-    $isDirectory = [System.IO.Directory]::Exists($path)
-    if (-not $isDirectory -and -not [System.IO.File]::Exists($path)) {
-        throw ('{0}: {1} does not exist' -f $function, $path)
+    $target = Get-PathRuleTarget -Call $call -Function $function
+    $inheritance = 'None'
+    if ($target.is_directory) { $inheritance = 'ContainerInherit, ObjectInherit' }
+    $values = @{}
+    $fields = [ordered]@{ rights = [System.Security.AccessControl.FileSystemRights]; inheritance = [System.Security.AccessControl.InheritanceFlags]; propagation = [System.Security.AccessControl.PropagationFlags] }
+    $defaults = @{ rights = ''; inheritance = $inheritance; propagation = 'None' }
+    foreach ($field in $fields.Keys) {
+        $text = Get-CallValue -Call $call -Name $field -Type string -Default $defaults[$field] -Required:($field -eq 'rights') -Function $function
+        try {
+            if ($text -match '^\s*[0-9-]') { throw 'numbers are not names' }
+            $values[$field] = [System.Enum]::Parse($fields[$field], $text, $true)
+        } catch {
+            throw ('{0}: "{1}" must be {2} names separated by ", ", got "{3}"' -f $function, $field, $fields[$field].Name, $text)
+        }
     }
-    $defaultInheritance = 'None'
-    if ($isDirectory) { $defaultInheritance = 'ContainerInherit, ObjectInherit' }
-    $inheritanceText = Get-CallValue -Call $call -Name 'inheritance' -Type string -Default $defaultInheritance -Function $function
-    $propagationText = Get-CallValue -Call $call -Name 'propagation' -Type string -Default 'None' -Function $function
-
-    $rights = ConvertTo-FlagsValue -Type ([System.Security.AccessControl.FileSystemRights]) -Text $rightsText -Field 'rights' -Function $function
-    $inheritance = ConvertTo-FlagsValue -Type ([System.Security.AccessControl.InheritanceFlags]) -Text $inheritanceText -Field 'inheritance' -Function $function
-    $propagation = ConvertTo-FlagsValue -Type ([System.Security.AccessControl.PropagationFlags]) -Text $propagationText -Field 'propagation' -Function $function
-    if (-not $isDirectory -and $inheritance -ne [System.Security.AccessControl.InheritanceFlags]::None) {
-        throw ('{0}: {1} is a file: "inheritance" must be "None"' -f $function, $path)
+    if (-not $target.is_directory -and $values.inheritance -ne [System.Security.AccessControl.InheritanceFlags]::None) {
+        throw ('{0}: {1} is a file: "inheritance" must be "None"' -f $function, $target.path)
     }
-    $sid = Resolve-PrincipalSid -Principal $principal -Function $function
-
-    $security = Get-PathSecurity -Path $path
-    $wanted = [System.Security.AccessControl.FileSystemRights]([int]$rights -bor [int][System.Security.AccessControl.FileSystemRights]::Synchronize)
-    $current = Get-ExplicitAllowRules -Security $security -Sid $sid
-    if ($current.Count -eq 1 -and $current[0].FileSystemRights -eq $wanted -and
-        $current[0].InheritanceFlags -eq $inheritance -and $current[0].PropagationFlags -eq $propagation) {
-        Write-CallResult -InputObject ([ordered]@{ changed = $false })
-        return
+    $current = $target.current
+    $wanted = [int]$values.rights -bor [int][System.Security.AccessControl.FileSystemRights]::Synchronize
+    $same = $current.Count -eq 1 -and [int]$current[0].FileSystemRights -eq $wanted -and
+        $current[0].InheritanceFlags -eq $values.inheritance -and $current[0].PropagationFlags -eq $values.propagation
+    if (-not $same) {
+        $rule = New-Object -TypeName 'System.Security.AccessControl.FileSystemAccessRule' -ArgumentList @($target.sid, $values.rights, $values.inheritance, $values.propagation, [System.Security.AccessControl.AccessControlType]::Allow)
+        $target.security.SetAccessRule($rule)
+        Set-PathSecurity -Target $target -Function $function
     }
-    $rule = New-Object -TypeName 'System.Security.AccessControl.FileSystemAccessRule' -ArgumentList @($sid, $rights, $inheritance, $propagation, [System.Security.AccessControl.AccessControlType]::Allow)
-    $security.SetAccessRule($rule)
-    Set-PathSecurity -Path $path -Security $security -Function $function
-    Write-CallResult -InputObject ([ordered]@{ changed = $true })
+    Write-CallResult -InputObject ([ordered]@{ changed = (-not $same) })
 }
 
 function Revoke-PathAccess {
-    <#
-    .SYNOPSIS
-    Remove the principal's EXPLICIT Allow entries from a path; its Deny entries and inherited
-    entries are untouched.
-    .DESCRIPTION
-    Uses RemoveAccessRuleAll with an Allow rule, which removes every Allow rule of that SID, rather
-    than PurgeAccessRules, which would also remove the principal's Deny entries.
-    .PARAMETER Json
-    {"path", "principal"}
-    .OUTPUTS
-    One line {"changed": bool}; false when there was no such entry, or when the principal no longer
-    resolves to an account (its entries then show a bare SID, which no name can match).
-    Throws when the path does not exist or the ACL cannot be written.
-    #>
+    # {"path", "principal", "sid"?} -> {"changed": bool}: remove the SID's explicit Allow entries
+    # (RemoveAccessRuleAll of an Allow rule; PurgeAccessRules would also drop its Deny entries).
+    # Inherited entries stay; a "principal" that no longer resolves (no "sid") changes nothing.
+    # Docs: https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.filesystemsecurity.removeaccessruleall
     [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [AllowEmptyString()]
-        [string] $Json
-    )
+    param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json)
     $function = 'Revoke-PathAccess'
-    $call = ConvertFrom-CallJson -Json $Json -Function $function
-    $path = Get-CallValue -Call $call -Name 'path' -Type string -Required -Function $function
-    $principal = Get-CallValue -Call $call -Name 'principal' -Type string -Required -Function $function
-    Assert-AbsolutePath -Path $path -Function $function
-    if (-not [System.IO.Directory]::Exists($path) -and -not [System.IO.File]::Exists($path)) {
-        throw ('{0}: {1} does not exist' -f $function, $path)
+    $target = Get-PathRuleTarget -Call (ConvertFrom-CallJson -Json $Json -Function $function) -Function $function -Lenient
+    $changed = $null -ne $target.sid -and $target.current.Count -gt 0
+    if ($changed) {
+        $target.security.RemoveAccessRuleAll((New-Object -TypeName 'System.Security.AccessControl.FileSystemAccessRule' -ArgumentList @($target.sid, [System.Security.AccessControl.FileSystemRights]::Read, [System.Security.AccessControl.AccessControlType]::Allow)))
+        Set-PathSecurity -Target $target -Function $function
     }
-    try {
-        $sid = Resolve-PrincipalSid -Principal $principal -Function $function
-    } catch {
-        Write-CallResult -InputObject ([ordered]@{ changed = $false })
-        return
-    }
-    $security = Get-PathSecurity -Path $path
-    $current = Get-ExplicitAllowRules -Security $security -Sid $sid
-    if ($current.Count -eq 0) {
-        Write-CallResult -InputObject ([ordered]@{ changed = $false })
-        return
-    }
-    $pattern = New-Object -TypeName 'System.Security.AccessControl.FileSystemAccessRule' -ArgumentList @($sid, [System.Security.AccessControl.FileSystemRights]::Read, [System.Security.AccessControl.AccessControlType]::Allow)
-    $security.RemoveAccessRuleAll($pattern)
-    Set-PathSecurity -Path $path -Security $security -Function $function
-    Write-CallResult -InputObject ([ordered]@{ changed = $true })
+    Write-CallResult -InputObject ([ordered]@{ changed = $changed })
 }

@@ -4,9 +4,16 @@
 Model (``host.state["acls"]``, keyed by the case-folded Windows path)::
 
     {"c:\\sites\\api": {"path": "C:\\sites\\api", "protected": false,
-                         "entries": [{"principal", "type", "mask", "inheritance", "propagation"}]}}
+                         "owner": "S-1-5-32-544",
+                         "entries": [{"principal", "sid", "type", "mask", "inheritance", "propagation"}]}}
 
-Only EXPLICIT entries are stored. Inherited entries are computed from the parent folder's
+Only EXPLICIT entries are stored, each with its SID (``pyinfra_iis.sddl.principal_sid``; local
+users get stable made-up SIDs), so a rule for ``IIS AppPool\\x`` can be written before the pool
+exists, as on Windows (issue 9, defect 7). ``Get-HostState`` reports each path the way the
+PowerShell module does: the DACL as SDDL (explicit entries, then inherited ones with ``ID``) and a
+map SID -> account name of the SIDs the host can translate (a pool identity only while its pool
+exists). The owner is kept for ``Initialize-Directory``'s check (default Administrators, the owner
+of what an administrator creates on Windows Server). Inherited entries are computed from the parent folder's
 entries the way NTFS propagates them: an entry with ``ContainerInherit`` reaches sub-folders,
 ``ObjectInherit`` reaches files (and sub-folders as inherit-only), ``NoPropagateInherit`` stops
 after one level, ``InheritOnly`` entries do not apply to the folder that holds them. A path
@@ -29,10 +36,12 @@ are not; CREATOR OWNER is not replaced by the creator on inheritance; no audit e
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import PureWindowsPath
 from typing import TYPE_CHECKING, Any, Iterable
 
+from ... import sddl
 from ..host import SimPathError
 from ..iis.store import load_config, pool_names
 from . import SimFunctionError, sim_function
@@ -184,20 +193,35 @@ def _key(windows_path: str) -> str:
     return path.casefold()
 
 
+def sid_of(principal: str) -> str:
+    """The SID of an account name as the simulated host knows it: well-known accounts and pool
+    identities as on Windows (:func:`pyinfra_iis.sddl.principal_sid`), other (local) accounts a
+    stable made-up ``S-1-5-21-...`` SID."""
+
+    sid = sddl.principal_sid(principal)
+    if sid is not None:
+        return sid
+    digest = hashlib.sha1(principal.split("\\")[-1].casefold().encode("utf-8")).digest()
+    return "S-1-5-21-1004336348-1177238915-682003330-" + str(1000 + int.from_bytes(digest[:2], "little"))
+
+
 def _entry(principal: str, rights: int | str, inheritance: str = "ContainerInherit, ObjectInherit",
-           propagation: str = "None", kind: str = "Allow") -> dict[str, Any]:
+           propagation: str = "None", kind: str = "Allow", sid: str | None = None) -> dict[str, Any]:
     mask = parse_rights(rights) if isinstance(rights, str) else rights
-    return {"principal": principal, "type": kind, "mask": mask, "inheritance": inheritance, "propagation": propagation}
+    return {"principal": principal, "sid": sid or sid_of(principal), "type": kind, "mask": mask,
+            "inheritance": inheritance, "propagation": propagation}
 
 
 def _defaults() -> dict[str, dict[str, Any]]:
     both = "ContainerInherit, ObjectInherit"
     admins_system = [_entry("BUILTIN\\Administrators", "FullControl"), _entry("NT AUTHORITY\\SYSTEM", "FullControl")]
     return {
+        # icacls C:\ on Windows Server: Users (OI)(CI)(RX), (CI)(AD), (CI)(IO)(WD) - no Synchronize
+        # on the last two, hence LC and DC in the SDDL (tests/test_sddl.py cites a sample).
         "C:\\": {"protected": False, "entries": [
             *admins_system,
             _entry("BUILTIN\\Users", "ReadAndExecute, Synchronize"),
-            _entry("BUILTIN\\Users", "AppendData, Synchronize", "ContainerInherit"),
+            _entry("BUILTIN\\Users", "AppendData", "ContainerInherit"),
             _entry("BUILTIN\\Users", "WriteData", "ContainerInherit", "InheritOnly"),
             _entry("CREATOR OWNER", GENERIC_ALL, both, "InheritOnly"),
         ]},
@@ -231,6 +255,12 @@ def iis_default_acls() -> dict[str, dict[str, Any]]:
     }
 
 
+def _with_sids(entries: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries of a state saved before SIDs were kept get theirs (read compatibility)."""
+
+    return [e if "sid" in e else {**e, "sid": sid_of(e["principal"])} for e in entries]
+
+
 def acl_store(host: "SimHost") -> dict[str, Any]:
     """Return ``host.state["acls"]``, seeding the fresh-host defaults once. Call under the lock."""
 
@@ -239,16 +269,31 @@ def acl_store(host: "SimHost") -> dict[str, Any]:
         for path, acl in _defaults().items():
             acls.setdefault(_key(path), {"path": path, **acl})
         host.state["acls_seeded"] = True
+    for acl in acls.values():
+        acl["entries"] = _with_sids(acl["entries"])
     return acls
 
 
 def add_explicit_acls(host: "SimHost", acls: dict[str, dict[str, Any]]) -> None:
-    """Install explicit ACLs (``{windows_path: {"protected", "entries"}}``), replacing any
-    stored for those paths (used by IIS setup). Call under the lock."""
+    """Install explicit ACLs (``{windows_path: {"protected", "entries", "owner"?}}``), replacing
+    any stored for those paths (used by IIS setup and the certificate store). Call under the lock."""
 
     store = acl_store(host)
     for path, acl in acls.items():
         store[_key(path)] = {"path": path, **acl}
+
+
+def set_owner(host: "SimHost", windows_path: str, principal: str) -> None:
+    """Make ``principal`` the owner of a path (tests: a folder another user created first)."""
+
+    with host.lock:
+        acl = acl_store(host).setdefault(_key(windows_path), {"path": windows_path, "protected": False, "entries": []})
+        acl["owner"] = sid_of(principal)
+        host.save()
+
+
+def _owner(host: "SimHost", windows_path: str) -> str:
+    return (acl_store(host).get(_key(windows_path)) or {}).get("owner") or sddl.ADMINISTRATORS
 
 
 def _explicit(host: "SimHost", windows_path: str) -> dict[str, Any] | None:
@@ -262,6 +307,12 @@ def _inherit(parent_entries: Iterable[dict[str, Any]], is_directory: bool) -> li
         container = "ContainerInherit" in inheritance
         objects = "ObjectInherit" in inheritance
         no_propagate = "NoPropagateInherit" in propagation
+        if entry.get("sid") == "S-1-3-0":
+            # CREATOR OWNER: Windows puts the owner's own entry on the child and keeps the
+            # CREATOR OWNER entry inherit-only on folders, (A;OICIIOID;GA;;;CO) (tests/test_sddl.py).
+            if is_directory and (container or objects) and not no_propagate:
+                result.append({**entry, "propagation": "InheritOnly", "inherited": True})
+            continue
         if is_directory and container:
             new = ("None", "None") if no_propagate else (inheritance, "None")
         elif is_directory and objects and not no_propagate:
@@ -288,28 +339,53 @@ def effective_entries(host: "SimHost", windows_path: str, is_directory: bool = T
     return protected, entries
 
 
+_FLAG_CODES = {"ContainerInherit": "CI", "ObjectInherit": "OI", "NoPropagateInherit": "NP", "InheritOnly": "IO"}
+
+
+def _pool_names(host: "SimHost") -> dict[str, str]:
+    """Configured application pools, case-folded name -> name (none until IIS is installed)."""
+
+    if "Web-Server" not in host.state.get("features", {}):
+        return {}
+    config = load_config(host)
+    return {name.casefold(): name for name in (pool_names(config) if config is not None else [])}
+
+
+def render_acl(host: "SimHost", windows_path: str, is_directory: bool) -> tuple[str, dict[str, str]]:
+    """Return ``(sddl, sids)`` of a path as ``GetSecurityDescriptorSddlForm(Access)`` and the
+    module's SID translation report it: a pool identity only while its pool exists. Call under
+    the lock."""
+
+    protected, entries = effective_entries(host, windows_path, is_directory)
+    aces, names, pools = [], {}, None
+    for e in entries:
+        flags = [_FLAG_CODES[f.strip()] for f in f"{e['inheritance']}, {e['propagation']}".split(",") if f.strip() in _FLAG_CODES]
+        if e.get("inherited"):
+            flags.append("ID")
+        aces.append(sddl.render_ace(e["type"], flags, e["mask"], e["sid"]))
+        name = e["principal"]
+        if name.casefold().startswith(APPPOOL_PREFIX.casefold()):
+            pools = _pool_names(host) if pools is None else pools
+            pool = pools.get(name.split("\\", 1)[1].casefold())
+            name = APPPOOL_PREFIX + pool if pool else None
+        if name is not None:
+            names[e["sid"]] = name
+    return "D:" + ("PAI" if protected else "AI") + "".join(aces), names
+
+
 def describe_acl(host: "SimHost", windows_path: str) -> dict[str, Any]:
-    """Return the contract's ACL object for ``windows_path`` (``{"exists": false}`` when absent)."""
+    """Return the contract's raw ACL report for ``windows_path`` (``{"exists": false}`` when absent)."""
 
     try:
         local = host.path(windows_path)
     except SimPathError as exc:
         raise SimFunctionError(str(exc)) from None
-    if not local.exists():
+    if not local.exists() and not local.is_symlink():
         return {"exists": False}
     is_directory = local.is_dir()
     with host.lock:
-        protected, entries = effective_entries(host, windows_path, is_directory)
-    return {
-        "exists": True,
-        "is_directory": is_directory,
-        "inheritance_protected": protected,
-        "entries": [
-            {"principal": e["principal"], "type": e["type"], "rights": format_rights(e["mask"]),
-             "inherited": e["inherited"], "inheritance": e["inheritance"], "propagation": e["propagation"]}
-            for e in entries
-        ],
-    }
+        text, names = render_acl(host, windows_path, is_directory)
+    return {"exists": True, "is_directory": is_directory, "is_reparse_point": local.is_symlink(), "sddl": text, "sids": names}
 
 
 def can_read(host: "SimHost", principal: str, windows_path: str) -> bool:
@@ -348,42 +424,116 @@ def _path_arg(host: "SimHost", payload: dict[str, Any]) -> tuple[str, Any]:
         raise SimFunctionError(str(exc)) from None
 
 
+def _entries_of_sddl(host: "SimHost", text: str) -> tuple[bool, list[dict[str, Any]]]:
+    """The sim's explicit entries for an SDDL a caller gives (``Initialize-Directory``)."""
+
+    try:
+        descriptor = sddl.parse_sddl(text)
+    except sddl.SddlError as exc:
+        raise SimFunctionError(f"The SDDL form of a security descriptor object is invalid: {exc}") from None
+    entries = []
+    for ace in descriptor.dacl:
+        flags = ace.flags
+        inheritance = ", ".join(n for c, n in (("CI", "ContainerInherit"), ("OI", "ObjectInherit")) if c in flags) or "None"
+        propagation = ", ".join(n for c, n in (("NP", "NoPropagateInherit"), ("IO", "InheritOnly")) if c in flags) or "None"
+        entries.append(_entry(sddl.account_name(ace.sid), ace.mask, inheritance, propagation, ace.type, sid=ace.sid))
+    return descriptor.protected, entries
+
+
+def check_folder_owner(host: "SimHost", windows_path: str, local: Any, function: str) -> None:
+    """Refuse a reparse point, or a folder owned by anyone but SYSTEM or Administrators (the
+    PowerShell module's ``Initialize-ProtectedFolder`` checks)."""
+
+    if local.is_symlink():
+        raise SimFunctionError(f"{function}: {windows_path} is a reparse point (junction or symbolic link); refusing to use it")
+    with host.lock:
+        owner = _owner(host, windows_path)
+    if owner not in (sddl.SYSTEM, sddl.ADMINISTRATORS):
+        raise SimFunctionError(f"{function}: {windows_path} is owned by {sddl.account_name(owner)} ({owner}), not SYSTEM or "
+                               "Administrators; another account created it first: refusing to use it")
+
+
 @sim_function("Initialize-Directory")
 def initialize_directory(host: "SimHost", payload: dict[str, Any]) -> str:
-    """``{"path"}`` → ``{"created": bool}``; creates missing parents. Fails when a file is there."""
+    """``{"path", "sddl"?}`` → ``{"created": bool}``; creates missing parents. With ``sddl``, a
+    new folder gets it as its (protected) ACL, and an existing one must not be a reparse point
+    and must be owned by SYSTEM or Administrators. Fails when a file is there."""
 
     path, local = _path_arg(host, payload)
+    text = payload.get("sddl")
+    if text is not None and not isinstance(text, str):
+        raise SimFunctionError("Initialize-Directory: 'sddl' must be a string")
     if local.exists() and not local.is_dir():
         raise SimFunctionError(f"Cannot create directory '{path}': a file with that name already exists")
-    created = not local.exists()
+    created = not local.exists() and not local.is_symlink()
+    if not created and text:
+        check_folder_owner(host, path, local, "Initialize-Directory")
+        return json.dumps({"created": False})
+    if created and text:
+        protected, entries = _entries_of_sddl(host, text)
     local.mkdir(parents=True, exist_ok=True)
+    if created and text:
+        with host.lock:
+            add_explicit_acls(host, {path: {"protected": protected, "entries": entries, "owner": sddl.ADMINISTRATORS}})
+            host.save()
     return json.dumps({"created": created})
+
+
+def _rule_sid(host: "SimHost", payload: dict[str, Any], strict: bool = True) -> tuple[str, str]:
+    """``(principal name, SID)`` of a rule: the given ``sid`` (written even when no account
+    name translates to it yet, as Windows does) or the translated ``principal``."""
+
+    sid = payload.get("sid")
+    principal = payload.get("principal")
+    if sid is not None:
+        if not isinstance(sid, str) or not sddl._SID_RE.match(sid):
+            raise SimFunctionError(f"'sid' must be a SID string (S-1-...), not {sid!r}")
+        name = principal if isinstance(principal, str) and principal.strip() else sid
+        if name.casefold().startswith("iis apppool\\"):
+            name = APPPOOL_PREFIX + name.split("\\", 1)[1]
+        else:
+            try:
+                name = canonical_principal(host, name)
+            except SimFunctionError:
+                name = sddl.account_name(sid) if name == sid else name
+        return name, sid
+    if not strict:
+        if not isinstance(principal, str) or not principal.strip():
+            raise SimFunctionError("'principal' must be an account name")
+        try:
+            principal = canonical_principal(host, principal)
+        except SimFunctionError:
+            pass  # an account that no longer resolves can still be purged by name
+        return principal, sid_of(principal)
+    name = canonical_principal(host, principal or "")
+    return name, sid_of(name)
 
 
 @sim_function("Grant-PathAccess")
 def grant_path_access(host: "SimHost", payload: dict[str, Any]) -> str:
-    """``{"path","principal","rights","inheritance","propagation"}`` → ``{"changed": bool}``.
+    """``{"path","principal"|"sid","rights","inheritance","propagation"}`` → ``{"changed": bool}``.
 
-    Makes the principal's explicit Allow entries on the path exactly this one rule (.NET
-    ``SetAccessRule``). Errors: missing path, unknown principal, unknown right or flag.
+    Makes the SID's explicit Allow entries on the path exactly this one rule (.NET
+    ``SetAccessRule``). Errors: missing path, unknown principal (without ``sid``), unknown
+    right or flag.
     """
 
     path, local = _path_arg(host, payload)
     if not local.exists():
         raise SimFunctionError(f"Cannot find path '{path}' because it does not exist.")
-    principal = canonical_principal(host, payload.get("principal", ""))
+    principal, sid = _rule_sid(host, payload)
     mask = parse_rights(payload.get("rights", "")) | SYNCHRONIZE
     default_inheritance = "ContainerInherit, ObjectInherit" if local.is_dir() else "None"
     inheritance = _parse_flags(payload.get("inheritance", default_inheritance), INHERITANCE_FLAGS, "inheritance")
     if not local.is_dir() and inheritance != "None":
         raise SimFunctionError(f"No flags can be set: inheritance flags apply to folders, '{path}' is a file")
     propagation = _parse_flags(payload.get("propagation"), PROPAGATION_FLAGS, "propagation")
-    new = _entry(principal, mask, inheritance, propagation)
+    new = _entry(principal, mask, inheritance, propagation, sid=sid)
     with host.lock:
         store = acl_store(host)
         acl = store.setdefault(_key(path), {"path": path, "protected": False, "entries": []})
-        mine = [e for e in acl["entries"] if e["type"] == "Allow" and e["principal"].casefold() == principal.casefold()]
-        if mine == [new]:
+        mine = [e for e in acl["entries"] if e["type"] == "Allow" and e["sid"] == sid]
+        if len(mine) == 1 and {k: mine[0][k] for k in ("mask", "inheritance", "propagation")} == {k: new[k] for k in ("mask", "inheritance", "propagation")}:
             return json.dumps({"changed": False})
         others = [e for e in acl["entries"] if e not in mine]
         position = next((i for i, e in enumerate(acl["entries"]) if e in mine), len(others))
@@ -395,24 +545,18 @@ def grant_path_access(host: "SimHost", payload: dict[str, Any]) -> str:
 
 @sim_function("Revoke-PathAccess")
 def revoke_path_access(host: "SimHost", payload: dict[str, Any]) -> str:
-    """``{"path","principal"}`` → ``{"changed": bool}``: removes the principal's explicit Allow
-    entries (.NET ``PurgeAccessRule`` of Allow rules); inherited entries stay."""
+    """``{"path","principal"|"sid"}`` → ``{"changed": bool}``: removes the SID's explicit Allow
+    entries (.NET ``RemoveAccessRuleAll`` of an Allow rule); inherited entries stay."""
 
     path, local = _path_arg(host, payload)
     if not local.exists():
         raise SimFunctionError(f"Cannot find path '{path}' because it does not exist.")
-    principal = payload.get("principal")
-    if not isinstance(principal, str) or not principal.strip():
-        raise SimFunctionError("'principal' must be an account name")
-    try:
-        principal = canonical_principal(host, principal)
-    except SimFunctionError:
-        pass  # an account that no longer resolves can still be purged by name
+    principal, sid = _rule_sid(host, payload, strict=False)
     with host.lock:
         acl = acl_store(host).get(_key(path))
         if acl is None:
             return json.dumps({"changed": False})
-        kept = [e for e in acl["entries"] if not (e["type"] == "Allow" and e["principal"].casefold() == principal.casefold())]
+        kept = [e for e in acl["entries"] if not (e["type"] == "Allow" and (e["sid"] == sid or e["principal"].casefold() == principal.casefold()))]
         if len(kept) == len(acl["entries"]):
             return json.dumps({"changed": False})
         acl["entries"] = kept

@@ -1,22 +1,27 @@
-"""Certificates of the simulated host: ``Import-IisCertificate`` and
-``Grant-CertificateKeyAccess`` over ``Cert:\\LocalMachine\\My`` and ``...\\WebHosting``.
+"""Certificates of the simulated host: ``Import-IisCertificate`` over ``Cert:\\LocalMachine``.
 
-Store model (``host.state["certificates"]``, keyed ``"<store>/<THUMBPRINT>"``): thumbprint
-(SHA-1 of the DER certificate, upper-case hex, as Windows shows it), subject (RDNs most
-specific first, ``", "``-separated, like ``X509Certificate2.Subject``), SAN DNS names, validity
-(UTC, ISO 8601 with ``Z``), whether a private key came with it, the exportable flag, the key
-file and the principals with read on it (``key_readers``: SYSTEM and Administrators, as for
-every machine key, plus those granted with ``Grant-CertificateKeyAccess``; sorted ordinally,
-spelled as Windows prints them, like the PowerShell module).
+Store model (``host.state["certificates"]``, keyed ``"<store>/<THUMBPRINT>"``): the DER
+(``der``, base64, what ``Get-HostState`` reports, as the PowerShell module reports
+``X509Certificate2.RawData``), thumbprint (SHA-1 of the DER, upper hex), subject, whether a
+private key came with it, the exportable flag and the key file. The host parses nothing for the
+fact: ``facts/certificate_state.py`` does (thumbprint, subject, SAN, validity, key readers).
+
+A PFX arrives as bytes inside the call (``"pfx"``, base64, a ``protocol.Secret``), never as a
+file (issue 9, "PFX on disk"); leftovers of the old upload folder are swept on every import. The
+leaf (the certificate with the private key) goes into the asked store, every other certificate of
+the PFX into ``CA`` (intermediates: defect 6), never into ``Root``.
 
 The private key is kept (PEM, unencrypted: a test double) at
-``C:\\ProgramData\\Microsoft\\Crypto\\Keys\\<container>``, where CNG keeps machine keys, so
-that other parts of the simulator can terminate TLS with it. The PFX password is used only
-to open the PFX: it is never stored, logged or put into an error message.
+``C:\\ProgramData\\Microsoft\\Crypto\\Keys\\<container>``, where CNG keeps machine keys, with the
+ACL Windows gives an imported machine key (SYSTEM and Administrators, protected), held in the
+simulated ACL store like any file's, so access is granted with ``Grant-PathAccess`` on that path.
+The PFX password is used only to open the PFX: never stored, logged or put into an error.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -27,17 +32,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from ..host import SimPathError
+from ... import sddl
 from . import SimFunctionError, sim_function
-from .acl import canonical_principal
+from .acl import _entry, add_explicit_acls, render_acl
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..host import SimHost
 
-#: Stores the functions accept (LocalMachine), in reporting order.
+#: Stores the import accepts (LocalMachine), in reporting order; ``CA`` receives chains.
 STORES = ("My", "WebHosting")
+CHAIN_STORE = "CA"
 KEY_FOLDER = "C:\\ProgramData\\Microsoft\\Crypto\\Keys"
-DEFAULT_KEY_READERS = ("BUILTIN\\Administrators", "NT AUTHORITY\\SYSTEM")
+#: Where the old module uploaded PFX files; swept on every import.
+LEGACY_UPLOAD_DIR = "C:\\ProgramData\\pyinfra-iis\\certs"
+#: Largest PFX accepted (bytes): its base64 must fit the WinRM envelope (500 KB by default).
+MAX_PFX_BYTES = 300 * 1024
 _WRONG_PASSWORD = "The specified network password is not correct. (Exception from HRESULT: 0x80070056)"
 
 
@@ -49,20 +58,8 @@ def _store(payload: dict[str, Any]) -> str:
     return match
 
 
-def _iso(moment) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _subject(cert: x509.Certificate) -> str:
     return ", ".join(rdn.rfc4514_string() for rdn in reversed(cert.subject.rdns))
-
-
-def _dns_names(cert: x509.Certificate) -> list[str]:
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return san.get_values_for_type(x509.DNSName)
 
 
 def certificate_store(host: "SimHost") -> dict[str, Any]:
@@ -78,15 +75,22 @@ def find_certificate(host: "SimHost", store: str, thumbprint: str) -> dict[str, 
 
 
 def describe_certificates(host: "SimHost", stores: Iterable[str]) -> list[dict[str, Any]]:
-    """Return the contract's certificate objects for the given stores (unknown stores: none)."""
+    """Return the contract's raw certificate objects for the given stores (unknown stores: none):
+    ``{"store", "der", "has_private_key", "key_path", "key_sddl", "key_sids"}``."""
 
-    wanted = [s.casefold() for s in stores]
+    order = [s.casefold() for s in stores]
     result = []
-    for record in certificate_store(host).values():
-        if record["store"].casefold() in wanted:
-            result.append({key: record[key] for key in (
-                "store", "thumbprint", "subject", "dns_names", "not_before", "not_after", "has_private_key", "key_readers")})
-    return sorted(result, key=lambda r: (STORES.index(r["store"]), r["thumbprint"]))
+    with host.lock:
+        for record in certificate_store(host).values():
+            if record["store"].casefold() not in order:
+                continue
+            der = record.get("der") or base64.b64encode(
+                x509.load_pem_x509_certificate(record["certificate_pem"].encode("ascii")).public_bytes(serialization.Encoding.DER)).decode("ascii")
+            key = record.get("key_file") if record.get("has_private_key") else None
+            key_sddl, key_sids = render_acl(host, key, False) if key else (None, {})
+            result.append({"store": record["store"], "der": der, "has_private_key": bool(record.get("has_private_key")),
+                           "key_path": key, "key_sddl": key_sddl, "key_sids": key_sids})
+    return sorted(result, key=lambda r: (order.index(r["store"].casefold()), hashlib.sha1(base64.b64decode(r["der"])).hexdigest()))
 
 
 def _load_pfx(data: bytes, password: str):
@@ -95,121 +99,92 @@ def _load_pfx(data: bytes, password: str):
     except (ValueError, TypeError):
         # cryptography says "Invalid password or PKCS12 data"; Windows says this. Neither
         # message contains the password.
-        raise SimFunctionError(f"Cannot import the PFX: {_WRONG_PASSWORD}") from None
+        raise SimFunctionError(f"Import-IisCertificate: cannot import the PFX: {_WRONG_PASSWORD}") from None
+
+
+def _sweep_uploads(host: "SimHost") -> None:
+    """Delete PFX files the old module may have left in its upload folder."""
+
+    folder = host.path(LEGACY_UPLOAD_DIR)
+    if folder.is_dir():
+        for leftover in folder.glob("*.pfx"):
+            leftover.unlink(missing_ok=True)
+
+
+def _pfx_bytes(payload: dict[str, Any]) -> bytes:
+    text = payload.get("pfx")
+    if not isinstance(text, str) or not text:
+        raise SimFunctionError("Import-IisCertificate: 'pfx' must be the PFX as base64")
+    if len(text) > (MAX_PFX_BYTES * 4) // 3 + 4:
+        raise SimFunctionError(f"Import-IisCertificate: the PFX is larger than {MAX_PFX_BYTES // 1024} KB")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise SimFunctionError("Import-IisCertificate: 'pfx' is not valid base64") from None
 
 
 @sim_function("Import-IisCertificate")
 def import_iis_certificate(host: "SimHost", payload: dict[str, Any]) -> str:
-    """``{"path","password","store","exportable","thumbprint"?}`` → ``{"thumbprint","subject","store","imported"}``.
+    """``{"pfx","password","store","exportable"?,"thumbprint"}`` → ``{"thumbprint","subject","store","imported","chain"}``.
 
-    The PFX file is deleted after the call, success or not. ``imported`` is false when the
-    store already holds that thumbprint; with the optional ``thumbprint`` (the PFX's, computed
-    by the controller) already in the store the file is not needed, so a call re-sent after a
-    lost reply (the file is gone by then) answers ``imported: false`` (steps are idempotent;
-    found by tests/test_fault_matrix.py). Errors: missing file, wrong password or not a PFX,
-    no certificate in the PFX, unknown store, a thumbprint that is not 40 hex digits.
+    ``thumbprint`` (the leaf's, computed by the controller) is required: it says whether the
+    leaf is already there before the PFX is opened, so a re-sent call persists no second key.
+    The leaf goes into ``store`` when missing (``imported``), every other certificate into ``CA``
+    when missing (``chain``: the thumbprints added). Errors: not base64, too large, wrong password
+    or not a PFX, no certificate with a private key, a leaf other than ``thumbprint``, unknown
+    store; none contains the password or the bytes. Leftover PFX files of the old upload folder
+    are deleted, success or not.
     """
 
-    path = payload.get("path")
-    if not isinstance(path, str):
-        raise SimFunctionError("'path' must be a Windows path string")
-    try:
-        local = host.path(path)
-    except SimPathError as exc:
-        raise SimFunctionError(str(exc)) from None
     try:
         store = _store(payload)
-        known = _already_imported(host, store, payload.get("thumbprint"))
-        if known is not None:
-            return known
-        if not local.is_file():
-            raise SimFunctionError(f"Cannot find path '{path}' because it does not exist.")
+        expected = payload.get("thumbprint")
+        if not isinstance(expected, str) or not re.fullmatch(r"[0-9A-Fa-f]{40}", expected):
+            raise SimFunctionError('Import-IisCertificate: "thumbprint" must be 40 hex digits')
+        data = _pfx_bytes(payload)
         password = payload.get("password") or ""
         if not isinstance(password, str):
-            raise SimFunctionError("'password' must be a string")
-        key, cert, others = _load_pfx(local.read_bytes(), password)
-        if cert is None and others:
-            cert = others[0]  # a PFX without a key: its certificate comes back as an "additional" one
-        if cert is None:
-            raise SimFunctionError(f"Cannot import '{path}': the PFX holds no certificate")
-        return _import(host, store, key, cert, bool(payload.get("exportable", False)))
+            raise SimFunctionError("Import-IisCertificate: 'password' must be a string")
+        key, cert, others = _load_pfx(data, password)
+        if cert is None or key is None:
+            raise SimFunctionError("Import-IisCertificate: the PFX holds no certificate with a private key")
+        leaf = _record(store, cert, None, False)["thumbprint"]
+        if leaf != expected.upper():
+            raise SimFunctionError(f"Import-IisCertificate: the PFX holds {leaf}, not {expected.upper()}")
+        return _import(host, store, key, cert, list(others or []), bool(payload.get("exportable", False)))
     finally:
-        try:
-            local.unlink(missing_ok=True)
-        except OSError:
-            pass
+        _sweep_uploads(host)
 
 
-def _already_imported(host: "SimHost", store: str, thumbprint: Any) -> str | None:
-    """The call's answer when ``thumbprint`` (optional, from the payload) is already in
-    ``store``: ``imported: false`` without reading the PFX; None otherwise.
+def _record(store: str, cert: x509.Certificate, key_file: str | None, exportable: bool) -> dict[str, Any]:
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return {"store": store, "thumbprint": hashlib.sha1(der).hexdigest().upper(), "subject": _subject(cert),
+            "der": base64.b64encode(der).decode("ascii"), "has_private_key": key_file is not None,
+            "exportable": exportable, "key_file": key_file,
+            "certificate_pem": cert.public_bytes(serialization.Encoding.PEM).decode("ascii")}
 
-    Raises:
-        SimFunctionError: ``thumbprint`` is given but not 40 hex digits.
-    """
 
-    if thumbprint is None:
-        return None
-    if not isinstance(thumbprint, str) or not re.fullmatch(r"[0-9A-Fa-f]{40}", thumbprint):
-        raise SimFunctionError("Import-IisCertificate: thumbprint must be 40 hex digits")
+def _import(host: "SimHost", store: str, key, cert: x509.Certificate, chain: list[x509.Certificate], exportable: bool) -> str:
+    leaf = _record(store, cert, None, exportable)
+    thumbprint = leaf["thumbprint"]
     with host.lock:
-        record = find_certificate(host, store, thumbprint)
-        if record is None:
-            return None
-        return json.dumps({"thumbprint": record["thumbprint"], "subject": record["subject"], "store": store,
-                           "imported": False})
-
-
-def _import(host: "SimHost", store: str, key, cert: x509.Certificate, exportable: bool) -> str:
-    thumbprint = hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper()
-    subject = _subject(cert)
-    with host.lock:
+        added = []
+        for other in chain:
+            record = _record(CHAIN_STORE, other, None, False)
+            if find_certificate(host, CHAIN_STORE, record["thumbprint"]) is None:
+                certificate_store(host)[f"{CHAIN_STORE}/{record['thumbprint']}"] = record
+                added.append(record["thumbprint"])
         if find_certificate(host, store, thumbprint) is not None:
-            return json.dumps({"thumbprint": thumbprint, "subject": subject, "store": store, "imported": False})
-        key_file = None
-        if key is not None:
-            key_file = f"{KEY_FOLDER}\\{uuid.uuid4().hex}"
-            local_key = host.path(key_file)
-            local_key.parent.mkdir(parents=True, exist_ok=True)
-            local_key.write_bytes(key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-        certificate_store(host)[f"{store}/{thumbprint}"] = {
-            "store": store,
-            "thumbprint": thumbprint,
-            "subject": subject,
-            "dns_names": _dns_names(cert),
-            "not_before": _iso(cert.not_valid_before_utc),
-            "not_after": _iso(cert.not_valid_after_utc),
-            "has_private_key": key is not None,
-            "exportable": exportable,
-            "key_file": key_file,
-            "key_readers": sorted(DEFAULT_KEY_READERS) if key is not None else [],
-            "certificate_pem": cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-        }
+            host.save()
+            return json.dumps({"thumbprint": thumbprint, "subject": leaf["subject"], "store": store, "imported": False, "chain": added})
+        key_file = f"{KEY_FOLDER}\\{uuid.uuid4().hex}"
+        local_key = host.path(key_file)
+        local_key.parent.mkdir(parents=True, exist_ok=True)
+        local_key.write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        # The ACL Windows gives a machine key it persists: SYSTEM and Administrators only.
+        add_explicit_acls(host, {key_file: {"protected": True, "owner": sddl.ADMINISTRATORS, "entries": [
+            _entry("NT AUTHORITY\\SYSTEM", "FullControl", "None"), _entry("BUILTIN\\Administrators", "FullControl", "None")]}})
+        certificate_store(host)[f"{store}/{thumbprint}"] = {**leaf, "has_private_key": True, "key_file": key_file}
         host.save()
-    return json.dumps({"thumbprint": thumbprint, "subject": subject, "store": store, "imported": True})
-
-
-@sim_function("Grant-CertificateKeyAccess")
-def grant_certificate_key_access(host: "SimHost", payload: dict[str, Any]) -> str:
-    """``{"thumbprint","store","principal"}`` → ``{"changed": bool}``: Read on the private key.
-
-    Errors: certificate absent, certificate without private key, unknown principal.
-    """
-
-    thumbprint = payload.get("thumbprint")
-    if not isinstance(thumbprint, str) or not thumbprint:
-        raise SimFunctionError("'thumbprint' must be the certificate's SHA-1 thumbprint")
-    store = _store(payload)
-    principal = canonical_principal(host, payload.get("principal", ""))
-    with host.lock:
-        record = find_certificate(host, store, thumbprint)
-        if record is None:
-            raise SimFunctionError(f"Certificate {thumbprint.upper()} was not found in Cert:\\LocalMachine\\{store}")
-        if not record["has_private_key"]:
-            raise SimFunctionError(f"Certificate {record['thumbprint']} in {store} has no private key")
-        if any(p.casefold() == principal.casefold() for p in record["key_readers"]):
-            return json.dumps({"changed": False})
-        record["key_readers"] = sorted([*record["key_readers"], principal])
-        host.save()
-    return json.dumps({"changed": True})
+    return json.dumps({"thumbprint": thumbprint, "subject": leaf["subject"], "store": store, "imported": True, "chain": added})
