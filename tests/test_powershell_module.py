@@ -328,3 +328,31 @@ def test_blanking_keeps_here_strings_requires_and_comments_after_code():
         "$text = @'", "# not a comment: inside a here-string", "<# neither", "'@",
         "$x = 1  # kept: after code", "<# a #> $y = 2",
     ]
+
+
+# --- Size: what runs only on Windows stays small enough to review line by line ---------------------------
+
+#: The most lines of PowerShell the project may hold (every ``.ps1``, comments included): half of the
+#: 5,267 lines the remote layer had when its logic still lived on the host.
+MAX_POWERSHELL_LINES = 2600
+
+#: The most lines one function of the module may have.
+MAX_FUNCTION_LINES = 80
+
+
+def test_powershell_stays_small():
+    total = sum(len((REMOTE / name).read_text(encoding="utf-8").splitlines()) for name in PS_FILES)
+    assert total <= MAX_POWERSHELL_LINES, total
+    from support.powershell import parse
+
+    long = {}
+    for name in PS_FILES:
+        stack = [parse((REMOTE / name).read_text(encoding="utf-8")).root_node]
+        while stack:
+            node = stack.pop()
+            if node.type == "function_statement":
+                lines = node.end_point.row - node.start_point.row + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long[f"{name}:{node.start_point.row + 1}"] = lines
+            stack.extend(node.children)
+    assert long == {}

@@ -24,7 +24,7 @@ def host(tmp_path):
 
 
 def acl(host, path):
-    return convert_path(run(host, "Get-HostState", {"acl_paths": [path]})["acls"][path])
+    return convert_path(run(host, "Get-HostState", {"acl_paths": [path]}, raw=True)["acls"][path])
 
 
 def test_rights_print_like_dotnet():
@@ -100,7 +100,7 @@ def test_can_read_follows_the_model(host):
 def test_raw_report_is_sddl_with_a_sid_map(host):
     run(host, "Initialize-Directory", {"path": "C:\\sites\\api"})
     run(host, "Grant-PathAccess", {"path": "C:\\sites\\api", "principal": APP, "rights": "ReadAndExecute"})
-    raw = run(host, "Get-HostState", {"acl_paths": ["C:\\sites\\api"]})["acls"]["C:\\sites\\api"]
+    raw = run(host, "Get-HostState", {"acl_paths": ["C:\\sites\\api"]}, raw=True)["acls"]["C:\\sites\\api"]
     assert set(raw) == {"exists", "is_directory", "is_reparse_point", "sddl", "sids"}
     # As GetSecurityDescriptorSddlForm(Access) writes it: C:\'s defaults inherited (ID), aliases for well-known SIDs.
     assert raw["sddl"].startswith(f"D:AI(A;OICI;0x1200a9;;;{APP_SID})(A;OICIID;FA;;;BA)(A;OICIID;FA;;;SY)(A;OICIID;0x1200a9;;;BU)")

@@ -70,7 +70,7 @@ def payload(data: bytes, **extra):
 
 
 def certificates(host, stores=("My", "WebHosting")):
-    return convert(run(host, "Get-HostState", {"cert_stores": list(stores)}))["certificates"]
+    return convert(run(host, "Get-HostState", {"cert_stores": list(stores)}, raw=True))["certificates"]
 
 
 def test_import_from_bytes_reports_raw_der_parsed_by_the_fact(host):

@@ -15,15 +15,16 @@ from pyinfra_iis.sim.host import SimHost
 DIGEST_KEY = digest_key_argument()
 
 
-def run(host: SimHost, name: str, payload: dict[str, Any]) -> Any:
+def run(host: SimHost, name: str, payload: dict[str, Any], *, raw: bool = False) -> Any:
     """Call the module function ``name`` with ``payload`` on ``host``; its JSON result.
     ``Get-HostState`` gets :data:`DIGEST_KEY` unless the payload has a ``digest_key``, and its
-    raw answer is converted as the fact does (``facts.host_state.convert_host_state``)."""
+    answer is converted as the fact does (``facts.host_state.convert_host_state``) unless ``raw``."""
 
     if name == "Get-HostState":
         from pyinfra_iis.facts.host_state import convert_host_state
 
-        return convert_host_state(json.loads(call(host, name, {"digest_key": DIGEST_KEY, **payload}, {})))
+        answer = json.loads(call(host, name, {"digest_key": DIGEST_KEY, **payload}, {}))
+        return answer if raw else convert_host_state(answer)
     return json.loads(call(host, name, payload, {}))
 
 

@@ -60,9 +60,12 @@ function Get-CertificateState {
                     has_private_key = [bool]$certificate.HasPrivateKey; key_path = $null; key_sddl = $null; key_sids = [ordered]@{} }
                 $entry.key_path = Get-CertificateKeyPath -Certificate $certificate
                 if ($null -ne $entry.key_path) {
-                    $report = Get-PathAclReport -Path $entry.key_path -Function $Function
-                    $entry.key_sddl = $report.sddl
-                    $entry.key_sids = $report.sids
+                    # An unreadable key file of another product must not fail the whole fact.
+                    try {
+                        $report = Get-PathAclReport -Path $entry.key_path -Function $Function
+                        $entry.key_sddl = $report.sddl
+                        $entry.key_sids = $report.sids
+                    } catch { $entry['key_error'] = $_.Exception.Message }
                 }
                 [void]$certificates.Add($entry)
             }
@@ -123,7 +126,8 @@ function Import-IisCertificate {
             throw ('{0}: certificate store LocalMachine\{1} or LocalMachine\CA does not exist' -f $function, $storeName)
         }
         try {
-            $known = $store.Certificates.Find($byThumbprint, $expected, $false).Count -gt 0
+            # A copy without its private key (a .cer import, a deleted key file) is not "known": it is imported again.
+            $known = @($store.Certificates.Find($byThumbprint, $expected, $false) | Where-Object -FilterScript { $_.HasPrivateKey }).Count -gt 0
             $flags = [System.Security.Cryptography.X509Certificates.X509KeyStorageFlags]::MachineKeySet
             if (-not $known) { $flags = $flags -bor [System.Security.Cryptography.X509Certificates.X509KeyStorageFlags]::PersistKeySet }
             if (-not $known -and (Get-CallValue -Call $call -Name 'exportable' -Type boolean -Default $false -Function $function)) {

@@ -60,36 +60,52 @@ function Get-PathAclState {
     return $state
 }
 
+function Assert-TrustedFolder {
+    # Throw unless Path is a folder that is no reparse point and is owned by SYSTEM, Administrators or TrustedInstaller.
+    # Docs: https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.objectsecurity.getowner
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)] [string] $Path, [string] $Function = 'remote call')
+    if (([System.IO.File]::GetAttributes($Path) -band [System.IO.FileAttributes]::ReparsePoint) -ne 0) {
+        throw ('{0}: {1} is a reparse point (junction or symbolic link); refusing to use it' -f $Function, $Path)
+    }
+    $owner = [System.IO.Directory]::GetAccessControl($Path, [System.Security.AccessControl.AccessControlSections]::Owner).GetOwner([System.Security.Principal.SecurityIdentifier])
+    $trusted = @('S-1-5-18', 'S-1-5-32-544', 'S-1-5-80-956008885-3418522649-1831038044-1853292631-2271478464')
+    if ($trusted -notcontains $owner.Value) {
+        throw ('{0}: {1} is owned by {2}, not SYSTEM or Administrators; another account created it first: refusing to use it' -f $Function, $Path, $owner.Value)
+    }
+}
+
 function Initialize-ProtectedFolder {
-    # Create a folder (and missing parents) with a protected ACL (default: SYSTEM and Administrators
-    # full control), or check an existing one: not a reparse point, owned by SYSTEM or Administrators
-    # (a folder another account created first is refused). Returns $true when it was created.
+    # Create a folder with a protected ACL (default: SYSTEM and Administrators full control), or check an existing
+    # one. Every existing ancestor and the folder itself must be trusted (Assert-TrustedFolder), also right after
+    # the create (another account may win the race); missing parents are created with their inherited ACL, only
+    # the folder gets Sddl. Without -Sddl (the module's own folders), an existing folder's DACL is reset to it.
+    # Returns $true when it was created.
     # Docs: https://learn.microsoft.com/dotnet/api/system.io.directory.createdirectory#system-io-directory-createdirectory(system-string-system-security-accesscontrol-directorysecurity)
     # Docs: https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.objectsecurity.setsecuritydescriptorsddlform
-    # Docs: https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.objectsecurity.getowner
+    # Docs: https://learn.microsoft.com/dotnet/api/system.io.directory.setaccesscontrol
     [CmdletBinding()]
     param([Parameter(Mandatory = $true)] [string] $Path, [string] $Function = 'remote call', [string] $Sddl = 'D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)')
     Assert-AbsolutePath -Path $Path -Function $Function
-    if ([System.IO.Directory]::Exists($Path)) {
-        if (([System.IO.File]::GetAttributes($Path) -band [System.IO.FileAttributes]::ReparsePoint) -ne 0) {
-            throw ('{0}: {1} is a reparse point (junction or symbolic link); refusing to use it' -f $Function, $Path)
-        }
-        $owner = [System.IO.Directory]::GetAccessControl($Path, [System.Security.AccessControl.AccessControlSections]::Owner).GetOwner([System.Security.Principal.SecurityIdentifier])
-        if (-not ($owner.IsWellKnown([System.Security.Principal.WellKnownSidType]::LocalSystemSid) -or
-                $owner.IsWellKnown([System.Security.Principal.WellKnownSidType]::BuiltinAdministratorsSid))) {
-            throw ('{0}: {1} is owned by {2}, not SYSTEM or Administrators; another account created it first: refusing to use it' -f $Function, $Path, $owner.Value)
-        }
-        return $false
+    $full = [System.IO.Path]::GetFullPath($Path).TrimEnd('\')
+    $parent = [System.IO.Path]::GetDirectoryName($full)
+    while ($null -ne $parent -and $null -ne [System.IO.Path]::GetDirectoryName($parent)) {
+        if ([System.IO.Directory]::Exists($parent)) { Assert-TrustedFolder -Path $parent -Function $Function }
+        $parent = [System.IO.Path]::GetDirectoryName($parent)
     }
-    if ([System.IO.File]::Exists($Path)) { throw ('{0}: {1} exists and is a file, not a folder' -f $Function, $Path) }
-    try {
-        $security = New-Object -TypeName 'System.Security.AccessControl.DirectorySecurity'
-        $security.SetSecurityDescriptorSddlForm($Sddl)
-        [void][System.IO.Directory]::CreateDirectory($Path, $security)
-    } catch {
-        throw ('{0}: cannot create {1} with a protected ACL: {2}' -f $Function, $Path, $_.Exception.Message)
+    if ([System.IO.File]::Exists($full)) { throw ('{0}: {1} exists and is a file, not a folder' -f $Function, $full) }
+    $security = New-Object -TypeName 'System.Security.AccessControl.DirectorySecurity'
+    $security.SetSecurityDescriptorSddlForm($Sddl)
+    $created = -not [System.IO.Directory]::Exists($full)
+    if ($created) {
+        try {
+            [void][System.IO.Directory]::CreateDirectory([System.IO.Path]::GetDirectoryName($full))
+            [void][System.IO.Directory]::CreateDirectory($full, $security)
+        } catch { throw ('{0}: cannot create {1} with a protected ACL: {2}' -f $Function, $full, $_.Exception.Message) }
     }
-    return $true
+    Assert-TrustedFolder -Path $full -Function $Function
+    if (-not $created -and -not $PSBoundParameters.ContainsKey('Sddl')) { [System.IO.Directory]::SetAccessControl($full, $security) }
+    return $created
 }
 
 function Initialize-Directory {
@@ -144,6 +160,11 @@ function Get-PathRuleTarget {
     return @{ path = $path; is_directory = $isDirectory; sid = $sid; security = $security; current = $current }
 }
 
+function Get-NonCanonicalMessage([string]$Path, [string]$Function) {
+    # SetAccessRule/RemoveAccessRuleAll refuse a DACL out of canonical order (CommonAcl, "not in canonical form").
+    return ('{0}: the ACL of {1} is not in canonical order (deny before allow, explicit before inherited); fix it (icacls "{1}" /verify, or reset it) and retry' -f $Function, $Path)
+}
+
 function Set-PathSecurity {
     # Write back a DACL read with Get-PathSecurity.
     # Docs: https://learn.microsoft.com/dotnet/api/system.io.directory.setaccesscontrol
@@ -164,7 +185,7 @@ function Grant-PathAccess {
     # SID's explicit Allow entries on the path become exactly this rule (SetAccessRule; Windows adds
     # Synchronize); other entries stay. .NET FileSystemRights / InheritanceFlags / PropagationFlags names.
     # Docs: https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.filesystemaccessrule.-ctor
-    # Docs: https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.objectsecurity-1.setaccessrule
+    # Docs: https://learn.microsoft.com/dotnet/api/system.security.accesscontrol.filesystemsecurity.setaccessrule
     [CmdletBinding()]
     param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json)
     $function = 'Grant-PathAccess'
@@ -193,7 +214,7 @@ function Grant-PathAccess {
         $current[0].InheritanceFlags -eq $values.inheritance -and $current[0].PropagationFlags -eq $values.propagation
     if (-not $same) {
         $rule = New-Object -TypeName 'System.Security.AccessControl.FileSystemAccessRule' -ArgumentList @($target.sid, $values.rights, $values.inheritance, $values.propagation, [System.Security.AccessControl.AccessControlType]::Allow)
-        $target.security.SetAccessRule($rule)
+        try { $target.security.SetAccessRule($rule) } catch [System.InvalidOperationException] { throw (Get-NonCanonicalMessage -Path $target.path -Function $function) }
         Set-PathSecurity -Target $target -Function $function
     }
     Write-CallResult -InputObject ([ordered]@{ changed = (-not $same) })
@@ -210,7 +231,8 @@ function Revoke-PathAccess {
     $target = Get-PathRuleTarget -Call (ConvertFrom-CallJson -Json $Json -Function $function) -Function $function -Lenient
     $changed = $null -ne $target.sid -and $target.current.Count -gt 0
     if ($changed) {
-        $target.security.RemoveAccessRuleAll((New-Object -TypeName 'System.Security.AccessControl.FileSystemAccessRule' -ArgumentList @($target.sid, [System.Security.AccessControl.FileSystemRights]::Read, [System.Security.AccessControl.AccessControlType]::Allow)))
+        $pattern = New-Object -TypeName 'System.Security.AccessControl.FileSystemAccessRule' -ArgumentList @($target.sid, [System.Security.AccessControl.FileSystemRights]::Read, [System.Security.AccessControl.AccessControlType]::Allow)
+        try { $target.security.RemoveAccessRuleAll($pattern) } catch [System.InvalidOperationException] { throw (Get-NonCanonicalMessage -Path $target.path -Function $function) }
         Set-PathSecurity -Target $target -Function $function
     }
     Write-CallResult -InputObject ([ordered]@{ changed = $changed })
