@@ -269,7 +269,8 @@ class FleetRunner:
 
         servers = [SimpleNamespace(port=port) for port in fleet.ports]
         environment = self.demo.environment(version=VERSION if self.artifact else None, artifact=self.artifact, servers=servers)
-        environment.update(extra_env or {})
+        # pyinfra_speedups are opt-in: the measured runs turn them on, the 'unpatched' run turns them off.
+        environment.update({ENV_SWITCH: "1", **(extra_env or {})})
         print(f" {label} ...", end="", flush=True)
         runs = [run_pyinfra(fleet, environment, self.demo.secrets(), self.logs / f"{label.replace(' ', '-')}-{index + 1}.log", baseline)
                 for index in range(repeat)]
