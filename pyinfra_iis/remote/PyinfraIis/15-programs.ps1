@@ -117,6 +117,7 @@ function Invoke-Program {
     # 8 KB of stdout and stderr. The controller decides what a non-zero exit code means.
     # {"file": full path, "arguments": [..], "working_directory", "environment": {name: value},
     #  "timeout_seconds": 1..86400} -> {"exit_code", "stdout", "stderr"}
+    # Docs: https://learn.microsoft.com/dotnet/api/system.diagnostics.process.start?view=netframework-4.8
     [CmdletBinding()]
     param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json)
     $function = 'Invoke-Program'
