@@ -1,4 +1,4 @@
-"""Releases on a host: ``Install-Release``, ``Switch-Release``, ``Remove-OldReleases`` and the
+"""Releases on a host: install (host primitives driven from here), ``Switch-Release``, cleanup and the
 app's secrets as application pool environment variables (``docs/remote-functions.md``,
 "Releases"; design.md "Releases").
 
