@@ -337,7 +337,7 @@ def install_steps(host_: Any, settings: ReleaseSettings, version: str, artifact:
     programs = [
         ("create the venv", python_exe, ["-I", "-m", "venv", f"{target}\\venv"], VENV_TIMEOUT),
         ("install the wheels", f"{target}\\venv\\Scripts\\python.exe",
-         ["-I", "-m", "pip", "install", "--no-index", "--only-binary=:all:", "--disable-pip-version-check",
+         ["-I", "-m", "pip", "install", "--no-index", "--only-binary=:all:", "--require-hashes", "--disable-pip-version-check",
           "--find-links", f"{target}\\{WHEELHOUSE_DIR}", "-r", f"{target}\\{REQUIREMENTS_NAME}"], PIP_TIMEOUT),
     ]
     for step, program, arguments, timeout in programs:

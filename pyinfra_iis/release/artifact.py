@@ -161,9 +161,11 @@ def check_uvicorn_floor(requirements: Sequence[Any], where: Any = None) -> None:
 
 
 def requirements_text(wheels: Sequence[Wheel]) -> str:
-    """The root ``requirements.txt``: ``name[extras]==version`` per line, sorted, no markers."""
+    """The root ``requirements.txt``: ``name[extras]==version --hash=sha256:<wheel>`` per line,
+    sorted, no markers. The hash is the bundled wheel's, so the host installs with
+    ``--require-hashes`` (pip's hash-checking mode) and nothing but these files can install."""
 
-    return "".join(f"{w.requirement.pin}\n" for w in sorted(wheels, key=lambda w: w.requirement.key))
+    return "".join(f"{w.requirement.pin} --hash=sha256:{sha256_file(w.path)}\n" for w in sorted(wheels, key=lambda w: w.requirement.key))
 
 
 def _manifest_requirement(wheel: Wheel) -> ManifestRequirement:
