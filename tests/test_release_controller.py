@@ -190,3 +190,13 @@ def test_secrets_of_a_served_release_change_through_a_health_checked_switch():  
     result = run_operation(release.app_secrets._inner, served, settings=RAW, app_pool="api", site=HTTPS_SITE)
     [(name, payload)] = [parse_remote_call(c) for c in result.commands]
     assert name == "Switch-Release" and payload["path"] == f"{ROOT}\\releases\\2.0.0" and set(payload["environment"]) == {"API_KEY"}
+
+
+def test_an_interpreter_upgrade_is_followed_by_a_health_checked_recycle():  # item 14
+    from test_operations_release import HTTPS_SITE, SECRET, SETTINGS as RAW, fact
+
+    served = fact(current="2.0.0", versions=["2.0.0"], physical_path=f"{ROOT}\\releases\\2.0.0", env={"API_KEY": SECRET})
+    assert run_operation(release.release_switched._inner, served, settings=RAW, version="2.0.0", site=HTTPS_SITE, app_pool="api").commands == []
+    result = run_operation(release.release_switched._inner, served, settings=RAW, version="2.0.0", site=HTTPS_SITE, app_pool="api", recheck=True)
+    [(name, payload)] = [parse_remote_call(c) for c in result.commands]
+    assert name == "Switch-Release" and payload["health"]["expect_version"] == "2.0.0" and payload["environment"] == {}
