@@ -90,5 +90,6 @@ function Switch-Release {
         if (-not [string]::IsNullOrEmpty($old['path'])) { [void](Set-ReleaseConfig -Site $site -AppPool $pool -Path $old['path'] -Environment $old['environment'] -Function $function); Restart-ReleasePool -AppPool $pool -Function $function }
     } catch { $restored = 'RESTORING physicalPath {0} FAILED: {1}' -f $old['path'], $_.Exception.Message }
     Write-TextFile -Json (ConvertTo-Json -InputObject @{ path = $stateFile; text = (Get-CallValue -Call $call -Name 'state_failed' -Type string -Required -Function $function) } -Depth 3 -Compress) | Out-Null
-    throw ('{0} {1}: health check {2} failed after {3} s: expected {4}, got HTTP {5} ({6}); body: {7}{8}{9}.{8}{10}' -f $function, $path, $health.url, $answer['seconds'], $health.expect_status, $answer['status'], $answer['error'], $answer['body'], "`n", $restored, $tail)
+    $expect = Get-CallValue -Call $health -Name 'expect_status' -Default 200 -Function $function
+    throw ('{0} {1}: health check {2} failed after {3} s: expected {4}, got HTTP {5} ({6}); body: {7}{8}{9}.{8}{10}' -f $function, $path, $health.url, $answer['seconds'], $expect, $answer['status'], $answer['error'], $answer['body'], "`n", $restored, $tail)
 }
