@@ -95,7 +95,7 @@ function Get-CallMemberNames {
     [CmdletBinding()]
     param([AllowNull()] [object] $Object)
     $names = New-Object -TypeName 'System.Collections.Generic.List[string]'
-    if ($null -ne $Object) { foreach ($property in $Object.PSObject.Properties) { $names.Add($property.Name) } }
+    if ($null -ne $Object) { foreach ($property in $Object.PSObject.Properties) { [void]$names.Add($property.Name) } }
     return , $names.ToArray()
 }
 

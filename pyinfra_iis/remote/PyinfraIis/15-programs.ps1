@@ -47,7 +47,7 @@ function Invoke-HostProgram {
         [string] $Function = 'remote call'
     )
     $quoted = New-Object -TypeName 'System.Collections.Generic.List[string]'
-    foreach ($argument in $Arguments) { $quoted.Add((ConvertTo-ProcessArgument -Value $argument)) }
+    foreach ($argument in $Arguments) { [void]$quoted.Add((ConvertTo-ProcessArgument -Value $argument)) }
     $utf8 = New-Object -TypeName 'System.Text.UTF8Encoding' -ArgumentList $false
     $startInfo = New-Object -TypeName 'System.Diagnostics.ProcessStartInfo'
     $startInfo.FileName = $FilePath

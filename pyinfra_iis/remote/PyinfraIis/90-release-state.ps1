@@ -29,14 +29,14 @@ function Get-ReleaseRootState {
                 $entry = [ordered]@{ name = $folder.Name; marker = $null; web_config_sha256 = $null }
                 if ([System.IO.File]::Exists($marker)) { $entry['marker'] = [System.IO.File]::ReadAllText($marker, $utf8) }
                 if ([System.IO.File]::Exists($webConfig)) { $entry['web_config_sha256'] = Get-Sha256Hex -InputObject ([System.IO.File]::ReadAllBytes($webConfig)) }
-                $folders.Add($entry)
+                [void]$folders.Add($entry)
             }
         }
         $logs = New-Object -TypeName 'System.Collections.Generic.List[object]'
         $logFolder = New-Object -TypeName 'System.IO.DirectoryInfo' -ArgumentList (Join-Path -Path $trimmed -ChildPath 'logs')
         if ($logFolder.Exists) {
             foreach ($file in $logFolder.GetFiles()) {
-                $logs.Add([ordered]@{ name = $file.Name; size = $file.Length; modified = $file.LastWriteTimeUtc.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", [System.Globalization.CultureInfo]::InvariantCulture) })
+                [void]$logs.Add([ordered]@{ name = $file.Name; size = $file.Length; modified = $file.LastWriteTimeUtc.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", [System.Globalization.CultureInfo]::InvariantCulture) })
             }
         }
         $result[$trimmed] = [ordered]@{ state = $state; folders = $folders.ToArray(); logs = $logs.ToArray() }

@@ -13,7 +13,7 @@ function Get-FileListing {
     foreach ($file in (New-Object -TypeName 'System.IO.DirectoryInfo' -ArgumentList $Folder).EnumerateFiles('*', [System.IO.SearchOption]::AllDirectories)) {
         $stream = New-Object -TypeName 'System.IO.FileStream' -ArgumentList $file.FullName, ([System.IO.FileMode]::Open), ([System.IO.FileAccess]::Read), ([System.IO.FileShare]::ReadWrite -bor [System.IO.FileShare]::Delete)
         try { $sha = Get-Sha256Hex -InputObject $stream } finally { $stream.Dispose() }
-        $files.Add([ordered]@{ path = $file.FullName.Substring($root.Length).Replace('\', '/'); size = $file.Length; sha256 = $sha })
+        [void]$files.Add([ordered]@{ path = $file.FullName.Substring($root.Length).Replace('\', '/'); size = $file.Length; sha256 = $sha })
     }
     return , @($files.ToArray() | Sort-Object -Property { $_['path'] })
 }

@@ -22,7 +22,7 @@ function Set-ReleaseConfig {
             foreach ($candidate in $variables) { if ([string]$candidate['name'] -eq $name) { $item = $candidate } }
             $old['environment'][$name] = $null
             if ($null -ne $item) { $old['environment'][$name] = [string]$item['value'] }
-            if ($null -eq $Environment[$name]) { if ($null -ne $item) { $variables.Remove($item) } ; continue }
+            if ($null -eq $Environment[$name]) { if ($null -ne $item) { [void]$variables.Remove($item) } ; continue }
             if ($null -eq $item) { $item = $variables.CreateElement('add'); $item['name'] = $name; [void]$variables.Add($item) }
             $item['value'] = [string]$Environment[$name]
         }

@@ -7,12 +7,14 @@ $script:FolderRetries = 60
 
 function Invoke-WithRetry {
     # Run Action until it succeeds or $script:FolderRetries attempts failed (then rethrow).
+    # Docs: https://learn.microsoft.com/dotnet/api/system.management.automation.scriptblock.invoke
     # Docs: https://learn.microsoft.com/powershell/module/microsoft.powershell.utility/start-sleep?view=powershell-5.1
     [CmdletBinding()]
     param([Parameter(Mandatory = $true)] [scriptblock] $Action)
     for ($attempt = 1; ; $attempt++) {
-        try { & $Action; return } catch {
-            if ($attempt -ge $script:FolderRetries) { throw }
+        try { [void]$Action.Invoke(); return } catch {
+            # Invoke() wraps the error in MethodInvocationException: report the real cause.
+            if ($attempt -ge $script:FolderRetries) { throw $_.Exception.GetBaseException().Message }
             Start-Sleep -Seconds 2
         }
     }
@@ -72,7 +74,7 @@ function Remove-ReleasePaths {
         } catch {
             throw ('{0}: removing {1} failed: {2}' -f $function, $path, $_.Exception.Message)
         }
-        $removed.Add($path)
+        [void]$removed.Add($path)
     }
     Write-CallResult -InputObject ([ordered]@{ removed = $removed.ToArray() })
 }
