@@ -161,7 +161,14 @@ def iis_overrides(target: Optional[ReleaseTarget], current_host: Any = None) -> 
     """Keyword arguments for ``configure_iis`` so that a converge agrees with the release:
     the app secrets join the pool's environment variables, and the site keeps serving the
     release the host currently serves (from the fact's release state; the inventory's
-    physicalPath only until a first release is switched to)."""
+    physicalPath only until a first release is switched to).
+
+    Limit (issue 15 item 21): in ``deploys/site.py`` the app_pool operation of the IIS deploy owns
+    the pool's whole environment, so a CHANGED secret is set there, before the release steps,
+    recycling the live release without a health check. ``deploys/release.py`` (pipelines)
+    changes secrets only with the health-checked switch (``release_switched``/``app_secrets``).
+    Fixing the site deploy needs the app_pool operation to leave release-managed variables alone.
+    """
 
     if target is None:
         return {}
