@@ -1,11 +1,11 @@
 """The ``releases`` part of ``Get-HostState``: the host's raw report, as the operations read it.
 
 The host reports, per release root (``Get-ReleaseRootState``): ``{"state": release-state.json
-text or null, "folders": [{"name", "marker": completion marker text or null,
+text or null, "folders": [{"name", "marker": the completion marker's last write time or null,
 "web_config_sha256"}], "logs": [{"name", "size", "modified"}]}``. :func:`convert` decides here:
 
 * a release is **complete** when its folder has a final name (no ``.partial``/``.deleting``)
-  and the completion marker (written last by the install; its text is the completion time);
+  and the completion marker (written last by the install; its write time is the completion time);
 * ``versions``: complete releases by completion time, oldest first, then the other folders
   (``complete: false``, ``folder`` = the folder's name, to be removed and rebuilt);
 * ``current``/``previous``/``history`` from release-state.json (an unreadable file is reported

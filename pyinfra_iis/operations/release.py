@@ -347,8 +347,9 @@ def install_steps(host_: Any, settings: ReleaseSettings, version: str, artifact:
             tail = "\n".join(((run.get("stderr") or "") + (run.get("stdout") or "")).strip().splitlines()[-30:])
             raise ReleaseStepError(f"release {version}: {step} failed with exit code {run.get('exit_code')}:\n{tail}")
     call_host(host_, "Write-TextFile", {"path": f"{target}\\web.config", "text": web_config})
-    completed = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    call_host(host_, "Write-TextFile", {"path": f"{target}\\{COMPLETE_MARKER}", "text": completed})
+    # The marker's content is fixed (two identical runs leave identical files); the host reports
+    # its last write time, which orders releases by completion.
+    call_host(host_, "Write-TextFile", {"path": f"{target}\\{COMPLETE_MARKER}", "text": f"{version}\n"})
 
 
 @operation()

@@ -1,13 +1,15 @@
 # PyinfraIis module, part 90: release roots as raw data, and atomic small-file writes.
 # Layout of a root: artifacts\<app>-<version>.zip, releases\<version>\ (complete once its
-# .pyinfra-iis-complete marker exists: written last), logs\, release-state.json. What is
+# .pyinfra-iis-complete marker exists: written last; its write time orders releases), logs\,
+# release-state.json. What is
 # complete, current or removable is decided on the controller (pyinfra_iis/facts/release_state.py).
 
 $script:ReleaseCompleteMarker = '.pyinfra-iis-complete'
 
 function Get-ReleaseRootState {
     # The "releases" part of Get-HostState: root -> {state: release-state.json text or null,
-    # folders: [{name, marker: marker text or null, web_config_sha256}], logs: [{name, size, modified}]}.
+    # folders: [{name, marker: the marker's last write time (UTC, "o") or null, web_config_sha256}],
+    # logs: [{name, size, modified}]}.
     # Docs: https://learn.microsoft.com/dotnet/api/system.io.directoryinfo.getdirectories?view=netframework-4.8
     # Docs: https://learn.microsoft.com/dotnet/api/system.io.file.readalltext?view=netframework-4.8
     [CmdletBinding()]
@@ -27,7 +29,7 @@ function Get-ReleaseRootState {
                 $marker = Join-Path -Path $folder.FullName -ChildPath $script:ReleaseCompleteMarker
                 $webConfig = Join-Path -Path $folder.FullName -ChildPath 'web.config'
                 $entry = [ordered]@{ name = $folder.Name; marker = $null; web_config_sha256 = $null }
-                if ([System.IO.File]::Exists($marker)) { $entry['marker'] = [System.IO.File]::ReadAllText($marker, $utf8) }
+                if ([System.IO.File]::Exists($marker)) { $entry['marker'] = [System.IO.File]::GetLastWriteTimeUtc($marker).ToString('o', [System.Globalization.CultureInfo]::InvariantCulture) }
                 if ([System.IO.File]::Exists($webConfig)) { $entry['web_config_sha256'] = Get-Sha256Hex -InputObject ([System.IO.File]::ReadAllBytes($webConfig)) }
                 [void]$folders.Add($entry)
             }

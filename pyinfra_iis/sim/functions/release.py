@@ -114,13 +114,14 @@ def is_complete(local: Path) -> bool:
 # --- Get-HostState "releases" (raw) ----------------------------------------------------------
 
 
-def _stamp(path: Path) -> str:
-    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _stamp(path: Path, precise: bool = False) -> str:
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ" if precise else "%Y-%m-%dT%H:%M:%SZ")
 
 
 def describe_releases(host: "SimHost", roots: list[str]) -> dict[str, Any]:
-    """Raw ``releases`` for each root: ``{"state": text|None, "folders": [{"name", "marker",
-    "web_config_sha256"}], "logs": [{"name", "size", "modified"}]}`` (``facts/release_state.py``
+    """Raw ``releases`` for each root: ``{"state": text|None, "folders": [{"name", "marker": the
+    completion marker's last write time or None, "web_config_sha256"}], "logs": [{"name", "size",
+    "modified"}]}`` (``facts/release_state.py``
     turns it into what operations read)."""
 
     result = {}
@@ -133,7 +134,7 @@ def describe_releases(host: "SimHost", roots: list[str]) -> dict[str, Any]:
             if child.is_dir():
                 marker, web_config = child / COMPLETE_MARKER, child / "web.config"
                 folders.append({"name": child.name,
-                                "marker": marker.read_text(encoding="utf-8") if marker.is_file() else None,
+                                "marker": _stamp(marker, precise=True) if marker.is_file() else None,
                                 "web_config_sha256": _sha256(web_config) if web_config.is_file() else None})
         log_dir = _local(host, f"{root}\\logs")
         for item in sorted(log_dir.iterdir()) if log_dir.is_dir() else []:
