@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import pytest
-from pyinfra.api.exceptions import OperationError, OperationValueError
+from pyinfra.api.exceptions import OperationError
 
 from pyinfra_iis.facts import python_state, release_state
 from pyinfra_iis.models.release import ReleaseSettings
