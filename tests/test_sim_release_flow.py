@@ -280,7 +280,9 @@ def test_switch_serves_the_app_through_both_bindings(sim, artifacts, capsys):
 
     logs = [p.name for p in host.path(ROOT + "\\logs").iterdir()]
     assert logs and all(re.fullmatch(r"stdout_\d{14}_\d+\.log", name) for name in logs), logs
-    assert switch(host, "1.0.0")["switched"] is True  # the same release again: recycled and checked
+    switches = len(host.state["sim_releases"]["physical_path_history"])
+    assert switch(host, "1.0.0")["switched"] is False  # re-sent after a lost reply: nothing committed or recycled
+    assert len(host.state["sim_releases"]["physical_path_history"]) == switches
     assert release_state(host)["current"] == "1.0.0"
     never_incomplete(host)
 

@@ -3,11 +3,12 @@
 
 function Set-ReleaseConfig {
     # ONE CommitChanges: the site's root physicalPath, and pool environment variables (a $null
-    # value removes one). Returns the previous values {path, environment: name -> value or $null}.
+    # value removes one). Returns the previous values {path, environment: name -> value or $null};
+    # -ReadOnly changes and commits nothing.
     # Docs: https://learn.microsoft.com/dotnet/api/microsoft.web.administration.servermanager.commitchanges
     # Docs: https://learn.microsoft.com/iis/configuration/system.applicationhost/applicationpools/add/environmentvariables/
     [CmdletBinding()]
-    param([string] $Site, [string] $AppPool, [string] $Path, [hashtable] $Environment, [string] $Function)
+    param([string] $Site, [string] $AppPool, [string] $Path, [hashtable] $Environment, [string] $Function, [switch] $ReadOnly)
     $manager = New-IisServerManager -Function $Function
     try {
         $siteObject = $manager.Sites[$Site]
@@ -15,18 +16,19 @@ function Set-ReleaseConfig {
         if ($null -eq $siteObject -or $null -eq $pool) { throw ('{0}: site "{1}" or app pool "{2}" does not exist' -f $Function, $Site, $AppPool) }
         $directory = $siteObject.Applications['/'].VirtualDirectories['/']
         $old = @{ path = $directory.PhysicalPath; environment = @{} }
-        $directory.PhysicalPath = $Path
+        if (-not $ReadOnly) { $directory.PhysicalPath = $Path }
         $variables = $pool.GetCollection('environmentVariables')
         foreach ($name in $Environment.Keys) {
             $item = $null
             foreach ($candidate in $variables) { if ([string]$candidate['name'] -eq $name) { $item = $candidate } }
             $old['environment'][$name] = $null
             if ($null -ne $item) { $old['environment'][$name] = [string]$item['value'] }
+            if ($ReadOnly) { continue }
             if ($null -eq $Environment[$name]) { if ($null -ne $item) { [void]$variables.Remove($item) } ; continue }
             if ($null -eq $item) { $item = $variables.CreateElement('add'); $item['name'] = $name; [void]$variables.Add($item) }
             $item['value'] = [string]$Environment[$name]
         }
-        $manager.CommitChanges()
+        if (-not $ReadOnly) { $manager.CommitChanges() }
         return $old
     } finally { $manager.Dispose() }
 }
@@ -50,7 +52,7 @@ function Switch-Release {
     # {"site", "app_pool", "path": release folder (must hold the completion marker), "environment":
     #  {name: value}, "health": {url, host, certificate_hash, expect_version, expect_status,
     #  deadline_seconds}, "state_file", "state_ok", "state_failed", "logs": stdout log folder}
-    # -> {"switched": true, "health": {status, body, seconds}}. Unhealthy: physicalPath and the
+    # -> {"switched": bool, "health": {status, body, seconds}}: false when already so and healthy. Unhealthy: physicalPath and the
     # variables restored (one commit), recycle, state_failed written, and the error carries the
     # answer and the tail of the log the NEW process wrote (a file that did not exist before).
     # Docs: https://learn.microsoft.com/dotnet/api/system.io.directoryinfo.getfiles?view=netframework-4.8
@@ -72,6 +74,18 @@ function Switch-Release {
     foreach ($name in (Get-CallMemberNames -Object $variables)) { $environment[$name] = [string]$variables.$name }
     $before = @{}
     if ([System.IO.Directory]::Exists($logs)) { foreach ($file in [System.IO.Directory]::GetFiles($logs, '*.log')) { $before[$file] = $true } }
+    # Already so (the same call re-sent after a lost reply): nothing committed or recycled if healthy.
+    $now = Set-ReleaseConfig -Site $site -AppPool $pool -Path $path -Environment $environment -Function $function -ReadOnly
+    $same = [string]::Equals([string]$now['path'], $path, [System.StringComparison]::OrdinalIgnoreCase)
+    foreach ($name in $environment.Keys) { if ($now['environment'][$name] -cne $environment[$name]) { $same = $false } }
+    if ($same) {
+        $answer = Wait-ReleaseHealthy -Health $health -Function $function
+        if ($answer['ok']) {
+            Write-TextFile -Json (ConvertTo-Json -InputObject @{ path = $stateFile; text = (Get-CallValue -Call $call -Name 'state_ok' -Type string -Required -Function $function) } -Depth 3 -Compress) | Out-Null
+            Write-CallResult -InputObject ([ordered]@{ switched = $false; health = [ordered]@{ status = $answer['status']; body = $answer['body']; seconds = $answer['seconds'] } })
+            return
+        }
+    }
     $old = Set-ReleaseConfig -Site $site -AppPool $pool -Path $path -Environment $environment -Function $function
     Restart-ReleasePool -AppPool $pool -Function $function
     $answer = Wait-ReleaseHealthy -Health $health -Function $function

@@ -456,10 +456,11 @@ def _write(host: "SimHost", path: str, text: str) -> None:
 @sim_function("Switch-Release")
 def switch_release(host: "SimHost", payload: dict[str, Any]) -> str:
     """``{"site","app_pool","path","environment","health","state_file","state_ok","state_failed",
-    "logs"}`` → ``{"switched": true, "health": {"status","body","seconds"}}``.
+    "logs"}`` → ``{"switched": bool, "health": {"status","body","seconds"}}``.
 
     Refuses a target folder without the completion marker, an unknown site or pool, a stopped
-    pool. Then ONE commit (physicalPath and the pool's ``environment`` variables), recycle,
+    pool. Already serving ``path`` with those variables and healthy: ``switched: false``, nothing
+    committed or recycled. Otherwise ONE commit (physicalPath and the pool's ``environment`` variables), recycle,
     health check; healthy: ``state_ok`` written to ``state_file``. Unhealthy: physicalPath and the
     variables restored (one commit), recycle, ``state_failed`` written, and the error has the
     health answer and the tail of the stdout log the new process wrote.
@@ -490,6 +491,13 @@ def switch_release(host: "SimHost", payload: dict[str, Any]) -> str:
         manager = apps.manager_for(host, create=True)
         before = site.physical_path
         restore = {name: old_environment.get(name) for name in environment}
+        if (before or "").casefold() == target.casefold() and all(old_environment.get(k) == v for k, v in environment.items()):
+            # Already so (e.g. the same call re-sent after a lost reply): no commit, no recycle,
+            # as long as it answers healthy.
+            answer = health_check(manager, site.name, health)
+            if answer["ok"]:
+                _write(host, state_file, _text(payload, "state_ok"))
+                return json.dumps({"switched": False, "health": _public(answer)})
         logs_before = _logs(host, logs)
         _commit(host, site.name, pool_key, target, dict(environment))
         _recycle(host, pool_key)
