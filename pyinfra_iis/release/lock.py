@@ -9,7 +9,7 @@ module evaluates every marker against :func:`windows_environment` with ``packagi
 
 Accepted syntax: blank lines, ``#`` comments (whole-line or trailing), and
 ``name[extra,...]==version ; marker`` optionally followed by pip's hash options
-``--hash=sha256:<hex>`` (several allowed, lines continued with ``\``, as ``pip-compile
+``--hash=sha256:<hex>`` (several allowed, lines continued with a trailing backslash, as ``pip-compile
 --generate-hashes`` and ``uv pip compile --generate-hashes`` write them). With hashes the
 wheelhouse is downloaded with ``--require-hashes`` and cached wheels are checked against them.
 Other options (``-r``, ``-e``...), URLs and anything but ``==`` are refused: the release must be
@@ -185,7 +185,7 @@ _HASH_RE = re.compile(r"^--hash=sha256:([0-9a-fA-F]{64})$")
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:
-    """``(first line number, text)`` with ``\``-continued lines joined (pip's syntax)."""
+    """``(first line number, text)`` with lines ending in a backslash joined (pip's syntax)."""
 
     lines: list[tuple[int, str]] = []
     pending, start = "", 0
