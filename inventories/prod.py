@@ -12,7 +12,10 @@ and ``API_SECRET_KEY`` (read by group data), installer pins ``*_SHA256``.
 
 import os
 
-_credentials = {"winrm_user": os.environ.get("WINRM_USER", "deploy"), "winrm_password": os.environ.get("WINRM_PASSWORD", "")}
+if not os.environ.get("WINRM_PASSWORD"):
+    raise SystemExit("inventories/prod.py: set the environment variable WINRM_PASSWORD (the deploy account's password; never put it in this file)")
+
+_credentials = {"winrm_user": os.environ.get("WINRM_USER", "deploy"), "winrm_password": os.environ["WINRM_PASSWORD"]}
 
 web_servers = [
     ("@winrm/web01.example.com", dict(_credentials)),

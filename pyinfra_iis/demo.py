@@ -1,6 +1,7 @@
 """The main job on two simulated Windows hosts, with one command::
 
     python -m pyinfra_iis.demo [--hosts 2] [--version 1.0.0] [--workdir DIR] [--keep-running]
+    pyinfra-iis demo ...                      (the same, through the console script)
 
 What it does (README, "Quick start"):
 
@@ -9,6 +10,9 @@ What it does (README, "Quick start"):
    self-signed PFX for ``api.example.com`` (the https binding);
 2. builds the example app's release (``examples/app`` → ``<workdir>/dist/api-<version>.zip``,
    win_amd64 wheels from PyPI, cached);
+   from a checkout the demo uses the checkout's ``inventories/``, ``deploys/`` and
+   ``examples/app/``; from an installed wheel, the copy the wheel carries
+   (``pyinfra_iis/_project``), copied first into ``<workdir>/project``;
 3. starts the simulated hosts in this process (:class:`~pyinfra_iis.sim.SimServer`, state in
    ``<workdir>/hosts/<n>``, kept between runs: a second demo run changes nothing);
 4. runs ``pyinfra inventories/sim.py deploys/site.py -y`` as a subprocess;
@@ -16,8 +20,10 @@ What it does (README, "Quick start"):
    every IIS binding on a loopback port) and prints what the app answered;
 6. stops the simulated hosts (their app processes with them).
 
-Secrets (WinRM password, PFX password, the app secret) are generated per run and passed to
-pyinfra through its environment; they are never printed.
+Secrets (WinRM password, PFX password, the app secret) are generated on the first run, kept in
+``<workdir>/secrets.json`` (mode 0600) and passed to pyinfra through its environment; they are
+never printed. The default workdir belongs to the user running the demo
+(:func:`default_workdir`), so two users of one machine never share hosts or secrets.
 """
 
 from __future__ import annotations
@@ -34,7 +40,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -47,14 +52,62 @@ from cryptography.hazmat.primitives.serialization import BestAvailableEncryption
 from .deploys.release import ENV_ARTIFACT as _ARTIFACT_ENV
 from .deploys.release import ENV_VERSION as _VERSION_ENV
 
-#: The project checkout (the demo runs its inventories, deploys and example app).
+#: The project files a wheel carries (``setup.py`` copies them in at build time).
+BUNDLE = Path(__file__).resolve().parent / "_project"
+
+
+def is_project(folder: Path) -> bool:
+    """Whether ``folder`` holds what the demo runs: ``inventories/sim.py``, ``deploys/site.py``
+    and ``examples/app/main.py``."""
+
+    return all((folder / name).is_file() for name in ("inventories/sim.py", "deploys/site.py", "examples/app/main.py"))
+
+
+#: Where the demo's inventories, deploys and example app are: the checkout this module lives in,
+#: else (an installed wheel) the copy the wheel carries.
 PROJECT = Path(__file__).resolve().parent.parent
+if not is_project(PROJECT):
+    PROJECT = BUNDLE
 EXAMPLE_APP = PROJECT / "examples" / "app"
 SIM_USER = "Administrator"
 #: Seconds one pyinfra run may take (a first run builds the simulator's local venv from PyPI).
 DEPLOY_TIMEOUT = 900
 #: The https binding of the example site (inventories/group_data/all.py).
 HOST_NAME = "api.example.com"
+
+
+def default_workdir() -> Path:
+    """The demo's folder for this user: ``$PYINFRA_IIS_DEMO_DIR``, else
+    ``$XDG_CACHE_HOME/pyinfra-iis/demo``, else ``~/.cache/pyinfra-iis/demo`` (beside the wheel
+    and simulator venv caches); on Windows ``%LOCALAPPDATA%\\pyinfra-iis\\demo``.
+
+    Never a folder shared by every user of the machine: another user's leftover hosts would
+    make a first run print "No changes", and its secrets file would not be readable."""
+
+    explicit = os.environ.get("PYINFRA_IIS_DEMO_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or (os.environ.get("LOCALAPPDATA") if os.name == "nt" else None)
+    return Path(base or Path.home() / ".cache") / "pyinfra-iis" / "demo"
+
+
+def project_for(workdir: Path, source: Path | None = None) -> Path:
+    """The folder pyinfra runs in: the checkout itself, or, from an installed wheel, a fresh copy
+    of the wheel's project files in ``<workdir>/project`` (site-packages is never written to).
+
+    Raises:
+        FileNotFoundError: neither a checkout nor the wheel's copy has the demo's files.
+    """
+
+    source = PROJECT if source is None else source
+    if not is_project(source):
+        raise FileNotFoundError(f"{source} has no inventories/sim.py, deploys/site.py and examples/app/: "
+                                "run the demo from a checkout or from a wheel built from one")
+    if source != BUNDLE:
+        return source
+    target = workdir / "project"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), dirs_exist_ok=True)
+    return target
 
 
 # --- Controller files ------------------------------------------------------------------------
@@ -79,7 +132,7 @@ def write_pfx(path: Path, password: str, names: Sequence[str] = (HOST_NAME,), da
     return cert.fingerprint(hashes.SHA1()).hex().upper()
 
 
-def write_sim_files(folder: Path, pfx_password: str) -> Path:
+def write_sim_files(folder: Path, pfx_password: str, root: Path = PROJECT) -> Path:
     """Write the files ``inventories/sim.py`` expects (``SIM_FILES``) into ``folder``.
 
     Installers are dummies: the simulator checks their hash, it runs nothing. An existing PFX
@@ -91,7 +144,7 @@ def write_sim_files(folder: Path, pfx_password: str) -> Path:
     """
 
     folder.mkdir(parents=True, exist_ok=True)
-    names = _sim_file_names()
+    names = _sim_file_names(root)
     for product in ("HttpPlatformHandler", "UrlRewrite", "ARR", "python"):
         path = folder / names[product]
         if not path.exists():
@@ -104,9 +157,9 @@ def write_sim_files(folder: Path, pfx_password: str) -> Path:
     return folder
 
 
-def _sim_file_names() -> dict[str, str]:
+def _sim_file_names(root: Path = PROJECT) -> dict[str, str]:
     namespace: dict = {}
-    source = (PROJECT / "inventories" / "sim.py").read_text(encoding="utf-8")
+    source = (root / "inventories" / "sim.py").read_text(encoding="utf-8")
     exec(compile(source.split("\n_ports = ", 1)[0], "inventories/sim.py", "exec"), namespace)  # the constants only
     return namespace["SIM_FILES"]
 
@@ -161,7 +214,7 @@ class Demo:
     def start(self) -> "Demo":
         """Start the simulated hosts on free loopback ports (their state persists in the workdir)."""
 
-        write_sim_files(self.files, self.pfx_password)
+        write_sim_files(self.files, self.pfx_password, self.root)
         for index in range(self.hosts):
             self.servers.append(self._server(index).start())
         return self
@@ -303,14 +356,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pyinfra_iis.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=2, help="number of simulated hosts (default 2)")
     parser.add_argument("--version", default="1.0.0", help="release version of the example app (default 1.0.0)")
-    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "pyinfra-iis-demo",
-                        help="files, artifacts and host state (default: <tmp>/pyinfra-iis-demo; kept between runs)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="files, artifacts and host state, kept between runs (default: per user, "
+                             f"{default_workdir()})")
     parser.add_argument("--keep-running", action="store_true", help="leave the hosts up until Enter is pressed")
     args = parser.parse_args(argv)
+    workdir = (args.workdir or default_workdir()).resolve()
 
-    demo = Demo(args.workdir, hosts=args.hosts, **load_secrets(args.workdir))
+    root = project_for(workdir)
+    demo = Demo(workdir, hosts=args.hosts, root=root, **load_secrets(workdir))
     print(f"[1/5] building release {args.version} of examples/app (win_amd64 wheels, cached) ...", flush=True)
-    artifact = build_artifact(args.version, demo.dist)
+    artifact = build_artifact(args.version, demo.dist, app_dir=root / "examples" / "app")
     print(f"      {artifact} sha256={hashlib.sha256(artifact.read_bytes()).hexdigest()[:16]}...")
     with demo:
         ports = ", ".join(f"{s.host.hostname} on 127.0.0.1:{s.port}" for s in demo.servers)

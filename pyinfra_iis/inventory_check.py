@@ -17,7 +17,11 @@ What is validated per host:
 * ``release_*`` keys: :func:`pyinfra_iis.deploys.release.load_release_config` (with
   ``$PYINFRA_IIS_RELEASE_VERSION`` / ``_ARTIFACT``), and, when both parts are valid, that
   ``release_site`` names an ``iis_sites`` site and ``release_app_pool`` an ``iis_app_pools``
-  pool (the pool receives the app secrets as environment variables).
+  pool (the pool receives the app secrets as environment variables);
+* the controller files both parts name (:func:`pyinfra_iis.preflight.file_problems`): every
+  PFX opens with its password and holds its key, every installer matches its pin, and the
+  release artifact is this app's release for this Python, intact, with its server and entry
+  point. A ``-y`` run never stops half-way because of a controller file.
 
 ``winrm_*`` keys are checked earlier, when pyinfra builds each host's connector
 (:mod:`pyinfra_iis.transport.settings`). Reports never contain a value (pydantic input is
@@ -82,7 +86,7 @@ def check_hosts(hosts: Iterable[tuple[str, Mapping[str, Any]]], *, base_dir: Opt
 
     hosts = list(hosts)
     report = validate_inventory(hosts, check_files=check_files, base_dir=base_dir)
-    extra = {name: _release_problems(name, data, report, environ) for name, data in hosts}
+    extra = {name: _release_problems(name, data, report, environ, check_files, base_dir) for name, data in hosts}
     if any(extra.values()):
         by_host = {name: [p for p in report.problems if p.host == name] + extra[name] for name, _ in hosts}
         report.problems = [p for name in report.hosts for p in by_host.get(name, [])]
@@ -158,10 +162,13 @@ def _log_report(report: InventoryReport) -> None:
     pyinfra_logger.error(report.format() + "\n")
 
 
-def _release_problems(host: str, data: Mapping[str, Any], report: InventoryReport, environ: Mapping[str, str]) -> list[Problem]:
-    """Problems of the ``release_*`` keys, and of their references into the ``iis_*`` data."""
+def _release_problems(host: str, data: Mapping[str, Any], report: InventoryReport, environ: Mapping[str, str],
+                      check_files: bool = True, base_dir: Optional[Path] = None) -> list[Problem]:
+    """Problems of the ``release_*`` keys, of their references into the ``iis_*`` data, and
+    (``check_files``) of the controller files both name (:mod:`pyinfra_iis.preflight`)."""
 
     from .deploys.release import load_release_config  # deploys import pyinfra's host context
+    from .preflight import file_problems
 
     if not isinstance(data, Mapping):
         return []  # validate_inventory has reported it
@@ -170,9 +177,9 @@ def _release_problems(host: str, data: Mapping[str, Any], report: InventoryRepor
     except InventoryError as exc:
         return list(exc.report.problems)
     iis = report.configs.get(host)
+    problems = file_problems(host, iis, release, base_dir) if check_files else []
     if release is None or iis is None:
-        return []
-    problems = []
+        return problems
     site = next((s for s in iis.sites if s.name.lower() == release.site.lower()), None)
     if site is None:
         guess = did_you_mean(release.site, [s.name for s in iis.sites])

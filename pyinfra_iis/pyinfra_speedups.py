@@ -26,12 +26,13 @@ Measured by ``benchmarks/fleet.py`` (which runs the no-op both ways) on a quiet 
 machine: a 50-host no-op took 5.16 s wall and 4.75 s of controller CPU without them, 3.04 s and
 2.64 s with them; one host 1.24 s and 1.20 s.
 
-:func:`install` swaps them into pyinfra's modules; the connector calls it when an inventory
-names a ``@winrm`` host, so runs without one are untouched. It installs nothing (and says why
-at debug level, shown by ``pyinfra --debug``) when pyinfra's version is outside the range these
-were checked against (:data:`CHECKED_PYINFRA`, the range ``pyproject.toml`` requires), when
-another library already replaced one of the functions, or when
-``$PYINFRA_IIS_PYINFRA_SPEEDUPS`` is ``0``.
+They are OPT-IN: ``$PYINFRA_IIS_PYINFRA_SPEEDUPS=1`` turns them on; by default pyinfra runs
+unmodified. :func:`install` swaps them into pyinfra's modules; the connector calls it when an
+inventory names a ``@winrm`` host, so runs without one are untouched whatever the switch says.
+It installs nothing (and says why at debug level, shown by ``pyinfra --debug``) unless the
+switch is ``1``, when pyinfra's version is outside the range these were checked against
+(:data:`CHECKED_PYINFRA`, the range ``pyproject.toml`` requires), or when another library
+already replaced one of the functions.
 ``tests/test_pyinfra_speedups.py`` checks each replacement against the installed pyinfra's own
 function, so a pyinfra release that changes their meaning fails CI rather than reordering
 operations.
@@ -48,8 +49,12 @@ from typing import Any
 #: pyinfra's own logger, so ``pyinfra --debug`` shows whether the replacements are in place.
 logger = logging.getLogger("pyinfra")
 
-#: Environment variable: ``0`` keeps pyinfra's own functions (for comparison or diagnosis).
+#: Environment variable: ``1`` installs the replacements; unset or anything else keeps pyinfra's
+#: own functions (the default: pyinfra runs unmodified).
 ENV_SWITCH = "PYINFRA_IIS_PYINFRA_SPEEDUPS"
+
+#: The value of :data:`ENV_SWITCH` that turns the replacements on.
+ENABLED = "1"
 
 #: pyinfra versions the replacements were checked against: ``(lowest, below)``; the same range
 #: as the dependency in ``pyproject.toml``.
@@ -159,8 +164,9 @@ def _targets() -> list[tuple[Any, str, Any]]:
 def _refusal() -> str | None:
     """Why the replacements cannot be installed, or ``None``."""
 
-    if os.environ.get(ENV_SWITCH, "1").strip() == "0":
-        return f"${ENV_SWITCH} is 0"
+    switch = os.environ.get(ENV_SWITCH)
+    if switch is None or switch.strip() != ENABLED:
+        return f"${ENV_SWITCH} is not {ENABLED} (they are opt-in)"
     import pyinfra
 
     version = getattr(pyinfra, "__version__", "")

@@ -30,7 +30,9 @@ from pyinfra_iis.inventory_check import (
     check_state,
     require_valid_inventory,
 )
+from pyinfra_iis.demo import write_pfx
 from pyinfra_iis.sim import SimServer
+from test_preflight import write_artifact
 
 PYINFRA = [sys.executable, "-m", "pyinfra"]
 PROJECT = Path(__file__).resolve().parent.parent
@@ -42,9 +44,11 @@ APP_SECRET = "app-Secret-c41e'$(id)"
 def valid_data(folder: Path) -> dict[str, Any]:
     """A valid host: IIS (extension, certificate, pool, https+http site, ACL) and a release."""
 
-    files = {"hph.msi": b"msi stand-in", "api.pfx": b"pfx stand-in", "python-3.12.7-amd64.exe": b"installer stand-in"}
+    files = {"hph.msi": b"msi stand-in", "python-3.12.7-amd64.exe": b"installer stand-in"}
     for name, content in files.items():
         (folder / name).write_bytes(content)
+    write_pfx(folder / "api.pfx", PFX_PASSWORD)  # the preflight opens it with its password
+    write_artifact(folder / "api-1.0.0.zip")  # and checks the release artifact
     return {
         "iis_features": {"app_init": True},
         "iis_extensions": [{"product": "HttpPlatformHandler", "source": str(folder / "hph.msi"),
@@ -62,6 +66,7 @@ def valid_data(folder: Path) -> dict[str, Any]:
         "release_python": {"version": "3.12.7", "source": str(folder / "python-3.12.7-amd64.exe"),
                            "sha256": hashlib.sha256(files["python-3.12.7-amd64.exe"]).hexdigest()},
         "release_version": "1.0.0",
+        "release_artifact": str(folder / "api-1.0.0.zip"),
     }
 
 

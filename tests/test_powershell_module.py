@@ -141,6 +141,35 @@ def test_checker_checks_parameters_of_functions_defined_in_the_text(reference_da
     assert found[2].startswith("7:") and "unknown parameter -Nam" in found[2]
 
 
+@pytest.mark.parametrize(
+    "script, wrong",
+    [
+        ("Get-Item -Path (Join-Path $a -ChildPath b -Recurse) -Force", "Join-Path: unknown parameter -Recurse"),
+        ("Get-Item -Path:$(Join-Path $a -ChildPath b -Recurse) -Force", "Join-Path: unknown parameter -Recurse"),
+        ("Write-Output -InputObject @(Get-ChildItem -Path x -Force -Resolve) -NoEnumerate", "Get-ChildItem: unknown parameter -Resolve"),
+        ("Write-Output \"x $(Get-Date -Format o -Recurse)\" -NoEnumerate", "Get-Date: unknown parameter -Recurse"),
+        ("$x | Where-Object -FilterScript { Test-Path -LiteralPath $_ -PathType Leaf } -Force", "Where-Object: unknown parameter -Force"),
+        ("$x | Where-Object -FilterScript { Test-Path -LiteralPath $_ -Recurse }", "Test-Path: unknown parameter -Recurse"),
+        ("Set-Content -LiteralPath $p -Value (Get-Content -LiteralPath $q -NoNewline) -Encoding UTF8", "Get-Content: unknown parameter -NoNewline"),
+    ],
+)
+def test_parameters_of_nested_commands_belong_to_the_nested_command(script, wrong, reference_data):
+    # (...), $(...), @(...), "$(...)" and script blocks hold commands of their own: each parameter is
+    # checked against the command it is written in, never against the outer one.
+    found = errors(script, reference_data)
+    assert [problem.split(": ", 1)[1].split(" (")[0] for problem in found] == [wrong], found
+    outer, inner = (script.split(" ", 1)[0], wrong.split(":")[0])
+    assert not any(problem.split(": ", 1)[1].startswith(outer + ":") for problem in found) or outer == inner
+
+
+def test_nested_command_parameters_do_not_count_for_the_outer_command():
+    # -ChildPath and -Format are Join-Path's / Get-Date's: Get-Item's parameters are Path and Force only.
+    outer, join, date = command_calls("Get-Item -Path (Join-Path $a -ChildPath ($b + (Get-Date -Format o))) -Force").calls
+    assert (outer.name, outer.parameters) == ("Get-Item", ["Path", "Force"])
+    assert (join.name, join.parameters) == ("Join-Path", ["ChildPath"])
+    assert (date.name, date.parameters) == ("Get-Date", ["Format"])
+
+
 def test_parameter_set_mismatch_is_only_a_warning(reference_data):
     # -Path and -LiteralPath are in different parameter sets of Get-Item.
     script = "Get-Item -Path C:\\x -LiteralPath C:\\y"
@@ -157,6 +186,29 @@ def test_command_calls_reads_parameters_switches_and_definitions():
     assert (send.name, send.parameters, send.piped) == ("Send-X", ["Id", "Now"], False)
     assert send.elements[0].colon_value and send.elements[1].text == "3"
     assert (out.name, out.parameters, out.piped, out.line) == ("Out-String", ["Width"], True, 5)
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "ForEach-Object -InputObject 1 -Process { $_ }",
+        "foreach-object -InputObject 1 { $_ }",
+        "if ($a) { ForEach-Object -InputObject 1 -Process { $_ } }",
+        "$x = ForEach-Object -InputObject 1 -Process { $_ }; FOREACH-OBJECT -InputObject 2 -Process { $_ }",
+    ],
+)
+def test_foreach_object_at_the_start_of_a_statement_is_a_command(script, reference_data):
+    # tree-sitter-powershell reads it as the foreach keyword; PowerShell runs the cmdlet.
+    assert syntax_errors(script) == []
+    names = [call.name for call in command_calls(script).calls]
+    assert names and all(name.lower() == "foreach-object" for name in names)
+    assert names[-1] in ("ForEach-Object", "foreach-object", "FOREACH-OBJECT")
+    assert errors(script, reference_data) == []
+    assert "unknown parameter -Parallel" in errors(script.replace("-InputObject 1", "-Parallel"), reference_data)[0]
+
+
+def test_foreach_keyword_still_parses():
+    assert syntax_errors("foreach ($i in 1..3) { $i }\n$x = foreach ($i in 1..3) { $i }") == []
 
 
 def test_syntax_errors_carry_line_and_column():

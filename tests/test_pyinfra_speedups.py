@@ -1,6 +1,7 @@
 """pyinfra_iis.pyinfra_speedups: each replacement gives what the installed pyinfra's own function
-gives, install() refuses what it was not checked against, and a real pyinfra run orders its
-operations the same with and without them."""
+gives, they are opt-in ($PYINFRA_IIS_PYINFRA_SPEEDUPS=1; by default pyinfra runs unmodified),
+install() refuses what it was not checked against, and a real pyinfra run orders its operations
+the same with and without them."""
 
 from __future__ import annotations
 
@@ -25,10 +26,10 @@ ORIGINAL_CONNECTORS = connectors.get_all_connectors
 
 @pytest.fixture(autouse=True)
 def pyinfra_as_is(monkeypatch):
-    """Each test starts and ends with pyinfra's own functions in place."""
+    """Each test starts and ends with pyinfra's own functions in place, opted in."""
 
     speedups.uninstall()
-    monkeypatch.delenv(speedups.ENV_SWITCH, raising=False)
+    monkeypatch.setenv(speedups.ENV_SWITCH, "1")
     yield
     speedups.uninstall()
     assert OPERATION.get_operation_order_from_stack is ORIGINAL_ORDER
@@ -141,12 +142,35 @@ def test_install_refuses_pyinfra_versions_it_was_not_checked_against(monkeypatch
     assert "not installed" in caplog.text and repr(version)[1:-1] in caplog.text
 
 
-def test_install_refuses_when_switched_off_or_already_replaced(monkeypatch, caplog):
+@pytest.mark.parametrize("switch", [None, "", "0", "yes", "true", "2"])
+def test_they_are_opt_in_pyinfra_runs_unmodified_unless_the_switch_is_1(monkeypatch, caplog, switch):
     caplog.set_level("DEBUG", logger="pyinfra")
-    monkeypatch.setenv(speedups.ENV_SWITCH, "0")
+    if switch is None:
+        monkeypatch.delenv(speedups.ENV_SWITCH)
+    else:
+        monkeypatch.setenv(speedups.ENV_SWITCH, switch)
     assert speedups.install() is False
-    assert f"${speedups.ENV_SWITCH} is 0" in caplog.text
+    assert OPERATION.get_operation_order_from_stack is ORIGINAL_ORDER
+    assert arguments.all_global_arguments is ORIGINAL_ARGUMENTS
+    assert connectors.get_all_connectors is inventory.get_all_connectors is ORIGINAL_CONNECTORS
+    assert f"${speedups.ENV_SWITCH} is not 1 (they are opt-in)" in caplog.text
+    monkeypatch.setenv(speedups.ENV_SWITCH, " 1 ")
+    assert speedups.install() is True
+
+
+def test_the_connector_leaves_pyinfra_unmodified_by_default(monkeypatch):
+    from pyinfra_iis.connectors.winrm import WinrmConnector
+
     monkeypatch.delenv(speedups.ENV_SWITCH)
+    list(WinrmConnector.make_names_data("web01.example.com"))
+    assert OPERATION.get_operation_order_from_stack is ORIGINAL_ORDER
+    monkeypatch.setenv(speedups.ENV_SWITCH, "1")
+    list(WinrmConnector.make_names_data("web01.example.com"))
+    assert OPERATION.get_operation_order_from_stack is speedups.operation_order_from_stack
+
+
+def test_install_refuses_when_already_replaced(caplog):
+    caplog.set_level("DEBUG", logger="pyinfra")
 
     def someone_elses(state):
         return []
@@ -167,8 +191,10 @@ def test_a_pyinfra_run_orders_operations_the_same_with_and_without(tmp_path):
 
     from test_e2e_iis import PASSWORD, USER, write_inventory
 
-    def plan(switch: str) -> tuple[list[str], str]:
-        env = {**os.environ, speedups.ENV_SWITCH: switch}
+    def plan(switch: str | None) -> tuple[list[str], str]:
+        env = {key: value for key, value in os.environ.items() if key != speedups.ENV_SWITCH}
+        if switch is not None:
+            env[speedups.ENV_SWITCH] = switch
         result = subprocess.run([sys.executable, "-m", "pyinfra", "--dry", "--debug", "-y", "inventory.py", "deploy.py"],
                                 cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
         output = result.stdout + result.stderr
@@ -178,8 +204,8 @@ def test_a_pyinfra_run_orders_operations_the_same_with_and_without(tmp_path):
 
     with SimServer(tmp_path / "sim-state", user=USER, password=PASSWORD, port=0, allow_unencrypted=True) as server:
         write_inventory(tmp_path, server.port)
-        (theirs, their_output), (ours, our_output) = plan("0"), plan("1")
+        (theirs, their_output), (ours, our_output) = plan(None), plan("1")
     assert "pyinfra speedups installed" in our_output
-    assert "pyinfra speedups not installed: $PYINFRA_IIS_PYINFRA_SPEEDUPS is 0" in their_output
+    assert "pyinfra speedups not installed: $PYINFRA_IIS_PYINFRA_SPEEDUPS is not 1 (they are opt-in)" in their_output
     assert len(ours) >= 5
     assert ours == theirs

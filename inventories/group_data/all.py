@@ -1,8 +1,9 @@
-"""Group data of every host: the IIS configuration of the worked example (issue 3) and its
-release settings (issue 4).
+"""Group data of every host: the IIS configuration of the worked example and its release
+settings.
 
-Secrets (PFX password, app secrets) are read from environment variables; the MSIs, the Python
-installer and the PFX are vendored under ``files/`` and pinned by SHA-256 (Microsoft has delisted
+Secrets (PFX password, app secrets) are read from environment variables, and an unset one is an
+error (never a placeholder); the MSIs, the Python installer and the PFX are vendored under
+``files/`` and pinned by SHA-256 (an unset pin is reported by the inventory check) (Microsoft has delisted
 the ARR download, field notes). Keys: ``pyinfra_iis.models.HOST_DATA_KEYS`` (``iis_*``) and
 ``pyinfra_iis.deploys.release`` (``release_*``). The release version and artifact are not set
 here: a pipeline gives them with ``--data release_version=1.4.2`` or
@@ -11,6 +12,17 @@ here: a pipeline gives them with ``--data release_version=1.4.2`` or
 
 import os
 
+
+def _secret(name: str) -> str:
+    """The value of the environment variable ``name``; a clear error when it is unset, never a
+    made-up default (a placeholder password would be deployed as the real one)."""
+
+    value = os.environ.get(name)
+    if not value:
+        raise SystemExit(f"inventories/group_data/all.py: set the environment variable {name} (a secret; never put it in this file)")
+    return value
+
+
 winrm_scheme = "https"
 winrm_transport = "ntlm"
 
@@ -18,11 +30,11 @@ iis_features = {"extra": []}  # the default set of the models, plus Web-AppInit
 
 iis_extensions = [
     {"product": "HttpPlatformHandler", "source": "files/httpPlatformHandler_amd64.msi",
-     "sha256": os.environ.get("HPH_MSI_SHA256", "0" * 64)},
+     "sha256": os.environ.get("HPH_MSI_SHA256")},
     {"product": "UrlRewrite", "source": "files/rewrite_amd64_en-US.msi",
-     "sha256": os.environ.get("REWRITE_MSI_SHA256", "0" * 64)},
+     "sha256": os.environ.get("REWRITE_MSI_SHA256")},
     {"product": "ARR", "source": "files/requestRouter_amd64.msi",
-     "sha256": os.environ.get("ARR_MSI_SHA256", "0" * 64)},
+     "sha256": os.environ.get("ARR_MSI_SHA256")},
 ]
 
 iis_server = {
@@ -32,7 +44,7 @@ iis_server = {
 }
 
 iis_certificates = [
-    {"name": "api", "pfx": "files/api.example.com.pfx", "password": os.environ.get("API_PFX_PASSWORD", ""),
+    {"name": "api", "pfx": "files/api.example.com.pfx", "password": _secret("API_PFX_PASSWORD"),
      "store": "WebHosting"},
 ]
 
@@ -63,11 +75,11 @@ release_app = {
     "health_check_path": "/healthz",
     "health_deadline": "2m",
     "app_settings": {"LOG_LEVEL": "info"},
-    "app_secrets": {"API_SECRET_KEY": os.environ.get("API_SECRET_KEY", "change-me")},
+    "app_secrets": {"API_SECRET_KEY": _secret("API_SECRET_KEY")},
 }
 release_site = "api"
 release_python = {
     "version": "3.12.7",
     "source": "files/python-3.12.7-amd64.exe",
-    "sha256": os.environ.get("PYTHON_INSTALLER_SHA256", "0" * 64),
+    "sha256": os.environ.get("PYTHON_INSTALLER_SHA256"),
 }

@@ -129,7 +129,7 @@ class WinrmConnector(BaseConnector):
         """Yield ``("@winrm/NAME", {"winrm_hostname": host[, "winrm_port": port]}, [])``.
 
         pyinfra calls this for each ``@winrm`` host while it builds the inventory; the first
-        call installs :mod:`pyinfra_iis.pyinfra_speedups` (same results, less controller CPU
+        call installs :mod:`pyinfra_iis.pyinfra_speedups` if opted in (same results, less controller CPU
         per host and per operation), so runs without a ``@winrm`` host are left untouched.
         """
 

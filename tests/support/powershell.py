@@ -17,8 +17,9 @@ There is no PowerShell here, so generated PowerShell is checked statically:
 commands, so they are never checked here. Commands whose name is computed (``& $exe``,
 ``. $block``) cannot be checked statically and are skipped.
 
-Known grammar gaps of tree-sitter-powershell 0.26, handled here: ``16MB`` is read as a command
-name (skipped by :func:`check_script`); ``New-Object Foo($a)`` and ``$x.M()`` both come out as two
+Known grammar gaps of tree-sitter-powershell 0.26, handled here: ``ForEach-Object`` at the start
+of a statement is read as the ``foreach`` keyword (hidden from the grammar by :func:`parse`);
+``16MB`` is read as a command name (skipped by :func:`check_script`); ``New-Object Foo($a)`` and ``$x.M()`` both come out as two
 nodes (only a variable expression and its member call are joined into one argument). Not
 handled: it rejects a ``param(...)`` block followed by a
 statement on the SAME line (``{ param($a) $a }``), which PowerShell accepts; the project's
@@ -55,6 +56,7 @@ __all__ = [
     "load_reference",
     "parse",
     "reference_dir",
+    "restore_command_name",
     "syntax_errors",
 ]
 
@@ -102,10 +104,31 @@ class Problem:
         return f"{self.line}:{self.column}: {prefix}{self.message}"
 
 
-def parse(text: str) -> Tree:
-    """Parse PowerShell ``text`` with tree-sitter-powershell; returns the tree (never raises)."""
+# tree-sitter-powershell 0.26 reads `ForEach-Object` at the start of a statement as the `foreach`
+# keyword and fails; PowerShell reads a command. parse() hides the keyword from the grammar by
+# writing the `h` as `0` (`H` as `1`) there, same length, and :func:`_command_name` restores it.
+_FOREACH_OBJECT = re.compile(r"((?:^|[;{(=]|&&|\|\|)[ \t]*)(foreac)([hH])(-object\b)", re.I | re.M)
+_FOREACH_OBJECT_HIDDEN = re.compile(r"(foreac)([01])(-object)", re.I)
 
-    return _parser().parse(text.encode("utf-8"))
+
+def parse(text: str) -> Tree:
+    """Parse PowerShell ``text`` with tree-sitter-powershell; returns the tree (never raises).
+
+    A ``ForEach-Object`` at the start of a statement is parsed as a command (see above): in the
+    tree its name reads ``ForEac0-Object``; :func:`command_calls` reports ``ForEach-Object``.
+    """
+
+    hidden = _FOREACH_OBJECT.sub(lambda m: m.group(1) + m.group(2) + ("0" if m.group(3) == "h" else "1") + m.group(4), text)
+    return _parser().parse(hidden.encode("utf-8"))
+
+
+def restore_command_name(name: str) -> str:
+    """Undo :func:`parse`'s hiding of ``ForEach-Object`` in a command name read from the tree."""
+
+    match = _FOREACH_OBJECT_HIDDEN.fullmatch(name)
+    if match is None:
+        return name
+    return match.group(1) + ("h" if match.group(2) == "0" else "H") + match.group(3)
 
 
 def _text(node: Node) -> str:
@@ -245,11 +268,11 @@ class ScriptCommands:
 def _command_name(command: Node) -> str | None:
     for child in command.children:
         if child.type == "command_name":
-            return _text(child)
+            return restore_command_name(_text(child))
         if child.type == "command_name_expr":
             for inner in child.children:
                 if inner.type == "command_name":
-                    return _text(inner)
+                    return restore_command_name(_text(inner))
                 if inner.type == "string_literal" and _text(inner)[:1] in PS_SINGLE_QUOTES:
                     return decode_single_quoted(_text(inner))[0]
             return None

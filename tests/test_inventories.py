@@ -1,0 +1,31 @@
+"""The example inventories never invent a secret: an unset secret variable stops pyinfra at
+inventory load with a message naming the variable (no traceback, nothing contacted)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def debug_inventory(env: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("WINRM_PASSWORD", "API_PFX_PASSWORD", "API_SECRET_KEY")}
+    return subprocess.run([sys.executable, "-m", "pyinfra", str(PROJECT / "inventories" / "prod.py"), "debug-inventory"],
+                          cwd=tmp_path, env={**clean, **env}, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("env, missing", [
+    ({}, "WINRM_PASSWORD"),
+    ({"WINRM_PASSWORD": "w-Pass-1"}, "API_PFX_PASSWORD"),
+    ({"WINRM_PASSWORD": "w-Pass-1", "API_PFX_PASSWORD": "p-Pass-2"}, "API_SECRET_KEY"),
+])
+def test_an_unset_secret_variable_stops_the_run_by_name(tmp_path, env, missing):
+    result = debug_inventory(env, tmp_path)
+    assert result.returncode != 0
+    assert f"set the environment variable {missing}" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
