@@ -91,7 +91,7 @@ def served_version(demo: Demo, index: int) -> str:
 def test_bare_hosts_serve_the_release_through_their_bindings_then_nothing_changes_and_a_rebuild_is_identical(fleet, artifacts):
     for server in fleet.servers:
         status, body = fetch(server, "/healthz")
-        assert (status, json.loads(body)) == (200, {"status": "ok"})
+        assert (status, json.loads(body)) == (200, {"status": "ok", "version": "1.0.0"})  # the release answers (item 15)
         seen = info(server)
         assert seen["version"] == "1.0.0" and seen["host"] == "api.example.com"
         assert seen["client"] == {"host": "203.0.113.7", "scheme": "https"}  # X-Forwarded-For / -Proto trusted from IIS only

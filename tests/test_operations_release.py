@@ -9,9 +9,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from pyinfra.api import FunctionCommand
 from pyinfra.api.exceptions import OperationError, OperationValueError
 
 from pyinfra_iis.deploys.release import ENV_ARTIFACT, ENV_VERSION, acl_rules, iis_overrides, load_release_config, release_target
+from pyinfra_iis.facts import release_state
 from pyinfra_iis.facts.host_state import HostState, host_state, set_host_state
 from pyinfra_iis.models import InventoryError
 from pyinfra_iis.operations import python as python_ops
@@ -21,6 +23,7 @@ from pyinfra_iis.protocol import parse_remote_call, secret_digest
 from pyinfra_iis.models.release import ReleaseSettings
 from pyinfra_iis.release.manifest import Manifest
 from pyinfra_iis.release.webconfig import render_web_config
+from pyinfra_iis.sddl import app_pool_sid
 
 ROOT = "C:\\sites\\api"
 SECRET = "s3cr'et-$(x)"
@@ -82,16 +85,24 @@ def installer(tmp_path) -> dict:
 def test_missing_python_is_uploaded_then_installed_silently(installer):
     result = run_operation(python_ops.python_install._inner, fact(), python=installer)
     upload = f"upload {installer['source']} -> C:\\ProgramData\\pyinfra-iis\\python\\python-3.12.7-amd64.exe"
-    assert result.commands[0] == upload
-    assert calls(result)[1] == ("Install-Python", {"version": "3.12.7", "source": "C:\\ProgramData\\pyinfra-iis\\python\\python-3.12.7-amd64.exe",
-                                                   "sha256": installer["sha256"], "target_dir": "C:\\Program Files\\Python312"})
+    # The upload folder is administrators-only before the installer lands there (issue 9, security).
+    assert calls(result)[0] == ("Initialize-Directory", {"path": "C:\\ProgramData\\pyinfra-iis\\python",
+                                                         "sddl": "O:BAD:P(A;OICI;FA;;;S-1-5-18)(A;OICI;FA;;;S-1-5-32-544)"})
+    assert result.commands[1] == upload
+    command = result.objects[2]
+    assert isinstance(command, FunctionCommand) and command.args == ({"version": "3.12.7", "source": "C:\\ProgramData\\pyinfra-iis\\python\\python-3.12.7-amd64.exe",
+                                                                      "sha256": installer["sha256"], "target_dir": "C:\\Program Files\\Python312"}, [])
 
 
 def test_installed_python_of_the_same_version_uploads_nothing(installer):
     pythons = {"3.12": {"installed": True, "version": "3.12.7", "path": "C:\\Program Files\\Python312\\python.exe"}}
     assert run_operation(python_ops.python_install._inner, fact(pythons=pythons), python=installer).commands == []
     older = {"3.12": {"installed": True, "version": "3.12.6", "path": "C:\\Program Files\\Python312\\python.exe"}}
-    assert [c[0] for c in calls(run_operation(python_ops.python_install._inner, fact(pythons=older), python=installer))] == ["upload", "Install-Python"]
+    result = run_operation(python_ops.python_install._inner, fact(pythons=older), python=installer, app_pools=["api"])
+    # An upgrade drains the pools that run on the interpreter first (issue 15 item 12).
+    assert [c[0] for c in calls(result)[:3]] == ["Initialize-Directory", "upload", "Set-IisRuntimeState"]
+    assert calls(result)[2][1] == {"app_pools": {"api": "Stopped"}}
+    assert result.objects[3].args[1] == ["api"]
 
 
 def test_python_installer_model_refuses_a_bad_version_and_a_missing_file(installer, tmp_path):
@@ -106,16 +117,21 @@ def test_python_installer_model_refuses_a_bad_version_and_a_missing_file(install
 
 def test_a_new_release_is_uploaded_and_installed_with_a_web_config_without_secrets(artifact):
     result = run_operation(release.release_installed._inner, fact(current="1.0.0", versions=["1.0.0"]), settings=SETTINGS,
-                           version="2.0.0", artifact=str(artifact), python_exe="C:\\Program Files\\Python312\\python.exe")
-    assert result.commands[0] == f"upload {artifact} -> C:\\sites\\api\\artifacts\\api-2.0.0.zip"
-    name, payload = calls(result)[1]
-    assert name == "Install-Release"
-    assert {k: v for k, v in payload.items() if k != "web_config"} == {
-        "root": ROOT, "artifact": "C:\\sites\\api\\artifacts\\api-2.0.0.zip", "version": "2.0.0",
-        "python": "C:\\Program Files\\Python312\\python.exe"}
-    assert 'processPath="C:\\sites\\api\\releases\\2.0.0\\venv\\Scripts\\python.exe"' in payload["web_config"]
-    assert 'name="LOG_LEVEL" value="info"' in payload["web_config"]
-    assert SECRET not in payload["web_config"] and "API_KEY" not in payload["web_config"]
+                           version="2.0.0", artifact=str(artifact), python_exe="C:\\Program Files\\Python312\\python.exe", app_pool="api")
+    folders = calls(result)[:4]
+    assert [p["path"] for _, p in folders] == [ROOT, f"{ROOT}\\releases", f"{ROOT}\\artifacts", f"{ROOT}\\logs"]
+    pool = app_pool_sid("api")
+    assert folders[0][1]["sddl"] == f"O:BAD:P(A;OICI;FA;;;S-1-5-18)(A;OICI;FA;;;S-1-5-32-544)(A;OICI;0x1200a9;;;{pool})"
+    assert folders[3][1]["sddl"].endswith(f"(A;OICI;0x1301bf;;;{pool})")  # Modify on logs only
+    assert result.commands[4] == f"upload {artifact} -> C:\\sites\\api\\artifacts\\api-2.0.0.zip"
+    command = result.objects[5]
+    assert isinstance(command, FunctionCommand)
+    _, version, destination, sha256, _, _, web_config, python_exe, stale = command.args
+    assert (version, destination, python_exe, stale) == ("2.0.0", "C:\\sites\\api\\artifacts\\api-2.0.0.zip", "C:\\Program Files\\Python312\\python.exe", [])
+    assert sha256 == hashlib.sha256(artifact.read_bytes()).hexdigest()  # the controller's hash travels with the call
+    assert 'processPath="C:\\sites\\api\\releases\\2.0.0\\venv\\Scripts\\python.exe"' in web_config
+    assert 'name="LOG_LEVEL" value="info"' in web_config
+    assert SECRET not in web_config and "API_KEY" not in web_config
 
 
 def test_an_installed_release_yields_nothing_and_needs_no_artifact(tmp_path):
@@ -125,9 +141,13 @@ def test_an_installed_release_yields_nothing_and_needs_no_artifact(tmp_path):
 
 
 def test_a_partial_release_is_installed_again(artifact):
-    result = run_operation(release.release_installed._inner, fact(versions=["2.0.0+partial"]), settings=SETTINGS,
+    value = fact()
+    value["releases"] = {ROOT: release_state.convert_root({"state": None, "logs": [], "folders": [
+        {"name": "2.0.0", "marker": None, "web_config_sha256": None}]})}
+    result = run_operation(release.release_installed._inner, value, settings=SETTINGS,
                            version="2.0.0", artifact=str(artifact), python_exe="C:\\Python312\\python.exe")
-    assert [c[0] for c in calls(result)] == ["upload", "Install-Release"]
+    # An incomplete folder under the final name is removed and rebuilt (issue 15 item 22).
+    assert result.objects[-1].args[-1] == [f"{ROOT}\\releases\\2.0.0"]
 
 
 def test_an_artifact_of_another_version_or_python_is_refused(artifact):
@@ -144,27 +164,33 @@ def test_an_artifact_of_another_version_or_python_is_refused(artifact):
 def test_switch_goes_through_the_https_binding_with_its_host_name_and_deadline():
     result = run_operation(release.release_switched._inner, fact(current="1.0.0", versions=["1.0.0", "2.0.0"], physical_path="C:\\sites\\api\\releases\\1.0.0"),
                            settings=SETTINGS, version="2.0.0", site=HTTPS_SITE, app_pool="api")
-    assert calls(result) == [("Switch-Release", {"root": ROOT, "version": "2.0.0", "site": "api", "app_pool": "api", "health": {
-        "url": "https://127.0.0.1:8443/healthz", "host": "api.example.com", "deadline_seconds": 120, "expect_status": 200}})]
+    [(name, payload)] = calls(result)
+    assert name == "Switch-Release" and payload["path"] == f"{ROOT}\\releases\\2.0.0"
+    assert payload["health"] == {"url": "https://127.0.0.1:8443/healthz", "host": "api.example.com", "deadline_seconds": 120, "expect_status": 200,
+                                 "certificate_hash": "A" * 40, "expect_version": "2.0.0"}
+    assert payload["environment"] == {"API_KEY": SECRET} and SECRET not in result.masked[0]  # secrets change with the switch (item 21)
+    assert json.loads(payload["state_ok"])["current"] == "2.0.0" and json.loads(payload["state_ok"])["previous"] == "1.0.0"
+    assert json.loads(payload["state_failed"])["current"] == "1.0.0"
 
 
 def test_switch_over_http_uses_the_binding_ip_and_localhost_for_any_host_name():
     result = run_operation(release.release_switched._inner, fact(versions=["2.0.0"]), settings={**SETTINGS, "health_check_path": "/readyz",
                            "health_deadline": "90s"}, version="2.0.0", site=HTTP_SITE, app_pool="api")
-    assert calls(result)[0][1]["health"] == {"url": "http://127.0.0.1:8080/readyz", "host": "localhost", "deadline_seconds": 90, "expect_status": 200}
+    assert calls(result)[0][1]["health"] == {"url": "http://127.0.0.1:8080/readyz", "host": "localhost", "deadline_seconds": 90, "expect_status": 200,
+                                             "certificate_hash": None, "expect_version": "2.0.0"}
 
 
 def test_a_site_serving_the_release_yields_nothing_but_a_moved_physical_path_switches_again():
-    served = fact(current="2.0.0", previous="1.0.0", versions=["1.0.0", "2.0.0"], physical_path="C:\\sites\\api\\releases\\2.0.0")
+    served = fact(current="2.0.0", previous="1.0.0", versions=["1.0.0", "2.0.0"], physical_path="C:\\sites\\api\\releases\\2.0.0", env={"API_KEY": SECRET})
     assert run_operation(release.release_switched._inner, served, settings=SETTINGS, version="2.0.0", site=HTTPS_SITE, app_pool="api").commands == []
-    moved = fact(current="2.0.0", previous="1.0.0", versions=["1.0.0", "2.0.0"], physical_path="C:\\sites\\api\\current")
+    moved = fact(current="2.0.0", previous="1.0.0", versions=["1.0.0", "2.0.0"], physical_path="C:\\sites\\api\\current", env={"API_KEY": SECRET})
     assert [c[0] for c in calls(run_operation(release.release_switched._inner, moved, settings=SETTINGS, version="2.0.0", site=HTTPS_SITE, app_pool="api"))] == ["Switch-Release"]
 
 
 def test_rollback_switches_to_the_previous_release_or_fails_without_one():
     state = fact(current="2.0.0", previous="1.0.0", versions=["1.0.0", "2.0.0"], physical_path="C:\\sites\\api\\releases\\2.0.0")
     result = run_operation(release.release_rolled_back._inner, state, settings=SETTINGS, site=HTTPS_SITE, app_pool="api")
-    assert [(n, p["version"]) for n, p in calls(result)] == [("Switch-Release", "1.0.0")]
+    assert [(n, p["path"]) for n, p in calls(result)] == [("Switch-Release", f"{ROOT}\\releases\\1.0.0")]
     with pytest.raises(OperationError, match="no previous release"):
         run_operation(release.release_rolled_back._inner, fact(current="1.0.0", versions=["1.0.0"]), settings=SETTINGS, site=HTTPS_SITE, app_pool="api")
     with pytest.raises(OperationError, match="no longer installed"):
@@ -178,9 +204,10 @@ def test_old_releases_are_removed_only_beyond_keep_or_with_a_partial_folder():
     kept = fact(current="3.0.0", previous="2.0.0", versions=["1.0.0", "2.0.0", "3.0.0"])
     assert run_operation(release.old_releases_removed._inner, kept, settings=SETTINGS).commands == []
     more = fact(current="4.0.0", previous="3.0.0", versions=["1.0.0", "2.0.0", "3.0.0", "4.0.0"])
-    assert calls(run_operation(release.old_releases_removed._inner, more, settings=SETTINGS)) == [("Remove-OldReleases", {"root": ROOT, "keep": 3})]
+    assert calls(run_operation(release.old_releases_removed._inner, more, settings=SETTINGS)) == [("Remove-ReleasePaths", {
+        "paths": [f"{ROOT}\\releases\\1.0.0", f"{ROOT}\\artifacts\\api-1.0.0.zip"], "marker": ".pyinfra-iis-complete"})]
     partial = fact(current="1.0.0", versions=["1.0.0", "2.0.0+partial"])
-    assert [c[0] for c in calls(run_operation(release.old_releases_removed._inner, partial, settings=SETTINGS))] == ["Remove-OldReleases"]
+    assert [c[0] for c in calls(run_operation(release.old_releases_removed._inner, partial, settings=SETTINGS))] == ["Remove-ReleasePaths"]
 
 
 # --- App secrets ------------------------------------------------------------------------------

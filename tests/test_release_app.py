@@ -32,7 +32,9 @@ def load_app(folder: Path, name: str):
 def test_example_routes():
     module = load_app(EXAMPLE_APP, "example_main_routes")
     with TestClient(module.app) as client:
-        assert client.get("/healthz").json() == {"status": "ok"}
+        answer = client.get("/healthz")
+        assert answer.json() == {"status": "ok", "version": "0+unreleased"}
+        assert answer.headers["X-Release-Version"] == "0+unreleased"  # issue 15 item 15
         assert client.get("/readyz").json() == {"status": "ready", "version": "0+unreleased"}
         assert client.get("/").json()["version"] == "0+unreleased"  # no manifest beside a source checkout
         assert client.get("/items/3").json() == {"id": 3, "name": "item 3"}

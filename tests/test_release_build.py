@@ -114,7 +114,13 @@ def test_wheelhouse_is_for_windows(builds):
     assert wheels["pydantic-core"] == "pydantic_core-2.50.4-cp312-cp312-win_amd64.whl"
     assert all(w.endswith(("-win_amd64.whl", "-none-any.whl")) for w in wheels.values())
     with zipfile.ZipFile(builds[0].path) as archive:
-        pins = archive.read("requirements.txt").decode().splitlines()
+        lines = archive.read("requirements.txt").decode().splitlines()
+        # Each pin carries its bundled wheel's hash: the host installs with --require-hashes.
+        for line in lines:
+            pin, digest = line.split(" --hash=sha256:")
+            wheel = next(r.wheel for r in builds[0].manifest.requirements if r.name == pin.split("==")[0].split("[")[0])
+            assert hashlib.sha256(archive.read(f"wheelhouse/{wheel}")).hexdigest() == digest
+    pins = [line.split(" --hash")[0] for line in lines]
     assert "uvicorn==0.54.0" in pins and "fastapi==0.165.0" in pins
     assert not any(";" in p for p in pins)  # markers already evaluated for Windows
 
@@ -128,7 +134,7 @@ def test_colorama_is_in_the_wheelhouse_although_the_controller_is_linux(wheel_ca
     assert wheels["colorama"].marker == 'platform_system == "Windows"'
     with zipfile.ZipFile(result.path) as archive:
         assert "wheelhouse/colorama-0.4.6-py2.py3-none-any.whl" in archive.namelist()
-        assert "colorama==0.4.6" in archive.read("requirements.txt").decode().splitlines()
+        assert "colorama==0.4.6" in [line.split(" --hash")[0] for line in archive.read("requirements.txt").decode().splitlines()]
 
 
 def test_released_app_reports_the_manifest_version(unpacked):

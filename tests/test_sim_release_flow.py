@@ -17,7 +17,9 @@ import json
 import re
 import socket
 import ssl
+import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from cryptography import x509
@@ -26,7 +28,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+from pyinfra_iis.facts import python_state
+from pyinfra_iis.facts import release_state as release_facts
 from pyinfra_iis.models.release import ReleaseSettings
+from pyinfra_iis.operations import release
+from pyinfra_iis.protocol import parse_remote_call
 from pyinfra_iis.release.artifact import build_release
 from pyinfra_iis.release.variants import make_broken_app
 from pyinfra_iis.release.webconfig import render_web_config
@@ -123,20 +129,50 @@ def configure_host(host, pfx_bytes: bytes) -> None:
                                     "thumbprint": thumbprint, "store": "My"})
 
 
-def install(host, artifacts, version: str, **overrides) -> dict:
+class SimCalls:
+    """The controller's view of a simulated host: ``run_shell_command`` of remote calls, as
+    the connector gives it to the release ``FunctionCommand``s."""
+
+    def __init__(self, host):
+        self.host = host
+
+    def run_shell_command(self, command, print_output=False):
+        function, payload = parse_remote_call(command.get_raw_value())
+        try:
+            return True, SimpleNamespace(stdout=json.dumps(run(self.host, function, payload)), stderr="")
+        except SimFunctionError as exc:
+            return False, SimpleNamespace(stdout="", stderr=str(exc))
+
+
+def report(host) -> dict:
+    """The converted ``releases`` part of Get-HostState for ROOT."""
+
+    return release_facts.convert_root(run(host, "Get-HostState", {"release_roots": [ROOT]})["releases"][ROOT])
+
+
+def install(host, artifacts, version: str, manifest=None, **overrides) -> None:
+    """What ``release_installed`` does: upload, then :func:`release.install_steps`."""
+
     build = artifacts[version]
     artifact = f"{ROOT}\\artifacts\\{build.path.name}"
     put(host, artifact, build.path.read_bytes())
-    web_config = render_web_config(settings(**overrides), f"{ROOT}\\releases\\{version}", manifest=build.manifest)
-    return run(host, "Install-Release", {"root": ROOT, "artifact": artifact, "version": version,
-                                         "python": "C:\\Program Files\\Python312\\python.exe", "web_config": web_config})
+    manifest = manifest or build.manifest
+    with zipfile.ZipFile(build.path) as archive:
+        manifest_bytes = archive.read("manifest.json")
+    web_config = render_web_config(settings(**overrides), f"{ROOT}\\releases\\{version}", manifest=manifest)
+    stale = [f"{ROOT}\\releases\\{e['folder']}" for e in report(host)["versions"] if e["version"] == version and not e["complete"]]
+    release.install_steps(SimCalls(host), settings(**overrides), version, artifact, hashlib.sha256(host.path(artifact).read_bytes()).hexdigest(),
+                          manifest, manifest_bytes, web_config, "C:\\Program Files\\Python312\\python.exe", stale)
 
 
 def switch(host, version: str, deadline: int = 30, scheme: str = "https") -> dict:
     port = 443 if scheme == "https" else 80
-    return run(host, "Switch-Release", {"root": ROOT, "version": version, "site": "api", "app_pool": "api",
+    ok, failed = release.state_texts(report(host), version)
+    return run(host, "Switch-Release", {"site": "api", "app_pool": "api", "path": f"{ROOT}\\releases\\{version}",
+                                        "environment": {}, "state_file": f"{ROOT}\\release-state.json", "state_ok": ok,
+                                        "state_failed": failed, "logs": f"{ROOT}\\logs",
                                         "health": {"url": f"{scheme}://127.0.0.1:{port}/healthz", "host": HOST,
-                                                   "deadline_seconds": deadline, "expect_status": 200}})
+                                                   "deadline_seconds": deadline, "expect_status": 200, "expect_version": version}})
 
 
 def get(port: int, path: str, host_header: str = HOST, tls: bool = False) -> tuple[int, bytes]:
@@ -181,28 +217,33 @@ def sim(tmp_path, pfx):
 
 def test_install_release_is_complete_and_idempotent(sim, artifacts):
     host = sim.host
-    first = install(host, artifacts, "1.0.0")
-    assert first == {"version": "1.0.0", "installed": True, "path": f"{ROOT}\\releases\\1.0.0"}
-    assert install(host, artifacts, "1.0.0")["installed"] is False
-    release = host.path(f"{ROOT}\\releases\\1.0.0")
-    assert not host.path(f"{ROOT}\\releases\\1.0.0.partial").exists()
-    assert (release / "app" / "main.py").is_file() and (release / "web.config").read_bytes().startswith(b"<?xml")
-    marker = json.loads((release / "venv" / "pyinfra-iis-sim-venv.json").read_text())
-    assert (Path(marker["local_venv"]) / "bin" / "python").exists() and marker["target_python"] == "3.12"
-    assert (release / "venv" / "Scripts" / "python.exe").is_file()
-    assert SECRET not in (release / "web.config").read_text()
+    install(host, artifacts, "1.0.0")
+    release_dir = host.path(f"{ROOT}\\releases\\1.0.0")
+    assert (release_dir / ".pyinfra-iis-complete").is_file()  # the marker defines complete (item 19)
+    assert (release_dir / "app" / "main.py").is_file() and (release_dir / "web.config").read_bytes().startswith(b"<?xml")
+    marker = json.loads((release_dir / "venv" / "pyinfra-iis-sim-venv.json").read_text())
+    assert (Path(marker["local_venv"]) / "bin" / "python").exists()
+    assert (release_dir / "venv" / "Scripts" / "python.exe").is_file()
+    assert SECRET not in (release_dir / "web.config").read_text()
 
     state = run(host, "Get-HostState", {"release_roots": [ROOT], "python_versions": ["3.12", "3.13"]})
-    assert state["pythons"] == {"3.12": {"installed": True, "version": "3.12.7", "path": "C:\\Program Files\\Python312\\python.exe"},
-                                "3.13": {"installed": False, "version": None, "path": None}}
-    web_config_sha256 = hashlib.sha256((release / "web.config").read_bytes()).hexdigest()
-    assert state["releases"][ROOT]["versions"] == [{"version": "1.0.0", "complete": True, "web_config_sha256": web_config_sha256}]
-    assert state["releases"][ROOT]["current"] is None
+    pythons = python_state.convert(state)["pythons"]
+    assert pythons["3.12"] == {"installed": True, "version": "3.12.7", "path": "C:\\Program Files\\Python312\\python.exe",
+                               "target_dir": "C:\\Program Files\\Python312"}
+    assert pythons["3.13"]["installed"] is False
+    web_config_sha256 = hashlib.sha256((release_dir / "web.config").read_bytes()).hexdigest()
+    converted = release_facts.convert_root(state["releases"][ROOT])
+    assert [(e["version"], e["complete"], e["web_config_sha256"]) for e in converted["versions"]] == [("1.0.0", True, web_config_sha256)]
+    assert converted["current"] is None
+
+    # An interrupted install (no marker) is reported incomplete, then removed and rebuilt (item 22).
+    (release_dir / ".pyinfra-iis-complete").unlink()
+    assert report(host)["versions"][0]["complete"] is False
+    install(host, artifacts, "1.0.0")
+    assert report(host)["versions"][0]["complete"] is True
 
 
 def test_install_release_refuses_a_tampered_artifact(sim, artifacts, tmp_path):
-    import zipfile
-
     host = sim.host
     source = artifacts["1.1.0"].path
     tampered = tmp_path / "api-1.1.0.zip"
@@ -210,12 +251,19 @@ def test_install_release_refuses_a_tampered_artifact(sim, artifacts, tmp_path):
         for info in old.infolist():
             data = old.read(info)
             new.writestr(info, data + b"\n# changed" if info.filename == "app/main.py" else data)
-    put(host, f"{ROOT}\\artifacts\\api-1.1.0.zip", tampered.read_bytes())
-    with pytest.raises(SimFunctionError, match=r"step 'verify': app/main.py does not match its SHA-256"):
-        run(host, "Install-Release", {"root": ROOT, "artifact": f"{ROOT}\\artifacts\\api-1.1.0.zip", "version": "1.1.0",
-                                      "python": "C:\\Program Files\\Python312\\python.exe", "web_config": "<configuration/>"})
+    artifact = f"{ROOT}\\artifacts\\api-1.1.0.zip"
+    put(host, artifact, tampered.read_bytes())
+    # The controller's hash of ITS artifact travels with the call: nothing is unpacked.
+    with pytest.raises(SimFunctionError, match="SHA-256 mismatch"):
+        run(host, "Install-Release", {"artifact": artifact, "sha256": artifacts["1.1.0"].sha256, "destination": f"{ROOT}\\releases\\1.1.0"})
     assert not host.path(f"{ROOT}\\releases\\1.1.0").exists()
-    with pytest.raises(SimFunctionError, match="not complete"):
+    # Unpacked files are compared with the manifest the CONTROLLER holds, not the zip's.
+    listing = run(host, "Install-Release", {"artifact": artifact, "sha256": hashlib.sha256(tampered.read_bytes()).hexdigest(),
+                                            "destination": f"{ROOT}\\releases\\1.1.0"})["files"]
+    with zipfile.ZipFile(source) as archive:
+        problems = release.manifest_problems(artifacts["1.1.0"].manifest, archive.read("manifest.json"), listing)
+    assert problems == ["app/main.py: size/SHA-256 differ from the manifest"]
+    with pytest.raises(SimFunctionError, match="no completion marker"):
         switch(host, "1.1.0")
 
 
@@ -223,7 +271,7 @@ def test_switch_serves_the_app_through_both_bindings(sim, artifacts, capsys):
     host = sim.host
     install(host, artifacts, "1.0.0")
     result = switch(host, "1.0.0")
-    assert (result["switched"], result["from"], result["to"], result["health"]["status"]) == (True, None, "1.0.0", 200)
+    assert (result["switched"], result["health"]["status"]) == (True, 200)
 
     status, body = get(loopback(sim, "http"), "/info")
     info = json.loads(body)
@@ -235,7 +283,9 @@ def test_switch_serves_the_app_through_both_bindings(sim, artifacts, capsys):
 
     logs = [p.name for p in host.path(ROOT + "\\logs").iterdir()]
     assert logs and all(re.fullmatch(r"stdout_\d{14}_\d+\.log", name) for name in logs), logs
-    assert switch(host, "1.0.0")["switched"] is False
+    switches = len(host.state["sim_releases"]["physical_path_history"])
+    assert switch(host, "1.0.0")["switched"] is False  # re-sent after a lost reply: nothing committed or recycled
+    assert len(host.state["sim_releases"]["physical_path_history"]) == switches
     assert release_state(host)["current"] == "1.0.0"
     never_incomplete(host)
 
@@ -274,17 +324,30 @@ def test_broken_releases_fail_the_switch_and_the_previous_keeps_serving(sim, art
 
 def test_remove_old_releases_keeps_the_newest_and_the_current(sim, artifacts):
     host = sim.host
-    for version in ("1.0.0", "1.1.0", "1.3.0"):
+    for version in ("1.0.0", "1.1.0", "1.2.0", "1.3.0"):
         install(host, artifacts, version)
     switch(host, "1.0.0")
     host.path(f"{ROOT}\\releases\\9.9.9.partial").mkdir()
-    assert run(host, "Remove-OldReleases", {"root": ROOT, "keep": 1}) == {"removed": ["1.1.0"]}
+    old, incomplete, _ = release.removable(settings(keep_releases=2), report(host))
+    assert (old, incomplete) == (["1.1.0"], ["9.9.9.partial"])
+    paths = [f"{ROOT}\\releases\\1.1.0", f"{ROOT}\\releases\\9.9.9.partial", f"{ROOT}\\artifacts\\api-1.1.0.zip"]
+    assert run(host, "Remove-ReleasePaths", {"paths": paths, "marker": ".pyinfra-iis-complete"}) == {"removed": paths}
     left = sorted(p.name for p in host.path(f"{ROOT}\\releases").iterdir())
-    assert left == ["1.0.0", "1.3.0"]  # current kept although older; the stale .partial removed
+    assert left == ["1.0.0", "1.2.0", "1.3.0"]  # current kept although older; the stale .partial removed
     assert not host.path(f"{ROOT}\\artifacts\\api-1.1.0.zip").exists()
     assert host.path(f"{ROOT}\\artifacts\\api-1.0.0.zip").exists()
-    with pytest.raises(SimFunctionError, match="keep"):
-        run(host, "Remove-OldReleases", {"root": ROOT, "keep": 0})
+
+
+def test_removal_refuses_a_junction_inside_a_release(sim, artifacts, tmp_path):  # issue 9 defect 9
+    host = sim.host
+    install(host, artifacts, "1.0.0")
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("x")
+    (host.path(f"{ROOT}\\releases\\1.0.0") / "venv" / "link").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(SimFunctionError, match="reparse point"):
+        run(host, "Remove-ReleasePaths", {"paths": [f"{ROOT}\\releases\\1.0.0"]})
+    assert (outside / "keep.txt").is_file() and (host.path(f"{ROOT}\\releases\\1.0.0") / ".pyinfra-iis-complete").is_file()
 
 
 def test_a_restarted_simulator_serves_the_started_site_again(tmp_path, artifacts, pfx):

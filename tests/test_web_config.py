@@ -62,7 +62,7 @@ def test_http_platform_attributes_are_exact():
         "arguments": (
             "-m uvicorn main:app --host 127.0.0.1 --port %HTTP_PLATFORM_PORT% --proxy-headers "
             "--forwarded-allow-ips 127.0.0.1 --loop asyncio:SelectorEventLoop --timeout-keep-alive 120 "
-            r'--timeout-graceful-shutdown 30 --app-dir "C:\sites\api\releases\1.4.2\app"'
+            r'--timeout-graceful-shutdown 30 --no-access-log --app-dir "C:\sites\api\releases\1.4.2\app"'
         ),
         "stdoutLogEnabled": "true",
         "stdoutLogFile": r"C:\sites\api\logs\stdout",
@@ -88,6 +88,8 @@ def test_environment_has_unbuffered_python_and_settings_escaped_exactly():
     assert variables[0].tag == "clear"
     assert [(v.get("name"), v.get("value")) for v in variables[1:]] == [
         ("PYTHONUNBUFFERED", "1"),
+        ("PYTHONUTF8", "1"),  # issue 15 item 17
+        ("PYINFRA_IIS_RELEASE", "1.4.2"),  # issue 15 item 15
         ("GREETING", "a<b & \"c\" 'd' > %PATH%"),
         ("LOG_LEVEL", "info"),
     ]

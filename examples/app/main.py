@@ -2,7 +2,7 @@
 
 Routes:
     GET /            a greeting with the release version.
-    GET /healthz     liveness: the process answers (200 {"status": "ok"}).
+    GET /healthz     liveness: the process answers (200 {"status": "ok", "version": ...}).
     GET /readyz      readiness: startup finished (200), else 503.
     GET /info        version, Python, and the client address and scheme the app sees. Behind
                      IIS these are the forwarded ones: uvicorn runs with --proxy-headers
@@ -15,11 +15,16 @@ Version: read from the release manifest, ``manifest.json`` in the release folder
 parent of this app folder (a release unpacks to ``<root>\\releases\\<version>\\{app,
 wheelhouse,manifest.json}``). The version therefore always matches the code that runs; run
 from a source checkout (no manifest) it is ``0+unreleased``.
+
+Every answer carries ``X-Release-Version``: the ``PYINFRA_IIS_RELEASE`` variable web.config sets
+(else the manifest's version). pyinfra-iis's health check after a switch requires it, so an old
+worker process still answering cannot pass for the new release.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -55,6 +60,17 @@ async def lifespan(app: FastAPI):
 
 app = FastAPI(title="pyinfra-iis example", version=VERSION, lifespan=lifespan)
 app.state.ready = False
+#: The release this process serves, as web.config names it.
+RELEASE = os.environ.get("PYINFRA_IIS_RELEASE") or VERSION
+
+
+@app.middleware("http")
+async def release_header(request: Request, call_next):
+    """Add ``X-Release-Version`` to every answer."""
+
+    response = await call_next(request)
+    response.headers["X-Release-Version"] = RELEASE
+    return response
 
 
 class Item(BaseModel):
@@ -75,7 +91,7 @@ def root() -> dict:
 def healthz() -> dict:
     """Liveness: the process is up and answering."""
 
-    return {"status": "ok"}
+    return {"status": "ok", "version": RELEASE}
 
 
 @app.get("/readyz")

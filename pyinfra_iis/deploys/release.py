@@ -37,7 +37,7 @@ from ..models.release import ReleaseSettings
 from ..models.site import Site
 from ..models.types import ControllerPath, PoolName, ReleaseVersion, SiteName
 from ..operations import acl, release
-from ..operations.python import PythonInstaller, python_install
+from ..operations.python import PythonInstaller, python_entry, python_install
 from ..operations.release import release_report
 
 #: Environment variables a pipeline sets instead of ``--data``.
@@ -161,7 +161,14 @@ def iis_overrides(target: Optional[ReleaseTarget], current_host: Any = None) -> 
     """Keyword arguments for ``configure_iis`` so that a converge agrees with the release:
     the app secrets join the pool's environment variables, and the site keeps serving the
     release the host currently serves (from the fact's release state; the inventory's
-    physicalPath only until a first release is switched to)."""
+    physicalPath only until a first release is switched to).
+
+    Limit (issue 15 item 21): in ``deploys/site.py`` the app_pool operation of the IIS deploy owns
+    the pool's whole environment, so a CHANGED secret is set there, before the release steps,
+    recycling the live release without a health check. ``deploys/release.py`` (pipelines)
+    changes secrets only with the health-checked switch (``release_switched``/``app_secrets``).
+    Fixing the site deploy needs the app_pool operation to leave release-managed variables alone.
+    """
 
     if target is None:
         return {}
@@ -193,7 +200,7 @@ def python_runtime(target: Optional[ReleaseTarget] = None) -> None:
     target = target or release_target()
     if target is None:
         return
-    python_install(name=f"Python {target.release.python.version}", python=target.release.python)
+    python_install(name=f"Python {target.release.python.version}", python=target.release.python, app_pools=[target.app_pool])
     rule = acl_rules(target)[0]
     acl.acl(name=f"ACL {rule['path']} {rule['principal']}", rule=rule)
 
@@ -202,11 +209,12 @@ def python_runtime(target: Optional[ReleaseTarget] = None) -> None:
 def release_app(target: Optional[ReleaseTarget] = None, with_runtime: bool = True) -> None:
     """Ship ``release_version`` to the current host and serve it once healthy.
 
-    Steps: Python (when ``with_runtime``) → ACLs (root RX, logs Modify) → app secrets as pool
-    environment variables → ``Install-Release`` (upload once, unpack, venv, web.config) →
-    ``Switch-Release`` (health check through the binding; a failing host keeps its previous
-    release and fails) → ``Remove-OldReleases``. Without a version the install/switch steps
-    are skipped (the host keeps what it serves).
+    Steps: Python (when ``with_runtime``; an upgrade of the interpreter drains the pool first and
+    is followed by a health-checked recycle) → ACLs (root RX, logs Modify) → install (upload
+    once, unpack, verify against the controller's manifest, venv, web.config, completion
+    marker) → ``Switch-Release`` with the app secrets (health check through the binding; a
+    failing host keeps its previous release and secrets and fails) → cleanup. Without a
+    version, changed secrets are still applied health-checked to the served release.
 
     Raises:
         InventoryError: invalid ``release_*`` data.
@@ -217,19 +225,22 @@ def release_app(target: Optional[ReleaseTarget] = None, with_runtime: bool = Tru
         host.noop("no release_app in the host data: nothing to release")
         return
     settings, release_config = target.settings, target.release
+    found = python_entry(host_state(host, python_versions=[release_config.python.minor]), release_config.python.minor)
+    upgrade = bool(found.get("installed")) and found.get("version") != release_config.python.version
     if with_runtime:
         python_runtime(target=target)
     for rule in acl_rules(target)[1:]:
         acl.acl(name=f"ACL {rule['path']} {rule['principal']}", rule=rule)
-    release.app_secrets(name=f"App secrets of {settings.app_name}", settings=settings, app_pool=target.app_pool)
     if release_config.version is None:
+        release.app_secrets(name=f"App secrets of {settings.app_name}", settings=settings, app_pool=target.app_pool, site=target.site)
         host.noop(f"no release version given (--data release_version=... or ${ENV_VERSION}): {settings.app_name} keeps its current release")
         return
     version = release_config.version
     release.release_installed(name=f"Install {settings.app_name} {version}", settings=settings, version=version,
-                              artifact=str(release_config.artifact_path()), python_exe=release_config.python.python_exe)
+                              artifact=str(release_config.artifact_path()), python_exe=release_config.python.python_exe,
+                              app_pool=target.app_pool)
     release.release_switched(name=f"Switch {target.site.name} to {version}", settings=settings, version=version,
-                             site=target.site, app_pool=target.app_pool)
+                             site=target.site, app_pool=target.app_pool, recheck=upgrade and with_runtime)
     release.old_releases_removed(name=f"Keep {settings.keep_releases} releases of {settings.app_name}", settings=settings)
 
 

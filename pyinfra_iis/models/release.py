@@ -22,7 +22,7 @@ from .types import Duration, EnvVarName, PythonVersion, WholeMinutes, WindowsPat
 #: Environment variables HttpPlatformHandler or this project set themselves; refused as app
 #: settings or secrets. HTTP_PLATFORM_PORT: the port IIS gives the process (field notes,
 #: HttpPlatformHandler). PYTHONUNBUFFERED=1: always set, else the stdout log stays empty.
-RESERVED_ENV_VARS = frozenset({"HTTP_PLATFORM_PORT", "PYTHONUNBUFFERED"})
+RESERVED_ENV_VARS = frozenset({"HTTP_PLATFORM_PORT", "PYTHONUNBUFFERED", "PYTHONUTF8", "PYINFRA_IIS_RELEASE"})
 
 #: Application pool ``processModel/@shutdownTimeLimit`` default, seconds: the time WAS waits for
 #: a worker process to stop before killing it (IIS_schema.xml, ``defaultValue="00:01:30"``).

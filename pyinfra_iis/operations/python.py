@@ -1,9 +1,12 @@
 """CPython on the host: a pinned interpreter, installed machine-wide from a pinned installer.
 
 ``python_install`` uploads the python.org installer from the controller only when the wanted
-``x.y.z`` is missing, then calls ``Install-Python`` (``docs/remote-functions.md``, "Releases"),
-which checks the SHA-256 before running ``<installer> /quiet InstallAllUsers=1 PrependPath=0
-Include_test=0 Include_launcher=0 TargetDir=<target_dir>``. Machine-wide because a venv's
+``x.y.z`` is missing, into an administrators-only folder, then calls ``Install-Python``
+(``docs/remote-functions.md``, "Releases"), which checks the SHA-256 before running
+``<installer> /quiet /norestart InstallAllUsers=1 PrependPath=0 Include_test=0
+Include_launcher=0 CompileAll=1 TargetDir=<target_dir>``. ``/norestart``: a Burn bundle would
+otherwise reboot the host on 3010 mid-deploy; the function returns ``restart_needed`` instead and
+the operation stops the release there. Machine-wide because a venv's
 ``python.exe`` is a launcher that starts the base interpreter, so the pool identity needs read
 access to the base install, which must not be under a user profile (field notes, "Python on
 Windows Server"). Server 2019 has no MSIX: the classic installer is used, not the install manager.
@@ -14,14 +17,17 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from pydantic import Field, model_validator
-from pyinfra import host
-from pyinfra.api import FileUploadCommand, operation
+from pyinfra import host, logger
+from pyinfra.api import FileUploadCommand, FunctionCommand, operation
 
 from ..facts.host_state import host_state
 from ..iis.diff import Change, log_changes
 from ..models.base import IisModel
 from ..models.types import ControllerPath, Sha256Hex, WindowsPath
 from ..protocol import remote_call
+from ..sddl import protected_sddl
+from pyinfra.api.exceptions import OperationError
+
 from ._common import controller_file, validated
 
 #: Where the installer is uploaded (the same tree as MSIs and PFX files).
@@ -72,20 +78,45 @@ def python_entry(fact: dict, minor: str) -> dict:
 
 
 
+def install_step(state, host, payload: dict, app_pools: list[str]) -> bool:  # noqa: ARG001 - pyinfra passes state and host by name
+    """Run ``Install-Python`` and react to its answer (a ``FunctionCommand``): a restart needed
+    stops the release here (the drained pools stay stopped until the host restarts and the
+    deploy runs again); otherwise the drained pools start again."""
+
+    from .release import ReleaseStepError, call_host
+
+    try:
+        answer = call_host(host, "Install-Python", payload)
+        if answer.get("restart_needed"):
+            raise ReleaseStepError(f"Python {payload['version']} is installed but Windows needs a restart to finish it "
+                                   f"(installer exit code 3010; /norestart kept the host up): restart the host, then run the deploy again")
+        if app_pools:
+            call_host(host, "Set-IisRuntimeState", {"app_pools": {name: "Started" for name in app_pools}})
+    except ReleaseStepError as exc:
+        host.log(str(exc), logger.error)
+        return False
+    return True
+
+
 @operation()
-def python_install(python: Any):
+def python_install(python: Any, app_pools: Optional[list[str]] = None):
     """
     Install a pinned CPython machine-wide unless that exact version is installed.
 
     + python: a :class:`PythonInstaller` or dict: ``version`` (``3.12.7``), ``source`` (the
       installer on the controller), ``sha256``, ``target_dir`` (default ``C:\\Program
       Files\\Python312``).
+    + app_pools: pools whose apps run on this interpreter: stopped (drained) before an upgrade of
+      an installed interpreter, started again after it (the release deploy then health-checks
+      the served release).
 
     Nothing happens (and nothing is uploaded) when ``Get-HostState`` reports ``pythons[x.y]``
-    installed with the same ``x.y.z``. Otherwise the installer is uploaded to
-    ``C:\\ProgramData\\pyinfra-iis\\python\\`` (the connector skips an upload whose SHA-256
-    matches) and ``Install-Python`` runs it silently after checking its hash. Another patch
-    release of the same ``x.y`` is upgraded in place by the installer.
+    installed with the same ``x.y.z``. Otherwise the upload folder is created administrators-only
+    (``Initialize-Directory`` with a protected ACL), the installer uploaded there (the connector
+    skips an upload whose SHA-256 matches) and ``Install-Python`` runs it after checking its hash.
+    Another patch release of the same ``x.y`` is upgraded in place by the installer, INTO THE
+    FOLDER ALREADY REGISTERED: an installed interpreter in another folder than ``target_dir`` is
+    refused here (the host checks the registered path afterwards too).
 
     **Example:**
 
@@ -100,9 +131,18 @@ def python_install(python: Any):
     if found.get("installed") and found.get("version") == model.version:
         host.noop(f"Python {model.version} is installed ({found.get('path')})")
         return
+    registered = found.get("target_dir") or (found.get("path") or "").rsplit("\\", 1)[0]
+    if found.get("installed") and registered.lower() != str(model.target_dir).rstrip("\\").lower():
+        raise OperationError(f"Python {found.get('version')} is installed in {registered}, not {model.target_dir}: the installer "
+                             f"would upgrade it in place there; set target_dir to {registered} or uninstall it first")
     local = controller_file(model.source, "python")
     destination = f"{UPLOAD_DIR}\\{local.name}"
     before = found.get("version") if found.get("installed") else None
+    drain = list(app_pools or []) if before else []
     log_changes(host, f"Will install Python {model.version}", [Change(f"Python {model.minor}", before, f"{model.version} in {model.target_dir}")])
+    yield remote_call("Initialize-Directory", {"path": UPLOAD_DIR, "sddl": protected_sddl()})
     yield FileUploadCommand(str(local), destination)
-    yield remote_call("Install-Python", {"version": model.version, "source": destination, "sha256": model.sha256, "target_dir": model.target_dir})
+    if drain:
+        yield remote_call("Set-IisRuntimeState", {"app_pools": {name: "Stopped" for name in drain}})
+    payload = {"version": model.version, "source": destination, "sha256": model.sha256, "target_dir": model.target_dir}
+    yield FunctionCommand(install_step, (payload, drain), {})

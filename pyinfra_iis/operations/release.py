@@ -1,28 +1,33 @@
-"""Releases on a host: ``Install-Release``, ``Switch-Release``, ``Remove-OldReleases`` and the
+"""Releases on a host: install (host primitives driven from here), ``Switch-Release``, cleanup and the
 app's secrets as application pool environment variables (``docs/remote-functions.md``,
 "Releases"; design.md "Releases").
 
 Host layout under a release root (``ReleaseSettings.root``)::
 
     <root>\\artifacts\\<app>-<version>.zip   uploaded once (the connector skips a matching hash)
-    <root>\\releases\\<version>\\            complete releases only (built in <version>.partial)
-    <root>\\logs\\                           stdout logs
+    <root>\\releases\\<version>\\            built in place; complete once .pyinfra-iis-complete exists
+    <root>\\logs\\                           stdout logs (kept by count and age)
     <root>\\release-state.json               current / previous / history
 
 Every operation reads the ``releases`` part of ``Get-HostState`` (asked with the root in
-``release_roots``) and yields nothing when the host is already so.
+``release_roots``) and yields nothing when the host is already so. The host only runs
+primitives; what is complete, what to remove and whether the unpacked files are the artifact's
+is decided here (an install reacts to each answer in a pyinfra ``FunctionCommand``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Optional
 
 from pydantic import TypeAdapter, ValidationError
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, operation
+from pyinfra import logger
+from pyinfra.api import FileUploadCommand, FunctionCommand, operation
 from pyinfra.api.exceptions import OperationError, OperationValueError
 
 from ..facts.host_state import host_state
@@ -35,14 +40,80 @@ from ..models.release import ReleaseSettings
 from ..models.site import Site
 from ..models.types import ReleaseVersion
 from ..protocol import Secret, remote_call, secret_digest
-from ..release.manifest import MANIFEST_NAME, Manifest
+from ..release.manifest import MANIFEST_NAME, REQUIREMENTS_NAME, WHEELHOUSE_DIR, Manifest
 from ..release.webconfig import render_web_config
+from ..sddl import app_pool_sid, protected_sddl
 from ._common import controller_file, iis_of, validated, warn
 
 _VERSION = TypeAdapter(ReleaseVersion)
 
 #: ``expect_status`` of the health check: FastAPI's /healthz answers 200 when healthy.
 HEALTHY_STATUS = 200
+#: The completion marker: written last into a release folder; it alone defines "complete".
+COMPLETE_MARKER = ".pyinfra-iis-complete"
+#: Stdout logs kept in ``<root>\\logs``: at most this many, none older than LOG_MAX_AGE (the
+#: newest two always stay: the running process writes one of them).
+LOG_KEEP = 20
+LOG_MAX_AGE = timedelta(days=30)
+#: Windows MAX_PATH (260 with the terminating NUL): long paths are off by default and a quiet
+#: Python install does not enable them, so every unpacked file must fit.
+MAX_PATH = 259
+#: Time limits (seconds) of the venv and pip steps.
+VENV_TIMEOUT, PIP_TIMEOUT = 600, 1800
+SYSTEM, ADMINISTRATORS = "S-1-5-18", "S-1-5-32-544"
+
+
+class ReleaseStepError(OperationError):
+    """A host call of a release step failed (the message says which and why)."""
+
+
+def call_host(host_: Any, function: str, payload: dict) -> dict:
+    """Run one remote call from a ``FunctionCommand`` and return its JSON answer.
+
+    Raises:
+        ReleaseStepError: the call failed (its stderr in the message) or printed no JSON object.
+    """
+
+    ok, output = host_.run_shell_command(remote_call(function, payload), print_output=False)
+    if not ok:
+        raise ReleaseStepError(f"{function} failed: {output.stderr or output.stdout}")
+    try:
+        return json.loads(output.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise ReleaseStepError(f"{function} printed no JSON answer: {output.stdout[-500:]!r}") from None
+
+
+def host_step(function):
+    """Wrap ``function(host, *args)`` as the callable of a ``FunctionCommand``: a
+    :class:`ReleaseStepError` is logged as the host's error and fails the operation."""
+
+    def run(state, host, *args, **kwargs):  # noqa: ARG001 - pyinfra passes state and host by name
+        try:
+            function(host, *args, **kwargs)
+        except ReleaseStepError as exc:
+            host.log(str(exc), logger.error)
+            return False
+        return True
+
+    run.__name__ = function.__name__
+    return run
+
+
+def directory_sddl(app_pool: Optional[str], logs: bool = False) -> str:
+    """The protected ACL of a release folder: SYSTEM and Administrators full control, the pool
+    Read & Execute (``logs``: Modify), nobody else (no ``Users`` create rights from ``C:\\``)."""
+
+    pool = [app_pool_sid(app_pool)] if app_pool else []
+    return protected_sddl(full_control=(SYSTEM, ADMINISTRATORS), read_execute=() if logs else pool, modify=pool if logs else ())
+
+
+def directory_calls(settings: ReleaseSettings, app_pool: Optional[str]) -> list:
+    """``Initialize-Directory`` of the root, releases, artifacts and logs, each with its
+    protected ACL (the function also refuses a reparse point or a folder owned by anyone but
+    SYSTEM or Administrators)."""
+
+    folders = [(settings.root, False), (settings.releases_dir, False), (f"{settings.root}\\artifacts", False), (settings.logs_dir, True)]
+    return [remote_call("Initialize-Directory", {"path": path, "sddl": directory_sddl(app_pool, logs)}) for path, logs in folders]
 
 
 # --- Reading the fact ----------------------------------------------------------------------
@@ -131,17 +202,22 @@ def check_manifest(manifest: Manifest, settings: ReleaseSettings, version: str, 
         raise OperationValueError(f"{artifact.name}: {'; '.join(problems)}")
 
 
-def health_check(site: Site, settings: ReleaseSettings) -> dict[str, Any]:
+def health_check(site: Site, settings: ReleaseSettings, version: Optional[str] = None) -> dict[str, Any]:
     """The ``health`` argument of ``Switch-Release``: the health path through the site's binding.
 
     The first https binding is used when there is one (TLS through HTTP.sys, as clients see
     it), else the first http binding. The connection goes to the binding's IP (``127.0.0.1``
     for ``*``) and port; ``Host`` (and SNI) is the binding's host name, a wildcard's ``*``
-    replaced by ``health``, or ``localhost`` for a binding that answers any host name.
+    replaced by ``health``, or ``localhost`` for a binding that answers any host name. An https
+    binding passes its certificate's thumbprint (``certificate_hash``): the host accepts the
+    handshake when the presented certificate is that one, whatever name it carries (a binding
+    without a host name would otherwise fail the name check and roll back every switch).
+    ``expect_version``: the answer must come from that release (header ``X-Release-Version`` or
+    the version in the body), not from an old worker process still answering.
 
     Returns:
-        ``{"url", "host", "deadline_seconds", "expect_status"}`` (deadline from
-        ``settings.health_deadline``, seconds).
+        ``{"url", "host", "certificate_hash", "expect_version", "deadline_seconds",
+        "expect_status"}`` (deadline from ``settings.health_deadline``, seconds).
 
     Raises:
         OperationValueError: the site has no binding.
@@ -155,9 +231,12 @@ def health_check(site: Site, settings: ReleaseSettings) -> dict[str, Any]:
     if ":" in address:
         address = f"[{address}]"
     name = binding.host_name.replace("*", "health", 1) if binding.host_name else "localhost"
+    certificate = getattr(binding, "certificate", None) if binding.protocol == "https" else None
     return {
         "url": f"{binding.protocol}://{address}:{port}{settings.health_check_path}",
         "host": name,
+        "certificate_hash": certificate.upper() if isinstance(certificate, str) and len(certificate) == 40 else None,
+        "expect_version": version,
         "deadline_seconds": settings.health_deadline.seconds,
         "expect_status": HEALTHY_STATUS,
     }
@@ -205,8 +284,76 @@ def web_config_drift(report: dict, model: ReleaseSettings, version: str, artifac
             f"changed settings as a new release version")
 
 
+def manifest_problems(manifest: Manifest, manifest_bytes: bytes, files: list[dict]) -> list[str]:
+    """Compare the host's listing of an unpacked release with the CONTROLLER's manifest.
+
+    Every file the manifest lists (and ``manifest.json`` itself) must be there with its size
+    and SHA-256; nothing else may be there.
+    """
+
+    expected = {path: (entry.size, entry.sha256) for path, entry in manifest.files.items()}
+    expected[MANIFEST_NAME] = (len(manifest_bytes), hashlib.sha256(manifest_bytes).hexdigest())
+    found = {entry["path"]: (entry["size"], str(entry["sha256"]).lower()) for entry in files}
+    problems = [f"{path}: missing" for path in sorted(set(expected) - set(found))]
+    problems += [f"{path}: not in the manifest" for path in sorted(set(found) - set(expected))]
+    problems += [f"{path}: size/SHA-256 differ from the manifest" for path in sorted(set(found) & set(expected)) if found[path] != expected[path]]
+    return problems
+
+
+def path_budget(manifest: Manifest, release_dir: str) -> Optional[str]:
+    """Why a file of the release would exceed MAX_PATH on the host, or ``None``."""
+
+    longest = max([*manifest.files, MANIFEST_NAME], key=len)
+    full = f"{release_dir}\\{longest}".replace("/", "\\")
+    if len(full) > MAX_PATH:
+        return (f"{full} is {len(full)} characters: over Windows' MAX_PATH ({MAX_PATH}), and long paths are off by "
+                f"default; use a shorter release root")
+    return None
+
+
+def install_steps(host_: Any, settings: ReleaseSettings, version: str, artifact: str, sha256: str, manifest: Manifest,
+                  manifest_bytes: bytes, web_config: str, python_exe: str, stale: list[str]) -> None:
+    """The install, one host call at a time (run by a ``FunctionCommand``).
+
+    1. ``Remove-ReleasePaths``: an incomplete folder of this version (an interrupted install).
+    2. ``Install-Release``: the artifact's SHA-256 checked, unpacked into the FINAL folder; its
+       listing compared here with the controller's manifest.
+    3. ``Invoke-Program``: ``python -I -m venv`` and ``pip install --no-index`` from the wheelhouse,
+       in the final folder (console-script launchers keep their path).
+    4. ``Write-TextFile``: web.config, then the completion marker, last.
+
+    Raises:
+        ReleaseStepError: naming the step that failed; the folder stays incomplete (no marker),
+            so the next run removes and rebuilds it.
+    """
+
+    target = settings.release_dir(version)
+    if stale:
+        call_host(host_, "Remove-ReleasePaths", {"paths": stale, "marker": COMPLETE_MARKER})
+    listing = call_host(host_, "Install-Release", {"artifact": artifact, "sha256": sha256, "destination": target})
+    problems = manifest_problems(manifest, manifest_bytes, listing.get("files") or [])
+    if problems:
+        raise ReleaseStepError(f"release {version}: the unpacked files differ from the artifact's manifest: {'; '.join(problems[:10])}")
+    programs = [
+        ("create the venv", python_exe, ["-I", "-m", "venv", f"{target}\\venv"], VENV_TIMEOUT),
+        ("install the wheels", f"{target}\\venv\\Scripts\\python.exe",
+         ["-I", "-m", "pip", "install", "--no-index", "--only-binary=:all:", "--require-hashes", "--disable-pip-version-check",
+          "--find-links", f"{target}\\{WHEELHOUSE_DIR}", "-r", f"{target}\\{REQUIREMENTS_NAME}"], PIP_TIMEOUT),
+    ]
+    for step, program, arguments, timeout in programs:
+        run = call_host(host_, "Invoke-Program", {"file": program, "arguments": arguments, "working_directory": target,
+                                                   "timeout_seconds": timeout})
+        if run.get("exit_code") != 0:
+            tail = "\n".join(((run.get("stderr") or "") + (run.get("stdout") or "")).strip().splitlines()[-30:])
+            raise ReleaseStepError(f"release {version}: {step} failed with exit code {run.get('exit_code')}:\n{tail}")
+    call_host(host_, "Write-TextFile", {"path": f"{target}\\web.config", "text": web_config})
+    # The marker's content is fixed (two identical runs leave identical files); the host reports
+    # its last write time, which orders releases by completion.
+    call_host(host_, "Write-TextFile", {"path": f"{target}\\{COMPLETE_MARKER}", "text": f"{version}\n"})
+
+
 @operation()
-def release_installed(settings: Any, version: str, artifact: Any, python_exe: str):
+def release_installed(settings: Any, version: str, artifact: Any, python_exe: str, app_pool: Optional[str] = None):
     """
     Put one release on the host, complete, without switching traffic to it.
 
@@ -214,15 +361,15 @@ def release_installed(settings: Any, version: str, artifact: Any, python_exe: st
     + version: the release version (``1.4.2``), also its folder name.
     + artifact: the release zip on the controller (``python -m pyinfra_iis.release build``).
     + python_exe: the base interpreter on the host (``C:\\Program Files\\Python312\\python.exe``).
+    + app_pool: the pool that runs the app (Read & Execute on the release folders, Modify on
+      ``logs``); none: only SYSTEM and Administrators.
 
     Nothing happens when the fact lists ``version`` as a complete release under the root (with
     a warning when its web.config differs from the one rendered now: :func:`web_config_drift`).
-    Otherwise the zip is uploaded to ``<root>\\artifacts\\<app>-<version>.zip`` (skipped by the
-    connector when the hash matches) and ``Install-Release`` unpacks it into
-    ``<version>.partial``, verifies every file against the manifest, builds the venv offline
-    from the wheelhouse, writes the web.config rendered here (``render_web_config``: no
-    secrets) and renames the folder. The artifact's manifest must name this app, version and
-    Python version.
+    Otherwise the folders are created with a protected ACL, the zip is uploaded to
+    ``<root>\\artifacts\\<app>-<version>.zip`` (skipped by the connector when the hash matches)
+    and :func:`install_steps` build the release in its final folder. The artifact's manifest
+    must name this app, version and Python version, and every path must fit MAX_PATH.
 
     **Example:**
 
@@ -244,31 +391,96 @@ def release_installed(settings: Any, version: str, artifact: Any, python_exe: st
     local = controller_file(Path(artifact), "artifact")
     manifest = read_manifest(local)
     check_manifest(manifest, model, version, local)
+    too_long = path_budget(manifest, model.release_dir(version))
+    if too_long:
+        raise OperationValueError(too_long)
+    with zipfile.ZipFile(local) as archive:
+        manifest_bytes = archive.read(MANIFEST_NAME)
     destination = f"{model.root}\\artifacts\\{artifact_name(model, version)}"
     web_config = render_web_config(model, model.release_dir(version), manifest=manifest)
+    stale = [f"{model.releases_dir}\\{e.get('folder') or e['version']}" for e in report.get("versions") or []
+             if e["version"] == version and not e.get("complete")]
     log_changes(host, f"Will install release {version}", [Change(f"release {model.app_name}", None, f"{version} in {model.release_dir(version)}")])
+    yield from directory_calls(model, app_pool)
     yield FileUploadCommand(str(local), destination)
-    yield remote_call("Install-Release", {"root": model.root, "artifact": destination, "version": version,
-                                          "python": python_exe, "web_config": web_config})
+    yield FunctionCommand(host_step(install_steps), (model, version, destination, sha256_of(local), manifest, manifest_bytes,
+                                                     web_config, python_exe, stale), {})
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 (hex) of a file on the controller."""
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def state_texts(report: dict, version: str) -> tuple[str, str]:
+    """The release-state.json ``Switch-Release`` writes: ``(after success, after failure)``.
+
+    Success: ``current`` = version, ``previous`` = the old current (unchanged when it was
+    already version). Both append a history entry ``{at, from, to, ok}`` (the newest 100 kept).
+    """
+
+    current, previous = report.get("current"), report.get("previous")
+    at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    history = list(report.get("history") or [])[-99:]
+
+    def text(ok: bool) -> str:
+        state = {"current": version if ok else current, "previous": (current if current != version else previous) if ok else previous,
+                 "history": [*history, {"at": at, "from": current, "to": version, "ok": ok}]}
+        return json.dumps(state, indent=2) + "\n"
+
+    return text(True), text(False)
+
+
+def secret_changes(pool: str, secrets: dict[str, Any], fact: dict) -> tuple[dict[str, Secret], list[Change]]:
+    """The app secrets whose digest differs in pool ``pool``: ``({name: Secret}, changes)``."""
+
+    section = config.section(iis_of(fact), APP_POOLS)
+    holder = config.child(config.find_item(section, "add", {"name": pool}), "environmentVariables")
+    changed, diff = {}, []
+    for name, value in secrets.items():
+        raw = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+        current = config.get_attribute(config.find_item(holder, "add", {"name": name}), "value")
+        if current != secret_digest(raw):
+            changed[name] = Secret(raw)
+            diff.append(Change(f"app pool {pool}: environmentVariables[{name}]", current, "set", secret=True))
+    return changed, diff
+
+
+def switch_call(model: ReleaseSettings, report: dict, version: str, site_model: Site, app_pool: str,
+                environment: Optional[dict] = None) -> Any:
+    """ONE ``Switch-Release``: physicalPath (and changed secrets) in one commit, recycle, health
+    check of ``version``, restore on failure, release-state.json written either way."""
+
+    ok_text, failed_text = state_texts(report, version)
+    return remote_call("Switch-Release", {
+        "site": site_model.name, "app_pool": app_pool, "path": model.release_dir(version), "environment": environment or {},
+        "health": health_check(site_model, model, version), "state_file": f"{model.root}\\release-state.json",
+        "state_ok": ok_text, "state_failed": failed_text, "logs": model.logs_dir})
 
 
 @operation()
-def release_switched(settings: Any, version: str, site: Any, app_pool: str):
+def release_switched(settings: Any, version: str, site: Any, app_pool: str, recheck: bool = False):
     """
     Move the site's traffic to an installed release, only once it answers healthy.
 
-    + settings: the app's ``ReleaseSettings`` (or dict).
+    + settings: the app's ``ReleaseSettings`` (or dict); its ``app_secrets`` change with the
+      switch, in the same commit, health-checked (never before the new release is installed).
     + version: the installed release to serve.
     + site: the ``Site`` (or dict) whose root physicalPath moves; its binding is where the
       health check goes (:func:`health_check`).
     + app_pool: the site's application pool (recycled by the switch).
+    + recheck: switch (recycle and health-check) even when nothing differs, e.g. after the
+      interpreter the release runs on was upgraded.
 
-    Nothing happens when the release state's ``current`` is ``version`` and the site's
-    physicalPath is that release's folder. Otherwise ONE ``Switch-Release``: it sets the
-    physicalPath, recycles the pool and requests the health URL through the IIS binding until
-    200 or ``health_deadline``; on failure the host restores the previous release and the
-    call fails with the health answer and the stdout log tail, which pyinfra prints as the
-    host's error.
+    Nothing happens when the release state's ``current`` is ``version``, the site's
+    physicalPath is that release's folder and the pool has the app's secrets. Otherwise ONE
+    ``Switch-Release`` (:func:`switch_call`); on failure the host restores the previous release
+    and secrets and the call fails with the health answer and the new process's stdout log.
     """
 
     model = validated(ReleaseSettings, settings, "settings")
@@ -276,12 +488,12 @@ def release_switched(settings: Any, version: str, site: Any, app_pool: str):
     version = _version(version)
     fact = host_state(host, release_roots=[model.root])
     report = release_report(fact, model.root)
-    if serving(fact, model, site_model.name) == version:
+    environment, diff = secret_changes(app_pool, dict(model.app_secrets), fact)
+    if serving(fact, model, site_model.name) == version and not environment and not recheck:
         host.noop(f"site {site_model.name} serves release {version}")
         return
-    log_changes(host, f"Will switch site {site_model.name}", [Change(f"site {site_model.name}: release", report.get("current"), version)])
-    yield remote_call("Switch-Release", {"root": model.root, "version": version, "site": site_model.name,
-                                         "app_pool": app_pool, "health": health_check(site_model, model)})
+    log_changes(host, f"Will switch site {site_model.name}", [Change(f"site {site_model.name}: release", report.get("current"), version), *diff])
+    yield switch_call(model, report, version, site_model, app_pool, environment)
 
 
 @operation()
@@ -309,34 +521,61 @@ def release_rolled_back(settings: Any, site: Any, app_pool: str):
     if previous not in complete_versions(report):
         raise OperationError(f"previous release {previous} is no longer installed under {model.releases_dir}")
     log_changes(host, f"Will roll back site {site_model.name}", [Change(f"site {site_model.name}: release", report.get("current"), previous)])
-    yield remote_call("Switch-Release", {"root": model.root, "version": previous, "site": site_model.name,
-                                         "app_pool": app_pool, "health": health_check(site_model, model)})
+    yield switch_call(model, report, previous, site_model, app_pool)
+
+
+def removable(model: ReleaseSettings, report: dict, now: Optional[datetime] = None) -> tuple[list[str], list[str], list[str]]:
+    """What cleanup removes: ``(old complete versions, incomplete folders, logs)``.
+
+    Keeps the newest ``keep_releases`` complete releases (completion time) and always the
+    current and previous one; every incomplete folder goes (``.partial``/``.deleting`` left by an
+    interrupted run, or a final name without the completion marker). Logs: beyond the newest
+    :data:`LOG_KEEP`, or older than :data:`LOG_MAX_AGE`, except the newest two.
+    """
+
+    now = now or datetime.now(timezone.utc)
+    versions = report.get("versions") or []
+    complete = [e["version"] for e in versions if e.get("complete")]
+    keep = {report.get("current"), report.get("previous")}
+    old = [v for v in complete[: max(0, len(complete) - model.keep_releases)] if v not in keep]
+    incomplete = [e.get("folder") or e["version"] for e in versions if not e.get("complete")]
+    logs = sorted(report.get("logs") or [], key=lambda e: e.get("modified") or "", reverse=True)
+    stale_logs = []
+    for index, entry in enumerate(logs):
+        try:
+            modified = datetime.strptime(entry.get("modified") or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        except ValueError:
+            modified = now
+        if index >= 2 and (index >= LOG_KEEP or now - modified > LOG_MAX_AGE):
+            stale_logs.append(entry["name"])
+    return old, incomplete, stale_logs
 
 
 @operation()
 def old_releases_removed(settings: Any):
     """
-    Keep ``keep_releases`` complete releases; remove older ones and stale ``.partial`` folders.
+    Keep ``keep_releases`` complete releases; remove older ones (with their artifacts),
+    incomplete folders and old stdout logs (:func:`removable`).
 
     + settings: the app's ``ReleaseSettings`` (or dict).
 
-    Nothing happens when the fact lists at most ``keep_releases`` complete releases and no
-    incomplete one. ``Remove-OldReleases`` never removes the current or previous release.
+    One ``Remove-ReleasePaths``, or nothing. A folder loses its completion marker first and is
+    renamed to ``.deleting`` before its contents go, so an interrupted delete never leaves a
+    folder that looks complete; one holding a reparse point is refused.
     """
 
     model = validated(ReleaseSettings, settings, "settings")
     report = release_report(host_state(host, release_roots=[model.root]), model.root)
-    versions = report.get("versions") or []
-    complete = complete_versions(report)
-    partial = [entry["version"] for entry in versions if not entry.get("complete")]
-    if len(complete) <= model.keep_releases and not partial:
-        host.noop(f"{len(complete)} release(s) kept under {model.releases_dir} (at most {model.keep_releases})")
+    old, incomplete, logs = removable(model, report)
+    if not (old or incomplete or logs):
+        host.noop(f"{len(complete_versions(report))} release(s) kept under {model.releases_dir} (at most {model.keep_releases})")
         return
-    keep = {report.get("current"), report.get("previous")}
-    old = [v for v in complete[: max(0, len(complete) - model.keep_releases)] if v not in keep]
+    paths = [model.release_dir(v) for v in old] + [f"{model.releases_dir}\\{f}" for f in incomplete]
+    paths += [f"{model.root}\\artifacts\\{artifact_name(model, v)}" for v in old] + [f"{model.logs_dir}\\{n}" for n in logs]
     log_changes(host, f"Will remove old releases of {model.app_name}",
-                [Change(f"release {v}", "installed", None) for v in old] + [Change(f"release {v}.partial", "incomplete", None) for v in partial])
-    yield remote_call("Remove-OldReleases", {"root": model.root, "keep": model.keep_releases})
+                [Change(f"release {v}", "installed", None) for v in old] + [Change(f"release folder {f}", "incomplete", None) for f in incomplete]
+                + [Change(f"log {n}", "kept", None) for n in logs])
+    yield remote_call("Remove-ReleasePaths", {"paths": paths, "marker": COMPLETE_MARKER})
 
 
 def secret_edits(pool: str, secrets: dict[str, Any], fact: dict) -> tuple[list[dict], list[Change]]:
@@ -360,17 +599,20 @@ def secret_edits(pool: str, secrets: dict[str, Any], fact: dict) -> tuple[list[d
 
 
 @operation()
-def app_secrets(settings: Any, app_pool: str):
+def app_secrets(settings: Any, app_pool: str, site: Any = None):
     """
     Give the app's secrets to its application pool as environment variables.
 
     + settings: the app's ``ReleaseSettings`` (or dict): ``app_secrets`` are used.
     + app_pool: the pool the app runs in.
+    + site: the ``Site`` serving the release: when it serves one, the change is a health-checked
+      ``Switch-Release`` to the same release (the new secrets recycle the live pool, so they are
+      checked and restored on failure); without a served release, one ``Set-IisConfig``.
 
     Secrets live in applicationHost.config (readable by administrators only), never in
     web.config, which the pool identity and IIS_IUSRS read (design.md "Releases"). The fact
     holds digests only (``protocol.secret_digest``), so values are compared by digest and sent
-    as ``Secret`` (masked in every output). One ``Set-IisConfig``, or nothing.
+    as ``Secret`` (masked in every output).
     """
 
     model = validated(ReleaseSettings, settings, "settings")
@@ -378,9 +620,16 @@ def app_secrets(settings: Any, app_pool: str):
     if not model.app_secrets:
         host.noop(f"{model.app_name} has no app secrets")
         return
-    edits, diff = secret_edits(app_pool, dict(model.app_secrets), host_state(host))
+    fact = host_state(host, release_roots=[model.root])
+    edits, diff = secret_edits(app_pool, dict(model.app_secrets), fact)
     if not edits:
         host.noop(f"app pool {app_pool} has the app's {len(model.app_secrets)} secret(s)")
         return
     log_changes(host, f"Will set secrets of app pool {app_pool}", diff)
+    site_model = validated(Site, site, "site") if site is not None else None
+    current = serving(fact, model, site_model.name) if site_model else None
+    if current:
+        environment, _ = secret_changes(app_pool, dict(model.app_secrets), fact)
+        yield switch_call(model, release_report(fact, model.root), current, site_model, app_pool, environment)
+        return
     yield remote_call("Set-IisConfig", {"edits": edits})

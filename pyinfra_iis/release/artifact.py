@@ -20,7 +20,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from pydantic import TypeAdapter
 
@@ -109,6 +109,7 @@ def build_release(
     requirements = lock.for_windows(python_version)
     if not requirements:
         raise LockError(f"{lock.path}: no requirement applies on Windows; the app needs at least uvicorn")
+    check_uvicorn_floor(requirements, lock.path)
     wheels = fetch_wheels(requirements, python_version, cache_dir)
     check_complete(lock, wheels, python_version)
 
@@ -131,10 +132,40 @@ def build_release(
     return BuildResult(target, sha256_file(target), manifest)
 
 
-def requirements_text(wheels: Sequence[Wheel]) -> str:
-    """The root ``requirements.txt``: ``name[extras]==version`` per line, sorted, no markers."""
+def check_uvicorn_floor(requirements: Sequence[Any], where: Any = None) -> None:
+    """Refuse a lock without ``uvicorn`` at :data:`~.webconfig.UVICORN_FLOOR` or later.
 
-    return "".join(f"{w.requirement.pin}\n" for w in sorted(wheels, key=lambda w: w.requirement.key))
+    HttpPlatformHandler sends ``X-Forwarded-For: ip:port``; uvicorn before 0.45 takes the whole
+    ``"203.0.113.5:51234"`` as the client host, and before 0.36 rejects the ``--loop`` value
+    web.config uses (issue 15 item 16).
+
+    Raises:
+        LockError: no uvicorn pin, or one below the floor.
+    """
+
+    from packaging.version import InvalidVersion, Version
+
+    from .webconfig import UVICORN_FLOOR
+
+    floor = ".".join(str(part) for part in UVICORN_FLOOR)
+    pin = next((r for r in requirements if r.key == "uvicorn"), None)
+    if pin is None:
+        raise LockError(f"{where}: the lock has no uvicorn pin; web.config runs the app with uvicorn>={floor}")
+    try:
+        too_old = Version(pin.version).release[:2] < UVICORN_FLOOR
+    except InvalidVersion:
+        too_old = True
+    if too_old:
+        raise LockError(f"{where}: uvicorn=={pin.version} is older than {floor}: it takes HttpPlatformHandler's "
+                        f"X-Forwarded-For 'ip:port' as the client host; pin uvicorn>={floor}")
+
+
+def requirements_text(wheels: Sequence[Wheel]) -> str:
+    """The root ``requirements.txt``: ``name[extras]==version --hash=sha256:<wheel>`` per line,
+    sorted, no markers. The hash is the bundled wheel's, so the host installs with
+    ``--require-hashes`` (pip's hash-checking mode) and nothing but these files can install."""
+
+    return "".join(f"{w.requirement.pin} --hash=sha256:{sha256_file(w.path)}\n" for w in sorted(wheels, key=lambda w: w.requirement.key))
 
 
 def _manifest_requirement(wheel: Wheel) -> ManifestRequirement:

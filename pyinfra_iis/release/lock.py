@@ -8,8 +8,12 @@ version), not for the controller. pip evaluates markers for the machine running 
 module evaluates every marker against :func:`windows_environment` with ``packaging.markers``.
 
 Accepted syntax: blank lines, ``#`` comments (whole-line or trailing), and
-``name[extra,...]==version ; marker``. Options (``-r``, ``--hash``, ``-e``...), URLs and
-anything but ``==`` are refused: the release must be reproducible from the lock alone.
+``name[extra,...]==version ; marker`` optionally followed by pip's hash options
+``--hash=sha256:<hex>`` (several allowed, lines continued with a trailing backslash, as ``pip-compile
+--generate-hashes`` and ``uv pip compile --generate-hashes`` write them). With hashes the
+wheelhouse is downloaded with ``--require-hashes`` and cached wheels are checked against them.
+Other options (``-r``, ``-e``...), URLs and anything but ``==`` are refused: the release must be
+reproducible from the lock alone.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ class LockedRequirement:
         extras: extras asked for on this line (``("standard",)``), sorted.
         marker: the environment marker text, or ``None``.
         line: the 1-based line number in the lock file (for error messages).
+        hashes: accepted SHA-256 digests (lowercase hex) of the wheel, from ``--hash``; empty
+            when the lock gives none.
     """
 
     name: str
@@ -55,6 +61,7 @@ class LockedRequirement:
     extras: tuple[str, ...] = ()
     marker: str | None = None
     line: int = 0
+    hashes: tuple[str, ...] = ()
 
     @property
     def pin(self) -> str:
@@ -135,8 +142,8 @@ def parse_lock_text(text: str, path: Path | None = None) -> Lock:
     where = str(path) if path else "<lock>"
     requirements: list[LockedRequirement] = []
     seen: dict[str, int] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = _strip_comment(raw).strip()
+    for number, raw in _logical_lines(text):
+        line, hashes = _split_hashes(_strip_comment(raw).strip(), f"{where}:{number}")
         if not line:
             continue
         requirement = _parse_line(line, f"{where}:{number}")
@@ -153,6 +160,7 @@ def parse_lock_text(text: str, path: Path | None = None) -> Lock:
                 extras=tuple(sorted(requirement.extras)),
                 marker=str(requirement.marker) if requirement.marker else None,
                 line=number,
+                hashes=hashes,
             )
         )
     return Lock(tuple(requirements), path)
@@ -173,6 +181,40 @@ def read_lock(path: Path) -> Lock:
 
 
 _COMMENT_RE = re.compile(r"(^|\s)#.*$")
+_HASH_RE = re.compile(r"^--hash=sha256:([0-9a-fA-F]{64})$")
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """``(first line number, text)`` with lines ending in a backslash joined (pip's syntax)."""
+
+    lines: list[tuple[int, str]] = []
+    pending, start = "", 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = _strip_comment(raw).rstrip()
+        if not pending:
+            start = number
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        lines.append((start, pending + raw))
+        pending = ""
+    if pending:
+        lines.append((start, pending))
+    return lines
+
+
+def _split_hashes(line: str, where: str) -> tuple[str, tuple[str, ...]]:
+    """Split ``name==1.0 --hash=sha256:<hex> ...`` into the requirement and its digests."""
+
+    parts = line.split()
+    options = [p for p in parts if p.startswith("--hash")]
+    for option in options:
+        if not _HASH_RE.match(option):
+            raise LockError(f"{where}: {option!r} is not a SHA-256 hash option (--hash=sha256:<64 hex digits>)")
+    if options and parts.index(options[0]) == 0:
+        raise LockError(f"{where}: a --hash option must follow the pin it belongs to")
+    requirement = " ".join(p for p in parts if not p.startswith("--hash"))
+    return requirement, tuple(sorted({_HASH_RE.match(o).group(1).lower() for o in options}))
 
 
 def _strip_comment(line: str) -> str:

@@ -44,8 +44,26 @@ from .manifest import APP_DIR, Manifest
 #: ``import_from_string`` and used as the loop factory itself (``Config.get_loop_factory``), so
 #: ``asyncio:SelectorEventLoop`` makes uvicorn call ``asyncio.SelectorEventLoop()``. Checked in
 #: uvicorn 0.54.0's ``config.py``; uvicorn < 0.36 rejects the value (its ``--loop`` was a choice
-#: of auto/asyncio/uvloop): lock ``uvicorn>=0.36``. ``select()`` caps at about 512 sockets, far
-#: above what one process behind IIS keeps open.
+#: of auto/asyncio/uvloop), and uvicorn < 0.45 takes HttpPlatformHandler's ``X-Forwarded-For:
+#: ip:port`` as the client host: the build enforces ``uvicorn>=0.45`` (:data:`UVICORN_FLOOR`).
+#:
+#: The selector loop's limit: CPython builds ``select()`` on Windows with ``FD_SETSIZE`` 512
+#: (``Modules/selectmodule.c``), so one process handles at most about 510 sockets at once (the
+#: listening socket and the self-pipe take two). Behind IIS every request in flight holds one
+#: connection from HttpPlatformHandler plus whatever the app opens itself (database, HTTP
+#: clients): size ``maxConcurrentRequestsPerCPU`` / the pool's queue so that concurrent requests
+#: stay below about 500 minus the app's own sockets per process.
+SELECTOR_LOOP = "asyncio:SelectorEventLoop"
+
+#: Oldest uvicorn the build accepts (issue 15 item 16; see :data:`SELECTOR_LOOP`).
+UVICORN_FLOOR = (0, 45)
+
+#: The environment variable that carries the release version into the app (web.config); the
+#: health check of ``Switch-Release`` requires the answer to carry it (header
+#: :data:`RELEASE_HEADER` or the version in the body), so an old worker process still answering
+#: right after the switch cannot pass for the new release.
+RELEASE_VARIABLE = "PYINFRA_IIS_RELEASE"
+RELEASE_HEADER = "X-Release-Version"
 SELECTOR_LOOP = "asyncio:SelectorEventLoop"
 
 #: IIS sets this variable to the port it proxies to (field notes, HttpPlatformHandler).
@@ -78,7 +96,10 @@ def uvicorn_arguments(settings: ReleaseSettings, release_dir: str, entry_point: 
 
     ``-m uvicorn <entry_point> --host 127.0.0.1 --port %HTTP_PLATFORM_PORT% --proxy-headers
     --forwarded-allow-ips 127.0.0.1 --loop asyncio:SelectorEventLoop --timeout-keep-alive <s>
-    --timeout-graceful-shutdown <s> --app-dir "<release>\\app"``.
+    --timeout-graceful-shutdown <s> --no-access-log --app-dir "<release>\\app"``.
+
+    ``--no-access-log``: IIS already writes every request to its W3C log; uvicorn's access log
+    would only grow the stdout logs (issue 15 item 18).
 
     Only IIS on 127.0.0.1 may set X-Forwarded-For / X-Forwarded-Proto (``--forwarded-allow-ips
     127.0.0.1``); ``--app-dir`` makes the import independent of the working directory
@@ -103,6 +124,7 @@ def uvicorn_arguments(settings: ReleaseSettings, release_dir: str, entry_point: 
             f"--loop {SELECTOR_LOOP}",
             f"--timeout-keep-alive {settings.timeout_keep_alive.seconds}",
             f"--timeout-graceful-shutdown {settings.timeout_graceful_shutdown.seconds}",
+            "--no-access-log",
             f'--app-dir "{release_dir}\\{APP_DIR}"',
         ]
     )  # fmt: skip
@@ -127,7 +149,11 @@ def render_web_config(settings: ReleaseSettings, release_dir: str, entry_point: 
 
     entry_point = entry_point or (manifest.entry_point if manifest else "main:app")
     release_dir = _release_dir(release_dir)
-    environment = [("PYTHONUNBUFFERED", "1"), *sorted(settings.app_settings.items(), key=lambda kv: kv[0].upper())]
+    # PYTHONUTF8=1: redirected stdout on Windows uses the ANSI code page with strict errors, so
+    # printing non-Latin text would raise (PEP 540; issue 15 item 17). The release version lets
+    # the health check tell which release answered (issue 15 item 15).
+    reserved = [("PYTHONUNBUFFERED", "1"), ("PYTHONUTF8", "1"), (RELEASE_VARIABLE, release_dir.rsplit("\\", 1)[-1])]
+    environment = [*reserved, *sorted(settings.app_settings.items(), key=lambda kv: kv[0].upper())]
     return _environment().get_template("web.config.j2").render(
         process_path=f"{release_dir}\\venv\\Scripts\\python.exe",
         arguments=uvicorn_arguments(settings, release_dir, entry_point),

@@ -16,6 +16,7 @@ Downloaded wheels are kept in a cache folder (default ``~/.cache/pyinfra-iis/whe
 from __future__ import annotations
 
 import email.parser
+import hashlib
 import os
 import re
 import subprocess
@@ -131,10 +132,22 @@ def find_cached(requirement: LockedRequirement, python_version: str, cache_dir: 
             continue
         if name != requirement.key or version != wanted:
             continue
+        if requirement.hashes and file_sha256(path) not in requirement.hashes:
+            continue  # a cached file the lock does not vouch for is never used (it is downloaded again)
         rank = min((ranks[t] for t in tags if t in ranks), default=None)
         if rank is not None and (best is None or (rank, path.name) < best[:2]):
             best = (rank, path.name, path)
     return best[2] if best else None
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 (hex) of a file."""
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def fetch_wheels(
@@ -183,6 +196,13 @@ def _pip_download(requirements: Sequence[LockedRequirement], python_version: str
     """Run one ``pip download`` for ``requirements`` into a temporary folder, then move the wheels into ``cache``."""
 
     with tempfile.TemporaryDirectory(prefix="download-", dir=cache) as tmp:
+        hashed = all(r.hashes for r in requirements)
+        pins = [r.pin for r in requirements]
+        if hashed:
+            # --require-hashes takes the hashes from a requirements file (pip's "hash-checking mode").
+            listing = Path(tmp) / "requirements.txt"
+            listing.write_text("".join(f"{r.pin} " + " ".join(f"--hash=sha256:{h}" for h in r.hashes) + "\n" for r in requirements), encoding="utf-8")
+            pins = ["--require-hashes", "-r", str(listing)]
         command = [
             sys.executable, "-m", "pip", "download",
             "--no-deps", "--only-binary=:all:",
@@ -191,7 +211,7 @@ def _pip_download(requirements: Sequence[LockedRequirement], python_version: str
             "--implementation", "cp",
             "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
             "--dest", tmp,
-            *(r.pin for r in requirements),
+            *pins,
         ]  # fmt: skip
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_TIMEOUT, check=False)

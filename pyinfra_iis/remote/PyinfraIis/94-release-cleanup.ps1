@@ -1,93 +1,80 @@
-# PyinfraIis module, part 94: Remove-OldReleases, the newest complete releases kept and the others
-# deleted with their artifacts and stale .partial builds (layout: part 90).
-#
-# Contract: docs/remote-functions.md, "Releases".
+# PyinfraIis module, part 94: Remove-ReleasePaths, files and release folders removed so that an
+# interrupted delete never leaves a folder that looks complete, never through a junction.
 
-function Remove-ReleaseArtifact {
-    <#
-    .SYNOPSIS
-    Delete the artifact of a removed release: <root>\artifacts\<app>-<version>.zip, with <app> from
-    the release's manifest.json, or every *-<version>.zip there when the manifest cannot be read.
-    .OUTPUTS
-    Nothing. Throws when a file cannot be deleted.
-    #>
+# Renames and deletes are retried this many times, 2 s apart (about 2 minutes): antivirus scans
+# of thousands of freshly written venv files hold them open for a while.
+$script:FolderRetries = 60
+
+function Invoke-WithRetry {
+    # Run Action until it succeeds or $script:FolderRetries attempts failed (then rethrow).
+    # Docs: https://learn.microsoft.com/dotnet/api/system.management.automation.scriptblock.invoke
+    # Docs: https://learn.microsoft.com/powershell/module/microsoft.powershell.utility/start-sleep?view=powershell-5.1
     [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [string] $Artifacts,
-        [Parameter(Mandatory = $true)]
-        [string] $Release,
-        [Parameter(Mandatory = $true)]
-        [string] $Version
-    )
-    if (-not [System.IO.Directory]::Exists($Artifacts)) { return }
-    $app = $null
-    try {
-        $manifest = Read-JsonFile -Path (Join-Path -Path $Release -ChildPath 'manifest.json') -Label 'manifest.json'
-        $app = [string](Get-CallValue -Call $manifest -Name 'app')
-    } catch {
-        $app = $null
-    }
-    if (-not [string]::IsNullOrEmpty($app)) {
-        $candidates = @(Join-Path -Path $Artifacts -ChildPath ('{0}-{1}.zip' -f $app, $Version))
-    } else {
-        $candidates = @([System.IO.Directory]::GetFiles($Artifacts, ('*-{0}.zip' -f $Version)))
-    }
-    foreach ($path in $candidates) {
-        if ([System.IO.File]::Exists($path)) {
-            [System.IO.File]::Delete($path)
+    param([Parameter(Mandatory = $true)] [scriptblock] $Action)
+    for ($attempt = 1; ; $attempt++) {
+        try { [void]$Action.Invoke(); return } catch {
+            # Invoke() wraps the error in MethodInvocationException: report the real cause.
+            if ($attempt -ge $script:FolderRetries) { throw $_.Exception.GetBaseException().Message }
+            Start-Sleep -Seconds 2
         }
     }
 }
 
-function Remove-OldReleases {
-    <#
-    .SYNOPSIS
-    Keep the newest complete releases and delete the rest, with their artifacts and stale builds.
-    .PARAMETER Json
-    {"root": "C:\\sites\\api", "keep": 1..1000 (how many complete releases to keep)}.
-    .OUTPUTS
-    One line {"removed": [versions]}, oldest first. Keeps the newest `keep` complete releases by
-    completion time, and never removes release-state.json's current or previous release; removes
-    the others with their <root>\artifacts\<app>-<version>.zip, and every *.partial folder (not
-    listed). Nothing to remove -> {"removed": []}.
-    Throws naming the folder when a deletion fails (what was removed before stays removed).
-    #>
+function Find-ReparsePoint {
+    # The first reparse point (junction, symbolic link) at or under Folder, WITHOUT following any:
+    # the walk enters only folders that are not reparse points. $null when there is none.
+    # Docs: https://learn.microsoft.com/dotnet/api/system.io.fileattributes?view=netframework-4.8
     [CmdletBinding()]
-    param(
-        [Parameter(Mandatory = $true)]
-        [AllowEmptyString()]
-        [string] $Json
-    )
-    $function = 'Remove-OldReleases'
-    $call = ConvertFrom-CallJson -Json $Json -Function $function
-    $root = Get-ReleaseRootArgument -Call $call -Function $function
-    $keep = Get-CallValue -Call $call -Name 'keep' -Type integer -Required -Minimum 1 -Maximum 1000 -Function $function
-    $layout = Get-ReleaseLayout -Root $root
-    $state = Read-ReleaseState -Path $layout['state'] -Function $function
-    $protected = @([string]$state['current'], [string]$state['previous'])
-
-    $folders = Get-ReleaseFolders -Releases $layout['releases']
-    $complete = @($folders | Where-Object -FilterScript { $_.Complete })
-    $removed = New-Object -TypeName 'System.Collections.Generic.List[string]'
-    for ($index = 0; $index -lt $complete.Count - $keep; $index++) {
-        $folder = $complete[$index]
-        if ($protected -contains $folder.Version) { continue }
-        try {
-            Remove-ReleaseArtifact -Artifacts $layout['artifacts'] -Release $folder.Path -Version $folder.Version
-            Remove-Item -LiteralPath $folder.Path -Recurse -Force
-        } catch {
-            throw ('{0}: removing release {1} ({2}) failed: {3}' -f $function, $folder.Version, $folder.Path, $_.Exception.Message)
+    param([Parameter(Mandatory = $true)] [string] $Folder)
+    $pending = New-Object -TypeName 'System.Collections.Generic.Stack[System.IO.DirectoryInfo]'
+    $pending.Push((New-Object -TypeName 'System.IO.DirectoryInfo' -ArgumentList $Folder))
+    while ($pending.Count -gt 0) {
+        $current = $pending.Pop()
+        if (($current.Attributes -band [System.IO.FileAttributes]::ReparsePoint) -ne 0) { return $current.FullName }
+        foreach ($entry in $current.GetFileSystemInfos()) {
+            if (($entry.Attributes -band [System.IO.FileAttributes]::ReparsePoint) -ne 0) { return $entry.FullName }
+            if ($entry -is [System.IO.DirectoryInfo]) { $pending.Push($entry) }
         }
-        $removed.Add($folder.Version)
     }
-    foreach ($folder in $folders) {
-        if (-not $folder.Partial) { continue }
+    return $null
+}
+
+function Remove-ReleasePaths {
+    # Remote primitive: {"paths": [absolute paths], "marker": ".pyinfra-iis-complete"} ->
+    # {"removed": [paths]} (absent ones skipped). A folder holding a reparse point anywhere is
+    # refused before anything is deleted; otherwise it loses its completion marker first, is
+    # renamed to <path>.deleting, then deleted; renames and deletes are retried.
+    # Docs: https://learn.microsoft.com/dotnet/api/system.io.directory.move?view=netframework-4.8
+    # Docs: https://learn.microsoft.com/dotnet/api/system.io.directory.delete?view=netframework-4.8
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json)
+    $function = 'Remove-ReleasePaths'
+    $call = ConvertFrom-CallJson -Json $Json -Function $function
+    $paths = Get-CallValue -Call $call -Name 'paths' -Type strings -Required -Function $function
+    $marker = Get-CallValue -Call $call -Name 'marker' -Type string -Default $script:ReleaseCompleteMarker -Function $function
+    $removed = New-Object -TypeName 'System.Collections.Generic.List[string]'
+    foreach ($path in $paths) {
+        if ($path -notmatch '^[A-Za-z]:\\[^%]+\\[^\\]+') { throw ('{0}: refusing "{1}": not an absolute path below a folder' -f $function, $path) }
         try {
-            Remove-Item -LiteralPath $folder.Path -Recurse -Force
+            if ([System.IO.File]::Exists($path)) {
+                Invoke-WithRetry -Action { [System.IO.File]::Delete($path) }
+            } elseif ([System.IO.Directory]::Exists($path)) {
+                $junction = Find-ReparsePoint -Folder $path
+                if ($null -ne $junction) { throw ('{0} is or holds a reparse point ({1}); nothing was deleted' -f $path, $junction) }
+                $markerPath = Join-Path -Path $path -ChildPath $marker
+                if ([System.IO.File]::Exists($markerPath)) { Invoke-WithRetry -Action { [System.IO.File]::Delete($markerPath) } }
+                $doomed = $path
+                if (-not $path.EndsWith('.deleting')) {
+                    $doomed = $path + '.deleting'
+                    if ([System.IO.Directory]::Exists($doomed)) { Invoke-WithRetry -Action { [System.IO.Directory]::Delete($doomed, $true) } }
+                    Invoke-WithRetry -Action { [System.IO.Directory]::Move($path, $doomed) }
+                }
+                Invoke-WithRetry -Action { [System.IO.Directory]::Delete($doomed, $true) }
+            } else { continue }
         } catch {
-            throw ('{0}: removing the stale build {1} failed: {2}' -f $function, $folder.Path, $_.Exception.Message)
+            throw ('{0}: removing {1} failed: {2}' -f $function, $path, $_.Exception.Message)
         }
+        [void]$removed.Add($path)
     }
     Write-CallResult -InputObject ([ordered]@{ removed = $removed.ToArray() })
 }

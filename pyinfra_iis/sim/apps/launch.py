@@ -1,7 +1,7 @@
 """Turn a site's web.config (on the simulated host) into a :class:`LaunchSpec` runnable here.
 
 The release's ``venv\\Scripts\\python.exe`` is a placeholder on the simulated host;
-Install-Release writes ``venv\\pyinfra-iis-sim-venv.json`` (:data:`SIM_VENV_MARKER`) naming the
+the release's pip step (``Invoke-Program``) writes ``venv\\pyinfra-iis-sim-venv.json`` (:data:`SIM_VENV_MARKER`) naming the
 local venv with the same pinned versions (:mod:`.venv`), and its interpreter runs instead.
 """
 
@@ -66,7 +66,7 @@ def _local_python(host: "SimHost", process_path: str) -> str:
             return str(venv_python(local_venv))
     raise HttpError(502, "Bad Gateway",
                     f"502.3: the simulator cannot run {windows}: only a release venv's Scripts\\python.exe made by "
-                    "Install-Release (with its local stand-in venv) can run on the simulated host")
+                    "the release's pip step (with its local stand-in venv) can run on the simulated host")
 
 
 def build_spec(host: "SimHost", config: AppHostConfig, site: SiteInfo) -> LaunchSpec:

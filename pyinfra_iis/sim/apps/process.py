@@ -5,7 +5,7 @@ What the simulator does, and where it differs from HttpPlatformHandler 1.2 (HPH)
 * Command line: ``processPath`` + ``arguments`` from web.config, ``%HTTP_PLATFORM_PORT%`` (and
   any other ``%VAR%`` of the process environment) expanded, Windows paths mapped into the
   state directory. ``<release>\\venv\\Scripts\\python.exe`` is mapped to the local venv named
-  by the marker ``venv\\pyinfra-iis-sim-venv.json`` that Install-Release left (this OS's
+  by the marker ``venv\\pyinfra-iis-sim-venv.json`` that the release's pip step left (this OS's
   Python, not the target version). Any other executable cannot run here: start failure.
 * Working directory: the site's physicalPath (the release folder holding web.config). HPH's
   source is not public; ASP.NET Core Module's out-of-process mode, which grew out of HPH,

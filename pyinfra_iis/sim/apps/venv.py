@@ -54,12 +54,13 @@ def cache_root() -> Path:
 
 
 def parse_requirements(text: str) -> list[str]:
-    """The requirement lines of a ``requirements.txt`` (comments, blank lines and options dropped),
-    normalised (lower case, ``_`` → ``-``, no spaces) and sorted."""
+    """The requirement lines of a ``requirements.txt`` (comments, blank lines, options and
+    ``--hash`` options after a pin dropped), normalised (lower case, ``_`` → ``-``, no spaces)
+    and sorted."""
 
     lines = []
     for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
+        line = raw.split("#", 1)[0].split(" --hash", 1)[0].strip()
         if line and not line.startswith("-"):
             lines.append(line.replace(" ", "").replace("_", "-").lower())
     return sorted(set(lines))
