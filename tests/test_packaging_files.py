@@ -61,9 +61,6 @@ def test_the_top_level_template_is_the_packaged_default():
     assert top == (PROJECT / "pyinfra_iis" / "templates" / "web.config.j2").read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason="needs the template search path in pyinfra_iis/release/webconfig.py "
-                                       "($PYINFRA_IIS_TEMPLATES, then ./templates, then the package); remove this "
-                                       "marker when it lands")
 def test_a_templates_folder_overrides_the_packaged_web_config(tmp_path, monkeypatch):
     from pyinfra_iis.models.release import ReleaseSettings
     from pyinfra_iis.release import webconfig

@@ -72,6 +72,8 @@ def test_install_builds_in_the_final_folder_and_writes_the_marker_last():  # ite
     assert venv["arguments"] == ["-I", "-m", "venv", f"{ROOT}\\releases\\2.0.0\\venv"]  # no .partial: launchers keep their path
     assert pip["file"] == f"{ROOT}\\releases\\2.0.0\\venv\\Scripts\\python.exe" and pip["arguments"][:6] == ["-I", "-m", "pip", "install", "--no-index", "--only-binary=:all:"]
     assert host.calls[5][1]["path"] == f"{ROOT}\\releases\\2.0.0\\.pyinfra-iis-complete"
+    # Python writes a piped stdout in the ANSI code page; the runner decodes UTF-8 (review of the release path).
+    assert venv["environment"] == pip["environment"] == {"PYTHONUTF8": "1"}
 
 
 def test_install_compares_the_listing_with_the_controllers_manifest():

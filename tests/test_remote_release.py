@@ -45,7 +45,9 @@ def test_each_primitive_cites_microsoft_learn_and_prints_through_write_call_resu
 def test_no_null_to_a_string_parameter_of_file_replace():  # issue 9 defect 3
     source = "\n".join(TEXT.values())
     assert not re.search(r"Replace\([^)]*\$null\)", source)
-    assert "[System.IO.File]::Replace($temp, $path, [NullString]::Value)" in BODIES["Write-TextFile"]
+    # The temp file goes into place through 10-files.ps1's Move-FileIntoPlace: File.Replace with
+    # [NullString]::Value, and never losing the file when ReplaceFile fails with error 1176.
+    assert "Move-FileIntoPlace -Temp $temp -Path $path" in BODIES["Write-TextFile"]
     assert "CreateNew" in BODIES["Write-TextFile"] and "GetRandomFileName" in BODIES["Write-TextFile"]
 
 
@@ -101,3 +103,18 @@ def test_artifact_hash_is_checked_before_unpacking():
     body = BODIES["Install-Release"]
     assert body.index("Assert-FileSha256") < body.index("OpenRead")
     assert body.index("StartsWith($prefix") < body.index("ExtractToFile")
+
+
+def test_switch_checks_everything_before_it_commits():
+    """Review of the release path: a value read only after the commit (the health settings, the state
+    texts) or a pool that cannot be recycled must not leave the site switched without a check or a
+    restore; the deadline accepts what the model allows (7200 s)."""
+
+    body = BODIES["Switch-Release"]
+    commit = body.index("$old = Set-ReleaseConfig")
+    for needle in ("-Name 'state_ok'", "-Name 'state_failed'", "-Name 'deadline_seconds'", "-Maximum 7200"):
+        assert body.index(needle) < commit, needle
+    after = body[commit:]
+    assert after.index("try {") < after.index("Restart-ReleasePool") < after.index("} catch {") < after.index("physicalPath restored")
+    assert "-Maximum 7200" in BODIES["Wait-ReleaseHealthy"]
+    assert "$environment[$name] = $null" in body  # a JSON null removes a variable

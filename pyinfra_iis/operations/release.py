@@ -341,8 +341,9 @@ def install_steps(host_: Any, settings: ReleaseSettings, version: str, artifact:
           "--find-links", f"{target}\\{WHEELHOUSE_DIR}", "-r", f"{target}\\{REQUIREMENTS_NAME}"], PIP_TIMEOUT),
     ]
     for step, program, arguments, timeout in programs:
+        # PYTHONUTF8: a piped stdout of Python on Windows is in the ANSI code page; the runner decodes UTF-8.
         run = call_host(host_, "Invoke-Program", {"file": program, "arguments": arguments, "working_directory": target,
-                                                   "timeout_seconds": timeout})
+                                                   "environment": {"PYTHONUTF8": "1"}, "timeout_seconds": timeout})
         if run.get("exit_code") != 0:
             tail = "\n".join(((run.get("stderr") or "") + (run.get("stdout") or "")).strip().splitlines()[-30:])
             raise ReleaseStepError(f"release {version}: {step} failed with exit code {run.get('exit_code')}:\n{tail}")

@@ -24,9 +24,10 @@ and web.config itself in ``<release>`` (the site's physicalPath points at the re
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PackageLoader, StrictUndefined
 from pydantic import TypeAdapter
 
 from ..models.release import ReleaseSettings
@@ -72,10 +73,24 @@ PORT_VARIABLE = "%HTTP_PLATFORM_PORT%"
 _WINDOWS_PATH = TypeAdapter(WindowsPath)
 
 
-@lru_cache(maxsize=1)
-def _environment() -> Environment:
+#: Folders (``os.pathsep``-separated) searched for ``web.config.j2`` before ``./templates`` and the
+#: packaged default (``pyinfra_iis/templates``).
+TEMPLATES_ENV = "PYINFRA_IIS_TEMPLATES"
+
+
+def template_folders() -> tuple[str, ...]:
+    """Where a user's ``web.config.j2`` is looked for, first match wins: the folders of
+    ``$PYINFRA_IIS_TEMPLATES``, then ``templates/`` in pyinfra's working directory (the project's
+    top-level ``templates/``); the packaged template is the default after them."""
+
+    folders = [folder for folder in os.environ.get(TEMPLATES_ENV, "").split(os.pathsep) if folder]
+    return (*folders, os.path.join(os.getcwd(), "templates"))
+
+
+@lru_cache(maxsize=8)
+def _environment(folders: tuple[str, ...] = ()) -> Environment:
     return Environment(
-        loader=PackageLoader("pyinfra_iis", "templates"),
+        loader=ChoiceLoader([FileSystemLoader(list(folders)), PackageLoader("pyinfra_iis", "templates")]),
         autoescape=True,  # XML-escape every value: & < > " '
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -154,7 +169,7 @@ def render_web_config(settings: ReleaseSettings, release_dir: str, entry_point: 
     # the health check tell which release answered (issue 15 item 15).
     reserved = [("PYTHONUNBUFFERED", "1"), ("PYTHONUTF8", "1"), (RELEASE_VARIABLE, release_dir.rsplit("\\", 1)[-1])]
     environment = [*reserved, *sorted(settings.app_settings.items(), key=lambda kv: kv[0].upper())]
-    return _environment().get_template("web.config.j2").render(
+    return _environment(template_folders()).get_template("web.config.j2").render(
         process_path=f"{release_dir}\\venv\\Scripts\\python.exe",
         arguments=uvicorn_arguments(settings, release_dir, entry_point),
         stdout_log_file=f"{settings.logs_dir}\\stdout",

@@ -20,7 +20,9 @@ function ConvertFrom-CallJson {
     param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json, [string] $Function = 'remote call')
     if ([string]::IsNullOrWhiteSpace($Json)) { throw ('{0}: the -Json argument is empty; expected a JSON object' -f $Function) }
     try { $value = ConvertFrom-Json -InputObject $Json } catch {
-        throw ('{0}: the -Json argument is not valid JSON: {1}' -f $Function, $_.Exception.Message)
+        # 5.1's JavaScriptSerializer appends the WHOLE input to its message ("... (index): <input>"): cut it off,
+        # the input may carry a secret.
+        throw ('{0}: the -Json argument is not valid JSON ({1})' -f $Function, (($_.Exception.Message -split ' \(\d+\): ', 2)[0]))
     }
     if ($value -isnot [System.Management.Automation.PSCustomObject]) {
         throw ('{0}: the -Json argument must be a JSON object, not {1}' -f $Function, (Get-JsonTypeName -Value $value))

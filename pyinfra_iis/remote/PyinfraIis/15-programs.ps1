@@ -70,7 +70,16 @@ function Invoke-HostProgram {
         $stdoutTask = $process.StandardOutput.ReadToEndAsync()
         $stderrTask = $process.StandardError.ReadToEndAsync()
         if (-not $process.WaitForExit($TimeoutSeconds * 1000)) {
-            try { $process.Kill() } catch { Write-Verbose -Message ('killing {0}: {1}' -f $FilePath, $_.Exception.Message) }
+            # Process.Kill() ends only this process on .NET Framework: taskkill /T ends its children too (pip, ensurepip,
+            # the installer's packages), which would otherwise keep files and pipes open.
+            # Docs: https://learn.microsoft.com/windows-server/administration/windows-commands/taskkill
+            try {
+                $kill = New-Object -TypeName 'System.Diagnostics.ProcessStartInfo' -ArgumentList ([System.IO.Path]::Combine([System.Environment]::SystemDirectory, 'taskkill.exe')), ('/PID {0} /T /F' -f $process.Id)
+                $kill.UseShellExecute = $false; $kill.CreateNoWindow = $true
+                $kill.RedirectStandardInput = $true; $kill.RedirectStandardOutput = $true; $kill.RedirectStandardError = $true
+                $killer = [System.Diagnostics.Process]::Start($kill); $killer.StandardInput.Close(); [void]$killer.WaitForExit(30000)
+            } catch { Write-Verbose -Message ('taskkill {0}: {1}' -f $process.Id, $_.Exception.Message) }
+            try { if (-not $process.HasExited) { $process.Kill() } } catch { Write-Verbose -Message ('killing {0}: {1}' -f $FilePath, $_.Exception.Message) }
             throw ('{0}: {1}: {2} did not finish within {3} s and was stopped' -f $Function, $Step, $FilePath, $TimeoutSeconds)
         }
         # A grandchild that inherited the pipes can keep them open: never block on .Result.

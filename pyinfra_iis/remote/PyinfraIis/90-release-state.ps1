@@ -64,8 +64,7 @@ function Write-TextFile {
     try {
         $stream = New-Object -TypeName 'System.IO.FileStream' -ArgumentList $temp, ([System.IO.FileMode]::CreateNew), ([System.IO.FileAccess]::Write), ([System.IO.FileShare]::None)
         try { $stream.Write($bytes, 0, $bytes.Length); $stream.Flush($true) } finally { $stream.Dispose() }
-        if ([System.IO.File]::Exists($path)) { [System.IO.File]::Replace($temp, $path, [NullString]::Value) }
-        else { [System.IO.File]::Move($temp, $path) }
+        Move-FileIntoPlace -Temp $temp -Path $path  # 10-files.ps1: File.Replace, never losing the file on error 1176
     } catch {
         if ([System.IO.File]::Exists($temp)) { [System.IO.File]::Delete($temp) }
         throw ('{0}: cannot write {1}: {2}' -f $function, $path, $_.Exception.Message)

@@ -61,7 +61,7 @@ function Wait-ReleaseHealthy {
     $hash = Get-CallValue -Call $Health -Name 'certificate_hash' -Type string -Default '' -Function $Function
     $version = Get-CallValue -Call $Health -Name 'expect_version' -Type string -Default '' -Function $Function
     $expect = Get-CallValue -Call $Health -Name 'expect_status' -Type integer -Default 200 -Minimum 100 -Maximum 599 -Function $Function
-    $deadline = Get-CallValue -Call $Health -Name 'deadline_seconds' -Type integer -Default 120 -Minimum 1 -Maximum 3600 -Function $Function
+    $deadline = Get-CallValue -Call $Health -Name 'deadline_seconds' -Type integer -Default 120 -Minimum 1 -Maximum 7200 -Function $Function
     $clock = [System.Diagnostics.Stopwatch]::StartNew()
     while ($true) {
         $answer = Invoke-HealthRequest -Url $url -HostName $hostName -CertificateHash $hash -TimeoutSeconds 10

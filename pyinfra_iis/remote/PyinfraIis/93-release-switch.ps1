@@ -55,7 +55,7 @@ function Switch-Release {
     # -> {"switched": bool, "health": {status, body, seconds}}: false when already so and healthy. Unhealthy: physicalPath and the
     # variables restored (one commit), recycle, state_failed written, and the error carries the
     # answer and the tail of the log the NEW process wrote (a file that did not exist before).
-    # Docs: https://learn.microsoft.com/dotnet/api/system.io.directoryinfo.getfiles?view=netframework-4.8
+    # Docs: https://learn.microsoft.com/dotnet/api/system.io.directory.getfiles?view=netframework-4.8
     [CmdletBinding()]
     param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json)
     $function = 'Switch-Release'
@@ -70,8 +70,18 @@ function Switch-Release {
     if (-not [System.IO.File]::Exists((Join-Path -Path $path -ChildPath $script:ReleaseCompleteMarker))) {
         throw ('{0}: {1} has no completion marker: it is not a complete release' -f $function, $path)
     }
+    # Everything is read and checked BEFORE the commit: a bad value must not leave the site switched and unchecked.
+    $stateOk = Get-CallValue -Call $call -Name 'state_ok' -Type string -Required -Function $function
+    $stateFailed = Get-CallValue -Call $call -Name 'state_failed' -Type string -Required -Function $function
+    [void](Get-CallValue -Call $health -Name 'url' -Type string -Required -Function $function)
+    [void](Get-CallValue -Call $health -Name 'expect_status' -Type integer -Default 200 -Minimum 100 -Maximum 599 -Function $function)
+    [void](Get-CallValue -Call $health -Name 'deadline_seconds' -Type integer -Default 120 -Minimum 1 -Maximum 7200 -Function $function)
     $environment = @{}
-    foreach ($name in (Get-CallMemberNames -Object $variables)) { $environment[$name] = [string]$variables.$name }
+    foreach ($name in (Get-CallMemberNames -Object $variables)) {
+        $value = $variables.$name
+        $environment[$name] = $null  # JSON null removes the variable
+        if ($null -ne $value) { $environment[$name] = [string]$value }
+    }
     $before = @{}
     if ([System.IO.Directory]::Exists($logs)) { foreach ($file in [System.IO.Directory]::GetFiles($logs, '*.log')) { $before[$file] = $true } }
     # Already so (the same call re-sent after a lost reply): nothing committed or recycled if healthy.
@@ -81,17 +91,22 @@ function Switch-Release {
     if ($same) {
         $answer = Wait-ReleaseHealthy -Health $health -Function $function
         if ($answer['ok']) {
-            Write-TextFile -Json (ConvertTo-Json -InputObject @{ path = $stateFile; text = (Get-CallValue -Call $call -Name 'state_ok' -Type string -Required -Function $function) } -Depth 3 -Compress) | Out-Null
+            Write-TextFile -Json (ConvertTo-Json -InputObject @{ path = $stateFile; text = $stateOk } -Depth 3 -Compress) | Out-Null
             Write-CallResult -InputObject ([ordered]@{ switched = $false; health = [ordered]@{ status = $answer['status']; body = $answer['body']; seconds = $answer['seconds'] } })
             return
         }
     }
     $old = Set-ReleaseConfig -Site $site -AppPool $pool -Path $path -Environment $environment -Function $function
-    Restart-ReleasePool -AppPool $pool -Function $function
-    $answer = Wait-ReleaseHealthy -Health $health -Function $function
+    try {
+        Restart-ReleasePool -AppPool $pool -Function $function
+        $answer = Wait-ReleaseHealthy -Health $health -Function $function
+    } catch {
+        # Whatever fails after the commit goes through the restore below.
+        $answer = @{ ok = $false; status = $null; body = ''; seconds = 0; error = $_.Exception.Message }
+    }
     $public = [ordered]@{ status = $answer['status']; body = $answer['body']; seconds = $answer['seconds'] }
     if ($answer['ok']) {
-        Write-TextFile -Json (ConvertTo-Json -InputObject @{ path = $stateFile; text = (Get-CallValue -Call $call -Name 'state_ok' -Type string -Required -Function $function) } -Depth 3 -Compress) | Out-Null
+        Write-TextFile -Json (ConvertTo-Json -InputObject @{ path = $stateFile; text = $stateOk } -Depth 3 -Compress) | Out-Null
         Write-CallResult -InputObject ([ordered]@{ switched = $true; health = $public })
         return
     }
@@ -103,7 +118,7 @@ function Switch-Release {
     try {
         if (-not [string]::IsNullOrEmpty($old['path'])) { [void](Set-ReleaseConfig -Site $site -AppPool $pool -Path $old['path'] -Environment $old['environment'] -Function $function); Restart-ReleasePool -AppPool $pool -Function $function }
     } catch { $restored = 'RESTORING physicalPath {0} FAILED: {1}' -f $old['path'], $_.Exception.Message }
-    Write-TextFile -Json (ConvertTo-Json -InputObject @{ path = $stateFile; text = (Get-CallValue -Call $call -Name 'state_failed' -Type string -Required -Function $function) } -Depth 3 -Compress) | Out-Null
+    Write-TextFile -Json (ConvertTo-Json -InputObject @{ path = $stateFile; text = $stateFailed } -Depth 3 -Compress) | Out-Null
     $expect = Get-CallValue -Call $health -Name 'expect_status' -Default 200 -Function $function
     throw ('{0} {1}: health check {2} failed after {3} s: expected {4}, got HTTP {5} ({6}); body: {7}{8}{9}.{8}{10}' -f $function, $path, $health.url, $answer['seconds'], $expect, $answer['status'], $answer['error'], $answer['body'], "`n", $restored, $tail)
 }
