@@ -88,3 +88,19 @@ def test_bad_arguments_name_the_argument_without_the_secret():
     assert "hunter2" not in str(info.value)
     with pytest.raises(OperationTypeError, match="'pool'"):
         run_operation(app_pool._inner, _fresh(), pool="api")
+
+
+def test_release_managed_variables_are_neither_set_nor_removed_by_the_pool():
+    """Issue 15 item 21: the release's app secrets change only with its health-checked switch, so the
+    pool operation of a site converge leaves them alone (a changed one is not set, an unlisted one is
+    not removed): no recycle of the live release without a health check."""
+
+    fact = _fresh()
+    apply_to_fact(fact, run_operation(app_pool._inner, copy.deepcopy(fact), pool=POOL).commands)
+    env = fact["iis"]["sections"]["system.applicationHost/applicationPools"]["items"][0]["children"]["environmentVariables"]
+    env["items"].append({"tag": "add", "attributes": {"name": "API_SECRET_KEY", "value": secret_digest("old")}, "children": {}, "items": []})
+    assert run_operation(app_pool._inner, copy.deepcopy(fact), pool=POOL, keep_variables=["api_secret_key"]).commands == []
+    changed = {**POOL, "environment_variables": {**POOL["environment_variables"], "API_SECRET_KEY": "new"}}
+    assert run_operation(app_pool._inner, copy.deepcopy(fact), pool=changed, keep_variables=["API_SECRET_KEY"]).commands == []
+    (_, payload), = [parse_remote_call(c) for c in run_operation(app_pool._inner, copy.deepcopy(fact), pool=POOL).commands]
+    assert payload["edits"][0]["action"] == "remove"  # without keep_variables an unlisted variable goes

@@ -87,7 +87,7 @@ def test_missing_python_is_uploaded_then_installed_silently(installer):
     upload = f"upload {installer['source']} -> C:\\ProgramData\\pyinfra-iis\\python\\python-3.12.7-amd64.exe"
     # The upload folder is administrators-only before the installer lands there (issue 9, security).
     assert calls(result)[0] == ("Initialize-Directory", {"path": "C:\\ProgramData\\pyinfra-iis\\python",
-                                                         "sddl": "O:BAD:P(A;OICI;FA;;;S-1-5-18)(A;OICI;FA;;;S-1-5-32-544)"})
+                                                         "sddl": "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)"})
     assert result.commands[1] == upload
     command = result.objects[2]
     assert isinstance(command, FunctionCommand) and command.args == ({"version": "3.12.7", "source": "C:\\ProgramData\\pyinfra-iis\\python\\python-3.12.7-amd64.exe",
@@ -121,7 +121,7 @@ def test_a_new_release_is_uploaded_and_installed_with_a_web_config_without_secre
     folders = calls(result)[:4]
     assert [p["path"] for _, p in folders] == [ROOT, f"{ROOT}\\releases", f"{ROOT}\\artifacts", f"{ROOT}\\logs"]
     pool = app_pool_sid("api")
-    assert folders[0][1]["sddl"] == f"O:BAD:P(A;OICI;FA;;;S-1-5-18)(A;OICI;FA;;;S-1-5-32-544)(A;OICI;0x1200a9;;;{pool})"
+    assert folders[0][1]["sddl"] == f"D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;{pool})"
     assert folders[3][1]["sddl"].endswith(f"(A;OICI;0x1301bf;;;{pool})")  # Modify on logs only
     assert result.commands[4] == f"upload {artifact} -> C:\\sites\\api\\artifacts\\api-2.0.0.zip"
     command = result.objects[5]
@@ -271,7 +271,9 @@ def test_the_fact_asks_for_the_release_root_and_python_and_the_target_resolves_p
         ("C:\\Program Files\\Python312", "ReadAndExecute"), (ROOT, "ReadAndExecute"), (ROOT + "\\logs", "Modify")]
     overrides = iis_overrides(target, host)
     assert overrides["site_physical_paths"] == {"api": "C:\\sites\\api\\releases\\1.0.0"}
-    assert overrides["pool_environment"]["api"]["API_KEY"].get_secret_value() == SECRET
+    # Issue 15 item 21: the pool operation leaves the app secrets alone; only the health-checked
+    # switch changes them, so a converge never recycles the live release with new secrets.
+    assert overrides["release_variables"] == {"api": ["API_KEY"]} and "pool_environment" not in overrides
     assert len(asked) == 1  # one Get-HostState served all of it
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from pyinfra import host
 from pyinfra.api import deploy
@@ -14,7 +14,8 @@ from ..operations import acl, app_pools, certificates, extensions, features, ser
 
 @deploy("Configure IIS")
 def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = None,
-                  site_physical_paths: Optional[Mapping[str, str]] = None) -> None:
+                  site_physical_paths: Optional[Mapping[str, str]] = None,
+                  release_variables: Optional[Mapping[str, Iterable[str]]] = None) -> None:
     """Converge the IIS part of the current host from its ``iis_*`` host data.
 
     Args:
@@ -22,6 +23,8 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
             variables (the release's app secrets, so the pool operation keeps them; default none).
         site_physical_paths: ``{site name: physicalPath}`` replacing the sites' physical paths
             (the release currently served, so a converge never moves traffic; default none).
+        release_variables: ``{pool name: [VARIABLE, ...]}`` the pool operations leave alone (the
+            release's app secrets, set only by its health-checked switch; default none).
 
     Order: Windows features → MSI extensions (install order: HttpPlatformHandler, URL Rewrite,
     ARR) → server-level configuration → certificates → application pools → private-key access
@@ -39,10 +42,11 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
         certificates.certificate(name=f"Certificate {cert.name}", certificate=cert)
     extra_env = {name.lower(): dict(values) for name, values in (pool_environment or {}).items()}
     paths = {name.lower(): path for name, path in (site_physical_paths or {}).items()}
+    kept = {name.lower(): list(names) for name, names in (release_variables or {}).items()}
     for pool in config.app_pools:
         if pool.name.lower() in extra_env:
             pool = pool.model_copy(update={"environment_variables": {**pool.environment_variables, **extra_env[pool.name.lower()]}})
-        app_pools.app_pool(name=f"App pool {pool.name}", pool=pool)
+        app_pools.app_pool(name=f"App pool {pool.name}", pool=pool, keep_variables=kept.get(pool.name.lower(), []))
     pool_principals = [pool.principal for pool in config.app_pools]
     for cert in config.certificates:
         if cert.grant_private_key_to_pools and pool_principals:

@@ -163,17 +163,16 @@ def iis_overrides(target: Optional[ReleaseTarget], current_host: Any = None) -> 
     release the host currently serves (from the fact's release state; the inventory's
     physicalPath only until a first release is switched to).
 
-    Limit (issue 15 item 21): in ``deploys/site.py`` the app_pool operation of the IIS deploy owns
-    the pool's whole environment, so a CHANGED secret is set there, before the release steps,
-    recycling the live release without a health check. ``deploys/release.py`` (pipelines)
-    changes secrets only with the health-checked switch (``release_switched``/``app_secrets``).
-    Fixing the site deploy needs the app_pool operation to leave release-managed variables alone.
+    The app secrets are NOT given to the pool operation: it leaves them alone
+    (``release_variables``), so a changed secret never recycles the live release before the
+    release steps; the release deploy's ``app_secrets`` changes them with the health-checked
+    switch (or with one ``Set-IisConfig`` while no release is served).
     """
 
     if target is None:
         return {}
     settings = target.settings
-    overrides: dict[str, Any] = {"pool_environment": {target.app_pool: dict(settings.app_secrets)}}
+    overrides: dict[str, Any] = {"release_variables": {target.app_pool: list(settings.app_secrets)}}
     current = release_report(host_state(current_host or host, release_roots=[settings.root]), settings.root).get("current")
     if current:
         overrides["site_physical_paths"] = {target.site.name: settings.release_dir(current)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from pyinfra import host
 from pyinfra.api import operation
@@ -18,15 +18,20 @@ from ..protocol import Secret, secret_digest
 from ._common import iis_of, validated
 
 
-def _environment_edits(model: AppPool, pool_item: config.Element | None, base: list) -> tuple[list[Edit], list[Change]]:
+def _environment_edits(model: AppPool, pool_item: config.Element | None, base: list,
+                       keep: Iterable[str] = ()) -> tuple[list[Edit], list[Change]]:
     """Edits for the pool's ``environmentVariables``: set each variable whose digest differs,
-    remove the variables the model does not list (one item per edit, never a clear)."""
+    remove the variables the model does not list (one item per edit, never a clear). Variables
+    named in ``keep`` (the release's app secrets, changed only by its health-checked switch) are
+    neither set nor removed here."""
 
     holder = config.child(pool_item, "environmentVariables")
     path = [*base, child_step("environmentVariables")]
     edits: list[Edit] = []
     diff: list[Change] = []
-    wanted = {name.lower(): (name, value.get_secret_value()) for name, value in model.environment_variables.items()}
+    kept = {name.lower() for name in keep}
+    wanted = {name.lower(): (name, value.get_secret_value()) for name, value in model.environment_variables.items()
+              if name.lower() not in kept}
     for name, value in wanted.values():
         item = config.find_item(holder, "add", {"name": name})
         current = config.get_attribute(item, "value")
@@ -35,7 +40,7 @@ def _environment_edits(model: AppPool, pool_item: config.Element | None, base: l
             diff.append(Change(f"app pool {model.name}: environmentVariables[{name}]", current, "set", secret=True))
     for item in config.items(holder, "add"):
         name = config.get_attribute(item, "name") or ""
-        if name.lower() not in wanted:
+        if name.lower() not in wanted and name.lower() not in kept:
             edits.append(remove_edit(APP_POOLS, [*path, item_step("add", name=name)]))
             diff.append(Change(f"app pool {model.name}: environmentVariables[{name}]", "set", None, secret=True))
     return edits, diff
@@ -61,7 +66,7 @@ def _schedule_edits(model: AppPool, pool_item: config.Element | None, base: list
     return edits, diff
 
 
-def app_pool_edits(model: AppPool, iis: dict | None) -> tuple[list[Edit], list[Change]]:
+def app_pool_edits(model: AppPool, iis: dict | None, keep_variables: Iterable[str] = ()) -> tuple[list[Edit], list[Change]]:
     """Return the ``Set-IisConfig`` edits (and diff lines) that make pool ``model`` so.
 
     Attributes are compared with their effective values (explicit → applicationPoolDefaults →
@@ -85,20 +90,23 @@ def app_pool_edits(model: AppPool, iis: dict | None) -> tuple[list[Edit], list[C
     edits = attribute_edits(APP_POOLS, base, changes)
     if item is None and not any(edit["path"] == base for edit in edits):
         edits.insert(0, set_edit(APP_POOLS, base))
-    for extra in (_environment_edits(model, item, base), _schedule_edits(model, item, base)):
+    for extra in (_environment_edits(model, item, base, keep_variables), _schedule_edits(model, item, base)):
         edits.extend(extra[0])
         diff.extend(extra[1])
     return edits, diff
 
 
 @operation()
-def app_pool(pool: Any):
+def app_pool(pool: Any, keep_variables: Iterable[str] = ()):
     """
     Create or update an application pool, then bring it to its runtime state.
 
     + pool: an ``AppPool`` model or dict (host data ``iis_app_pools`` entry). Defaults are the
       model's, right for Python behind HttpPlatformHandler (field notes, IIS): No Managed Code,
       ApplicationPoolIdentity, AlwaysRunning, idle timeout 0, periodic restart off.
+    + keep_variables: environment variable names this operation neither sets nor removes (the
+      release's app secrets: they change only with the release's health-checked switch, never by
+      a recycle of the live pool here); default none.
 
     Only the attributes whose effective value differs are sent, in ONE ``Set-IisConfig``; pool
     environment variables are compared through ``protocol.secret_digest`` (the fact never holds
@@ -115,7 +123,7 @@ def app_pool(pool: Any):
     model = validated(AppPool, pool, "pool")
     state = host_state(host)
     iis = iis_of(state)
-    edits, diff = app_pool_edits(model, iis)
+    edits, diff = app_pool_edits(model, iis, keep_variables)
     runtime = ((iis or {}).get("runtime") or {}).get("app_pools") or {}
     current_state = next((value for name, value in runtime.items() if name.lower() == model.name.lower()), None)
     if current_state != model.state:

@@ -8,8 +8,8 @@ the binding's endpoint (``host.state["http_sys"]["sslcert"]``, filled only by
 ``Set-IisSslBinding``) and its private key from the simulated certificate store, looked up per
 connection (:func:`http_sys_tls`): an https binding that exists only in applicationHost.config
 has no HTTP.sys SSL binding, and its connections are reset, as HTTP.sys does. Each request is forwarded to the app process over
-HTTP/1.1 on 127.0.0.1 with ``Host`` kept, ``X-Forwarded-For`` (the client address, appended to
-an existing value) and ``X-Forwarded-Proto`` (``http``/``https``) set, as HPH does (field notes).
+HTTP/1.1 on 127.0.0.1 with ``Host`` kept, ``X-Forwarded-For`` (the client address and port, as
+HttpPlatformHandler sends it, appended to an existing value) and ``X-Forwarded-Proto`` (``http``/``https``) set, as HPH does (field notes).
 
 Answers the simulator gives itself, with IIS's status codes:
 
@@ -245,7 +245,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         headers = [(n, v) for n, v in self.headers.items()
                    if n.lower() not in _HOP_BY_HOP and n.lower() not in named
                    and n.lower() not in ("content-length", "x-forwarded-proto")]
-        client = self.client_address[0]
+        # HttpPlatformHandler sends the client's address WITH its port ("203.0.113.5:51234", "[::1]:51234");
+        # Uvicorn parses that only from 0.45 (the release build requires it).
+        address, port = self.client_address[0], self.client_address[1]
+        client = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
         forwarded = [v for n, v in headers if n.lower() == "x-forwarded-for"]
         headers = [(n, v) for n, v in headers if n.lower() != "x-forwarded-for"]
         headers.append(("X-Forwarded-For", ", ".join([*forwarded, client])))
