@@ -4,7 +4,7 @@ WinRS shell and a new ``powershell.exe`` for every command (a script, not a test
     /work/venv/bin/python benchmarks/baseline_connector.py <pyinfra arguments...>
     # e.g. benchmarks/baseline_connector.py inventories/sim.py deploys/site.py -y
 
-This is what a connector built on pywinrm's ``Session.run_ps`` costs (design.md, "The
+This is what a connector built on pywinrm's ``Session.run_ps`` costs (docs/design.md, "The
 connector": a login, a shell, a process and about 5 requests per command). The simulator
 answers module calls (``Verb-Noun -Json '...'``) only inside the worker, so the baseline cannot
 be ``run_ps`` itself: per command it starts a whole worker session — new HTTP session with a

@@ -13,7 +13,7 @@ does not count as the controller's, then, in the same run:
    (``resource.getrusage``) is the controller's memory figure.
 
 Prints requests per command, processes started, seconds, upload MB/s, peak controller RSS and
-the ratios, and the targets (issue 2): <= 2 HTTP requests per command and no new process,
+the ratios, and the targets: <= 2 HTTP requests per command and no new process,
 upload >= 25 MB/s on loopback, peak RSS < 150 MB. Figures only: nothing is asserted.
 """
 

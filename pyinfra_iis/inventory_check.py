@@ -1,4 +1,4 @@
-"""Refuse a bad inventory before any host is contacted (design.md "Layers" item 1, issue 5).
+"""Refuse a bad inventory before any host is contacted (docs/design.md "Layers" item 1).
 
 pyinfra's CLI loads the inventory, then connects every host (``connect_all``), and only then
 loads the deploy file, whose operations would validate the data host by host. So the check

@@ -2,7 +2,7 @@
 
 This module is shared by the connector (``pyinfra_iis.transport``), the simulator
 (``pyinfra_iis.sim``) and the operations/facts, so that all three speak exactly the same
-language. See ``../shared/design.md`` ("Remote calls", "The connector").
+language. See ``docs/design.md`` ("Remote calls", "The connector").
 
 Remote calls
 ============
@@ -80,7 +80,7 @@ PROTOCOL_VERSION = 2
 MODULE_NAME = "PyinfraIis"
 
 #: Windows PowerShell 5.1 under the default ``%SystemRoot%`` (no cmd.exe in between, so no
-#: variable expansion; field notes, WinRM). Hosts whose Windows folder is elsewhere set host
+#: variable expansion; docs/field-facts.md, WinRM). Hosts whose Windows folder is elsewhere set host
 #: data ``winrm_system_root`` (:func:`powershell_exe`).
 POWERSHELL_EXE = r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe"
 

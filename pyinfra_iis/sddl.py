@@ -3,7 +3,7 @@
 The host reports ACLs raw (``FileSystemSecurity.GetSecurityDescriptorSddlForm``) with a map
 SID -> account name from its own translation; this module turns them into the entries the
 operations read, and computes the SIDs the controller sends (so a rule for ``IIS AppPool\\api``
-can be written before the pool exists, issue 9 defect 7).
+can be written before the pool exists).
 
 Formats (Microsoft Learn):
 - security descriptor string: https://learn.microsoft.com/windows/win32/secauthz/security-descriptor-string-format

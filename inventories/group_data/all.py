@@ -4,7 +4,7 @@ settings.
 Secrets (PFX password, app secrets) are read from environment variables, and an unset one is an
 error (never a placeholder); the MSIs, the Python installer and the PFX are vendored under
 ``files/`` and pinned by SHA-256 (an unset pin is reported by the inventory check) (Microsoft has delisted
-the ARR download, field notes). Keys: ``pyinfra_iis.models.HOST_DATA_KEYS`` (``iis_*``) and
+the ARR download, docs/field-facts.md). Keys: ``pyinfra_iis.models.HOST_DATA_KEYS`` (``iis_*``) and
 ``pyinfra_iis.deploys.release`` (``release_*``). The release version and artifact are not set
 here: a pipeline gives them with ``--data release_version=1.4.2`` or
 ``PYINFRA_IIS_RELEASE_VERSION`` / ``PYINFRA_IIS_RELEASE_ARTIFACT``.

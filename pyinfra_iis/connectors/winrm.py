@@ -7,13 +7,13 @@ Usage::
         --data winrm_scheme=http exec -- "Write-Output 'hi'"
 
 Commands are PowerShell text, run by the worker (:mod:`pyinfra_iis.transport.worker`): a
-step costs one WinRS Send and one Receive, with no new process (design.md, "The connector").
+step costs one WinRS Send and one Receive, with no new process (docs/design.md, "The connector").
 Host data keys are documented in :mod:`pyinfra_iis.transport.settings`.
 
 Facts cache: ``connector.fact_cache`` is a dict the project's facts use to keep results per
 host; it is cleared whenever a command that may change the host runs (anything but a remote
 call of a read-only function, ``Get-*``, ``Test-*``, ``Read-*``) and after every upload that
-actually sent data (design.md, "Facts").
+actually sent data (docs/design.md, "Facts").
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ UNSUPPORTED_ARGUMENTS = ("_sudo", "_sudo_user", "_su_user", "_doas", "_doas_user
 _NAME_RE = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>\d+))?$")
 
 #: A DNS name (labels of letters, digits and hyphens) or an IPv4 address; IPv6 is checked
-#: with :mod:`ipaddress`. Anything else (``user@host``, URL parts) is refused (issue 12).
+#: with :mod:`ipaddress`. Anything else (``user@host``, URL parts) is refused.
 _DNS_RE = re.compile(r"^(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$")
 
 
@@ -204,7 +204,7 @@ class WinrmConnector(BaseConnector):
         except TransportError as exc:
             session.close()
             raise ConnectError(f"WinRM connection to {self.label} failed: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - TLS/OSError/XML from below pywinrm: this host only (issue 12)
+        except Exception as exc:  # noqa: BLE001 - TLS/OSError/XML from below pywinrm: this host only
             session.close()
             raise ConnectError(f"WinRM connection to {self.label} failed: {type(exc).__name__}: {_one_line(exc)}") from None
         self.session = session

@@ -28,7 +28,7 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
 
     Order: Windows features → MSI extensions (install order: HttpPlatformHandler, URL Rewrite,
     ARR) → server-level configuration → certificates → application pools → private-key access
-    for the pools (after the pools exist: issue 9, defect 7) → sites and bindings → file-system
+    for the pools (after the pools exist, by SID) → sites and bindings → file-system
     ACLs. The host data is validated first (``load_host_config``); a bad inventory
     raises ``InventoryError`` naming host, field and reason before anything runs.
     """

@@ -181,7 +181,7 @@ def iis_overrides(target: Optional[ReleaseTarget], current_host: Any = None) -> 
 
 def acl_rules(target: ReleaseTarget) -> list[dict[str, Any]]:
     """The pool identity's access: ReadAndExecute on the release root and the base Python
-    install (a venv's python.exe starts the base interpreter; field notes), Modify on the logs
+    install (a venv's python.exe starts the base interpreter; docs/field-facts.md), Modify on the logs
     folder only (HttpPlatformHandler writes the stdout log there)."""
 
     settings, principal = target.settings, target.principal

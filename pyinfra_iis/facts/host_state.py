@@ -1,7 +1,7 @@
 """The one wide fact: ``Get-HostState`` (``docs/remote-functions.md``).
 
 pyinfra runs every operation generator twice (plan, then execute) and does not cache facts
-(design.md, "Layers" 2), so :func:`host_state` caches the parsed fact per host in
+(docs/design.md, "Layers" 2), so :func:`host_state` caches the parsed fact per host in
 ``host.connector.fact_cache``, a dict the ``@winrm`` connector clears whenever it runs a command
 that is not a read-only remote call (``Get-``/``Test-``/``Read-``) or uploads a file. Hosts whose
 connector has no ``fact_cache`` (pyinfra's own connectors, unit tests) get a per-host dict here,

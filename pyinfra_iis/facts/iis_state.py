@@ -36,7 +36,7 @@ REPORTED_SECTIONS = (
     "system.webServer/security/authentication/anonymousAuthentication",
 )
 
-#: Extension → the global module that shows it is installed (field notes: detection).
+#: Extension → the global module that shows it is installed (docs/field-facts.md: detection).
 EXTENSION_MODULES = {
     "HttpPlatformHandler": "httpPlatformHandler",
     "UrlRewrite": "RewriteModule",

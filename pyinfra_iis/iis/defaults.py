@@ -2,7 +2,7 @@
 
 Each :class:`AttributeSpec` names where an attribute lives (section, element), its schema type
 and its default as written in Microsoft's schema files
-(``%windir%\\System32\\inetsrv\\config\\schema\\``; copies in ``../shared/reference/iis-schema``:
+(``%windir%\\System32\\inetsrv\\config\\schema\\``; copies in ``tests/data/iis-schema``:
 ``IIS_schema.xml`` for IIS 10.0, ``arr_schema.xml`` for ARR 3.0). ``tests/test_facts_iis_defaults.py``
 checks every entry against those files.
 
@@ -120,7 +120,7 @@ BINDING: dict[str, AttributeSpec] = {
 }
 
 #: ARR proxy (``system.webServer/proxy``, applicationHost only). The ARR 3.0 schema says
-#: ``timeout`` 00:02:00; Microsoft's ARR troubleshooting page speaks of 30 s (field notes):
+#: ``timeout`` 00:02:00; Microsoft's ARR troubleshooting page speaks of 30 s (docs/field-facts.md):
 #: set it explicitly.
 PROXY_ATTRS: dict[str, AttributeSpec] = _specs(PROXY, "", "", {
     "enabled": ("bool", "false"),
@@ -131,14 +131,14 @@ PROXY_ATTRS: dict[str, AttributeSpec] = _specs(PROXY, "", "", {
     "xForwardedForHeaderName": ("string", "X-Forwarded-For"),
 }, source="arr_schema.xml")
 
-#: requestFiltering attributes (field notes: maxAllowedContentLength 30,000,000 bytes).
+#: requestFiltering attributes (docs/field-facts.md: maxAllowedContentLength 30,000,000 bytes).
 REQUEST_FILTERING_ATTRS: dict[str, AttributeSpec] = _specs(REQUEST_FILTERING, "", "", {
     "requestLimits.maxAllowedContentLength": ("uint", "30000000"),
     "requestLimits.maxUrl": ("uint", "4096"),
     "requestLimits.maxQueryString": ("uint", "2048"),
 })
 
-#: anonymousAuthentication attributes (``userName=""`` runs as the pool identity; field notes).
+#: anonymousAuthentication attributes (``userName=""`` runs as the pool identity; docs/field-facts.md).
 ANONYMOUS_AUTH_ATTRS: dict[str, AttributeSpec] = _specs(ANONYMOUS_AUTH, "", "", {
     "enabled": ("bool", "true"),
     "userName": ("string", "IUSR"),

@@ -1,4 +1,4 @@
-"""Pydantic models of what an inventory may ask for (design.md "Layers" item 1).
+"""Pydantic models of what an inventory may ask for (docs/design.md "Layers" item 1).
 
 Host data keys ``iis_features``, ``iis_extensions``, ``iis_app_pools``, ``iis_sites``,
 ``iis_certificates``, ``iis_acls`` and ``iis_server`` are validated into an

@@ -103,7 +103,7 @@ def _env_values(env: dict[str, SecretStr]) -> dict[str, SecretStr]:
 class AppPool(IisModel):
     """One entry of host data ``iis_app_pools``: an application pool for a Python app.
 
-    The defaults are right for a Python process behind HttpPlatformHandler (field notes, IIS:
+    The defaults are right for a Python process behind HttpPlatformHandler (docs/field-facts.md, IIS:
     "App pool for a Python backend" [V/I]); each field names the IIS default it replaces.
     """
 
@@ -130,7 +130,7 @@ class AppPool(IisModel):
         default=Duration(0),
         description=(
             "recycling/periodicRestart/@time (IIS default 1.05:00:00 = 29 h). Ours is 0 (off): a recycle restarts the Python process "
-            "(a cold start) and, with overlapped rotation, briefly runs two app processes (field notes, IIS [V/I]); the 29 h period "
+            "(a cold start) and, with overlapped rotation, briefly runs two app processes (docs/field-facts.md, IIS [V/I]); the 29 h period "
             "drifts into peak hours. Use periodic_restart_schedule for an off-peak restart."
         ),
     )
@@ -143,7 +143,7 @@ class AppPool(IisModel):
     )
     environment_variables: Annotated[dict[EnvVarName, SecretStr], AfterValidator(_env_values)] = Field(
         default_factory=dict,
-        description="environmentVariables of the pool (IIS 10+): secrets for the app; they live in applicationHost.config, readable by administrators only (design.md 'Releases').",
+        description="environmentVariables of the pool (IIS 10+): secrets for the app; they live in applicationHost.config, readable by administrators only (docs/design.md 'Releases').",
     )
     state: Literal["Started", "Stopped"] = Field(default="Started", description="Runtime state; also sets autoStart.")
     extra_attributes: dict[AttributePath, AttributeValue] = Field(

@@ -37,7 +37,7 @@ class Certificate(IisModel):
             leave the host.
         grant_private_key_to_pools: give the pools read access to the private key. Default
             false: HTTP.sys terminates TLS and only needs the key itself; the pool needs it only
-            if the app uses the certificate (field notes, IIS [V/I]).
+            if the app uses the certificate (docs/field-facts.md, IIS [V/I]).
         thumbprint: the expected thumbprint; the import fails if the PFX holds another one.
     """
 

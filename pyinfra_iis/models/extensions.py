@@ -14,7 +14,7 @@ from .types import Sha256Hex, _controller_path, _fail, _unc_path, _common_path_c
 
 Product = Literal["HttpPlatformHandler", "UrlRewrite", "ARR"]
 
-#: Install order: URL Rewrite before ARR (field notes, "URL Rewrite 2.1 and ARR 3.0" [R]).
+#: Install order: URL Rewrite before ARR (docs/field-facts.md, "URL Rewrite 2.1 and ARR 3.0" [R]).
 INSTALL_ORDER: tuple[str, ...] = ("HttpPlatformHandler", "UrlRewrite", "ARR")
 
 
@@ -58,7 +58,7 @@ class MsiExtension(IisModel):
     Attributes:
         product: ``"HttpPlatformHandler"`` (1.2), ``"UrlRewrite"`` (2.1) or ``"ARR"`` (3.0).
         source: controller path, https URL or UNC path (:data:`MsiSource`). Microsoft has
-            delisted the ARR download, so operators supply (vendor) the MSI (field notes [R]).
+            delisted the ARR download, so operators supply (vendor) the MSI (docs/field-facts.md [R]).
         sha256: required SHA-256 of the MSI; the host refuses a package whose hash differs.
     """
 

@@ -11,9 +11,9 @@ from pydantic_core import PydanticCustomError
 from .types import show
 from .base import IisModel
 
-#: The default feature set of issue 3: what a FastAPI app behind IIS uses (field notes, IIS:
+#: The default feature set: what a FastAPI app behind IIS uses (docs/field-facts.md, IIS:
 #: "Features for Python behind IIS" [R]). Web-WebSockets because WebSockets through IIS need it
-#: (field notes, URL Rewrite and ARR [R]); Web-Request-Monitor and Web-Http-Logging to see what
+#: (docs/field-facts.md, URL Rewrite and ARR [R]); Web-Request-Monitor and Web-Http-Logging to see what
 #: the server is doing; Web-Mgmt-Console and Web-Scripting-Tools so the WebAdministration /
 #: IISAdministration PowerShell modules and IIS Manager exist on the host.
 DEFAULT_FEATURES: tuple[str, ...] = (
@@ -32,7 +32,7 @@ DEFAULT_FEATURES: tuple[str, ...] = (
 
 #: Windows Authentication (added when ``windows_auth`` is true).
 WINDOWS_AUTH_FEATURE = "Web-Windows-Auth"
-#: Application Initialization: needed by a site's ``preloadEnabled`` (field notes, IIS [V/I]).
+#: Application Initialization: needed by a site's ``preloadEnabled`` (docs/field-facts.md, IIS [V/I]).
 APP_INIT_FEATURE = "Web-AppInit"
 
 
@@ -51,17 +51,17 @@ class WindowsFeatures(IisModel):
     """Host data ``iis_features``: the Windows features to install.
 
     Attributes:
-        names: the base set; default :data:`DEFAULT_FEATURES` (issue 3). Replace it only to
+        names: the base set; default :data:`DEFAULT_FEATURES`. Replace it only to
             trim the set; use ``extra`` to add.
         windows_auth: add ``Web-Windows-Auth``. Default false.
         app_init: add ``Web-AppInit`` (Application Initialization), which ``preloadEnabled``
             needs. Default true because sites default to ``preload_enabled`` with pools
-            ``AlwaysRunning`` (field notes, IIS: "startMode AlwaysRunning (+ site preloadEnabled,
+            ``AlwaysRunning`` (docs/field-facts.md, IIS: "startMode AlwaysRunning (+ site preloadEnabled,
             needs Web-AppInit)").
         extra: more feature names, e.g. ``["Web-CertProvider"]`` for the Central Certificate Store.
     """
 
-    names: tuple[FeatureName, ...] = Field(default=DEFAULT_FEATURES, description="Base feature set (issue 3 default).")
+    names: tuple[FeatureName, ...] = Field(default=DEFAULT_FEATURES, description="Base feature set.")
     windows_auth: bool = Field(default=False, description="Add Web-Windows-Auth.")
     app_init: bool = Field(default=True, description="Add Web-AppInit (needed by preloadEnabled).")
     extra: tuple[FeatureName, ...] = Field(default=(), description="Additional feature names.")

@@ -4,7 +4,7 @@
 release deploy read. Durations accept what :class:`~pyinfra_iis.models.types.Duration` accepts
 (seconds as a number, ``"90s"``, ``"2m"``, ``"00:02:00"``).
 
-Host layout under ``root`` (design.md "Releases")::
+Host layout under ``root`` (docs/design.md "Releases")::
 
     <root>\\releases\\<version>\\   one unpacked release (app\\, wheelhouse\\, venv\\, manifest.json, web.config)
     <root>\\logs\\                 stdout logs of the app (the pool identity needs write access)
@@ -20,7 +20,7 @@ from .base import IisModel
 from .types import Duration, EnvVarName, PythonVersion, WholeMinutes, WindowsPath
 
 #: Environment variables HttpPlatformHandler or this project set themselves; refused as app
-#: settings or secrets. HTTP_PLATFORM_PORT: the port IIS gives the process (field notes,
+#: settings or secrets. HTTP_PLATFORM_PORT: the port IIS gives the process (docs/field-facts.md,
 #: HttpPlatformHandler). PYTHONUNBUFFERED=1: always set, else the stdout log stays empty.
 RESERVED_ENV_VARS = frozenset({"HTTP_PLATFORM_PORT", "PYTHONUNBUFFERED", "PYTHONUTF8", "PYINFRA_IIS_RELEASE"})
 
@@ -64,7 +64,7 @@ class ReleaseSettings(IisModel):
         health_check_path: path requested through the IIS binding after a switch (``/healthz``).
         health_deadline: how long the deploy waits for a healthy answer (default 120 s, 1-7200 s).
         request_timeout: HttpPlatformHandler ``requestTimeout``, whole minutes, 1 min to 30 days
-            (default ``00:02:00``; a longer request gets 502.3; field notes, HttpPlatformHandler).
+            (default ``00:02:00``; a longer request gets 502.3; docs/field-facts.md, HttpPlatformHandler).
         startup_time_limit: HttpPlatformHandler ``startupTimeLimit``, 1-3600 s. Set explicitly
             (default 60 s here): Microsoft's reference says 10 s, some schema copies 120 s (field
             notes), and a cold CPython + FastAPI import on a freshly booted server can exceed 10 s.
@@ -77,9 +77,9 @@ class ReleaseSettings(IisModel):
             ``<environmentVariables>`` (readable by the pool identity and IIS_IUSRS).
         app_secrets: secret environment variables: they go to the application pool's
             ``environmentVariables`` in applicationHost.config (readable by administrators
-            only; design.md "Releases"), NEVER to web.config.
+            only; docs/design.md "Releases"), NEVER to web.config.
 
-    Timeout rules (checked; cite field notes "Uvicorn / FastAPI behind IIS" and design.md
+    Timeout rules (checked; cite docs/field-facts.md "Uvicorn / FastAPI behind IIS" and docs/design.md
     "Timeouts that do not line up"):
 
     1. ``timeout_keep_alive >= request_timeout``. Uvicorn closing an idle backend connection

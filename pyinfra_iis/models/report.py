@@ -1,6 +1,6 @@
 """One report of every inventory problem of every host, before any host is touched.
 
-design.md "Layers" item 1 and issue 5 ("bad input"): the inventory is validated as a whole;
+docs/design.md "Layers" item 1: the inventory is validated as a whole;
 the report names host, field path (``iis_sites[0].bindings[1].port``), reason and, where
 useful, the fix. Raw input values are never printed (pydantic's ``input`` is dropped), so a
 password typed into the wrong field cannot leak through a report.

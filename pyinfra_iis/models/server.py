@@ -13,7 +13,7 @@ from .base import IisModel, iis_bool
 from .types import Duration, TimeSpanRange, _refuse_bool
 
 #: ``system.webServer/proxy`` defaults in arr_schema.xml (ARR 3.0), as IIS writes them.
-#: Field notes say ARR times out after 30 s (ARR troubleshooting [V]); the schema file says
+#: docs/field-facts.md say ARR times out after 30 s (ARR troubleshooting [V]); the schema file says
 #: 00:02:00. We set the value explicitly either way.
 ARR_DEFAULTS: dict[str, str] = {
     "enabled": "false",
@@ -31,7 +31,7 @@ PROXY_TIMEOUT_RANGE = TimeSpanRange(1, 86400, 1)
 IIS_MAX_ALLOWED_CONTENT_LENGTH = 30000000
 
 #: Server variables our rewrite rules set when ARR fronts the app: uvicorn reads
-#: X-Forwarded-Proto (field notes, Uvicorn [V]) and ARR does not set it (field notes, ARR [V]);
+#: X-Forwarded-Proto (docs/field-facts.md, Uvicorn [V]) and ARR does not set it (docs/field-facts.md, ARR [V]);
 #: each variable a rule sets must be allow-listed at server level. X-Forwarded-Host is not in
 #: the default: uvicorn ignores it and ``preserve_host_header`` keeps ``Host`` intact.
 DEFAULT_ALLOWED_SERVER_VARIABLES = ("HTTP_X_FORWARDED_PROTO",)
@@ -59,10 +59,10 @@ class ProxySettings(IisModel):
     Attributes:
         enabled: turn the proxy on. Default true (why configure it otherwise).
         timeout: ``proxy/@timeout``. Default 00:02:00, aligned with HttpPlatformHandler's
-            ``requestTimeout`` (2 min, field notes): misaligned timeouts give 502.3 (design.md).
-            ARR's effective default is 30 s per the field notes (00:02:00 in arr_schema.xml).
+            ``requestTimeout`` (2 min, docs/field-facts.md): misaligned timeouts give 502.3 (docs/design.md).
+            ARR's effective default is 30 s per the docs/field-facts.md (00:02:00 in arr_schema.xml).
         preserve_host_header: keep the client's ``Host`` (uvicorn and the app see the real
-            host; field notes, Uvicorn). Default true (ARR default false).
+            host; docs/field-facts.md, Uvicorn). Default true (ARR default false).
         reverse_rewrite_host_in_response_headers: rewrite backend host names in responses.
             Default false (ARR default true): with ``Host`` preserved there is nothing to rewrite,
             and rewriting breaks redirects the app builds itself.
@@ -102,7 +102,7 @@ class ServerConfig(IisModel):
             Default: ``["HTTP_X_FORWARDED_PROTO"]`` when ``proxy`` is set, else ``[]``. Needs URL
             Rewrite when not empty.
         max_allowed_content_length: request body limit in bytes (``requestLimits``); default
-            30,000,000, IIS's own default (field notes [V]); range 0-4294967295 (uint).
+            30,000,000, IIS's own default (docs/field-facts.md [V]); range 0-4294967295 (uint).
     """
 
     proxy: Optional[ProxySettings] = None

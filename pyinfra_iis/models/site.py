@@ -131,10 +131,10 @@ class Site(IisModel):
             ``%SystemDrive%\\inetpub\\logs\\LogFiles``.
         preload_enabled: root application ``preloadEnabled`` (IIS default false). Default true:
             with the pool ``AlwaysRunning`` IIS warms the app up after every (re)start, so the
-            first user request does not wait for Python (field notes, IIS). Needs Web-AppInit.
+            first user request does not wait for Python (docs/field-facts.md, IIS). Needs Web-AppInit.
         anonymous_auth_as_pool_identity: anonymous authentication ``userName=""`` (IIS default
             ``IUSR``), so requests run as the pool identity and one principal needs file access
-            (field notes, IIS [V]). Default true.
+            (docs/field-facts.md, IIS [V]). Default true.
         state: ``Started`` / ``Stopped`` (also ``serverAutoStart``).
         id: the site id; ``None`` lets the operation pick the next free id.
     """

@@ -1,4 +1,4 @@
-"""Validated value types for inventory data (design.md "Layers" item 1).
+"""Validated value types for inventory data (docs/design.md "Layers" item 1).
 
 Every type here is an ``Annotated`` pydantic type (or a small value class with a pydantic
 schema): inventory values are checked and normalised when a model is built, so operations
@@ -6,7 +6,7 @@ never see a raw string where a Windows path, a host name, a thumbprint, a princi
 duration is meant. Error messages name the reason and, where useful, the fix; they show the
 offending value with ``repr`` (control characters escaped) and never a secret.
 
-Sources are cited per type; "[V]/[R]/[I]" refer to ``../shared/field-notes.md``.
+Sources are cited per type; "[V]/[R]/[I]" refer to ``docs/field-facts.md``.
 """
 
 from __future__ import annotations
@@ -379,7 +379,7 @@ def _release_version(value: Any) -> str:
 
 
 #: A release version: a PEP 440 version (``packaging.version``) that is also a safe folder name
-#: under ``<root>\\releases\\`` (design.md "Releases"): ``[0-9A-Za-z][0-9A-Za-z.+_-]*``, at most
+#: under ``<root>\\releases\\`` (docs/design.md "Releases"): ``[0-9A-Za-z][0-9A-Za-z.+_-]*``, at most
 #: 64 characters, kept as written (not normalised) so the folder name is what the operator gave.
 ReleaseVersion = Annotated[str, AfterValidator(_release_version)]
 
@@ -407,7 +407,7 @@ PythonVersion = Annotated[str, BeforeValidator(_python_version)]
 
 # --- sslFlags -----------------------------------------------------------------------------
 
-#: ``binding/@sslFlags`` bits (field notes "sslFlags bits" [V/R]; IIS 10 1809+ for 4..64).
+#: ``binding/@sslFlags`` bits (docs/field-facts.md "sslFlags bits" [V/R]; IIS 10 1809+ for 4..64).
 SSL_FLAG_BITS = {
     "Sni": 1,
     "CentralCertStore": 2,
@@ -570,7 +570,7 @@ class TimeSpanRange:
 
 
 #: Whole minutes, 0 to 30 days: HttpPlatformHandler ``requestTimeout`` ("whole minutes only",
-#: field notes; schema ``timeSpanRange 0,2592000,60``).
+#: docs/field-facts.md; schema ``timeSpanRange 0,2592000,60``).
 WholeMinutes = Annotated[Duration, TimeSpanRange(0, 2592000, 60)]
 
 
@@ -641,7 +641,7 @@ def _principal(value: Any) -> str:
 #: ``IIS_IUSRS``, ``IUSR``, ``BUILTIN\\X``, ``NT AUTHORITY\\X``, ``DOMAIN\\user``,
 #: ``user@domain`` or a local account name. Well-known prefixes and names are normalised to the
 #: case Windows shows (``iis apppool\\api`` -> ``IIS AppPool\\api``); NetBIOS domains are
-#: upper-cased. Field notes, IIS: ``IIS AppPool\\<pool>``, ``IIS_IUSRS``, ``IUSR`` [V].
+#: upper-cased. docs/field-facts.md, IIS: ``IIS AppPool\\<pool>``, ``IIS_IUSRS``, ``IUSR`` [V].
 Principal = Annotated[str, AfterValidator(_principal)]
 
 

@@ -117,7 +117,7 @@ def explicit_entries(report: dict | None, principal: str, type_: str = "Allow") 
 def rule_call(path: str, principal: str, **fields: Any) -> dict:
     """The JSON of a ``Grant-PathAccess``/``Revoke-PathAccess`` call: the principal, and its
     SID when the controller can compute it (so the host need not translate the name, and a
-    rule for a pool identity can be written before the pool exists: issue 9, defect 7)."""
+    rule for a pool identity can be written before the pool exists)."""
 
     call = {"path": path, "principal": principal, **fields}
     sid = principal_sid(principal)

@@ -102,7 +102,7 @@ def app_pool(pool: Any, keep_variables: Iterable[str] = ()):
     Create or update an application pool, then bring it to its runtime state.
 
     + pool: an ``AppPool`` model or dict (host data ``iis_app_pools`` entry). Defaults are the
-      model's, right for Python behind HttpPlatformHandler (field notes, IIS): No Managed Code,
+      model's, right for Python behind HttpPlatformHandler (docs/field-facts.md, IIS): No Managed Code,
       ApplicationPoolIdentity, AlwaysRunning, idle timeout 0, periodic restart off.
     + keep_variables: environment variable names this operation neither sets nor removes (the
       release's app secrets: they change only with the release's health-checked switch, never by

@@ -28,7 +28,7 @@ from ._common import controller_file, validated
 #: envelope (MaxEnvelopeSizekb, 500 KB by default). A server certificate's PFX is a few KB.
 MAX_PFX_BYTES = 300 * 1024
 
-#: Warn when a bound certificate expires within this many days (issue 3).
+#: Warn when a bound certificate expires within this many days.
 EXPIRY_WARNING_DAYS = 30
 
 
@@ -205,7 +205,7 @@ def certificate(certificate: Any):
     info = pfx_info(model)
     if model.thumbprint and model.thumbprint != info.thumbprint:
         raise OperationValueError(f"argument 'certificate': {model.pfx.name} holds {info.thumbprint}, not the expected {model.thumbprint}")
-    # The chain's store is read only for a PFX that has a chain (issue 9 defect 6: a host imported
+    # The chain's store is read only for a PFX that has a chain (a host imported
     # by an older version has the leaf without its intermediates; the import adds what is missing).
     fact = host_state(host, cert_stores=["CA"] if info.chain else [])
     leaf_present = fact_certificate(fact, info.thumbprint, model.store) is not None

@@ -28,11 +28,11 @@ def msi_extension(extension: Any):
     + extension: an ``MsiExtension`` model or dict: ``product`` (HttpPlatformHandler, UrlRewrite,
       ARR), ``source`` (controller file, ``https://`` URL or UNC path), ``sha256`` (required).
 
-    Detection comes from ``Get-HostState`` (module / registry, field notes: detection is safer
+    Detection comes from ``Get-HostState`` (module / registry, docs/field-facts.md: detection is safer
     than product codes), so an installed product is skipped without uploading anything. A
     controller file is uploaded (``FileUploadCommand``; the upload creates missing folders, streamed and hash-checked by the
     connector) only when the product is missing; the host checks the SHA-256 before msiexec.
-    Install URL Rewrite before ARR (field notes): the ``Configure IIS`` deploy orders them.
+    Install URL Rewrite before ARR (docs/field-facts.md): the ``Configure IIS`` deploy orders them.
 
     **Example:**
 

@@ -27,7 +27,7 @@ def windows_features(features: Any = None):
     Install Windows features (``Install-WindowsFeature``) that are not installed yet.
 
     + features: a ``WindowsFeatures`` model or its dict (host data ``iis_features``); default
-      ``WindowsFeatures()``: the set of field notes, IIS ("Features for Python behind IIS") plus
+      ``WindowsFeatures()``: the set of docs/field-facts.md, IIS ("Features for Python behind IIS") plus
       Web-AppInit. Features are never removed.
 
     Only the missing names are sent, in one call. A needed reboot is reported by the host

@@ -8,7 +8,7 @@ Include_launcher=0 CompileAll=1 TargetDir=<target_dir>``. ``/norestart``: a Burn
 otherwise reboot the host on 3010 mid-deploy; the function returns ``restart_needed`` instead and
 the operation stops the release there. Machine-wide because a venv's
 ``python.exe`` is a launcher that starts the base interpreter, so the pool identity needs read
-access to the base install, which must not be under a user profile (field notes, "Python on
+access to the base install, which must not be under a user profile (docs/field-facts.md, "Python on
 Windows Server"). Server 2019 has no MSIX: the classic installer is used, not the install manager.
 """
 

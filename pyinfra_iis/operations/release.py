@@ -1,6 +1,6 @@
 """Releases on a host: install (host primitives driven from here), ``Switch-Release``, cleanup and the
 app's secrets as application pool environment variables (``docs/remote-functions.md``,
-"Releases"; design.md "Releases").
+"Releases"; docs/design.md "Releases").
 
 Host layout under a release root (``ReleaseSettings.root``)::
 
@@ -611,7 +611,7 @@ def app_secrets(settings: Any, app_pool: str, site: Any = None):
       checked and restored on failure); without a served release, one ``Set-IisConfig``.
 
     Secrets live in applicationHost.config (readable by administrators only), never in
-    web.config, which the pool identity and IIS_IUSRS read (design.md "Releases"). The fact
+    web.config, which the pool identity and IIS_IUSRS read (docs/design.md "Releases"). The fact
     holds digests only (``protocol.secret_digest``), so values are compared by digest and sent
     as ``Secret`` (masked in every output).
     """

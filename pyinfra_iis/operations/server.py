@@ -49,7 +49,7 @@ def server_config(server: Any = None):
     + server: a ``ServerConfig`` model or dict (host data ``iis_server``): ``proxy`` (ARR:
       enabled, timeout, preserveHostHeader...; ``None`` leaves ``system.webServer/proxy``
       alone), ``allowed_server_variables`` (default ``HTTP_X_FORWARDED_PROTO`` with a proxy;
-      field notes: a rule setting it needs the allow-list), ``max_allowed_content_length``
+      docs/field-facts.md: a rule setting it needs the allow-list), ``max_allowed_content_length``
       (bytes; IIS default 30,000,000).
 
     **Example:**

@@ -86,7 +86,7 @@ def _ssl_call(site: str, information: str, action: str, thumbprint: str | None =
 
 def ssl_binding_calls(model: Site, iis: dict | None, certificates: dict[int, tuple[str | None, str | None]]) -> tuple[list[str], list[str], list[Change], list[Binding]]:
     """``Set-IisSslBinding`` calls that make HTTP.sys hold each https binding's certificate
-    (issue 9, defect 2): ``add`` when the endpoint has no SSL binding, ``rebind`` when its
+   : ``add`` when the endpoint has no SSL binding, ``rebind`` when its
     certificate or store differs, nothing when it matches. An SSL binding of an https binding
     that is removed, or whose endpoint moves (sslFlags' SNI bit changes), is removed BEFORE the
     configuration edit (the RSCA method needs the committed binding), unless a binding of the
@@ -167,7 +167,7 @@ def binding_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Chang
 
 def anonymous_auth_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change]]:
     """``anonymousAuthentication`` at ``<location path="site">``: enabled, ``userName=""`` (the
-    pool identity) when the model asks for it (field notes, IIS)."""
+    pool identity) when the model asks for it (docs/field-facts.md, IIS)."""
 
     if model.anonymous_user_name is None:
         return [], []

@@ -43,7 +43,7 @@ EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 EXCLUDED_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})
 
 #: Files refused outright: secrets belong in the inventory's app secrets (pool environment
-#: variables, design.md "Releases"), never in a zip that the pool identity can read.
+#: variables, docs/design.md "Releases"), never in a zip that the pool identity can read.
 REFUSED_FILES = re.compile(r"^\.env(\..*)?$")
 
 # Windows file name rules (Microsoft docs, "Naming Files, Paths, and Namespaces").
@@ -137,7 +137,7 @@ def check_uvicorn_floor(requirements: Sequence[Any], where: Any = None) -> None:
 
     HttpPlatformHandler sends ``X-Forwarded-For: ip:port``; uvicorn before 0.45 takes the whole
     ``"203.0.113.5:51234"`` as the client host, and before 0.36 rejects the ``--loop`` value
-    web.config uses (issue 15 item 16).
+    web.config uses.
 
     Raises:
         LockError: no uvicorn pin, or one below the floor.

@@ -3,7 +3,7 @@
 A lock is a requirements file with one exact pin per line (``name==version``, optional extras
 and an environment marker), resolved for the *target* (Windows, win_amd64, one CPython
 version), not for the controller. pip evaluates markers for the machine running pip (pip
-#6117; field notes "Python on Windows Server"), so a lock produced on Linux silently lacks
+#6117; docs/field-facts.md "Python on Windows Server"), so a lock produced on Linux silently lacks
 ``colorama`` (click needs it on Windows: ``colorama; platform_system == "Windows"``). This
 module evaluates every marker against :func:`windows_environment` with ``packaging.markers``.
 
@@ -31,7 +31,7 @@ from packaging.version import InvalidVersion, Version
 PLATFORM = "win_amd64"
 
 #: ``platform.version()`` / ``platform.release()`` of Windows Server 2022 (build 20348), the host
-#: the simulator models (design.md "The simulator"). Markers rarely use them.
+#: the simulator models (docs/design.md "The simulator"). Markers rarely use them.
 _WINDOWS_PLATFORM_VERSION = "10.0.20348"
 _WINDOWS_PLATFORM_RELEASE = "2022Server"
 

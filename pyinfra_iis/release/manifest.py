@@ -1,7 +1,7 @@
 """The release manifest: what a release artifact contains, for the controller and the host.
 
 Layout of an artifact (one zip, ``<app>-<version>.zip``) and of the release folder it unpacks to
-on the host (``<root>\\releases\\<version>``; design.md "Releases")::
+on the host (``<root>\\releases\\<version>``; docs/design.md "Releases")::
 
     manifest.json        this model, as JSON (not listed in its own ``files``)
     requirements.txt     the Windows pins, one ``name[extras]==version`` per line, no markers:

@@ -1,7 +1,7 @@
 """The web.config of a release: IIS runs the app with HttpPlatformHandler and uvicorn.
 
 ``render_web_config`` fills ``pyinfra_iis/templates/web.config.j2`` (jinja2, autoescaped: every
-value is XML-escaped). What it writes and why (field notes, "HttpPlatformHandler 1.2" and
+value is XML-escaped). What it writes and why (docs/field-facts.md, "HttpPlatformHandler 1.2" and
 "Uvicorn / FastAPI behind IIS"):
 
 * ``<handlers>``: ``<remove name="httpPlatformHandler"/>`` then ``<add .../>``, so a
@@ -16,7 +16,7 @@ value is XML-escaped). What it writes and why (field notes, "HttpPlatformHandler
   settings, always written (the schema copies disagree on defaults).
 * ``processesPerApplication="1"``: one uvicorn process, one port.
 * Non-secret app settings as environment variables. Secrets are never written here: web.config
-  is readable by the pool identity and IIS_IUSRS; they belong to the pool (design.md "Releases").
+  is readable by the pool identity and IIS_IUSRS; they belong to the pool (docs/design.md "Releases").
 
 The release layout it assumes: ``<release>\\app`` (the app, ``--app-dir``), ``<release>\\venv``,
 and web.config itself in ``<release>`` (the site's physicalPath points at the release).
@@ -56,7 +56,7 @@ from .manifest import APP_DIR, Manifest
 #: stay below about 500 minus the app's own sockets per process.
 SELECTOR_LOOP = "asyncio:SelectorEventLoop"
 
-#: Oldest uvicorn the build accepts (issue 15 item 16; see :data:`SELECTOR_LOOP`).
+#: Oldest uvicorn the build accepts.
 UVICORN_FLOOR = (0, 45)
 
 #: The environment variable that carries the release version into the app (web.config); the
@@ -67,7 +67,7 @@ RELEASE_VARIABLE = "PYINFRA_IIS_RELEASE"
 RELEASE_HEADER = "X-Release-Version"
 SELECTOR_LOOP = "asyncio:SelectorEventLoop"
 
-#: IIS sets this variable to the port it proxies to (field notes, HttpPlatformHandler).
+#: IIS sets this variable to the port it proxies to (docs/field-facts.md, HttpPlatformHandler).
 PORT_VARIABLE = "%HTTP_PLATFORM_PORT%"
 
 _WINDOWS_PATH = TypeAdapter(WindowsPath)
@@ -114,7 +114,7 @@ def uvicorn_arguments(settings: ReleaseSettings, release_dir: str, entry_point: 
     --timeout-graceful-shutdown <s> --no-access-log --app-dir "<release>\\app"``.
 
     ``--no-access-log``: IIS already writes every request to its W3C log; uvicorn's access log
-    would only grow the stdout logs (issue 15 item 18).
+    would only grow the stdout logs.
 
     Only IIS on 127.0.0.1 may set X-Forwarded-For / X-Forwarded-Proto (``--forwarded-allow-ips
     127.0.0.1``); ``--app-dir`` makes the import independent of the working directory
@@ -165,8 +165,8 @@ def render_web_config(settings: ReleaseSettings, release_dir: str, entry_point: 
     entry_point = entry_point or (manifest.entry_point if manifest else "main:app")
     release_dir = _release_dir(release_dir)
     # PYTHONUTF8=1: redirected stdout on Windows uses the ANSI code page with strict errors, so
-    # printing non-Latin text would raise (PEP 540; issue 15 item 17). The release version lets
-    # the health check tell which release answered (issue 15 item 15).
+    # printing non-Latin text would raise (PEP 540). The release version lets
+    # the health check tell which release answered.
     reserved = [("PYTHONUNBUFFERED", "1"), ("PYTHONUTF8", "1"), (RELEASE_VARIABLE, release_dir.rsplit("\\", 1)[-1])]
     environment = [*reserved, *sorted(settings.app_settings.items(), key=lambda kv: kv[0].upper())]
     return _environment(template_folders()).get_template("web.config.j2").render(

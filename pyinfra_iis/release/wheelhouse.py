@@ -1,7 +1,7 @@
 """The wheelhouse: Windows wheels of every locked requirement, fetched once and checked.
 
 Wheels are fetched on the controller with ``pip download --no-deps --only-binary=:all:
---platform win_amd64 --python-version 3.X --implementation cp`` (field notes "Python on Windows
+--platform win_amd64 --python-version 3.X --implementation cp`` (docs/field-facts.md "Python on Windows
 Server"): the host installs them offline (``pip install --no-index --find-links``), so nothing
 is compiled there and nothing is fetched from the internet by a web server. ``--no-deps``
 because pip would resolve dependencies with the *controller's* markers (pip #6117); instead

@@ -5,7 +5,7 @@
 into one module source by :func:`module_source`; hosts keep it in an administrators-only
 cache named by its SHA-256 and receive it only when missing (``pyinfra_iis.protocol``). All of it
 targets Windows PowerShell 5.1 (WebAdministration and IISAdministration do not load under
-PowerShell 7; field notes, IIS).
+PowerShell 7; docs/field-facts.md, IIS).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A simulated Windows Server 2022 host that speaks WinRM (design.md, "The simulator").
+"""A simulated Windows Server 2022 host that speaks WinRM (docs/design.md, "The simulator").
 
 Python API::
 

@@ -6,7 +6,7 @@ Behaviour modelled on a Windows WinRM HTTP listener:
 * Unauthenticated requests get ``401`` offering ``Negotiate`` (and ``Basic realm="WSMAN"``
   when Basic is allowed).
 * Basic is refused over plain HTTP unless the host allows unencrypted traffic (Windows'
-  ``AllowUnencrypted=false`` default; field notes, WinRM): the request gets 401, which
+  ``AllowUnencrypted=false`` default; docs/field-facts.md, WinRM): the request gets 401, which
   pywinrm reports as ``InvalidCredentialsError``.
 * NTLM (``Authorization: Negotiate <NTLM token>`` or ``NTLM <token>``) authenticates the
   TCP connection; afterwards bodies are ``multipart/encrypted;

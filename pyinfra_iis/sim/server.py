@@ -3,7 +3,7 @@
 One :class:`SimServer` is one simulated host (its own port, state directory, credentials,
 faults and counters); a process may run several. Requests are served by a
 ``ThreadingHTTPServer`` (a thread per connection, HTTP/1.1 keep-alive, ``TCP_NODELAY`` so
-Nagle and delayed ACKs do not add ~40 ms per request; field notes, WinRM).
+Nagle and delayed ACKs do not add ~40 ms per request; docs/field-facts.md, WinRM).
 
 Besides ``/wsman`` the port serves the simulator's control endpoint (loopback only, no
 authentication, it is a test double):
@@ -38,7 +38,7 @@ STATE_PATH = "/pyinfra-iis-sim/state"
 #: Bodies larger than this are not even read: the connection is closed (bytes).
 HARD_BODY_LIMIT = 64 * 1024 * 1024
 
-#: MaxEnvelopeSizekb of a Windows Server 2012+ host; 150 on Server 2008 R2 (field notes).
+#: MaxEnvelopeSizekb of a Windows Server 2012+ host; 150 on Server 2008 R2 (docs/field-facts.md).
 DEFAULT_MAX_ENVELOPE_KB = 500
 
 

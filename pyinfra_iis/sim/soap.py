@@ -1,7 +1,7 @@
 """WS-Management SOAP for the simulator: parse requests, build responses and faults.
 
 Response shapes are copied from real Windows Server answers recorded in
-``../shared/reference/winrs-recordings/*.yml`` (namespace prefixes ``s a x w rsp p``, the
+``tests/data/winrs-recordings/*.yml`` (namespace prefixes ``s a x w rsp p``, the
 ``rsp:Shell`` block of a Create, ``rsp:Stream`` / ``rsp:CommandState`` of a Receive, the
 empty body of a Delete). Faults follow the shape Windows sends (``s:Fault`` with
 ``s:Code/s:Subcode``, ``s:Reason`` and ``f:WSManFault Code=... Machine=...`` holding an
@@ -111,7 +111,7 @@ def unknown_shell_fault(shell_id: str) -> SoapError:
 def unknown_command_fault(command_id: str) -> SoapError:
     """Fault for a CommandId the shell does not know.
 
-    Best guess: real hosts answer with the same code as an unknown shell (field notes:
+    Best guess: real hosts answer with the same code as an unknown shell (docs/field-facts.md:
     2150858843 "unknown shell/command id"); the message text here is the simulator's own.
     """
 

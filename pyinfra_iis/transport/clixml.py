@@ -6,7 +6,7 @@ strings carry error text; progress records (``<Obj S="progress">``) and others a
 Strings escape characters XML cannot carry as ``_xHHHH_`` (UTF-16 code units, so characters
 outside the BMP appear as a surrogate pair ``_xD83D__xDE00_``; a literal underscore before
 ``x`` is ``_x005F_``). pywinrm's ``_clean_error_msg`` only handles ``_x000D__x000A_``
-(field notes, "WinRM / WinRS"); this module decodes every escape.
+(docs/field-facts.md, "WinRM / WinRS"); this module decodes every escape.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def decode_stderr(text: str) -> str:
     if CLIXML_PREFIX not in text:
         return text
     # One pass, each search starting where the last ended: linear in the text (a regex scan
-    # from every unclosed "<Objs" was quadratic; issue 12).
+    # from every unclosed "<Objs" was quadratic).
     parts: list[str] = []
     position = 0
     while True:

@@ -1,7 +1,7 @@
 """Exceptions of the transport layer, independent of pywinrm's and requests' own.
 
 :mod:`pyinfra_iis.transport.winrs` turns every pywinrm/requests failure into one of these
-(field notes, "WinRM / WinRS", list what pywinrm raises). Callers decide what to do from the
+(docs/field-facts.md, "WinRM / WinRS", list what pywinrm raises). Callers decide what to do from the
 class alone:
 
 * :class:`AuthenticationFailed` is final: never retried.

@@ -7,7 +7,7 @@ Calls are built only with :func:`pyinfra_iis.protocol.remote_call`.
 
 Sizing: a data line is ``"+" + base64(chunk) + "\\n"`` and the SOAP Send carries base64 of
 that line, so one chunk of ``c`` bytes costs about ``16/9 × c`` bytes of envelope. With the
-host's ``MaxEnvelopeSizekb`` ``E`` (500 by default, 150 on old hosts; field notes) a chunk is
+host's ``MaxEnvelopeSizekb`` ``E`` (500 by default, 150 on old hosts; docs/field-facts.md) a chunk is
 ``((E × 1024 − 4096) × 3/4 − 2) × 3/4`` bytes (≈ 9/16), rounded down to a multiple of 3
 (no base64 padding).
 Downloads are sized to pywinrm's fixed 153600-byte MaxEnvelopeSize of a Receive response:

@@ -2,16 +2,16 @@
 
 Every key is ``winrm_``-prefixed and typed; an unknown ``winrm_*`` key, an ill-typed value or
 an insecure combination is refused before any host is touched, with a message naming the
-host, the key and the fix (design.md, "Inventory data → models").
+host, the key and the fix (docs/design.md, "Inventory data → models").
 
-Security defaults (design.md, "The connector"; field notes, "WinRM / WinRS"):
+Security defaults (docs/design.md, "The connector"; docs/field-facts.md, "WinRM / WinRS"):
 
 * HTTPS on 5986 with server certificate validation unless told otherwise; plain HTTP on 5985.
 * Over plain HTTP only NTLM or Kerberos with message encryption is allowed; Basic, or
   ``winrm_message_encryption=never``, over HTTP needs ``winrm_allow_insecure=true``
   (Windows itself refuses unencrypted traffic unless ``AllowUnencrypted=true``).
 * ``winrm_server_cert_validation=false`` needs ``winrm_allow_insecure=true`` too, and the
-  connector then prints a warning per host (issue 12).
+  connector then prints a warning per host.
 * The password is kept as :class:`pyinfra_iis.protocol.Secret`: its ``repr`` is masked.
 
 Also: ``winrm_system_root`` (default ``C:\\Windows``), the host's ``%SystemRoot%``: the worker
@@ -87,7 +87,7 @@ class WinrmSettings(BaseModel):
     #: The host's %SystemRoot%: the worker is started without cmd.exe, so nothing expands it.
     system_root: str = Field(default="C:\\Windows", pattern=r"^[A-Za-z]:\\[^\"%\r\n]*$")
     #: Default time limit of one step (pyinfra's ``_timeout`` overrides it): a host that accepts
-    #: a step and never answers fails after this, not never (issue 12).
+    #: a step and never answers fails after this, not never.
     step_timeout_sec: int = Field(default=3600, ge=1)
 
     @field_validator("password", mode="before")

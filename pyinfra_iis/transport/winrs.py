@@ -4,7 +4,7 @@ Layering follows pypsrp (wsman → shell → client) but SOAP, HTTP and authenti
 pywinrm: this module only sequences the WinRS actions (Create, Command, Send, Receive,
 Signal, Delete) and turns pywinrm/requests exceptions into :mod:`.errors` classes.
 
-Facts relied on (``../shared/field-notes.md``, "WinRM / WinRS"):
+Facts relied on (``docs/field-facts.md``, "WinRM / WinRS"):
 
 * ``open_shell(codepage=65001, noprofile=True)``: UTF-8 console, no user profile.
 * ``run_command(..., console_mode_stdin=False, skip_cmd_shell=True)``: no cmd.exe, so the
@@ -264,7 +264,7 @@ class WinRSShell:
         """Start ``executable`` with ``arguments`` (WinRS Command); return the command id.
 
         ``skip_cmd_shell`` (default True) starts the process without cmd.exe: give the full
-        path of the executable (field notes).
+        path of the executable (docs/field-facts.md).
         """
 
         return self._call(

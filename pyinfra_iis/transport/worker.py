@@ -1,6 +1,6 @@
 """The long-lived PowerShell worker on a host, driven over one WinRS shell.
 
-One shell and one ``powershell.exe`` per host per run (design.md, "The connector"): the
+One shell and one ``powershell.exe`` per host per run (docs/design.md, "The connector"): the
 worker is started once with :func:`pyinfra_iis.protocol.worker_command_line`, the project's
 module is sent to it once, and then each step costs one WinRS Send and (usually) one
 Receive. The frame format is :mod:`pyinfra_iis.protocol`.
@@ -34,14 +34,14 @@ from .winrs import SIGNAL_TERMINATE, WinRSShell
 
 logger = logging.getLogger(__name__)
 
-#: Default ``MaxEnvelopeSizekb`` of a Windows host (field notes: 500; 150 on Server 2008 R2).
+#: Default ``MaxEnvelopeSizekb`` of a Windows host (docs/field-facts.md: 500; 150 on Server 2008 R2).
 DEFAULT_MAX_ENVELOPE_KB = 500
 
 #: Bytes of a Send envelope that are not stdin data (SOAP header and body around the base64).
 ENVELOPE_OVERHEAD = 4096
 
 #: Share of ``MaxEnvelopeSizekb`` a Send may use: the host counts the envelope after its own
-#: decoding, and a Send right at the limit is refused (issue 15: 509,650 of 512,000 bytes).
+#: decoding, and a Send right at the limit is refused.
 ENVELOPE_USE = 0.87
 
 #: Seconds to wait for the worker's hello, and for the module to load.
@@ -53,7 +53,7 @@ MODULE_LOAD_TIMEOUT = 300.0
 HANDSHAKE_BYTES = 16 * 1024
 
 #: Most bytes of one unfinished stdout line, and of stderr, kept while waiting for a reply
-#: (the largest legitimate reply, a 16 MiB Read-FileChunk, is ~30 MB): bounded memory (issue 12).
+#: (the largest legitimate reply, a 16 MiB Read-FileChunk, is ~30 MB): bounded memory.
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 
 #: How many times one step may reconnect after dropped connections before giving up.
@@ -169,7 +169,7 @@ class WorkerSession:
 
         Loading the module is the session's first step: a recoverable failure there (the
         connection dropped, the shell lost, the worker died) is retried once with a new shell,
-        like any step (design.md, "The connector"; found by the fault matrix,
+        like any step (docs/design.md, "The connector"; found by the fault matrix,
         tests/test_fault_matrix.py).
 
         Raises:
@@ -273,7 +273,7 @@ class WorkerSession:
     def _quietly(self, func: Callable, *args) -> None:
         try:
             func(*args)
-        except Exception as exc:  # noqa: BLE001 - cleanup never raises (issue 15, item 1)
+        except Exception as exc:  # noqa: BLE001 - cleanup never raises
             logger.debug("%s: ignored while cleaning up: %s", self.endpoint, exc)
 
     def _reconnect(self, cause: TransportError) -> None:
@@ -497,7 +497,7 @@ _CLIXML_CLOSE = b"</Objs>"
 def complete_stderr(buffer: bytearray, start: int = 0) -> str:
     """Take the worker's stderr of one step out of ``buffer`` (from ``start``), keeping an
     unfinished CLIXML block for the next step; the continuation of a block cut at an earlier
-    step's reply is skipped, so it never shows as junk in another step (issue 15, item 11).
+    step's reply is skipped, so it never shows as junk in another step.
 
     Returns:
         the text to decode; ``buffer`` then holds only the unfinished block, if any.

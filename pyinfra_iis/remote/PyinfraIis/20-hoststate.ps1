@@ -49,7 +49,7 @@ function Get-InstalledFeatureNames {
 }
 
 function Get-IisExtensionState {
-    # Detection from files and the registry (field notes); the controller also counts an
+    # Detection from files and the registry (docs/field-facts.md); the controller also counts an
     # extension installed when its global module is registered in applicationHost.config.
     # Docs: https://learn.microsoft.com/dotnet/api/system.diagnostics.fileversioninfo.getversioninfo
     [CmdletBinding()]

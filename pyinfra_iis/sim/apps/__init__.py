@@ -1,4 +1,4 @@
-"""The simulated host runs switched releases for real (issue 4 part 8).
+"""The simulated host runs switched releases for real.
 
 For every started site whose web.config has ``<httpPlatform>``, the simulator starts the app
 process exactly as web.config says (``process``; Windows paths mapped into the state

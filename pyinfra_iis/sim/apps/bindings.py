@@ -9,7 +9,7 @@ the binding's endpoint (``host.state["http_sys"]["sslcert"]``, filled only by
 connection (:func:`http_sys_tls`): an https binding that exists only in applicationHost.config
 has no HTTP.sys SSL binding, and its connections are reset, as HTTP.sys does. Each request is forwarded to the app process over
 HTTP/1.1 on 127.0.0.1 with ``Host`` kept, ``X-Forwarded-For`` (the client address and port, as
-HttpPlatformHandler sends it, appended to an existing value) and ``X-Forwarded-Proto`` (``http``/``https``) set, as HPH does (field notes).
+HttpPlatformHandler sends it, appended to an existing value) and ``X-Forwarded-Proto`` (``http``/``https``) set, as HPH does (docs/field-facts.md).
 
 Answers the simulator gives itself, with IIS's status codes:
 

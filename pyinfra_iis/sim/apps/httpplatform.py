@@ -2,7 +2,7 @@
 how the simulator turns its Windows command line into one it can run here.
 
 Defaults are HttpPlatformHandler 1.2's (Microsoft, "HttpPlatformHandler Configuration
-Reference"; field notes "HttpPlatformHandler 1.2"): startupTimeLimit 10 s, startupRetryCount 10,
+Reference"; docs/field-facts.md "HttpPlatformHandler 1.2"): startupTimeLimit 10 s, startupRetryCount 10,
 rapidFailsPerMinute 10, requestTimeout 00:02:00, stdoutLogEnabled false, stdoutLogFile
 ``httpplatform-stdout``. A path starting with ``.`` is relative to the site root (v1.2).
 """
@@ -15,7 +15,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-#: IIS sets this to the port the process must listen on (field notes).
+#: IIS sets this to the port the process must listen on (docs/field-facts.md).
 PORT_VARIABLE = "HTTP_PLATFORM_PORT"
 
 _TIMESPAN_RE = re.compile(r"^(?:(?P<days>\d+)\.)?(?P<h>\d{1,2}):(?P<m>\d{1,2}):(?P<s>\d{1,2})(?:\.\d+)?$")

@@ -18,7 +18,7 @@ What the simulator does, and where it differs from HttpPlatformHandler 1.2 (HPH)
 * stdout and stderr go to ``<stdoutLogFile>_<yyyyMMddHHmmss>_<pid>.log`` when
   ``stdoutLogEnabled`` (the naming Microsoft documents for ASP.NET Core Module's stdout log,
   ``stdout_20180205194132_1934.log``; webconfig.py assumes the same for HPH). The folder is
-  NOT created: a missing log folder means no log, the "silent failure" of design.md.
+  NOT created: a missing log folder means no log, the "silent failure" of docs/design.md.
 * Start: one process per app (processesPerApplication 1), started when the pool starts or
   recycles (warm-up) and on a request when it is not running. A start waits until the port
   accepts connections, at most ``startupTimeLimit`` seconds; a process that exits or does not
@@ -26,7 +26,7 @@ What the simulator does, and where it differs from HttpPlatformHandler 1.2 (HPH)
   the request gets 502.3 as from HPH. A process that dies later is restarted on the next
   request, unless ``rapidFailsPerMinute`` failures happened in the last 60 s (then 502.3
   without trying, until the minute has passed).
-* Stop: HPH has no graceful stop in v1.2 (field notes): the process group is killed
+* Stop: HPH has no graceful stop in v1.2 (docs/field-facts.md): the process group is killed
   (SIGKILL) on pool stop, recycle, or when the simulator stops.
 """
 

@@ -9,7 +9,7 @@ Model (``host.state["acls"]``, keyed by the case-folded Windows path)::
 
 Only EXPLICIT entries are stored, each with its SID (``pyinfra_iis.sddl.principal_sid``; local
 users get stable made-up SIDs), so a rule for ``IIS AppPool\\x`` can be written before the pool
-exists, as on Windows (issue 9, defect 7). ``Get-HostState`` reports each path the way the
+exists, as on Windows. ``Get-HostState`` reports each path the way the
 PowerShell module does: the DACL as SDDL (explicit entries, then inherited ones with ``ID``) and a
 map SID -> account name of the SIDs the host can translate (a pool identity only while its pool
 exists). The owner is kept for ``Initialize-Directory``'s check (default Administrators, the owner

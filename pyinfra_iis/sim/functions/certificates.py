@@ -7,9 +7,9 @@ private key came with it, the exportable flag and the key file. The host parses 
 fact: ``facts/certificate_state.py`` does (thumbprint, subject, SAN, validity, key readers).
 
 A PFX arrives as bytes inside the call (``"pfx"``, base64, a ``protocol.Secret``), never as a
-file (issue 9, "PFX on disk"); leftovers of the old upload folder are swept on every import. The
+file; leftovers of the old upload folder are swept on every import. The
 leaf (the certificate with the private key) goes into the asked store, every other certificate of
-the PFX into ``CA`` (intermediates: defect 6), never into ``Root``.
+the PFX into ``CA`` (intermediates, so HTTP.sys serves the whole chain), never into ``Root``.
 
 The private key is kept (PEM, unencrypted: a test double) at
 ``C:\\ProgramData\\Microsoft\\Crypto\\Keys\\<container>``, where CNG keeps machine keys, with the

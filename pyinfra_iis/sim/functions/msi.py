@@ -24,7 +24,7 @@ Exit codes: :func:`set_next_exit_code` makes the next install of a product end w
 (3010 → success, restart needed; 1641 → success, reboot started; others → error with the
 exit code and the last 30 lines of the log), for failure tests; :func:`set_next_exit_codes`
 queues one code per msiexec run. 1618 (another installation is in progress) is retried, as the
-module does (issue 9, defect 8): up to :data:`MSI_BUSY_RETRIES` more runs, after backoff delays
+module does: up to :data:`MSI_BUSY_RETRIES` more runs, after backoff delays
 the simulator only records (``host.state["msi_busy_waits"]``), it does not sleep.
 
 The MSI folder ``C:\ProgramData\pyinfra-iis\msi`` is administrators-only on Windows

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _VERSION_RE = re.compile(r"^3\.(\d+)\.(\d+)$")
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
-#: The installer arguments the real function uses (docs/remote-functions.md; field notes).
+#: The installer arguments the real function uses (docs/remote-functions.md; docs/field-facts.md).
 INSTALLER_ARGUMENTS = "/quiet /norestart InstallAllUsers=1 PrependPath=0 Include_test=0 Include_launcher=0 CompileAll=1 TargetDir={target_dir}"
 #: Exit code of a Burn bundle that installed but needs a restart (with /norestart it does not reboot).
 RESTART_NEEDED = 3010
@@ -112,7 +112,7 @@ def install_python(host: "SimHost", payload: dict[str, Any]) -> str:
             why = " (1638: another version of this product is installed: a downgrade is refused)" if code == 1638 else ""
             raise SimFunctionError(f"the Python {version} installer failed with exit code {code}{why}")
         if record is not None and record["target_dir"].casefold() != target_dir.casefold():
-            # The bundle's major upgrade reuses the old install's TargetDir (issue 15 item 14).
+            # The bundle's major upgrade reuses the old install's TargetDir.
             target_dir, path = record["target_dir"], record["path"]
             local_exe = host.path(path)
         local_exe.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 and ``Set-IisSslBinding`` (the RSCA methods of a binding: HTTP.sys SSL bindings), plus the hook
 through which the simulator runs app processes.
 
-Defect 5 of issue 9: right after a pool or site is created, ``Start()`` throws 0x800710D8 until
+Right after a pool or site is created, ``Start()`` throws 0x800710D8 until
 WAS has read the new configuration. :func:`set_start_not_ready` makes the simulator answer like
 that for the next N start attempts; ``Set-IisRuntimeState`` polls, as the module does, until
 :data:`START_WAIT_SECONDS`.

@@ -1,7 +1,7 @@
 """``Get-HostState`` on the simulated host: the one wide fact (``docs/remote-functions.md``).
 
 Extensions are detected like the real function does, from what is on the host (the global
-module in applicationHost.config, as the field notes recommend), not from a product code; the
+module in applicationHost.config, as the docs/field-facts.md recommend), not from a product code; the
 version comes from the product record the installer left (the registry ``Version`` value on
 Windows).
 """
