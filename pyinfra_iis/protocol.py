@@ -171,7 +171,9 @@ class Secret:
         return hash(self._value)
 
 
-_SECRET_TOKEN = "\x00pyinfra-iis-secret-{}\x00"
+#: Placeholder of a secret while the payload is serialised: random per call (``{nonce}``), so no
+#: value a caller passes can forge it and be taken for a secret's position.
+_SECRET_TOKEN = "\x00pyinfra-iis-secret-{nonce}-{index}\x00"
 
 
 def remote_call(function: str, payload: Mapping[str, Any] | None = None) -> StringCommand:
@@ -193,12 +195,15 @@ def remote_call(function: str, payload: Mapping[str, Any] | None = None) -> Stri
     if not _FUNCTION_RE.match(function):
         raise ProtocolError(f"not a module function name: {function!r}")
 
+    import secrets as _random
+
     secrets: list[str] = []
+    nonce = _random.token_hex(16)
 
     def default(value: Any) -> Any:
         if isinstance(value, Secret):
             secrets.append(value.reveal())
-            return _SECRET_TOKEN.format(len(secrets) - 1)
+            return _SECRET_TOKEN.format(nonce=nonce, index=len(secrets) - 1)
         if hasattr(value, "get_secret_value"):
             return default(Secret(value))
         raise TypeError(f"not JSON serialisable: {type(value).__name__}")
@@ -211,7 +216,7 @@ def remote_call(function: str, payload: Mapping[str, Any] | None = None) -> Stri
     rest = quoted
     for index, raw in enumerate(secrets):
         # The token went through json.dumps, which escapes NUL as \u0000.
-        token = json.dumps(_SECRET_TOKEN.format(index))
+        token = json.dumps(_SECRET_TOKEN.format(nonce=nonce, index=index))
         before, _, rest = rest.partition(token)
         bits.append(before)
         bits.append(HiddenValue(ps_single_quote(json.dumps(raw))))

@@ -235,3 +235,17 @@ def test_the_script_block_log_holds_no_secret(deployed):
         assert found_in(text.encode("utf-8")) == set()
         # the module's own text names the member; a call's JSON would carry its value
         assert '"digest_key":' not in text and "Get-HostState -Json '" not in text
+
+
+def test_a_plain_value_cannot_forge_the_secret_placeholder():
+    """The placeholder a secret takes while the payload is serialised is random per call: a plain
+    value written like the old fixed placeholder stays a plain value, and the secret stays masked."""
+
+    from pyinfra_iis.protocol import Secret, parse_remote_call, remote_call
+
+    forged = "\x00pyinfra-iis-secret-0\x00"
+    command = remote_call("Set-IisConfig", {"a": forged, "b": Secret("real-secret-9f")})
+    assert parse_remote_call(command.get_raw_value())[1] == {"a": forged, "b": "real-secret-9f"}
+    masked = command.get_masked_value()
+    assert "real-secret-9f" not in masked and masked.count("*MASKED*") == 1
+    assert masked.index("pyinfra-iis-secret-0") < masked.index("*MASKED*")  # "a" shown as given, "b" masked
