@@ -49,7 +49,7 @@ def test_an_upgrade_into_another_folder_is_refused(host):
     install(host, "3.12.5", "D:\\Python312")
     with pytest.raises(SimFunctionError, match="registered at D:\\\\Python312, not C:\\\\Program Files\\\\Python312"):
         install(host, "3.12.7")
-    state = run(host, "Get-HostState", {"python_versions": ["3.12"]})["pythons"]["3.12"]
+    state = run(host, "Get-HostState", {"python_versions": ["3.12"]}, raw=True)["pythons"]["3.12"]
     assert state == {"version": "3.12.7", "install_path": "D:\\Python312\\", "executable_path": "D:\\Python312\\python.exe", "exists": True}
 
 

@@ -400,11 +400,14 @@ def can_read(host: "SimHost", principal: str, windows_path: str) -> bool:
     if not local.exists():
         return False
     names = groups_of(principal)
+    # An entry written by SID (a pool's S-1-5-82-... before or after the pool exists) matches too.
+    sids = {sid for sid in (sddl.principal_sid(name) for name in names) if sid}
     with host.lock:
         _, entries = effective_entries(host, windows_path, local.is_dir())
     applicable = [
         e for e in entries
-        if "InheritOnly" not in e["propagation"] and e["principal"].casefold() in names and e["mask"] & READ_DATA
+        if "InheritOnly" not in e["propagation"] and (e["principal"].casefold() in names or e.get("sid") in sids)
+        and e["mask"] & READ_DATA
     ]
     if any(e["type"] == "Deny" for e in applicable):
         return False
