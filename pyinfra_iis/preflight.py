@@ -101,14 +101,12 @@ def file_sha256(path: Path) -> Optional[str]:
 
 @functools.lru_cache(maxsize=256)
 def _sha256(key: tuple[str, int, int]) -> Optional[str]:
-    digest = hashlib.sha256()
+    from .release.manifest import sha256_file
+
     try:
-        with open(key[0], "rb") as stream:
-            for chunk in iter(lambda: stream.read(_CHUNK), b""):
-                digest.update(chunk)
+        return sha256_file(Path(key[0]))
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def pin_problem(path: Path, sha256: str) -> Optional[str]:

@@ -40,7 +40,7 @@ from ..models.release import ReleaseSettings
 from ..models.site import Site
 from ..models.types import ReleaseVersion
 from ..protocol import Secret, remote_call, secret_digest
-from ..release.manifest import MANIFEST_NAME, REQUIREMENTS_NAME, WHEELHOUSE_DIR, Manifest
+from ..release.manifest import MANIFEST_NAME, REQUIREMENTS_NAME, WHEELHOUSE_DIR, Manifest, sha256_file
 from ..release.webconfig import render_web_config
 from ..sddl import app_pool_sid, protected_sddl
 from ._common import controller_file, iis_of, validated, warn
@@ -404,18 +404,9 @@ def release_installed(settings: Any, version: str, artifact: Any, python_exe: st
     log_changes(host, f"Will install release {version}", [Change(f"release {model.app_name}", None, f"{version} in {model.release_dir(version)}")])
     yield from directory_calls(model, app_pool)
     yield FileUploadCommand(str(local), destination)
-    yield FunctionCommand(host_step(install_steps), (model, version, destination, sha256_of(local), manifest, manifest_bytes,
+    yield FunctionCommand(host_step(install_steps), (model, version, destination, sha256_file(local), manifest, manifest_bytes,
                                                      web_config, python_exe, stale), {})
 
-
-def sha256_of(path: Path) -> str:
-    """SHA-256 (hex) of a file on the controller."""
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def state_texts(report: dict, version: str) -> tuple[str, str]:

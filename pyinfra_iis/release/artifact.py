@@ -26,7 +26,7 @@ from pydantic import TypeAdapter
 
 from ..models.types import PythonVersion, ReleaseVersion
 from .lock import LockError, read_lock
-from .manifest import APP_DIR, MANIFEST_NAME, REQUIREMENTS_NAME, WHEELHOUSE_DIR, FileEntry, Manifest, ManifestRequirement
+from .manifest import APP_DIR, MANIFEST_NAME, REQUIREMENTS_NAME, WHEELHOUSE_DIR, FileEntry, Manifest, ManifestRequirement, sha256_file
 from .wheelhouse import Wheel, check_complete, fetch_wheels
 
 _RELEASE_VERSION = TypeAdapter(ReleaseVersion)
@@ -250,13 +250,3 @@ def write_deterministic_zip(contents: dict[str, bytes], target: Path) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 of the file at ``path`` as lower-case hex, read in ``chunk``-byte blocks."""
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()

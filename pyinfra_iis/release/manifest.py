@@ -120,3 +120,13 @@ class Manifest(_Frozen):
                 problems.append(f"{name} does not match its SHA-256 in the manifest")
         problems.extend(f"{name} is not in the manifest" for name in sorted(present - set(self.files)))
         return problems
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 of the file at ``path`` as lower-case hex, read in ``chunk``-byte blocks."""
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

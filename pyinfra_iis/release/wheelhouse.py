@@ -16,7 +16,6 @@ Downloaded wheels are kept in a cache folder (default ``~/.cache/pyinfra-iis/whe
 from __future__ import annotations
 
 import email.parser
-import hashlib
 import os
 import re
 import subprocess
@@ -34,6 +33,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import Version
 
 from .lock import PLATFORM, Lock, LockedRequirement, windows_environment
+from .manifest import sha256_file
 
 #: Upper bound for one ``pip download`` run, seconds. pip's own network timeout (15 s per
 #: request, 5 retries) normally ends a stuck run far earlier; this only bounds the worst case.
@@ -132,22 +132,12 @@ def find_cached(requirement: LockedRequirement, python_version: str, cache_dir: 
             continue
         if name != requirement.key or version != wanted:
             continue
-        if requirement.hashes and file_sha256(path) not in requirement.hashes:
+        if requirement.hashes and sha256_file(path) not in requirement.hashes:
             continue  # a cached file the lock does not vouch for is never used (it is downloaded again)
         rank = min((ranks[t] for t in tags if t in ranks), default=None)
         if rank is not None and (best is None or (rank, path.name) < best[:2]):
             best = (rank, path.name, path)
     return best[2] if best else None
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 (hex) of a file."""
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch_wheels(

@@ -36,7 +36,6 @@ stdout. Behaviour mirrors ``remote/worker.ps1``:
 from __future__ import annotations
 
 import binascii
-import functools
 import hashlib
 import json
 import queue

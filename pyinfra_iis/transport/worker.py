@@ -262,7 +262,7 @@ class WorkerSession:
     def close(self) -> None:
         """End the worker (close its stdin, then terminate) and delete the shell; best effort."""
 
-        shell, command_id = self.shell, self.command_id
+        shell = self.shell
         self.shell = self.command_id = None
         if shell is None:
             return

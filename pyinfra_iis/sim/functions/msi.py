@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 from datetime import datetime, timezone
 from pathlib import PureWindowsPath
 from typing import TYPE_CHECKING, Any

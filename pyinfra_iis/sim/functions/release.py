@@ -45,6 +45,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ...release.manifest import sha256_file
 from .. import apps
 from ..apps.launch import SIM_VENV_MARKER
 from ..apps.sites import pool_environment, read_sites, site_by_name
@@ -96,14 +97,6 @@ def _local(host: "SimHost", path: str) -> Path:
         raise SimFunctionError(str(exc)) from None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def is_complete(local: Path) -> bool:
     """Whether a local release folder is complete: its completion marker exists (written last)
     and its name is a final one."""
@@ -135,7 +128,7 @@ def describe_releases(host: "SimHost", roots: list[str]) -> dict[str, Any]:
                 marker, web_config = child / COMPLETE_MARKER, child / "web.config"
                 folders.append({"name": child.name,
                                 "marker": _stamp(marker, precise=True) if marker.is_file() else None,
-                                "web_config_sha256": _sha256(web_config) if web_config.is_file() else None})
+                                "web_config_sha256": sha256_file(web_config) if web_config.is_file() else None})
         log_dir = _local(host, f"{root}\\logs")
         for item in sorted(log_dir.iterdir()) if log_dir.is_dir() else []:
             if item.is_file():
@@ -152,7 +145,7 @@ def _listing(folder: Path) -> list[dict[str, Any]]:
     files = []
     for path in sorted(folder.rglob("*")):
         if path.is_file():
-            files.append({"path": path.relative_to(folder).as_posix(), "size": path.stat().st_size, "sha256": _sha256(path)})
+            files.append({"path": path.relative_to(folder).as_posix(), "size": path.stat().st_size, "sha256": sha256_file(path)})
     return files
 
 
@@ -170,7 +163,7 @@ def install_release(host: "SimHost", payload: dict[str, Any]) -> str:
     local_artifact, target = _local(host, artifact), _local(host, destination)
     if not local_artifact.is_file():
         raise SimFunctionError(f"Install-Release: Cannot find path '{artifact}' because it does not exist.")
-    actual = _sha256(local_artifact)
+    actual = sha256_file(local_artifact)
     if actual != expected:
         raise SimFunctionError(f"Install-Release: SHA-256 mismatch for {artifact}: expected {expected}, actual {actual}; nothing was unpacked")
     try:

@@ -12,7 +12,7 @@ configuration elements its installation adds; images are written as
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
