@@ -55,3 +55,11 @@ def test_readme_deploy_converges_then_changes_nothing(tmp_path):
         # the fact, the features, the pool and the site share one read; acl asks for its path, which
         # no inventory data announced, so it adds one read covering both
         assert sim.host.counters.get("function_calls", 0) == 2, dict(sim.host.counters)
+
+        sim.host.reset_counters()
+        facts = subprocess.run([sys.executable, "-m", "pyinfra", "inventory.py", "fact", "pyinfra_iis.facts.iis.Sites"],
+                               cwd=tmp_path, capture_output=True, text=True, timeout=180)
+        assert facts.returncode == 0, facts.stderr
+        printed = facts.stdout + facts.stderr  # pyinfra prints fact data on stderr
+        assert '"binding_information": "*:8080:"' in printed and '"app_pool": "api"' in printed, printed
+        assert sim.host.counters.get("function_calls", 0) == 1
