@@ -22,7 +22,7 @@ host. The full shape of the wide fact is in ``docs/remote-functions.md`` ("Get-H
 
 from __future__ import annotations
 
-from typing import Any, Generic, Iterable, TypeVar
+from typing import Any, Iterable, TypeVar
 
 from pyinfra import context
 from pyinfra.api import ShortFactBase
@@ -54,7 +54,7 @@ class WideHostState(HostState):
         return value
 
 
-class IisFact(ShortFactBase, Generic[T]):
+class IisFact(ShortFactBase[T]):
     """Base of the narrow facts: :meth:`select` picks the part of the wide fact."""
 
     fact = WideHostState
