@@ -188,6 +188,12 @@ def inventory_fact_arguments(host: Any) -> FactArgs:
     return result
 
 
+def store_host_state(host: Any, wanted: "FactArgs", value: dict) -> None:
+    """Cache ``value``, a ``Get-HostState`` read with ``wanted``, for ``host``."""
+
+    fact_cache(host)[_CACHE_KEY] = (wanted, value)
+
+
 def host_state(host: Any, *, refresh: bool = False, acl_paths: Iterable[str] = (), cert_stores: Iterable[str] = (),
                release_roots: Iterable[str] = (), python_versions: Iterable[str] = ()) -> dict:
     """Return the ``Get-HostState`` fact of ``host``, from the cache when it is still valid.
@@ -217,7 +223,7 @@ def host_state(host: Any, *, refresh: bool = False, acl_paths: Iterable[str] = (
     value = host.get_fact(HostState, **wanted.as_kwargs())
     if value is None:
         raise RuntimeError(f"Get-HostState returned nothing on {host.name}")
-    cache[_CACHE_KEY] = (wanted, value)
+    store_host_state(host, wanted, value)
     return value
 
 

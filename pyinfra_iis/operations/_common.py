@@ -12,13 +12,17 @@ from pyinfra.api.exceptions import OperationTypeError, OperationValueError
 M = TypeVar("M", bound=BaseModel)
 
 
-def describe_errors(error: ValidationError) -> str:
+def describe_errors(error: ValidationError, renames: dict[str, str] | None = None) -> str:
     """Return ``"field.sub: reason; ..."`` WITHOUT the offending input values (a value may be a
-    secret)."""
+    secret). ``renames`` maps a model field to the name the caller used for it (the keyword
+    argument ``pool_name`` for the field ``name``)."""
 
     parts = []
     for item in error.errors(include_input=False, include_url=False):
-        location = ".".join(str(part) for part in item.get("loc", ())) or "(value)"
+        loc = [str(part) for part in item.get("loc", ())]
+        if loc and renames:
+            loc[0] = renames.get(loc[0], loc[0])
+        location = ".".join(loc) or "(value)"
         parts.append(f"{location}: {item.get('msg')}")
     return "; ".join(parts)
 
@@ -45,6 +49,55 @@ def validated(model: type[M], value: Any, argument: str) -> M:
         return model.model_validate(value)
     except ValidationError as exc:
         raise OperationValueError(f"argument {argument!r} is invalid: {describe_errors(exc)}") from None
+
+
+def from_arguments(model: type[M], value: Any, argument: str, keywords: dict[str, Any],
+                   renames: dict[str, str] | None = None) -> M:
+    """Return the model an operation works on: ``value`` (the model-or-dict argument) when
+    given, else a model built from the operation's flat keyword arguments.
+
+    The flat form goes through the same pydantic validation as host data, so defaults, checks
+    and messages are the model's, written once. A keyword left at ``None`` is not passed, so the
+    model's default applies (every model field whose default is not ``None`` is never ``None``).
+
+    Args:
+        model: the pydantic model class.
+        value: the model-or-dict argument (``pool=``, ``site=``, ...), or ``None``.
+        argument: that argument's name, for messages.
+        keywords: ``{keyword argument: value}`` of the flat form.
+        renames: ``{keyword argument: model field}`` where they differ (``pool_name`` -> ``name``:
+            pyinfra keeps ``name=`` for the operation's label).
+
+    Raises:
+        OperationTypeError: both forms given.
+        OperationValueError: the keywords do not validate (message names the keyword arguments,
+            never the values).
+    """
+
+    renames = renames or {}
+    given = {key: item for key, item in keywords.items() if item is not None}
+    if value is not None:
+        if given:
+            raise OperationTypeError(f"give either argument {argument!r} (a {model.__name__} or dict) or keyword arguments "
+                                     f"({', '.join(sorted(given))}), not both")
+        return validated(model, value, argument)
+    try:
+        return model.model_validate({renames.get(key, key): item for key, item in given.items()})
+    except ValidationError as exc:
+        back = {field: key for key, field in renames.items()}
+        raise OperationValueError(f"invalid keyword arguments: {describe_errors(exc, back)}") from None
+
+
+def refuse_absent(present: bool, what: str) -> None:
+    """Refuse ``present=False``: removing this kind of object is not implemented yet.
+
+    Raises:
+        OperationValueError: ``present`` is not ``True``.
+    """
+
+    if present is not True:
+        raise OperationValueError(f"{what}: present={present!r} is not supported; this operation only creates and "
+                                  "updates (removal is not implemented yet)")
 
 
 def iis_of(state: dict) -> dict | None:

@@ -8,7 +8,7 @@ Synchronize to every allow entry it writes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from pyinfra import host
 from pyinfra.api import operation
@@ -19,7 +19,7 @@ from ..iis.diff import Change, log_changes
 from ..models.acl import AclRule
 from ..protocol import remote_call
 from ..sddl import principal_sid
-from ._common import validated
+from ._common import from_arguments
 
 #: FileSystemRights names → values (.NET ``FileSystemRights`` enumeration, Microsoft docs).
 RIGHTS: dict[str, int] = {
@@ -138,13 +138,33 @@ def entry_matches(entry: dict, rule: AclRule) -> bool:
 
 
 @operation()
-def acl(rule: Any):
+def acl(
+    rule: AclRule | dict | None = None,
+    *,
+    path: str | None = None,
+    principal: str | None = None,
+    rights: str | Sequence[str] | None = None,
+    inheritance: str | Sequence[str] | None = None,
+    propagation: str | Sequence[str] | None = None,
+    present: bool = True,
+):
     """
     Make a principal's explicit access entry on a path exactly what the rule says, or remove it.
 
-    + rule: an ``AclRule`` model or dict: ``path``, ``principal``, ``rights`` (FileSystemRights
-      names), ``inheritance`` (default ``ContainerInherit, ObjectInherit``: explicit, never
-      implied), ``propagation`` (default None), ``ensure`` (present/absent).
+    Give the rule either as keyword arguments (pyinfra style) or as one model:
+
+    + path: the folder or file on the host (required).
+    + principal: who, e.g. ``IIS AppPool\\api`` (required).
+    + rights: FileSystemRights names, ``"ReadAndExecute"`` or ``["Read", "Write"]`` (required,
+      also with ``present=False``, where it is not compared).
+    + inheritance: default ``ContainerInherit, ObjectInherit`` (explicit, never implied);
+      ``None`` for a file.
+    + propagation: default ``None``.
+    + present: ``True`` (default) grants; ``False`` removes the principal's explicit entries
+      (the model's ``ensure="absent"``).
+    + rule: instead of the keywords, an ``AclRule`` model or dict: ``path``, ``principal``,
+      ``rights``, ``inheritance``, ``propagation``, ``ensure`` (present/absent). Giving both is
+      an error; with ``rule``, say absent with its ``ensure``, not ``present``.
 
     Present: nothing happens when the principal has exactly one explicit allow entry with the
     same rights (bitmask; Synchronize aside), inheritance and propagation; otherwise
@@ -157,11 +177,16 @@ def acl(rule: Any):
 
     .. code:: python
 
-        acl(name="Pool reads the app", rule={"path": r"C:\\sites\\api", "principal": "IIS AppPool\\api",
-            "rights": "ReadAndExecute"})
+        acl(name="Pool reads the app", path=r"C:\\sites\\api", principal="IIS AppPool\\api",
+            rights="ReadAndExecute")
     """
 
-    model = validated(AclRule, rule, "rule")
+    if rule is not None and present is not True:
+        raise OperationValueError("argument 'present' goes with the keyword form; give a rule with ensure='absent' instead")
+    model = from_arguments(AclRule, rule, "rule", {
+        "path": path, "principal": principal, "rights": rights, "inheritance": inheritance,
+        "propagation": propagation, "ensure": None if rule is not None or present else "absent",
+    })
     if model.type != "Allow":
         raise OperationValueError("argument 'rule': only Allow entries are supported (Grant-PathAccess)")
     report = path_entry(host_state(host, acl_paths=[model.path]), model.path)

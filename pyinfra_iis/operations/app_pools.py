@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from datetime import timedelta
+from typing import Any, Iterable, Literal, Mapping, Sequence
+
+from pydantic import SecretStr
 
 from pyinfra import host
 from pyinfra.api import operation
@@ -13,9 +16,9 @@ from ..iis.compare import differing
 from ..iis.defaults import APP_POOL, APP_POOLS, normalize
 from ..iis.diff import Change, log_changes
 from ..iis.edits import Edit, attribute_edits, child_step, item_step, remove_edit, set_edit
-from ..models.app_pool import AppPool
+from ..models.app_pool import AppPool, IdentityType, RapidFailProtection
 from ..protocol import Secret, secret_digest
-from ._common import iis_of, validated
+from ._common import from_arguments, iis_of, refuse_absent
 
 
 def _environment_edits(model: AppPool, pool_item: config.Element | None, base: list,
@@ -97,32 +100,85 @@ def app_pool_edits(model: AppPool, iis: dict | None, keep_variables: Iterable[st
 
 
 @operation()
-def app_pool(pool: Any, keep_variables: Iterable[str] = ()):
+def app_pool(
+    pool: AppPool | dict | None = None,
+    keep_variables: Iterable[str] = (),
+    *,
+    pool_name: str | None = None,
+    present: bool = True,
+    managed_runtime_version: Literal["", "v4.0", "v2.0"] | None = None,
+    identity_type: IdentityType | None = None,
+    user: str | None = None,
+    password: str | SecretStr | None = None,
+    start_mode: Literal["AlwaysRunning", "OnDemand"] | None = None,
+    idle_timeout: int | str | timedelta | None = None,
+    load_user_profile: bool | None = None,
+    periodic_restart_time: int | str | timedelta | None = None,
+    periodic_restart_schedule: Sequence[str] | None = None,
+    rapid_fail_protection: RapidFailProtection | Mapping[str, Any] | None = None,
+    queue_length: int | None = None,
+    environment_variables: Mapping[str, str | SecretStr] | None = None,
+    state: Literal["Started", "Stopped"] | None = None,
+    extra_attributes: Mapping[str, bool | int | str] | None = None,
+):
     """
     Create or update an application pool, then bring it to its runtime state.
 
-    + pool: an ``AppPool`` model or dict (host data ``iis_app_pools`` entry). Defaults are the
-      model's, right for Python behind HttpPlatformHandler (docs/field-facts.md, IIS): No Managed Code,
-      ApplicationPoolIdentity, AlwaysRunning, idle timeout 0, periodic restart off.
+    Give the pool either as keyword arguments (pyinfra style) or as one model:
+
+    + pool_name: the pool's name (required in the keyword form). Not ``name``: pyinfra takes
+      ``name=`` for the operation's label before the operation sees it.
+    + present: must be ``True`` (removing a pool is not implemented; ``False`` is refused).
+    + managed_runtime_version: ``""`` (No Managed Code, default), ``"v4.0"`` or ``"v2.0"``.
+    + identity_type: default ``ApplicationPoolIdentity``; ``SpecificUser`` needs ``user`` and
+      ``password``.
+    + start_mode: ``AlwaysRunning`` (default) or ``OnDemand``.
+    + idle_timeout: seconds, ``"hh:mm:ss"`` or ``"20m"``; default 0 (never).
+    + load_user_profile: default true.
+    + periodic_restart_time: default 0 (off); periodic_restart_schedule: times of day (``["03:30"]``).
+    + rapid_fail_protection: ``{"enabled", "max_failures", "interval"}`` (IIS defaults).
+    + queue_length: default 1000.
+    + environment_variables: ``{NAME: value}``, sent as secrets.
+    + state: ``Started`` (default) or ``Stopped``.
+    + extra_attributes: other schema attributes, ``{"processModel.maxProcesses": 1}``.
+    + pool: instead of the keywords, an ``AppPool`` model or dict (host data ``iis_app_pools``
+      entry; the ``Configure IIS`` deploy uses this form). Giving both is an error.
     + keep_variables: environment variable names this operation neither sets nor removes (the
       release's app secrets: they change only with the release's health-checked switch, never by
       a recycle of the live pool here); default none.
+
+    The defaults (the ``AppPool`` model's) are right for Python behind HttpPlatformHandler
+    (docs/field-facts.md, IIS): No Managed Code, ApplicationPoolIdentity, AlwaysRunning, idle
+    timeout 0, periodic restart off. Keyword values are validated by the same model, with the
+    same messages (naming the keyword, e.g. ``pool_name``).
 
     Only the attributes whose effective value differs are sent, in ONE ``Set-IisConfig``; pool
     environment variables are compared through ``protocol.secret_digest`` (the fact never holds
     their values) and sent as secrets; variables the model does not list are removed one by
     one. ``Set-IisRuntimeState`` runs only when the pool is not in the wanted state.
 
+    pyinfra prints the arguments of an operation called without ``name=``: give ``name=``, or
+    pass secrets (``password``, variable values) as ``pydantic.SecretStr``.
+
     **Example:**
 
     .. code:: python
 
-        app_pool(name="API pool", pool={"name": "api", "environment_variables": {"API_KEY": os.environ["API_KEY"]}})
+        app_pool(name="API pool", pool_name="api", start_mode="AlwaysRunning",
+                 environment_variables={"API_KEY": SecretStr(os.environ["API_KEY"])})
     """
 
-    model = validated(AppPool, pool, "pool")
-    state = host_state(host)
-    iis = iis_of(state)
+    refuse_absent(present, "app_pool")
+    model = from_arguments(AppPool, pool, "pool", {
+        "pool_name": pool_name, "managed_runtime_version": managed_runtime_version, "identity_type": identity_type,
+        "user": user, "password": password, "start_mode": start_mode, "idle_timeout": idle_timeout,
+        "load_user_profile": load_user_profile, "periodic_restart_time": periodic_restart_time,
+        "periodic_restart_schedule": periodic_restart_schedule, "rapid_fail_protection": rapid_fail_protection,
+        "queue_length": queue_length, "environment_variables": environment_variables, "state": state,
+        "extra_attributes": extra_attributes,
+    }, {"pool_name": "name"})
+    fact = host_state(host)
+    iis = iis_of(fact)
     edits, diff = app_pool_edits(model, iis, keep_variables)
     runtime = ((iis or {}).get("runtime") or {}).get("app_pools") or {}
     current_state = next((value for name, value in runtime.items() if name.lower() == model.name.lower()), None)

@@ -8,11 +8,13 @@ import base64
 import datetime
 import functools
 from dataclasses import dataclass
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import pkcs12
+from pydantic import SecretStr
 from pyinfra import host
 from pyinfra.api import operation
 from pyinfra.api.exceptions import OperationError, OperationValueError
@@ -22,7 +24,7 @@ from ..iis.diff import Change, log_changes
 from ..models.certificates import Certificate
 from ..protocol import Secret, remote_call
 from ..sddl import principal_sid
-from ._common import controller_file, validated
+from ._common import controller_file, from_arguments, refuse_absent, validated
 
 #: Largest PFX sent (bytes): its base64 travels inside the call, which must fit the WinRM
 #: envelope (MaxEnvelopeSizekb, 500 KB by default). A server certificate's PFX is a few KB.
@@ -179,29 +181,53 @@ def pfx_bytes(model: Certificate) -> bytes:
 
 
 @operation()
-def certificate(certificate: Any):
+def certificate(
+    certificate: Certificate | dict | None = None,
+    *,
+    certificate_name: str | None = None,
+    present: bool = True,
+    pfx: str | Path | None = None,
+    password: str | SecretStr | None = None,
+    store: Literal["My", "WebHosting"] | None = None,
+    exportable: bool | None = None,
+    thumbprint: str | None = None,
+):
     """
     Import a PFX into ``Cert:\\LocalMachine\\<store>`` unless its certificate is there; the
     other certificates of the PFX (intermediates) go to ``LocalMachine\\CA``.
 
-    + certificate: a ``Certificate`` model or dict: ``name``, ``pfx`` (controller file),
-      ``password`` (secret), ``store`` (default My), ``exportable`` (default false),
-      ``thumbprint`` (optional: checked against the PFX).
+    Give the certificate either as keyword arguments (pyinfra style) or as one model:
+
+    + certificate_name: the name bindings use in ``certificate`` (required in the keyword
+      form). Not ``name``: pyinfra takes ``name=`` for the operation's label.
+    + present: must be ``True`` (removing a certificate is not implemented; ``False`` is refused).
+    + pfx: the PFX file on the controller (required; relative to pyinfra's working directory).
+    + password: the PFX password (required; a secret).
+    + store: ``My`` (default) or ``WebHosting``.
+    + exportable: mark the private key exportable; default false.
+    + thumbprint: the expected thumbprint, checked against the PFX (optional).
+    + certificate: instead of the keywords, a ``Certificate`` model or dict (host data
+      ``iis_certificates`` entry). Giving both is an error.
 
     The thumbprint is read from the PFX on the controller (so nothing is sent when the store
     already holds it). The PFX bytes (base64) and the password travel inside the call as
     ``Secret`` values: no file is written on the host. Private-key access for pools:
-    :func:`private_key_access`.
+    :func:`private_key_access`. pyinfra prints the arguments of an operation called without
+    ``name=``: give ``name=`` or pass the password as ``pydantic.SecretStr``.
 
     **Example:**
 
     .. code:: python
 
-        certificate(name="TLS certificate", certificate={"name": "api", "pfx": "files/api.pfx",
-                    "password": os.environ["API_PFX_PASSWORD"]})
+        certificate(name="TLS certificate", certificate_name="api", pfx="files/api.pfx",
+                    password=SecretStr(os.environ["API_PFX_PASSWORD"]))
     """
 
-    model = validated(Certificate, certificate, "certificate")
+    refuse_absent(present, "certificate")
+    model = from_arguments(Certificate, certificate, "certificate", {
+        "certificate_name": certificate_name, "pfx": pfx, "password": password, "store": store,
+        "exportable": exportable, "thumbprint": thumbprint,
+    }, {"certificate_name": "name"})
     info = pfx_info(model)
     if model.thumbprint and model.thumbprint != info.thumbprint:
         raise OperationValueError(f"argument 'certificate': {model.pfx.name} holds {info.thumbprint}, not the expected {model.thumbprint}")

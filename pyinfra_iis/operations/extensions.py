@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, operation
@@ -12,7 +12,7 @@ from ..facts.host_state import host_state
 from ..iis.diff import Change, log_changes
 from ..models.extensions import MsiExtension
 from ..protocol import remote_call
-from ._common import controller_file, validated
+from ._common import controller_file, from_arguments, refuse_absent
 
 #: Where controller MSIs are uploaded before ``Install-MsiProduct`` copies them into
 #: ``C:\\ProgramData\\pyinfra-iis\\msi\\`` (docs/remote-functions.md).
@@ -21,12 +21,23 @@ UPLOAD_DIR = r"C:\ProgramData\pyinfra-iis\uploads"
 
 
 @operation()
-def msi_extension(extension: Any):
+def msi_extension(
+    extension: MsiExtension | dict | None = None,
+    *,
+    present: bool = True,
+    product: Literal["HttpPlatformHandler", "UrlRewrite", "ARR"] | None = None,
+    source: str | Path | None = None,
+    sha256: str | None = None,
+):
     """
     Install an IIS extension from its MSI unless the host already has it.
 
-    + extension: an ``MsiExtension`` model or dict: ``product`` (HttpPlatformHandler, UrlRewrite,
-      ARR), ``source`` (controller file, ``https://`` URL or UNC path), ``sha256`` (required).
+    + present: must be ``True`` (uninstalling is not implemented; ``False`` is refused).
+    + product: ``HttpPlatformHandler``, ``UrlRewrite`` or ``ARR`` (required).
+    + source: a controller file, an ``https://`` URL or a UNC path of the ``.msi`` (required).
+    + sha256: the MSI's SHA-256 (required; the host refuses another file).
+    + extension: instead of the keywords, an ``MsiExtension`` model or dict (host data
+      ``iis_extensions`` entry). Giving both is an error.
 
     Detection comes from ``Get-HostState`` (module / registry, docs/field-facts.md: detection is safer
     than product codes), so an installed product is skipped without uploading anything. A
@@ -38,14 +49,12 @@ def msi_extension(extension: Any):
 
     .. code:: python
 
-        msi_extension(
-            name="URL Rewrite 2.1",
-            extension={"product": "UrlRewrite", "source": "files/rewrite_amd64_en-US.msi",
-                       "sha256": "..."},
-        )
+        msi_extension(name="URL Rewrite 2.1", product="UrlRewrite",
+                      source="files/rewrite_amd64_en-US.msi", sha256="...")
     """
 
-    model = validated(MsiExtension, extension, "extension")
+    refuse_absent(present, "msi_extension")
+    model = from_arguments(MsiExtension, extension, "extension", {"product": product, "source": source, "sha256": sha256})
     detected = (host_state(host).get("extensions") or {}).get(model.product) or {}
     if detected.get("installed"):
         host.noop(f"{model.product} is installed (version {detected.get('version')})")

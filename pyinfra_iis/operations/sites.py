@@ -4,7 +4,7 @@ bindings one by one, anonymous authentication at the site's location), HTTP.sys 
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 from pyinfra import host
 from pyinfra.api import operation
@@ -19,7 +19,7 @@ from ..iis.edits import Edit, attribute_edits, child_step, item_step, remove_edi
 from ..models.certificates import Certificate
 from ..models.site import Binding, Site
 from ..protocol import remote_call
-from ._common import iis_of, validated, warn
+from ._common import from_arguments, iis_of, refuse_absent, validated, warn
 from .app_pools import remote_call_runtime
 from .certificates import CertificateInfo, check_for_binding, fact_certificate, info_of_fact_entry, pfx_info
 
@@ -213,14 +213,45 @@ def _path_exists(fact: dict, path: str) -> bool | None:
 
 
 @operation()
-def site(site: Any, certificates: Iterable[Any] = ()):
+def site(
+    site: Site | dict | None = None,
+    certificates: Iterable[Certificate | dict] = (),
+    *,
+    site_name: str | None = None,
+    present: bool = True,
+    physical_path: str | None = None,
+    app_pool: str | None = None,
+    bindings: Sequence[Binding | Mapping[str, Any]] | None = None,
+    log_directory: str | None = None,
+    preload_enabled: bool | None = None,
+    anonymous_auth_as_pool_identity: bool | None = None,
+    state: Literal["Started", "Stopped"] | None = None,
+    site_id: int | None = None,
+):
     """
     Create or update a site, its root application and virtual directory, its bindings, its
     anonymous authentication and log directory, then bring it to its runtime state.
 
-    + site: a ``Site`` model or dict (host data ``iis_sites`` entry).
+    Give the site either as keyword arguments (pyinfra style) or as one model:
+
+    + site_name: the site's name (required in the keyword form). Not ``name``: pyinfra takes
+      ``name=`` for the operation's label before the operation sees it.
+    + present: must be ``True`` (removing a site is not implemented; ``False`` is refused).
+    + physical_path: root folder on the host (required), e.g. ``C:\\sites\\api\\current``.
+    + app_pool: the root application's pool (required).
+    + bindings: at least one; each a dict or ``Binding``: ``protocol`` (http/https), ``ip``
+      (``*``), ``port`` (80/443), ``host_name`` (``""``), ``ssl_flags``, ``certificate`` (a
+      name from ``certificates`` or a thumbprint in the store), ``certificate_store``.
+    + log_directory: ``logFile/@directory``; default IIS's.
+    + preload_enabled: default true; anonymous_auth_as_pool_identity: default true.
+    + state: ``Started`` (default) or ``Stopped``.
+    + site_id: the site id (the model's ``id``); default: the next free id.
+    + site: instead of the keywords, a ``Site`` model or dict (host data ``iis_sites`` entry;
+      the ``Configure IIS`` deploy uses this form). Giving both is an error.
     + certificates: the ``Certificate`` models (or dicts) binding ``certificate`` names refer
       to (host data ``iis_certificates``).
+
+    Keyword values are validated by the ``Site`` model, with its defaults and messages.
 
     A binding is added, changed or removed alone; the others are never touched. Before an
     https binding is added or changed its certificate is checked: present (or imported in this
@@ -234,11 +265,16 @@ def site(site: Any, certificates: Iterable[Any] = ()):
 
     .. code:: python
 
-        site(name="API site", site={"name": "api", "physical_path": r"C:\\sites\\api\\current",
-             "app_pool": "api", "bindings": [{"protocol": "http", "port": 80}]})
+        site(name="API site", site_name="api", physical_path=r"C:\\sites\\api\\current",
+             app_pool="api", bindings=[{"protocol": "http", "port": 80}])
     """
 
-    model = validated(Site, site, "site")
+    refuse_absent(present, "site")
+    model = from_arguments(Site, site, "site", {
+        "site_name": site_name, "physical_path": physical_path, "app_pool": app_pool, "bindings": bindings,
+        "log_directory": log_directory, "preload_enabled": preload_enabled,
+        "anonymous_auth_as_pool_identity": anonymous_auth_as_pool_identity, "state": state, "site_id": site_id,
+    }, {"site_name": "name", "site_id": "id"})
     cert_models = [validated(Certificate, c, "certificates") for c in certificates]
     fact = host_state(host)
     iis = iis_of(fact)
