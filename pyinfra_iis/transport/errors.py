@@ -70,6 +70,11 @@ class HttpError(TransportError):
     """An unexpected HTTP status without a SOAP fault (pywinrm ``WinRMTransportError``)."""
 
 
+class ResponseTooLarge(TransportError):
+    """The host sent an HTTP response larger than any valid WinRM reply (above MaxEnvelopeSize);
+    it was not read further. Never retried."""
+
+
 class StepTimeout(TransportError):
     """A step did not reply within the caller's time limit (pyinfra ``_timeout``)."""
 

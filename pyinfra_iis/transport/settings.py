@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from winrm.protocol import Protocol
 
 from ..protocol import Secret
+from .bounded import bound_protocol
 
 PREFIX = "winrm_"
 
@@ -154,7 +155,8 @@ class WinrmSettings(BaseModel):
         """Return a new pywinrm ``Protocol`` for this host (a new HTTP session and login).
 
         Basic and unencrypted HTTP reach pywinrm only when ``allow_insecure`` let them
-        through validation; ``message_encryption`` is passed as is.
+        through validation; ``message_encryption`` is passed as is. Response bodies are read
+        with a bound (:mod:`.bounded`).
         """
 
         transport = self.transport
@@ -162,7 +164,7 @@ class WinrmSettings(BaseModel):
         if transport == "basic":
             encryption = "never" if self.effective_scheme == "http" else encryption
         validation = "validate" if self.server_cert_validation else "ignore"
-        return Protocol(
+        protocol = Protocol(
             endpoint=self.endpoint(hostname),
             transport=transport,
             username=self.user,
@@ -176,6 +178,8 @@ class WinrmSettings(BaseModel):
             message_encryption=encryption,
             proxy=None,
         )
+        # Every response body is read with a bound (a valid reply fits in MaxEnvelopeSize).
+        return bound_protocol(protocol, self.max_envelope_kb, self.label(hostname))
 
 
 def settings_from_host_data(host_name: str, data: Mapping[str, Any]) -> WinrmSettings:
