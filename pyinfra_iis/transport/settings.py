@@ -53,6 +53,25 @@ _EXPECTED = {
 }
 
 
+#: What to install for ``winrm_transport=kerberos``: pywinrm 0.5 authenticates Kerberos through
+#: its vendored requests_kerberos, which needs ``pykerberos`` (``winkerberos`` on Windows),
+#: the ``kerberos`` extra of pywinrm and of this project.
+KERBEROS_HINT = ("winrm_transport=kerberos needs the Kerberos extra: pip install 'pyinfra-iis[kerberos]' "
+                 "(pykerberos, built against the system's Kerberos: apt install libkrb5-dev or dnf install "
+                 "krb5-devel first; winkerberos on Windows), then a ticket (kinit user@REALM) and the host's "
+                 "DNS name, not its IP address")
+
+
+def kerberos_available() -> bool:
+    """Whether pywinrm can do Kerberos here (its ``HAVE_KERBEROS``: pykerberos or winkerberos)."""
+
+    try:
+        from winrm import transport
+    except ImportError:  # pragma: no cover - pywinrm is a dependency
+        return False
+    return bool(getattr(transport, "HAVE_KERBEROS", False))
+
+
 class SettingsError(ValueError):
     """Host data for the connector is unknown, ill-typed or insecure; the message says how
     to fix it and never contains a secret value."""
@@ -107,6 +126,8 @@ class WinrmSettings(BaseModel):
         if self.read_timeout_sec <= self.operation_timeout_sec:
             raise ValueError("winrm_read_timeout_sec must be greater than winrm_operation_timeout_sec")
         scheme = self.effective_scheme
+        if self.transport == "kerberos" and not kerberos_available():
+            raise ValueError(KERBEROS_HINT)
         if self.transport == "certificate":
             if scheme != "https":
                 raise ValueError("winrm_transport=certificate needs HTTPS (winrm_scheme=https)")
