@@ -19,6 +19,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from pyinfra_iis import Secret
+
 #: File names expected in ``PYINFRA_IIS_SIM_FILES``.
 SIM_FILES = {
     "HttpPlatformHandler": "httpPlatformHandler_amd64.msi",
@@ -41,7 +43,7 @@ def _file_data(folder: Path) -> dict:
         "iis_extensions": [{"product": product, **_pinned(folder, SIM_FILES[product])}
                            for product in ("HttpPlatformHandler", "UrlRewrite", "ARR")],
         "iis_certificates": [{"name": "api", "pfx": str(folder / SIM_FILES["pfx"]),
-                              "password": os.environ.get("API_PFX_PASSWORD", ""), "store": "WebHosting"}],
+                              "password": Secret(os.environ.get("API_PFX_PASSWORD", "")), "store": "WebHosting"}],
         "release_python": {"version": "3.12.7", **_pinned(folder, SIM_FILES["python"])},
     }
 
@@ -55,7 +57,7 @@ sim_hosts = [
         "winrm_scheme": "http",
         "winrm_transport": "ntlm",
         "winrm_user": os.environ.get("PYINFRA_IIS_SIM_USER", "Administrator"),
-        "winrm_password": os.environ.get("PYINFRA_IIS_SIM_PASSWORD", ""),
+        "winrm_password": Secret(os.environ.get("PYINFRA_IIS_SIM_PASSWORD", "")),
         **_extra,
     })
     for port in _ports

@@ -73,6 +73,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from pyinfra.api import HiddenValue, StringCommand
+from pydantic import SecretStr
 
 PROTOCOL_VERSION = 2
 
@@ -137,27 +138,36 @@ def _unquote_ps(body: str) -> str:
     return re.sub(f"([{_PS_SINGLE_QUOTES}])\\1", r"\1", body)
 
 
-class Secret:
+class Secret(SecretStr):
     """A value that must reach the host but never be shown.
 
     Wrap a password in ``Secret`` inside a :func:`remote_call` payload: pyinfra then shows
     ``*MASKED*`` in its output while the raw value is sent. ``str()`` and ``repr()`` of a
     ``Secret`` never reveal the value.
+
+    Also the type to wrap secrets with in inventories and group data
+    (``pyinfra_iis.Secret(os.environ["API_PFX_PASSWORD"])``): pyinfra's ``debug-inventory``
+    (and ``--json``) prints host data through ``str``/``to_json``, so it shows ``*MASKED*``.
+    It is a pydantic ``SecretStr``, so every secret field of the models takes it as is, and
+    the connector's ``winrm_password`` too.
     """
 
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        if isinstance(value, Secret):
-            value = value.reveal()
-        if hasattr(value, "get_secret_value"):  # pydantic SecretStr
+    def __init__(self, value: Any):
+        if isinstance(value, SecretStr):  # pydantic SecretStr, or a Secret
             value = value.get_secret_value()
-        self._value = str(value)
+        elif type(value).__name__ == "HiddenValue" and hasattr(value, "value"):  # pyinfra's
+            value = value.value
+        super().__init__(str(value))
 
     def reveal(self) -> str:
         """Return the raw secret (only for sending it)."""
 
-        return self._value
+        return self.get_secret_value()
+
+    def to_json(self) -> str:
+        """What pyinfra's CLI prints for this value (``pyinfra_cli.util.json_encode``)."""
+
+        return "*MASKED*"
 
     def __str__(self) -> str:
         return "*MASKED*"
@@ -165,10 +175,13 @@ class Secret:
     __repr__ = __str__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
+        return isinstance(other, Secret) and other.get_secret_value() == self.get_secret_value()
 
     def __hash__(self) -> int:
-        return hash(self._value)
+        return hash(self.get_secret_value())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Secret, (self.get_secret_value(),))
 
 
 #: Placeholder of a secret while the payload is serialised: random per call (``{nonce}``), so no

@@ -34,7 +34,7 @@ def missing_module_functions() -> list[str]:
     return [name for name in NEEDED if not re.search(rf"^function {name}\b", source, re.MULTILINE | re.IGNORECASE)]
 
 
-def write_inventory(tmp: Path, port: int) -> None:
+def write_inventory(tmp: Path, port: int, wrap_secrets: bool = False) -> None:
     msi = tmp / "hph.msi"
     msi.write_bytes(b"not really an msi, the simulator checks the hash only")
     data = {
@@ -46,7 +46,13 @@ def write_inventory(tmp: Path, port: int) -> None:
                                     {"protocol": "http", "port": 8081, "host_name": "api.example.com"}]}],
         "iis_acls": [{"path": "C:\\sites\\api", "principal": "IIS AppPool\\api", "rights": "ReadAndExecute"}],
     }
-    (tmp / "inventory.py").write_text(f"import json\nhosts = [('@winrm/127.0.0.1:{port}', json.loads({json.dumps(json.dumps(data))}))]\n")
+    text = f"import json\ndata = json.loads({json.dumps(json.dumps(data))})\n"
+    if wrap_secrets:  # as the shipped inventories do: pyinfra_iis.Secret, masked by debug-inventory
+        text += ("from pyinfra_iis import Secret\n"
+                 "data['winrm_password'] = Secret(data['winrm_password'])\n"
+                 "env = data['iis_app_pools'][0]['environment_variables']\n"
+                 "env['API_KEY'] = Secret(env['API_KEY'])\n")
+    (tmp / "inventory.py").write_text(text + f"hosts = [('@winrm/127.0.0.1:{port}', data)]\n")
     (tmp / "deploy.py").write_text((PROJECT / "deploys" / "site.py").read_text())
 
 
@@ -115,6 +121,32 @@ def test_converge_then_nothing_then_drift_is_reported_and_corrected(sim, tmp_pat
     assert validate_config(final) == []
     again = pyinfra(tmp_path, "--dry")
     assert not re.search(r"Configure IIS \|.*\s1 \(@winrm", again), again
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_debug_inventory_masks_secrets_wrapped_in_secret(sim, tmp_path, json_flag):
+    # issue 12: debug-inventory printed the WinRM password and app secrets.
+    write_inventory(tmp_path, sim.port, wrap_secrets=True)
+    result = subprocess.run([*PYINFRA, "inventory.py", "debug-inventory", *json_flag], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert output.count("*MASKED*") == 2, output
+    for secret in (PASSWORD, API_KEY, json.dumps(API_KEY)[1:-1], json.dumps(PASSWORD)[1:-1]):
+        assert secret not in output
+    if json_flag:
+        hosts = json.loads(result.stdout[result.stdout.index("["):])
+        assert hosts[0]["data"]["winrm_password"] == "*MASKED*"
+
+
+@pytest.mark.skipif(bool(missing_module_functions()), reason=f"PowerShell module lacks {', '.join(missing_module_functions())}: the simulator recognises only functions the module defines")
+def test_converge_with_secrets_wrapped_in_secret(sim, tmp_path):
+    write_inventory(tmp_path, sim.port, wrap_secrets=True)
+    pyinfra(tmp_path, "-y")  # connects with the wrapped password, sends the wrapped app secret
+    config = sim.host.path("C:\\Windows\\System32\\inetsrv\\config\\applicationHost.config").read_text(encoding="utf-8-sig")
+    assert 'name="API_KEY"' in config and API_KEY not in config
+    again = pyinfra(tmp_path, "--dry")
+    assert not re.search(r"Configure IIS \|.*\s1 \(@winrm", again), again  # the secret compares equal: no change
 
 
 def test_injection_values_are_refused_by_the_models(tmp_path):

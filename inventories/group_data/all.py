@@ -1,8 +1,9 @@
 """Group data of every host: the IIS configuration of the worked example and its release
 settings.
 
-Secrets (PFX password, app secrets) are read from environment variables, and an unset one is an
-error (never a placeholder); the MSIs, the Python installer and the PFX are vendored under
+Secrets (PFX password, app secrets) are read from environment variables and wrapped in
+``pyinfra_iis.Secret`` (masked by ``debug-inventory``), and an unset one is an error (never a
+placeholder); the MSIs, the Python installer and the PFX are vendored under
 ``files/`` and pinned by SHA-256 (an unset pin is reported by the inventory check) (Microsoft has delisted
 the ARR download, docs/field-facts.md). Keys: ``pyinfra_iis.models.HOST_DATA_KEYS`` (``iis_*``) and
 ``pyinfra_iis.deploys.release`` (``release_*``). The release version and artifact are not set
@@ -12,15 +13,18 @@ here: a pipeline gives them with ``--data release_version=1.4.2`` or
 
 import os
 
+from pyinfra_iis import Secret
 
-def _secret(name: str) -> str:
-    """The value of the environment variable ``name``; a clear error when it is unset, never a
-    made-up default (a placeholder password would be deployed as the real one)."""
+
+def _secret(name: str) -> Secret:
+    """The value of the environment variable ``name``, wrapped in :class:`pyinfra_iis.Secret`
+    (``pyinfra ... debug-inventory`` shows ``*MASKED*``); a clear error when it is unset, never
+    a made-up default (a placeholder password would be deployed as the real one)."""
 
     value = os.environ.get(name)
     if not value:
         raise SystemExit(f"inventories/group_data/all.py: set the environment variable {name} (a secret; never put it in this file)")
-    return value
+    return Secret(value)
 
 
 winrm_scheme = "https"

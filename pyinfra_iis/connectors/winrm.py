@@ -83,6 +83,16 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
     return (text[0] if text else type(exc).__name__)[:limit]
 
 
+def _cause(exc: BaseException) -> str:
+    """``Type: first line``, said plainly for a reply that is not XML (not a WinRM service)."""
+
+    import xml.etree.ElementTree as ET
+
+    if isinstance(exc, ET.ParseError):
+        return f"the reply is not WinRM XML (ParseError: {_one_line(exc)}): is this port a WinRM service?"
+    return f"{type(exc).__name__}: {_one_line(exc)}"
+
+
 class WinrmTransportFailure(OSError):
     """A transport failure during a command; pyinfra reports it as a failure of the host."""
 
@@ -146,6 +156,8 @@ class WinrmConnector(BaseConnector):
         self.label = self.settings.label(self.hostname)
         self.session: WorkerSession | None = None
         self.fact_cache: dict[Any, Any] = {}
+        #: Why every further command of this host is refused (see :meth:`refuse`), or None.
+        self.refused: str | None = None
 
     def __repr__(self) -> str:
         return f"<WinrmConnector {self.label}>"
@@ -206,7 +218,7 @@ class WinrmConnector(BaseConnector):
             raise ConnectError(f"WinRM connection to {self.label} failed: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - TLS/OSError/XML from below pywinrm: this host only
             session.close()
-            raise ConnectError(f"WinRM connection to {self.label} failed: {type(exc).__name__}: {_one_line(exc)}") from None
+            raise ConnectError(f"WinRM connection to {self.label} failed: {_cause(exc)}") from None
         self.session = session
 
     def disconnect(self) -> None:
@@ -215,6 +227,16 @@ class WinrmConnector(BaseConnector):
         session, self.session = self.session, None
         if session is not None:
             session.close()
+
+    def refuse(self, reason: str) -> None:
+        """Refuse every further command and upload of this host with ``reason``: a fact the
+        run depends on failed, so nothing planned from it may run (this host fails alone)."""
+
+        self.refused = reason
+
+    def _check_refused(self) -> None:
+        if self.refused:
+            raise WinrmTransportFailure(f"{self.label}: {self.refused}")
 
     def _session(self) -> WorkerSession:
         if self.session is None:
@@ -253,6 +275,7 @@ class WinrmConnector(BaseConnector):
         for name in UNSUPPORTED_ARGUMENTS:
             if arguments.get(name):
                 raise UnsupportedOnWindows(f"{self.host.name}: {name} is not supported on Windows (@winrm connector)")
+        self._check_refused()
         timeout = arguments.get("_timeout") or self.settings.step_timeout_sec
         success_codes = arguments.get("_success_exit_codes")
 
@@ -273,7 +296,7 @@ class WinrmConnector(BaseConnector):
         except TransportError as exc:
             raise WinrmTransportFailure(str(exc)) from None
         except (OSError, ValueError, SyntaxError) as exc:  # TLS, sockets, malformed XML (ParseError): this host only
-            raise WinrmTransportFailure(f"{self.label}: {type(exc).__name__}: {_one_line(exc)}") from None
+            raise WinrmTransportFailure(f"{self.label}: {_cause(exc)}") from None
 
         lines = [OutputLine("stdout", line) for line in split_lines(result.stdout)]
         lines += [OutputLine("stderr", line) for line in split_lines(result.stderr)]
@@ -302,6 +325,7 @@ class WinrmConnector(BaseConnector):
             True on success, False when the host refused or the hash did not match.
         """
 
+        self._check_refused()
         if print_input:
             echo(f"{self.host.print_prefix}>>> put {remote_filename}", err=True)
         try:
@@ -335,6 +359,7 @@ class WinrmConnector(BaseConnector):
             True on success, False when the file is missing or the hash did not match.
         """
 
+        self._check_refused()
         if print_input:
             echo(f"{self.host.print_prefix}>>> get {remote_filename}", err=True)
         try:

@@ -20,6 +20,7 @@ import weakref
 from typing import Any, Iterable, NamedTuple
 
 from pyinfra.api import FactBase
+from pyinfra.api.exceptions import FactProcessError
 
 from ..protocol import Secret, digest_key_argument, remote_call
 
@@ -30,6 +31,11 @@ _CACHE_KEY = "pyinfra_iis.host_state"
 _ARGS_KEY = "pyinfra_iis.host_state.args"
 
 _fallback_caches: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+class HostStateOutputError(FactProcessError, ValueError):
+    """``Get-HostState`` printed something that is not one JSON object. A ``FactProcessError``:
+    pyinfra reports it as this host's error and fails this host only."""
 
 
 class HostState(FactBase):
@@ -65,9 +71,14 @@ class HostState(FactBase):
         return remote_call("Get-HostState", payload)
 
     def process(self, output):
-        data = json.loads("\n".join(output))
+        # FactProcessError: pyinfra logs it as this host's error and fails this host only.
+        try:
+            data = json.loads("\n".join(output))
+        except ValueError as exc:
+            raise HostStateOutputError(f"Get-HostState printed output that is not JSON ({exc.msg} at line {exc.lineno}, "
+                                   f"column {exc.colno}): is the module on the host broken?") from None
         if not isinstance(data, dict):
-            raise ValueError("Get-HostState must print one JSON object")
+            raise HostStateOutputError("Get-HostState must print one JSON object")
         return convert_host_state(data)
 
 
@@ -210,7 +221,8 @@ def host_state(host: Any, *, refresh: bool = False, acl_paths: Iterable[str] = (
         the fact (``docs/remote-functions.md``); cached until a changing command runs.
 
     Raises:
-        RuntimeError: the fact came back empty.
+        RuntimeError: the fact came back empty on a connector that cannot refuse commands (the
+            ``@winrm`` connector then refuses every further command and ``{}`` is returned).
     """
 
     wanted = inventory_fact_arguments(host).union(fact_args(acl_paths, cert_stores, release_roots, python_versions))
@@ -222,7 +234,15 @@ def host_state(host: Any, *, refresh: bool = False, acl_paths: Iterable[str] = (
         wanted = entry[0].union(wanted)
     value = host.get_fact(HostState, **wanted.as_kwargs())
     if value is None:
-        raise RuntimeError(f"Get-HostState returned nothing on {host.name}")
+        # pyinfra has logged why and failed this host; an exception here would stop the whole
+        # run (pyinfra does not catch errors of an operation's generator). The @winrm connector
+        # refuses every further command of this host instead, and the empty state plans only
+        # commands that are refused: the host fails alone.
+        refuse = getattr(getattr(host, "connector", None), "refuse", None)
+        if refuse is None:
+            raise RuntimeError(f"Get-HostState returned nothing on {host.name}")
+        refuse("Get-HostState failed (reported above): nothing is run on this host")
+        return {}
     store_host_state(host, wanted, value)
     return value
 

@@ -11,6 +11,8 @@ on the simulator's port (JSON body, see :meth:`Faults.apply`):
   exit code 1 and further Sends to it fault;
 * ``fail_function(name, times)``: the next ``times`` calls of module function ``name`` fail
   (exit code 1, an explicit "simulated failure" message on stderr);
+* ``garble_function(name)``: every call of module function ``name`` succeeds but prints a
+  line that is not JSON (a host whose module answers garbage);
 * restart (``SimServer.restart()`` or ``{"restart": true}``): the WinRM service restarts and
   every shell is lost;
 * ``at_step(k, action, kind="frame")``: a fault at the k-th worker step from now, where a step
@@ -59,6 +61,7 @@ class Faults:
         self.latency = 0.0
         self._drop_in: int | None = None
         self._function_failures: dict[str, int] = {}
+        self._garbled: set[str] = set()
         self._triggers: list[_StepTrigger] = []
         #: Names of the most recent worker lines, oldest first (see :meth:`on_line`).
         self.step_log: deque[str] = deque(maxlen=STEP_LOG_SIZE)
@@ -141,6 +144,17 @@ class Faults:
         with self._lock:
             self._function_failures[name.lower()] = self._function_failures.get(name.lower(), 0) + int(times)
 
+    def garble_function(self, name: str) -> None:
+        """Make every call of module function ``name`` print a line that is not JSON."""
+
+        with self._lock:
+            self._garbled.add(name.lower())
+
+    def garbled(self, name: str) -> bool:
+        """Whether the output of ``name`` is to be replaced by a line that is not JSON."""
+
+        return bool(self._garbled) and name.lower() in self._garbled
+
     def take_function_failure(self, name: str) -> str | None:
         """Called per function call: the injected error message, or None to run normally."""
 
@@ -163,6 +177,7 @@ class Faults:
             self.latency = 0.0
             self._drop_in = None
             self._function_failures.clear()
+            self._garbled.clear()
             self._triggers.clear()
             self.language_mode = "FullLanguage"
             self.send_timeouts = 0
@@ -172,7 +187,7 @@ class Faults:
 
         with self._lock:
             return {"latency_ms": round(self.latency * 1000, 3), "drop_in": self._drop_in,
-                    "fail_functions": dict(self._function_failures),
+                    "fail_functions": dict(self._function_failures), "garbled": sorted(self._garbled),
                     "at_steps": [{"kind": t.kind, "left": t.left, "action": t.action} for t in self._triggers]}
 
     def apply(self, control: dict[str, Any]) -> dict[str, Any]:
@@ -189,7 +204,7 @@ class Faults:
         """
 
         known = {"latency_ms", "drop_after", "fail_function", "kill_worker", "restart", "clear", "at_step",
-                 "language_mode", "send_timeouts"}
+                 "language_mode", "send_timeouts", "garble_function"}
         unknown = set(control) - known
         if unknown:
             raise ValueError(f"unknown control keys: {sorted(unknown)}")
@@ -217,6 +232,8 @@ class Faults:
                 self.fail_function(failing["name"], int(failing.get("times", 1)))
             else:
                 raise ValueError("fail_function must be a name or {\"name\": ..., \"times\": N}")
+        if control.get("garble_function"):
+            self.garble_function(str(control["garble_function"]))
         triggers = control.get("at_step")
         for trigger in ([triggers] if isinstance(triggers, dict) else triggers or []):
             if not isinstance(trigger, dict) or "step" not in trigger or "action" not in trigger:

@@ -20,6 +20,7 @@ import json
 import os
 import secrets
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,6 +52,29 @@ class _Listener(ThreadingHTTPServer):
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        """Serve one connection; with TLS the handshake runs here, in the connection's own
+        thread, so a client that never completes it holds only its thread (bounded by a
+        timeout), never the accept loop."""
+
+        context = self.sim.ssl_context
+        if context is None:
+            super().finish_request(request, client_address)
+            return
+        request.settimeout(30)
+        try:
+            tls = context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError):
+            return  # a failed handshake (unknown CA on the client, wrong name, plain HTTP): close
+        tls.settimeout(None)
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            try:
+                tls.close()
+            except OSError:
+                pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -157,7 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
             except EncryptionError:
                 self._reply(400)
                 return
-        elif body and self.auth_state.user and not sim.auth.allow_unencrypted:
+        elif body and self.auth_state.user and not sim.auth.allow_unencrypted and sim.ssl_context is None:
             # NTLM-authenticated connection sending plain text to a host that refuses
             # unencrypted traffic.
             self._unauthorized()
@@ -207,7 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
         scheme_l = scheme.lower()
         try:
             if scheme_l == "basic":
-                sim.auth.check_basic(token.strip(), secure=False)
+                sim.auth.check_basic(token.strip(), secure=sim.ssl_context is not None)
                 return True
             if scheme_l in ("negotiate", "ntlm"):
                 try:
@@ -241,13 +265,18 @@ class SimServer:
         max_envelope_kb: the host's MaxEnvelopeSizekb (500 default, 150 for an old host).
         hostname: name of a fresh host (default derived from ``state_dir``).
         allow_basic / allow_ntlm: authentication schemes offered.
+        ssl_context: a server-side :class:`ssl.SSLContext` (certificate and key loaded): the
+            listener then serves HTTPS, as a host with an HTTPS listener on 5986 does; bodies
+            over TLS need no message encryption and Basic is allowed.
 
     Use as a context manager or call :meth:`start` / :meth:`stop`.
     """
 
     def __init__(self, state_dir: str | os.PathLike[str], user: str = "admin", password: str | None = None,
                  port: int = 0, allow_unencrypted: bool = False, max_envelope_kb: int = DEFAULT_MAX_ENVELOPE_KB,
-                 hostname: str | None = None, allow_basic: bool = True, allow_ntlm: bool = True):
+                 hostname: str | None = None, allow_basic: bool = True, allow_ntlm: bool = True,
+                 ssl_context: ssl.SSLContext | None = None):
+        self.ssl_context = ssl_context
         self.state_dir = Path(state_dir)
         self.user = user
         self.password = password if password is not None else secrets.token_urlsafe(12)
@@ -340,15 +369,21 @@ class SimServer:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT/wsman``."""
+        """``http://127.0.0.1:PORT/wsman`` (``https://`` with TLS)."""
 
-        return f"http://127.0.0.1:{self.port}/wsman"
+        return f"{self.scheme}://127.0.0.1:{self.port}/wsman"
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when the listener serves TLS, else ``http``."""
+
+        return "https" if self.ssl_context is not None else "http"
 
     @property
     def control_url(self) -> str:
         """URL of the control endpoint."""
 
-        return f"http://127.0.0.1:{self.port}{CONTROL_PATH}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{CONTROL_PATH}"
 
     def describe(self) -> dict[str, Any]:
         """Host name, counters, faults, shells and state file location, as JSON data."""

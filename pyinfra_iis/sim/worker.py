@@ -396,6 +396,8 @@ class WorkerProcess(Process):
             # Only the type: an exception text could carry a payload value (a secret).
             return 1, "", f"simulator error in {name}: {type(exc).__name__}\r\n"
         text = "" if text is None else str(text)
+        if self.faults.garbled(name):
+            text = "WARNING: this is not JSON {"  # fault injection: a module printing garbage
         if text and not text.endswith("\n"):
             text += "\r\n"
         return 0, text, ""

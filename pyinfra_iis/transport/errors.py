@@ -28,6 +28,11 @@ class HostUnreachable(TransportError):
     """No TCP connection could be made to the WinRM endpoint (refused, no route, DNS)."""
 
 
+class TlsRejected(TransportError):
+    """The TLS handshake failed: the server certificate is not trusted (unknown CA) or does
+    not name the host. Never retried: only a change of settings fixes it."""
+
+
 class Recoverable(TransportError):
     """A failure after which rebuilding the shell and worker and re-sending the step may help."""
 
@@ -63,6 +68,11 @@ class WSManFault(TransportError):
 
 class HttpError(TransportError):
     """An unexpected HTTP status without a SOAP fault (pywinrm ``WinRMTransportError``)."""
+
+
+class ResponseTooLarge(TransportError):
+    """The host sent an HTTP response larger than any valid WinRM reply (above MaxEnvelopeSize);
+    it was not read further. Never retried."""
 
 
 class StepTimeout(TransportError):

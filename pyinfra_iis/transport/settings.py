@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from winrm.protocol import Protocol
 
 from ..protocol import Secret
+from .bounded import bound_protocol
 
 PREFIX = "winrm_"
 
@@ -50,6 +51,25 @@ _EXPECTED = {
     "system_root": "the host's %SystemRoot%, e.g. C:\\Windows",
     "step_timeout_sec": "a whole number of seconds (>= 1): the default time limit of one step",
 }
+
+
+#: What to install for ``winrm_transport=kerberos``: pywinrm 0.5 authenticates Kerberos through
+#: its vendored requests_kerberos, which needs ``pykerberos`` (``winkerberos`` on Windows),
+#: the ``kerberos`` extra of pywinrm and of this project.
+KERBEROS_HINT = ("winrm_transport=kerberos needs the Kerberos extra: pip install 'pyinfra-iis[kerberos]' "
+                 "(pykerberos, built against the system's Kerberos: apt install libkrb5-dev or dnf install "
+                 "krb5-devel first; winkerberos on Windows), then a ticket (kinit user@REALM) and the host's "
+                 "DNS name, not its IP address")
+
+
+def kerberos_available() -> bool:
+    """Whether pywinrm can do Kerberos here (its ``HAVE_KERBEROS``: pykerberos or winkerberos)."""
+
+    try:
+        from winrm import transport
+    except ImportError:  # pragma: no cover - pywinrm is a dependency
+        return False
+    return bool(getattr(transport, "HAVE_KERBEROS", False))
 
 
 class SettingsError(ValueError):
@@ -106,6 +126,8 @@ class WinrmSettings(BaseModel):
         if self.read_timeout_sec <= self.operation_timeout_sec:
             raise ValueError("winrm_read_timeout_sec must be greater than winrm_operation_timeout_sec")
         scheme = self.effective_scheme
+        if self.transport == "kerberos" and not kerberos_available():
+            raise ValueError(KERBEROS_HINT)
         if self.transport == "certificate":
             if scheme != "https":
                 raise ValueError("winrm_transport=certificate needs HTTPS (winrm_scheme=https)")
@@ -154,7 +176,8 @@ class WinrmSettings(BaseModel):
         """Return a new pywinrm ``Protocol`` for this host (a new HTTP session and login).
 
         Basic and unencrypted HTTP reach pywinrm only when ``allow_insecure`` let them
-        through validation; ``message_encryption`` is passed as is.
+        through validation; ``message_encryption`` is passed as is. Response bodies are read
+        with a bound (:mod:`.bounded`).
         """
 
         transport = self.transport
@@ -162,7 +185,7 @@ class WinrmSettings(BaseModel):
         if transport == "basic":
             encryption = "never" if self.effective_scheme == "http" else encryption
         validation = "validate" if self.server_cert_validation else "ignore"
-        return Protocol(
+        protocol = Protocol(
             endpoint=self.endpoint(hostname),
             transport=transport,
             username=self.user,
@@ -176,6 +199,8 @@ class WinrmSettings(BaseModel):
             message_encryption=encryption,
             proxy=None,
         )
+        # Every response body is read with a bound (a valid reply fits in MaxEnvelopeSize).
+        return bound_protocol(protocol, self.max_envelope_kb, self.label(hostname))
 
 
 def settings_from_host_data(host_name: str, data: Mapping[str, Any]) -> WinrmSettings:

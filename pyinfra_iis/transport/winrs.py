@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import re
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -46,6 +47,7 @@ from .errors import (
     HostUnreachable,
     HttpError,
     ShellLost,
+    TlsRejected,
     TransportError,
     WorkerDied,
     WSManFault,
@@ -151,6 +153,9 @@ def classify(exc: BaseException, endpoint: str = "the host", connected: bool = T
                          "to the host's MaxEnvelopeSizekb (winrm get winrm/config)")
     if isinstance(exc, WinRMTransportError):
         return HttpError(f"{endpoint}: unexpected HTTP status {exc.code} from the WinRM service")
+    if isinstance(exc, requests.exceptions.SSLError):
+        return TlsRejected(f"{endpoint}: TLS failed: {_tls_reason(exc)}: trust the host's CA with winrm_ca_trust_path "
+                           "(a PEM file) and connect by a name its certificate holds")
     if isinstance(exc, requests.exceptions.ReadTimeout):
         return ConnectionDropped(f"{endpoint}: no answer within the read timeout")
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError, ConnectionError)):
@@ -162,6 +167,19 @@ def classify(exc: BaseException, endpoint: str = "the host", connected: bool = T
         # encryption "always" without support); its messages hold no secrets.
         return TransportError(f"{endpoint}: {exc}")
     return None
+
+
+_TLS_REASON = re.compile(r"(certificate verify failed: [^(]*?|\[SSL: [A-Z_]+\][^(]*?)\s*\.?\s*\(_ssl\.c")
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """The OpenSSL reason inside a requests ``SSLError``, on one line (e.g. ``certificate
+    verify failed: unable to get local issuer certificate``)."""
+
+    match = _TLS_REASON.search(str(exc))
+    if match:
+        return match.group(1).strip().rstrip(".")
+    return "the TLS handshake failed"
 
 
 def _is_busy(exc: BaseException) -> bool:
