@@ -1,13 +1,16 @@
-"""Helpers shared by the operations: argument validation through the models, host state."""
+"""Helpers shared by the operations: argument validation through the models, host state, host calls from a FunctionCommand."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pyinfra import host, logger, state
-from pyinfra.api.exceptions import OperationTypeError, OperationValueError
+from pyinfra.api.exceptions import OperationError, OperationTypeError, OperationValueError
+
+from ..protocol import remote_call
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -131,3 +134,42 @@ def warn(messages: Iterable[str]) -> None:
 
     for message in messages:
         host.log(message, logger.warning)
+
+
+# --- Host calls from a FunctionCommand (an operation that reacts to a call's answer) ----------
+
+
+class ReleaseStepError(OperationError):
+    """A host call made from a ``FunctionCommand`` failed (the message says which and why)."""
+
+
+def call_host(host_: Any, function: str, payload: dict) -> dict:
+    """Run one remote call from a ``FunctionCommand`` and return its JSON answer.
+
+    Raises:
+        ReleaseStepError: the call failed (its stderr in the message) or printed no JSON object.
+    """
+
+    ok, output = host_.run_shell_command(remote_call(function, payload), print_output=False)
+    if not ok:
+        raise ReleaseStepError(f"{function} failed: {output.stderr or output.stdout}")
+    try:
+        return json.loads(output.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise ReleaseStepError(f"{function} printed no JSON answer: {output.stdout[-500:]!r}") from None
+
+
+def host_step(function):
+    """Wrap ``function(host, *args)`` as the callable of a ``FunctionCommand``: a
+    :class:`ReleaseStepError` is logged as the host's error and fails the operation."""
+
+    def run(state, host, *args, **kwargs):  # noqa: ARG001 - pyinfra passes state and host by name
+        try:
+            function(host, *args, **kwargs)
+        except ReleaseStepError as exc:
+            host.log(str(exc), logger.error)
+            return False
+        return True
+
+    run.__name__ = function.__name__
+    return run

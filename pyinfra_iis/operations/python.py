@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from pydantic import Field, model_validator
-from pyinfra import host, logger
+from pyinfra import host
 from pyinfra.api import FileUploadCommand, FunctionCommand, operation
 
 from ..facts.host_state import host_state
@@ -28,7 +28,7 @@ from ..protocol import remote_call
 from ..sddl import protected_sddl
 from pyinfra.api.exceptions import OperationError
 
-from ._common import controller_file, validated
+from ._common import ReleaseStepError, call_host, controller_file, host_step, validated
 
 #: Where the installer is uploaded (the same tree as MSIs and PFX files).
 UPLOAD_DIR = r"C:\ProgramData\pyinfra-iis\python"
@@ -78,24 +78,25 @@ def python_entry(fact: dict, minor: str) -> dict:
 
 
 
-def install_step(state, host, payload: dict, app_pools: list[str]) -> bool:  # noqa: ARG001 - pyinfra passes state and host by name
-    """Run ``Install-Python`` and react to its answer (a ``FunctionCommand``): a restart needed
-    stops the release here (the drained pools stay stopped until the host restarts and the
-    deploy runs again); otherwise the drained pools start again."""
+def _install_python(host, payload: dict, app_pools: list[str]) -> None:
+    """Run ``Install-Python`` and react to its answer: a restart needed stops the release here
+    (the drained pools stay stopped until the host restarts and the deploy runs again); otherwise
+    the drained pools start again.
 
-    from .release import ReleaseStepError, call_host
+    Raises:
+        ReleaseStepError: the install failed, or Windows needs a restart to finish it.
+    """
 
-    try:
-        answer = call_host(host, "Install-Python", payload)
-        if answer.get("restart_needed"):
-            raise ReleaseStepError(f"Python {payload['version']} is installed but Windows needs a restart to finish it "
-                                   f"(installer exit code 3010; /norestart kept the host up): restart the host, then run the deploy again")
-        if app_pools:
-            call_host(host, "Set-IisRuntimeState", {"app_pools": {name: "Started" for name in app_pools}})
-    except ReleaseStepError as exc:
-        host.log(str(exc), logger.error)
-        return False
-    return True
+    answer = call_host(host, "Install-Python", payload)
+    if answer.get("restart_needed"):
+        raise ReleaseStepError(f"Python {payload['version']} is installed but Windows needs a restart to finish it "
+                               f"(installer exit code 3010; /norestart kept the host up): restart the host, then run the deploy again")
+    if app_pools:
+        call_host(host, "Set-IisRuntimeState", {"app_pools": {name: "Started" for name in app_pools}})
+
+
+#: The callable of the install's ``FunctionCommand``: ``(state, host, payload, app_pools) -> bool``.
+install_step = host_step(_install_python)
 
 
 @operation()

@@ -26,7 +26,6 @@ from typing import Any, Optional
 
 from pydantic import TypeAdapter, ValidationError
 from pyinfra import host
-from pyinfra import logger
 from pyinfra.api import FileUploadCommand, FunctionCommand, operation
 from pyinfra.api.exceptions import OperationError, OperationValueError
 
@@ -43,7 +42,7 @@ from ..protocol import Secret, remote_call, secret_digest
 from ..release.manifest import MANIFEST_NAME, REQUIREMENTS_NAME, WHEELHOUSE_DIR, Manifest, sha256_file
 from ..release.webconfig import render_web_config
 from ..sddl import app_pool_sid, protected_sddl
-from ._common import controller_file, iis_of, validated, warn
+from ._common import ReleaseStepError, call_host, controller_file, host_step, iis_of, validated, warn
 
 _VERSION = TypeAdapter(ReleaseVersion)
 
@@ -61,42 +60,6 @@ MAX_PATH = 259
 #: Time limits (seconds) of the venv and pip steps.
 VENV_TIMEOUT, PIP_TIMEOUT = 600, 1800
 SYSTEM, ADMINISTRATORS = "S-1-5-18", "S-1-5-32-544"
-
-
-class ReleaseStepError(OperationError):
-    """A host call of a release step failed (the message says which and why)."""
-
-
-def call_host(host_: Any, function: str, payload: dict) -> dict:
-    """Run one remote call from a ``FunctionCommand`` and return its JSON answer.
-
-    Raises:
-        ReleaseStepError: the call failed (its stderr in the message) or printed no JSON object.
-    """
-
-    ok, output = host_.run_shell_command(remote_call(function, payload), print_output=False)
-    if not ok:
-        raise ReleaseStepError(f"{function} failed: {output.stderr or output.stdout}")
-    try:
-        return json.loads(output.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise ReleaseStepError(f"{function} printed no JSON answer: {output.stdout[-500:]!r}") from None
-
-
-def host_step(function):
-    """Wrap ``function(host, *args)`` as the callable of a ``FunctionCommand``: a
-    :class:`ReleaseStepError` is logged as the host's error and fails the operation."""
-
-    def run(state, host, *args, **kwargs):  # noqa: ARG001 - pyinfra passes state and host by name
-        try:
-            function(host, *args, **kwargs)
-        except ReleaseStepError as exc:
-            host.log(str(exc), logger.error)
-            return False
-        return True
-
-    run.__name__ = function.__name__
-    return run
 
 
 def directory_sddl(app_pool: Optional[str], logs: bool = False) -> str:
