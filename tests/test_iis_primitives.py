@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
-import datetime
+import tempfile
+from pathlib import Path
+
 import json
 import re
 import socket
@@ -23,11 +25,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
 from pyinfra.api.exceptions import FactProcessError
 
+from pyinfra_iis.demo import write_pfx
 from pyinfra_iis.facts.host_state import convert_host_state
 from pyinfra_iis.facts.iis_state import SharedConfigurationError
 from pyinfra_iis.iis import appconfig as shared_parser
@@ -56,14 +57,9 @@ def iis(tmp_path):
 
 
 def pfx_bytes() -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), False).sign(key, hashes.SHA256()))
-    return pkcs12.serialize_key_and_certificates(b"api", key, cert, None, serialization.BestAvailableEncryption(PFX_PASSWORD.encode()))
+    with tempfile.TemporaryDirectory() as folder:
+        write_pfx(Path(folder) / "api.pfx", PFX_PASSWORD, names=(HOST,), days=30)
+        return (Path(folder) / "api.pfx").read_bytes()
 
 
 def import_certificate(host) -> str:

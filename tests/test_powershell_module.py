@@ -343,16 +343,9 @@ MAX_FUNCTION_LINES = 80
 def test_powershell_stays_small():
     total = sum(len((REMOTE / name).read_text(encoding="utf-8").splitlines()) for name in PS_FILES)
     assert total <= MAX_POWERSHELL_LINES, total
-    from support.powershell import parse
+    from support.powershell import _walk, parse
 
-    long = {}
-    for name in PS_FILES:
-        stack = [parse((REMOTE / name).read_text(encoding="utf-8")).root_node]
-        while stack:
-            node = stack.pop()
-            if node.type == "function_statement":
-                lines = node.end_point.row - node.start_point.row + 1
-                if lines > MAX_FUNCTION_LINES:
-                    long[f"{name}:{node.start_point.row + 1}"] = lines
-            stack.extend(node.children)
+    long = {f"{name}:{node.start_point.row + 1}": node.end_point.row - node.start_point.row + 1
+            for name in PS_FILES for node in _walk(parse((REMOTE / name).read_text(encoding="utf-8")).root_node)
+            if node.type == "function_statement" and node.end_point.row - node.start_point.row + 1 > MAX_FUNCTION_LINES}
     assert long == {}

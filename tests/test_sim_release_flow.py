@@ -10,7 +10,6 @@ with a secret, a site with an http and an https binding.
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
 import http.client
 import json
@@ -22,12 +21,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
 
+from pyinfra_iis.demo import write_pfx
 from pyinfra_iis.facts import python_state
 from pyinfra_iis.facts import release_state as release_facts
 from pyinfra_iis.models.release import ReleaseSettings
@@ -39,7 +36,7 @@ from pyinfra_iis.release.webconfig import render_web_config
 from pyinfra_iis.release.wheelhouse import default_cache_dir
 from pyinfra_iis.sim import SimServer, apps
 from pyinfra_iis.sim.__main__ import main as sim_main
-from pyinfra_iis.sim.functions import SimFunctionError, call
+from pyinfra_iis.sim.functions import SimFunctionError
 from support.sim_calls import run
 
 EXAMPLE_APP = Path(__file__).resolve().parent.parent / "examples" / "app"
@@ -67,16 +64,10 @@ def artifacts(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def pfx() -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOST)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(HOST)]), False).sign(key, hashes.SHA256()))
-    return pkcs12.serialize_key_and_certificates(
-        b"api", key, cert, None, serialization.BestAvailableEncryption(PFX_PASSWORD.encode()))
+def pfx(tmp_path_factory) -> bytes:
+    path = tmp_path_factory.mktemp("pfx") / "api.pfx"
+    write_pfx(path, PFX_PASSWORD, names=(HOST,), days=30)
+    return path.read_bytes()
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -104,6 +104,7 @@ from typing import Iterable, Iterator, Mapping
 from tree_sitter import Node
 
 from . import REFERENCE
+from .powershell import _text, _walk  # the tree helpers of the cmdlet check
 from .powershell import (
     ALLOWED_EXECUTABLES,
     CmdletReference,
@@ -405,18 +406,6 @@ def rsca_names() -> frozenset[str]:
 
 
 # --- Tree helpers -------------------------------------------------------------------------
-
-
-def _text(node: Node) -> str:
-    return node.text.decode("utf-8", "replace")
-
-
-def _walk(node: Node) -> Iterator[Node]:
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        yield current
-        stack.extend(reversed(current.children))
 
 
 def _type_key(name: str) -> str:
