@@ -59,7 +59,6 @@ LOG_MAX_AGE = timedelta(days=30)
 MAX_PATH = 259
 #: Time limits (seconds) of the venv and pip steps.
 VENV_TIMEOUT, PIP_TIMEOUT = 600, 1800
-SYSTEM, ADMINISTRATORS = "S-1-5-18", "S-1-5-32-544"
 
 
 def directory_sddl(app_pool: Optional[str], logs: bool = False) -> str:
@@ -67,7 +66,7 @@ def directory_sddl(app_pool: Optional[str], logs: bool = False) -> str:
     Read & Execute (``logs``: Modify), nobody else (no ``Users`` create rights from ``C:\\``)."""
 
     pool = [app_pool_sid(app_pool)] if app_pool else []
-    return protected_sddl(full_control=(SYSTEM, ADMINISTRATORS), read_execute=() if logs else pool, modify=pool if logs else ())
+    return protected_sddl(read_execute=() if logs else pool, modify=pool if logs else ())
 
 
 def directory_calls(settings: ReleaseSettings, app_pool: Optional[str]) -> list:

@@ -21,6 +21,7 @@ from .acl import describe_acl
 from .certificates import STORES, describe_certificates
 from .python import describe_pythons
 from .release import describe_releases
+from ...facts.iis_state import EXTENSION_MODULES  # the global module that shows an extension is installed
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..host import SimHost
@@ -31,12 +32,6 @@ MIN_DIGEST_KEY_BYTES = 16
 #: Where IIS looks for shared configuration (https://learn.microsoft.com/iis/web-hosting/configuring-servers-in-the-windows-web-platform/shared-configuration_211).
 REDIRECTION_CONFIG_PATH = r"C:\Windows\System32\inetsrv\config\redirection.config"
 
-#: Extension → the global module that shows it is installed.
-EXTENSION_MODULES = {
-    "HttpPlatformHandler": "httpPlatformHandler",
-    "UrlRewrite": "RewriteModule",
-    "ARR": "ApplicationRequestRouting",
-}
 
 
 def _extensions(host: "SimHost", config) -> dict[str, Any]:
