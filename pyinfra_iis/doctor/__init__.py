@@ -94,23 +94,17 @@ def failed(checks: Iterable[Check]) -> list[Check]:
     return [c for c in checks if c.status == FAIL]
 
 
-def render_table(host: str, checks: list[Check], width: int = 200) -> str:
-    """One table for one host: check, status, evidence, fix (long cells cut to fit ``width``)."""
+def render_table(host: str, checks: list[Check]) -> str:
+    """One table for one host: check, status, evidence and, for a row that is not ok, its fix
+    (``-> fix: ...``). Nothing is cut: the JSON output has the same text."""
 
-    headers = ("check", "status", "evidence", "fix")
-    cells = [(c.check, c.status.upper(), c.evidence, c.fix) for c in checks]
-    first = max([len(headers[0])] + [len(c[0]) for c in cells])
-    room = max(40, width - first - 8 - 6)
-    evidence_width = int(room * 0.65)
-
-    def cut(text: str, size: int) -> str:
-        return text if len(text) <= size else text[: size - 1] + "…"
-
+    first = max([len("check")] + [len(c.check) for c in checks])
     lines = [f"doctor {host}: {sum(c.status == OK for c in checks)} ok, {sum(c.status == WARN for c in checks)} warn, "
-             f"{sum(c.status == FAIL for c in checks)} fail"]
-    lines.append(f"  {headers[0]:<{first}}  {headers[1]:<6}  {headers[2]:<{evidence_width}}  {headers[3]}")
-    for check, status, evidence, fix in cells:
-        lines.append(f"  {check:<{first}}  {status:<6}  {cut(evidence, evidence_width):<{evidence_width}}  {cut(fix, room - evidence_width)}".rstrip())
+             f"{sum(c.status == FAIL for c in checks)} fail",
+             f"  {'check':<{first}}  status  evidence  -> fix"]
+    for c in checks:
+        fix = f"  -> fix: {c.fix}" if c.fix and c.status != OK else ""
+        lines.append(f"  {c.check:<{first}}  {c.status.upper():<6}  {c.evidence}{fix}")
     return "\n".join(lines)
 
 

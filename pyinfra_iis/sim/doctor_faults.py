@@ -489,9 +489,10 @@ def inject_request_timeout_seconds(host: "SimHost") -> Undo:
 
 
 def inject_startup_too_long(host: "SimHost") -> Undo:
-    """``startupTimeLimit`` above the inventory's health deadline (15 s in the tests)."""
+    """``startupTimeLimit`` 3600 s, above any health deadline the inventory can set (the model caps
+    it at 7200 s; the tests' is 60 s)."""
 
-    return _edit_web_config(host, lambda root: _platform(root).set("startupTimeLimit", "20"))
+    return _edit_web_config(host, lambda root: _platform(root).set("startupTimeLimit", "3600"))
 
 
 def inject_proactor_loop(host: "SimHost") -> Undo:
