@@ -144,3 +144,10 @@ def test_command_line_values_and_timespans():
     assert argument_value(arguments, "--timeout-keep-alive") == "120"
     assert argument_value(arguments, "--workers") is None
     assert timespan_seconds("1.00:02:00") == 86520 and timespan_seconds("2 min") is None
+
+
+def test_a_host_without_iis_fails_one_check_that_says_so():
+    bare = Evidence(Target(host="web01", site="api", pool="api", root="C:\\sites\\api"), {"iis": None}, None,
+                    {"disk": {"drive": "C:", "free_bytes": 80 * 1024 ** 3, "total_bytes": 127 * 1024 ** 3}}, NOW)
+    rows = run_checks(bare)
+    assert [(r.check, r.status) for r in rows if r.status != OK] == [("iis.installed", FAIL)]

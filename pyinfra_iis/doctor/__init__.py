@@ -1,4 +1,4 @@
-"""``doctor``: why an app fails only under IIS, host by host, without changing anything (issue 13).
+"""``doctor``: why an app fails only under IIS, host by host, without changing anything.
 
 From pyinfra::
 

@@ -54,14 +54,24 @@ def _certificates(evidence: Evidence) -> list[dict[str, Any]]:
 
 
 def chain_problem(leaf: x509.Certificate, pool: list[x509.Certificate], now: datetime) -> str | None:
-    """Why the chain of ``leaf`` cannot be built from the host's stores (``None``: complete):
-    each issuer found by subject (and key identifier), up to a self-signed root in ``Root``."""
+    """Why the chain of ``leaf`` cannot be built from ``pool`` (the host's certificates;
+    ``None``: complete): each issuer found by subject name and, when both carry one, by key
+    identifier (authority key id of the child = subject key id of the issuer), up to a
+    self-signed certificate. Signatures are not verified (Windows does when it builds the chain)."""
+
+    def key_ids_match(child: x509.Certificate, issuer: x509.Certificate) -> bool:
+        try:
+            wanted = child.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value.key_identifier
+            have = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+        except (x509.ExtensionNotFound, ValueError):
+            return True
+        return wanted is None or wanted == have
 
     current, seen = leaf, 0
     while seen < 10:
         if current.issuer == current.subject:
             return None
-        issuers = [c for c in pool if c.subject == current.issuer]
+        issuers = [c for c in pool if c.subject == current.issuer and key_ids_match(current, c)]
         if not issuers:
             return f"issuer {current.issuer.rfc4514_string()} of {current.subject.rfc4514_string()} is in no store (CA, Root)"
         valid = [c for c in issuers if c.not_valid_before_utc <= now <= c.not_valid_after_utc]

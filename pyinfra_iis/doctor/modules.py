@@ -75,10 +75,12 @@ def parse_web_config(evidence: Evidence) -> tuple[ET.Element | None, str | None]
 
 
 def check_extensions(evidence: Evidence) -> list[Check]:
-    """``module.<Extension>``: global module registered, section declared, schema file present."""
+    """``module.<Extension>``: global module registered, section declared, schema file present
+    (``iis.installed`` fails instead when the host has no IIS)."""
 
     if evidence.config is None:
-        return []
+        return [Check("iis.installed", FAIL, "IIS (Web-Server) is not installed, or applicationHost.config is unreadable: "
+                      "nothing else can be checked", "iis_features; run deploys/site.py")]
     root, _ = parse_web_config(evidence)
     modules = global_modules(evidence)
     schema = schema_sections(evidence)

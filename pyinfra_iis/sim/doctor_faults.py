@@ -1,4 +1,4 @@
-"""Failure modes the doctor diagnoses, injectable into a simulated host (issue 13).
+"""Failure modes the doctor diagnoses, injectable into a simulated host.
 
 Each ``inject_<mode>(host)`` edits the simulated host's state, configuration or files the way
 the failure looks on Windows and returns a function that undoes it (tests inject, diagnose,

@@ -1,14 +1,13 @@
-# PyinfraIis module, part 97: Get-DoctorState, what deploys/doctor.py reads beyond Get-HostState.
-# Read-only and RAW: every decision is made by pyinfra_iis/doctor/*.py (docs/doctor.md).
+# PyinfraIis module, part 97: Get-DoctorState, RAW read-only data for deploys/doctor.py; pyinfra_iis/doctor decides.
 
 function Get-DoctorTail {
-    # The last Count bytes of a file another process may hold open (HttpPlatformHandler's log).
+    # The last (-Head: first) Count bytes of a file another process may hold open (HttpPlatformHandler's log).
     # Docs: https://learn.microsoft.com/dotnet/api/system.io.fileshare?view=netframework-4.8
     [CmdletBinding()]
-    param([Parameter(Mandatory = $true)] [string] $Path, [Parameter(Mandatory = $true)] [int] $Count)
+    param([Parameter(Mandatory = $true)] [string] $Path, [Parameter(Mandatory = $true)] [int] $Count, [switch] $Head)
     $stream = New-Object -TypeName 'System.IO.FileStream' -ArgumentList $Path, ([System.IO.FileMode]::Open), ([System.IO.FileAccess]::Read), ([System.IO.FileShare]::ReadWrite)
     try {
-        [void]$stream.Seek([math]::Max(0, $stream.Length - $Count), [System.IO.SeekOrigin]::Begin)
+        if (-not $Head) { [void]$stream.Seek([math]::Max(0, $stream.Length - $Count), [System.IO.SeekOrigin]::Begin) }
         return [System.Text.Encoding]::UTF8.GetString((Read-StreamBytes -Stream $stream -Count $Count))
     } finally { $stream.Dispose() }
 }
@@ -58,7 +57,7 @@ function Get-DoctorState {
     $maxEvents = Get-CallValue -Call $call -Name 'event_max' -Type integer -Default 50 -Minimum 1 -Maximum 500 -Function $function
     $request = Get-CallValue -Call $call -Name 'request' -Type object -Function $function
     $webConfig = [ordered]@{ exists = $false; text = $null }
-    if ($webConfigPath -and [System.IO.File]::Exists($webConfigPath)) { $webConfig = [ordered]@{ exists = $true; text = (Get-DoctorTail -Path $webConfigPath -Count 65536) } }
+    if ($webConfigPath -and [System.IO.File]::Exists($webConfigPath)) { $webConfig = [ordered]@{ exists = $true; text = (Get-DoctorTail -Path $webConfigPath -Count 65536 -Head) } }
     $schema = [ordered]@{}
     foreach ($file in (Get-ChildItem -LiteralPath (Join-Path -Path (Get-InetsrvPath) -ChildPath 'config\schema') -Filter '*.xml' -File)) {
         $schema[$file.Name] = [string[]]@(Select-Xml -LiteralPath $file.FullName -XPath '/configSchema/sectionSchema/@name' | ForEach-Object { $_.Node.Value })
@@ -86,7 +85,12 @@ function Get-DoctorState {
     }
     $events = New-Object -TypeName 'System.Collections.Generic.List[object]'
     $filterTable = @{ LogName = 'System'; ProviderName = 'Microsoft-Windows-WAS'; Id = @(5002, 5009, 5010, 5011, 5013); StartTime = (Get-Date).AddMinutes(-$minutes) }
-    foreach ($event in @(Get-WinEvent -FilterHashtable $filterTable -MaxEvents $maxEvents -ErrorAction SilentlyContinue)) {
+    # No matching event is an error (NoMatchingEventsFound); any other is reported as an event with id 0.
+    $found = @()
+    try { $found = @(Get-WinEvent -FilterHashtable $filterTable -MaxEvents $maxEvents -ErrorAction Stop) } catch {
+        if ($_.FullyQualifiedErrorId -notlike 'NoMatchingEventsFound*') { [void]$events.Add([ordered]@{ id = 0; time = $null; provider = 'Get-WinEvent'; message = $_.Exception.Message }) }
+    }
+    foreach ($event in $found) {
         [void]$events.Add([ordered]@{ id = $event.Id; time = $event.TimeCreated.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss'Z'"); provider = $event.ProviderName; message = [string]$event.Message })
     }
     $answer = $null
