@@ -107,7 +107,7 @@ def pool_token(evidence: Evidence, pool: str) -> tuple[set[str] | None, str]:
 
 def _names(acl: dict, sids: Iterable[str]) -> str:
     names = acl.get("sids") or {}
-    return ", ".join(sorted(sddl.account_name(sid, names) for sid in sids))
+    return ", ".join(sorted({sddl.account_name(sid, names) for sid in sids}))
 
 
 def _deciding_entries(text: str, token: set[str], need: int, for_child_file: bool = False) -> tuple[list[str], list[str]]:
@@ -139,6 +139,12 @@ def path_check(evidence: Evidence, check: str, path: str | None, need: int, what
         return Check(check, WARN, f"{what} {path}: pool runs as {identity}; effective access not computed for a user account",
                      "check with: icacls (or Get-Acl) as that account")
     text = acl.get("sddl") or ""
+    if identity.casefold().startswith("iis apppool\\"):  # the host may not translate a pool's SID (a pool made since)
+        acl = {**acl, "sids": {sddl.app_pool_sid(identity.split("\\", 1)[1]): identity, **(acl.get("sids") or {})}}
+        names = acl["sids"]
+        for sid, name in list(names.items()):
+            if name == sid and sid == sddl.app_pool_sid(identity.split("\\", 1)[1]):
+                names[sid] = identity
     rights = effective_rights(text, token)
     missing = need & ~rights
     if child_files and not missing:
