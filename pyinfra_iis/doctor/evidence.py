@@ -50,6 +50,7 @@ def target_from_host_data(name: str, data: Mapping[str, Any]) -> Target:
     if iis is not None:
         target.sites = [site.name for site in iis.sites]
         target.extensions = [ext.product for ext in getattr(iis, "extensions", [])]
+        target.certificates = _binding_certificates(iis)
     release = load_release_config(dict(data), name)
     if release is not None:
         settings = release.app
@@ -62,6 +63,26 @@ def target_from_host_data(name: str, data: Mapping[str, Any]) -> Target:
         target.python_version = settings.python_version
         target.python_dir = release.python.target_dir
     return target
+
+
+def _binding_certificates(iis: Any) -> dict[str, tuple[str, str]]:
+    """Each https binding's inventory certificate: its name and the thumbprint of its PFX (read
+    here; a PFX that cannot be opened is left out: the site deploy reports it)."""
+
+    from ..operations.certificates import pfx_info
+
+    result = {}
+    for site in iis.sites:
+        for binding in site.bindings:
+            model = iis.certificate(binding.certificate) if binding.protocol == "https" and binding.certificate else None
+            if model is None:
+                continue
+            try:
+                thumbprint = pfx_info(model).thumbprint
+            except Exception:  # noqa: BLE001 - missing file or wrong password: reported by deploys/site.py
+                continue
+            result[f"{site.name}|{binding.binding_information}".casefold()] = (model.name, thumbprint)
+    return result
 
 
 def host_state_payload(target: Target) -> dict[str, Any]:

@@ -131,7 +131,12 @@ def _binding_checks(evidence: Evidence, site: str, binding: dict[str, str], ssl_
         return checks
     cert = next((c for c in certificates if c.get("thumbprint", "").upper() == entry["hash"].upper()
                  and c.get("store", "").casefold() == entry["store"].casefold()), None)
-    if entry.get("appid") and entry["appid"].casefold() != IIS_APPID:
+    expected = evidence.target.certificates.get(f"{site}|{info}".casefold())
+    if expected is not None and expected[1].upper() != entry["hash"].upper():
+        checks.append(Check(f"https.sslcert{label}", WARN, f"HTTP.sys {endpoint} -> {entry['hash']}, not the inventory's certificate "
+                            f"{expected[0]} ({expected[1]}): bound by hand since the last deploy?",
+                            "re-run deploys/site.py (it rebinds the inventory's certificate)"))
+    elif entry.get("appid") and entry["appid"].casefold() != IIS_APPID:
         checks.append(Check(f"https.sslcert{label}", WARN, f"HTTP.sys binding {endpoint} belongs to application {entry['appid']}, not IIS",
                             f"netsh http delete sslcert {endpoint}, then re-run deploys/site.py"))
     else:

@@ -60,6 +60,8 @@ class Target:
         python_version: ``x.y`` (``release_app.python_version``).
         python_dir: the base Python's folder the inventory installs (``release_python.target_dir``).
         extensions: the IIS extensions the inventory installs (``iis_extensions`` products).
+        certificates: ``"<site>|<bindingInformation>"`` (case-folded) → ``(certificate name,
+            thumbprint)`` of each https binding's ``iis_certificates`` PFX, read on the controller.
     """
 
     host: str
@@ -72,6 +74,7 @@ class Target:
     python_version: str | None = None
     python_dir: str | None = None
     extensions: list[str] = field(default_factory=list)
+    certificates: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def logs_dir(self) -> str | None:

@@ -38,7 +38,7 @@ function Get-DoctorState {
     # firewall: [rules], disk, processes, log, events, request} (docs/remote-functions.md, "Doctor").
     # Docs: https://learn.microsoft.com/powershell/module/microsoft.powershell.localaccounts/get-localgroupmember
     # Docs: https://learn.microsoft.com/dotnet/api/system.io.driveinfo?view=netframework-4.8
-    # Docs: https://learn.microsoft.com/windows/win32/cimwin32prov/win32-process
+    # Docs: https://learn.microsoft.com/windows/win32/cimwin32prov/win32-process https://learn.microsoft.com/powershell/module/cimcmdlets/get-ciminstance
     # Docs: https://learn.microsoft.com/powershell/module/microsoft.powershell.diagnostics/get-winevent
     # Docs: https://learn.microsoft.com/powershell/module/microsoft.powershell.utility/select-xml
     [CmdletBinding()]
