@@ -6,8 +6,10 @@ defaults apply otherwise: ``enable32BitAppOnWin64`` false, ``startMode`` OnDeman
 ``failure/@rapidFailProtection`` true), its runtime state (``Get-HostState``), and WAS events of
 the System log (``Get-DoctorState``, ``events``): 5002 "Application pool '<pool>' is being
 automatically disabled due to a series of failures" (rapid-fail protection), 5009/5010/5011/5013
-(a worker process terminated, failed to respond, failed to shut down)
-(https://learn.microsoft.com/previous-versions/windows/it-pro/windows-server-2008-R2-and-2008/cc735136(v=ws.10)).
+(a worker process terminated, failed to respond, failed to shut down). Rapid-fail protection:
+https://learn.microsoft.com/iis/configuration/system.applicationhost/applicationpools/add/failure;
+the event ids and the quoted pool name in their messages are as widely reported from WAS's
+System log entries [R] (the simulator's injections use the same texts).
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ function Get-DoctorState {
     $webConfig = [ordered]@{ exists = $false; text = $null }
     if ($webConfigPath -and [System.IO.File]::Exists($webConfigPath)) { $webConfig = [ordered]@{ exists = $true; text = (Get-DoctorTail -Path $webConfigPath -Count 65536 -Head) } }
     $schema = [ordered]@{}
-    foreach ($file in (Get-ChildItem -LiteralPath (Join-Path -Path (Get-InetsrvPath) -ChildPath 'config\schema') -Filter '*.xml' -File)) {
+    foreach ($file in (Get-ChildItem -LiteralPath (Join-Path -Path (Get-InetsrvPath) -ChildPath 'config\schema') -Filter '*.xml' -File -ErrorAction SilentlyContinue)) {
         $schema[$file.Name] = [string[]]@(Select-Xml -LiteralPath $file.FullName -XPath '/configSchema/sectionSchema/@name' | ForEach-Object { $_.Node.Value })
     }
     $groups = [ordered]@{}
