@@ -63,6 +63,8 @@ EVIDENCE = {
     "request_timeout_seconds": "requestTimeout=00:01:30",
     "startup_too_long": "health deadline 60 s <= startupTimeLimit 3600 s",
     "proactor_loop": "Proactor",
+    "graceful_too_long": "--timeout-graceful-shutdown 30 >= the pool's shutdownTimeLimit 00:00:10",
+    "trust_any_proxy": "--forwarded-allow-ips *",
     "buffered": "neither PYTHONUNBUFFERED nor -u",
     "header_not_allowed": "HTTP_X_FORWARDED_PORT, not allow-listed",
     "arr_proxy_off": "proxy is disabled",

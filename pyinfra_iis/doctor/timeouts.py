@@ -23,7 +23,8 @@ FIX = "release_app.{} (rendered into the release's web.config), then a new relea
 
 
 def check_timeouts(evidence: Evidence) -> list[Check]:
-    """``timeouts.request_timeout``, ``timeouts.keep_alive``, ``timeouts.startup``, ``timeouts.arr_proxy``,
+    """``timeouts.request_timeout``, ``timeouts.keep_alive``, ``timeouts.graceful_shutdown``,
+    ``timeouts.startup``, ``timeouts.arr_proxy``,
     ``runtime.event_loop``, ``runtime.unbuffered``."""
 
     if not evidence.target.site or evidence.config is None:
@@ -57,6 +58,7 @@ def _platform_checks(evidence: Evidence, platform: dict) -> list[Check]:
                             "reuses (intermittent 502.3, WinError 64)", FIX.format("timeout_keep_alive")))
     else:
         checks.append(Check("timeouts.keep_alive", OK, f"{shown} >= requestTimeout {request or 0:g} s"))
+    checks.append(_graceful(evidence, arguments))
     startup = platform["startupTimeLimit"]
     deadline = evidence.target.health_deadline
     if deadline is not None and startup is not None and deadline <= startup:
@@ -83,6 +85,29 @@ def _platform_checks(evidence: Evidence, platform: dict) -> list[Check]:
     return checks
 
 
+def _graceful(evidence: Evidence, arguments: str) -> Check:
+    """uvicorn's ``--timeout-graceful-shutdown`` below the pool's ``processModel/@shutdownTimeLimit``
+    (default 00:01:30): WAS kills the worker process, and HttpPlatformHandler's child with it, then."""
+
+    element = evidence.pool_element(evidence.target.pool)
+    model = element.find("processModel") if element is not None else None
+    text = (model.get("shutdownTimeLimit") if model is not None else None) or "00:01:30"
+    limit = timespan_seconds(text)
+    value = argument_value(arguments, "--timeout-graceful-shutdown")
+    try:
+        graceful = float(value) if value is not None else None
+    except ValueError:
+        graceful = None
+    if graceful is None:
+        return Check("timeouts.graceful_shutdown", OK, f"no --timeout-graceful-shutdown (uvicorn waits for open requests); "
+                     f"shutdownTimeLimit={text}")
+    if limit is not None and graceful >= limit:
+        return Check("timeouts.graceful_shutdown", FAIL, f"--timeout-graceful-shutdown {value} >= the pool's shutdownTimeLimit {text}: "
+                     "WAS kills the process before requests finish", FIX.format("timeout_graceful_shutdown") +
+                     f"; or iis_app_pools[name={evidence.target.pool}].extra_attributes processModel.shutdownTimeLimit")
+    return Check("timeouts.graceful_shutdown", OK, f"--timeout-graceful-shutdown {value} < shutdownTimeLimit {text}")
+
+
 def _server_section(evidence: Evidence, section: str) -> dict:
     return (((evidence.state.get("iis") or {}).get("sections") or {}).get(section)) or {}
 
@@ -103,12 +128,19 @@ def _arr_proxy(evidence: Evidence) -> Check:
 
 def check_proxy_headers(evidence: Evidence) -> list[Check]:
     """``proxy.headers``: in ARR mode every server variable a rule sets is allow-listed at server
-    level, and X-Forwarded-Proto is set (ARR does not set it)."""
+    level, and X-Forwarded-Proto is set (ARR does not set it); in HttpPlatformHandler mode
+    uvicorn trusts the forwarded headers from 127.0.0.1 only (not ``--forwarded-allow-ips *``)."""
 
     if not evidence.target.site or evidence.config is None:
         return []
     if not arr_mode(evidence):
-        return [Check("proxy.headers", OK, "HttpPlatformHandler sets X-Forwarded-For and X-Forwarded-Proto itself (no rewrite rule)")]
+        platform = http_platform(evidence) or {}
+        allowed = argument_value(platform.get("arguments", ""), "--forwarded-allow-ips")
+        if allowed is not None and allowed.strip() == "*":
+            return [Check("proxy.headers", FAIL, "--forwarded-allow-ips *: uvicorn trusts X-Forwarded-For/-Proto from any client, "
+                          "not only from IIS on 127.0.0.1", "--forwarded-allow-ips 127.0.0.1 (templates/web.config.j2)")]
+        return [Check("proxy.headers", OK, "HttpPlatformHandler sets X-Forwarded-For and X-Forwarded-Proto itself (no rewrite rule); "
+                      f"uvicorn trusts them from {allowed or '127.0.0.1 (its default)'}")]
     allowed = {str(item.get("attributes", {}).get("name", "")).upper()
                for item in _server_section(evidence, "system.webServer/rewrite/allowedServerVariables").get("items") or []
                if item.get("tag") == "add"}

@@ -512,6 +512,18 @@ def inject_buffered(host: "SimHost") -> Undo:
     return _edit_web_config(host, edit)
 
 
+def inject_graceful_too_long(host: "SimHost") -> Undo:
+    """The pool's ``processModel/@shutdownTimeLimit`` 10 s, under uvicorn's graceful shutdown (30 s)."""
+
+    return _pool_attribute(host, "processModel/shutdownTimeLimit", "00:00:10")
+
+
+def inject_trust_any_proxy(host: "SimHost") -> Undo:
+    """uvicorn ``--forwarded-allow-ips *``: forwarded headers trusted from any client."""
+
+    return _edit_web_config(host, lambda root: _set_argument(root, "--forwarded-allow-ips", "*"))
+
+
 def _arr_rule(root: ET.Element, variables: list[str]) -> None:
     rewrite = ET.SubElement(root.find("system.webServer"), "rewrite")
     rule = ET.SubElement(ET.SubElement(rewrite, "rules"), "rule", {"name": "backend", "stopProcessing": "true"})
@@ -608,6 +620,8 @@ MODES: dict[str, Mode] = {
     "keep_alive_short": Mode(inject_keep_alive_short, "timeouts.keep_alive"),
     "request_timeout_seconds": Mode(inject_request_timeout_seconds, "timeouts.request_timeout"),
     "startup_too_long": Mode(inject_startup_too_long, "timeouts.startup"),
+    "graceful_too_long": Mode(inject_graceful_too_long, "timeouts.graceful_shutdown"),
+    "trust_any_proxy": Mode(inject_trust_any_proxy, "proxy.headers"),
     "proactor_loop": Mode(inject_proactor_loop, "runtime.event_loop"),
     "buffered": Mode(inject_buffered, "runtime.unbuffered"),
     "header_not_allowed": Mode(inject_header_not_allowed, "proxy.headers"),
