@@ -221,3 +221,12 @@ def test_a_certificate_bound_by_hand_is_not_the_inventorys(demo, target):
         settle(server)
     row = next(c for c in checks if c.check == "https.sslcert[api *:443:api.example.com]")
     assert row.status == WARN and "not the inventory's certificate api" in row.evidence, render_table("web01", checks)
+
+
+def test_an_unknown_format_is_refused_before_the_host_is_read(demo):
+    server = demo.servers[0]
+    server.faults.step_log.clear()
+    result, output = run_doctor(demo, "--data", "doctor_format=xml")
+    assert result.returncode != 0
+    assert "doctor_format must be one of table, json, not 'xml'" in output, output[-3000:]
+    assert not {name for name in server.faults.step_log if "-" in name}

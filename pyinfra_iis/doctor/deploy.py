@@ -37,6 +37,7 @@ from ..facts.host_state import host_data_dict
 from ..operations._common import ReleaseStepError, call_host
 from . import failed, render_json, render_table, run_checks
 from .evidence import gather, target_from_host_data
+from .model import Target
 
 FORMATS = ("table", "json")
 
@@ -60,7 +61,7 @@ def _write_output(path_text: str, name: str, report: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
-def run_doctor(state: Any, host: Any, output_format: str = "table", output: str | None = None) -> bool:
+def run_doctor(state: Any, host: Any, target: Target, output_format: str = "table", output: str | None = None) -> bool:
     """The ``FunctionCommand`` body: read, check, print; ``False`` when a check failed (pyinfra
     passes ``state`` and ``host`` by these names)."""
 
@@ -70,12 +71,11 @@ def run_doctor(state: Any, host: Any, output_format: str = "table", output: str 
         return call_host(host_, function, payload)
 
     try:
-        target = target_from_host_data(host_.name, host_data_dict(host_))
         checks = run_checks(gather(call, target))
     except ReleaseStepError as exc:
         host_.log(f"doctor cannot read the host: {exc}", logger.error)
         return False
-    except Exception as exc:  # noqa: BLE001 - an inventory error or an unreadable answer: this host fails
+    except Exception as exc:  # noqa: BLE001 - an unreadable answer: this host fails, the others go on
         host_.log(f"doctor: {type(exc).__name__}: {exc}", logger.error)
         return False
     line = render_json(host_.name, checks)
@@ -103,6 +103,8 @@ def doctor(output_format: str | None = None, output: str | None = None):
 
     Raises:
         OperationValueError: an unknown format.
+        InventoryError: the host's ``iis_*`` / ``release_*`` data does not validate (before any
+            command runs).
 
     Example::
 
@@ -116,4 +118,6 @@ def doctor(output_format: str | None = None, output: str | None = None):
     if chosen not in FORMATS:
         raise OperationValueError(f"doctor_format must be one of {', '.join(FORMATS)}, not {chosen!r}")
     target_file = output or current_host.data.get("doctor_output") or None
-    yield FunctionCommand(run_doctor, (), {"output_format": chosen, "output": str(target_file) if target_file else None})
+    # The inventory is validated here, before any command runs (InventoryError names host and field).
+    target = target_from_host_data(current_host.name, host_data_dict(current_host))
+    yield FunctionCommand(run_doctor, (), {"target": target, "output_format": chosen, "output": str(target_file) if target_file else None})
