@@ -151,3 +151,20 @@ def test_a_host_without_iis_fails_one_check_that_says_so():
                     {"disk": {"drive": "C:", "free_bytes": 80 * 1024 ** 3, "total_bytes": 127 * 1024 ** 3}}, NOW)
     rows = run_checks(bare)
     assert [(r.check, r.status) for r in rows if r.status != OK] == [("iis.installed", FAIL)]
+
+
+def test_the_output_file_gathers_every_host_or_one_file_per_host(tmp_path):
+    import json
+
+    from pyinfra_iis.doctor import render_json
+    from pyinfra_iis.doctor.deploy import _write_output
+
+    rows = [Check("host.disk", OK, "fine"), Check("firewall.443", FAIL, "closed", "Enable-NetFirewallRule")]
+    for name in ("@winrm/10.0.0.1:5986", "@winrm/10.0.0.2:5986"):
+        _write_output(str(tmp_path / "all.json"), name, json.loads(render_json(name, rows)))
+        _write_output(str(tmp_path / "each-{host}.json"), name, json.loads(render_json(name, rows)))
+    combined = json.loads((tmp_path / "all.json").read_text(encoding="utf-8"))["hosts"]
+    assert sorted(combined) == ["@winrm/10.0.0.1:5986", "@winrm/10.0.0.2:5986"]
+    assert combined["@winrm/10.0.0.1:5986"]["ok"] is False
+    assert combined["@winrm/10.0.0.1:5986"]["counts"] == {"ok": 1, "warn": 0, "fail": 1}
+    assert sorted(p.name for p in tmp_path.glob("each-*.json")) == ["each-winrm_10.0.0.1_5986.json", "each-winrm_10.0.0.2_5986.json"]
