@@ -15,7 +15,6 @@ import os
 import runpy
 import shutil
 import time
-from pathlib import Path
 from unittest import mock
 
 import pytest

@@ -139,12 +139,12 @@ def path_check(evidence: Evidence, check: str, path: str | None, need: int, what
         return Check(check, WARN, f"{what} {path}: pool runs as {identity}; effective access not computed for a user account",
                      "check with: icacls (or Get-Acl) as that account")
     text = acl.get("sddl") or ""
-    if identity.casefold().startswith("iis apppool\\"):  # the host may not translate a pool's SID (a pool made since)
-        acl = {**acl, "sids": {sddl.app_pool_sid(identity.split("\\", 1)[1]): identity, **(acl.get("sids") or {})}}
-        names = acl["sids"]
-        for sid, name in list(names.items()):
-            if name == sid and sid == sddl.app_pool_sid(identity.split("\\", 1)[1]):
-                names[sid] = identity
+    if identity.casefold().startswith("iis apppool\\"):  # the host may leave a pool's SID untranslated
+        pool_sid = sddl.app_pool_sid(identity.split("\\", 1)[1])
+        names = dict(acl.get("sids") or {})
+        if names.get(pool_sid) in (None, pool_sid):
+            names[pool_sid] = identity
+        acl = {**acl, "sids": names}
     rights = effective_rights(text, token)
     missing = need & ~rights
     if child_files and not missing:

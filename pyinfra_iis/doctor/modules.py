@@ -18,8 +18,9 @@ A section declared ``allowDefinition="AppHostOnly"`` cannot appear in web.config
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+
 from ..iis.appconfig import real_children
-from .model import FAIL, OK, WARN, Check, Evidence
+from .model import FAIL, OK, Check, Evidence
 
 #: Extension → (global module, a section it adds, the inventory key that installs it).
 EXTENSIONS = {

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import copy
 import datetime
-import hashlib
 import json
 import os
 import signal
+import time
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -464,8 +464,6 @@ def inject_process_dead(host: "SimHost") -> Undo:
         for _ in range(100):
             if manager.app_status(SITE).get("state") != "running":
                 break
-            import time
-
             time.sleep(0.02)
     return lambda: None
 
