@@ -168,3 +168,11 @@ def test_the_output_file_gathers_every_host_or_one_file_per_host(tmp_path):
     assert combined["@winrm/10.0.0.1:5986"]["ok"] is False
     assert combined["@winrm/10.0.0.1:5986"]["counts"] == {"ok": 1, "warn": 0, "fail": 1}
     assert sorted(p.name for p in tmp_path.glob("each-*.json")) == ["each-winrm_10.0.0.1_5986.json", "each-winrm_10.0.0.2_5986.json"]
+
+
+def test_binding_information_splits_with_ipv6_addresses():
+    from pyinfra_iis.doctor.model import split_binding
+
+    assert split_binding("*:443:api.example.com") == ("*", "443", "api.example.com")
+    assert split_binding("[::1]:8443:") == ("[::1]", "8443", "")
+    assert split_binding("10.0.0.5:80:") == ("10.0.0.5", "80", "")

@@ -19,7 +19,7 @@ from ..iis.appconfig import AppHostConfig, ConfigError
 from ..iis.httpsys import binding_endpoint
 from ..protocol import Secret, digest_key_argument
 from ..sddl import IIS_IUSRS, USERS
-from .model import Evidence, Target
+from .model import Evidence, Target, split_binding
 
 Call = Callable[[str, dict], dict]
 
@@ -107,10 +107,11 @@ def _request(evidence: Evidence) -> dict[str, Any] | None:
     ssl = ((evidence.state.get("iis") or {}).get("ssl_bindings")) or {}
     for binding in ordered:
         protocol = binding.get("protocol", "").casefold()
-        parts = binding.get("bindingInformation", "").split(":", 2)
-        if protocol not in ("http", "https") or len(parts) < 3 or not parts[1].isdigit():
+        ip, port, host_name = split_binding(binding.get("bindingInformation", ""))
+        if protocol not in ("http", "https") or not port.isdigit():
             continue
-        request = {"url": f"{protocol}://127.0.0.1:{parts[1]}{evidence.target.health_path}", "host": parts[2] or "localhost"}
+        address = "127.0.0.1" if ip in ("", "*", "0.0.0.0") else ip  # a binding to one address answers there only
+        request = {"url": f"{protocol}://{address}:{port}{evidence.target.health_path}", "host": host_name or "localhost"}
         if protocol == "https":
             entry = ssl.get(binding_endpoint("https", binding.get("bindingInformation", ""), binding.get("sslFlags")) or "")
             if entry:

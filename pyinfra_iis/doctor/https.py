@@ -20,7 +20,7 @@ from cryptography import x509
 from .. import sddl
 from ..iis.httpsys import IIS_APPID, binding_endpoint
 from .access import effective_rights, pool_token
-from .model import FAIL, OK, WARN, Check, Evidence
+from .model import FAIL, OK, WARN, Check, Evidence, split_binding
 
 #: A certificate expiring within this many days is reported (warn).
 EXPIRY_WARN_DAYS = 30
@@ -103,7 +103,7 @@ def check_https(evidence: Evidence) -> list[Check]:
 def _binding_checks(evidence: Evidence, site: str, binding: dict[str, str], ssl_bindings: dict, certificates: list,
                     token: set[str] | None, identity: str) -> list[Check]:
     info = binding.get("bindingInformation", "")
-    host_name = info.split(":", 2)[2] if info.count(":") >= 2 else ""
+    host_name = split_binding(info)[2]
     flags = int(binding.get("sslFlags", "0") or 0) if str(binding.get("sslFlags", "0")).isdigit() else 0
     label = f"[{site} {info}]"
     key = "iis_sites[].bindings[].certificate"

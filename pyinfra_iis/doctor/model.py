@@ -21,6 +21,15 @@ OK, WARN, FAIL = "ok", "warn", "fail"
 STATUSES = (OK, WARN, FAIL)
 
 
+def split_binding(information: str) -> tuple[str, str, str]:
+    """``bindingInformation`` → ``(ip, port, host name)``: ``"*:443:api.example.com"`` →
+    ``("*", "443", "api.example.com")``; an IPv6 address keeps its brackets (``[::1]``)."""
+
+    rest, _, host = information.rpartition(":")
+    ip, _, port = rest.rpartition(":")
+    return ip, port, host
+
+
 @dataclass
 class Check:
     """One row of the doctor's table.

@@ -8,7 +8,7 @@ the bound ports or Any: ``Get-NetFirewallRule`` / ``Get-NetFirewallPortFilter``)
 
 from __future__ import annotations
 
-from .model import FAIL, OK, WARN, Check, Evidence
+from .model import FAIL, OK, WARN, Check, Evidence, split_binding
 
 GIB = 1024 ** 3
 #: Below this much free space on the release root's drive: fail (a release and its venv need room).
@@ -21,10 +21,9 @@ def bound_ports(evidence: Evidence) -> list[int]:
     ports = set()
     for site in evidence.site_names():
         for binding in evidence.bindings(site):
-            if binding.get("protocol", "").casefold() in ("http", "https"):
-                port = binding.get("bindingInformation", "").split(":")
-                if len(port) >= 2 and port[1].isdigit():
-                    ports.add(int(port[1]))
+            _, port, _ = split_binding(binding.get("bindingInformation", ""))
+            if binding.get("protocol", "").casefold() in ("http", "https") and port.isdigit():
+                ports.add(int(port))
     return sorted(ports)
 
 
