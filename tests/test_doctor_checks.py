@@ -176,3 +176,17 @@ def test_binding_information_splits_with_ipv6_addresses():
     assert split_binding("*:443:api.example.com") == ("*", "443", "api.example.com")
     assert split_binding("[::1]:8443:") == ("[::1]", "8443", "")
     assert split_binding("10.0.0.5:80:") == ("10.0.0.5", "80", "")
+
+
+def test_a_healthy_answer_from_another_release_is_a_warning():
+    from pyinfra_iis.doctor.app import check_request
+
+    config = CONFIG.replace("<sites />", '<sites><site name="api"><application path="/" applicationPool="api"><virtualDirectory '
+                            'path="/" physicalPath="C:\\sites\\api\\releases\\2.0.0" /></application></site></sites>')
+    e = Evidence(Target(host="web01", site="api", pool="api", root="C:\\sites\\api"), {}, AppHostConfig.from_text(config),
+                 {"request": {"url": "https://127.0.0.1:443/healthz", "host": "api", "status": 200,
+                              "body": '{"status":"ok","version":"1.0.0"}', "release": None}}, NOW)
+    (row,) = check_request(e)
+    assert row.status == WARN and "but the site serves 2.0.0" in row.evidence
+    e.doctor["request"]["body"] = '{"status":"ok","version":"2.0.0"}'
+    assert check_request(e)[0].status == OK

@@ -127,6 +127,12 @@ def check_request(evidence: Evidence) -> list[Check]:
     status = request.get("status")
     body = " ".join(str(request.get("body") or "").split())[:120]
     if status == 200:
+        served = ntpath.basename((evidence.physical_path() or "").rstrip("\\"))
+        release = request.get("release")
+        from_served = not served or release == served or f'"{served}"' in str(request.get("body") or "")
+        if evidence.target.root and (release or '"version"' in str(request.get("body") or "")) and not from_served:
+            return [Check("app.request", WARN, f"GET {url} -> 200 from release {release or 'in the body'}, but the site serves {served}: "
+                          "an old process still answers?", f"Restart-WebAppPool {evidence.target.pool}")]
         return [Check("app.request", OK, f"GET {url} -> 200 {body}")]
     got = f"{status} {body}" if status is not None else f"no answer: {request.get('error')}"
     return [Check("app.request", FAIL, f"GET {url} -> {got}", "the failing checks above; app.stdout_log", symptom_of=ANY_OTHER)]
