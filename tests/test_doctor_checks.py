@@ -190,3 +190,17 @@ def test_a_healthy_answer_from_another_release_is_a_warning():
     assert row.status == WARN and "but the site serves 2.0.0" in row.evidence
     e.doctor["request"]["body"] = '{"status":"ok","version":"2.0.0"}'
     assert check_request(e)[0].status == OK
+
+
+def test_docs_list_every_injected_mode_and_every_check():
+    from pathlib import Path
+
+    from pyinfra_iis.sim.doctor_faults import MODES
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "doctor.md").read_text(encoding="utf-8")
+    assert [mode for mode in MODES if f"`{mode}`" not in text] == []
+    import re
+
+    checks = {mode.check.split("[")[0] for mode in MODES.values()} | {"app.restarts", "app.request", "iis.installed"}
+    checks = {re.sub(r"^firewall\.\d+$", "firewall.<port>", re.sub(r"^module\..*", "module.<Extension>", c)) for c in checks}
+    assert [check for check in sorted(checks) if f"`{check}" not in text] == []
