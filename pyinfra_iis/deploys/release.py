@@ -36,7 +36,7 @@ from ..models.host import did_you_mean
 from ..models.release import ReleaseSettings
 from ..models.site import Site
 from ..models.types import ControllerPath, PoolName, ReleaseVersion, SiteName
-from ..operations import acl, release
+from ..operations import acl, release, rights
 from ..operations.python import PythonInstaller, python_entry, python_install
 from ..operations.release import release_report
 
@@ -230,6 +230,7 @@ def release_app(target: Optional[ReleaseTarget] = None, with_runtime: bool = Tru
         python_runtime(target=target)
     for rule in acl_rules(target)[1:]:
         acl.acl(name=f"ACL {rule['path']} {rule['principal']}", rule=rule)
+    rights.granted_rights(name="Granted rights: revoke what the inventory no longer names")
     if release_config.version is None:
         release.app_secrets(name=f"App secrets of {settings.app_name}", settings=settings, app_pool=target.app_pool, site=target.site)
         host.noop(f"no release version given (--data release_version=... or ${ENV_VERSION}): {settings.app_name} keeps its current release")
