@@ -230,6 +230,8 @@ def release_app(target: Optional[ReleaseTarget] = None, with_runtime: bool = Tru
         python_runtime(target=target)
     for rule in acl_rules(target)[1:]:
         acl.acl(name=f"ACL {rule['path']} {rule['principal']}", rule=rule)
+    for rule in rights.release_folder_rules(target):
+        acl.acl(name=f"ACL {rule['path']} {rule['principal']}", rule=rule, create=False)
     rights.granted_rights(name="Granted rights: revoke what the inventory no longer names")
     if release_config.version is None:
         release.app_secrets(name=f"App secrets of {settings.app_name}", settings=settings, app_pool=target.app_pool, site=target.site)
@@ -239,6 +241,7 @@ def release_app(target: Optional[ReleaseTarget] = None, with_runtime: bool = Tru
     release.release_installed(name=f"Install {settings.app_name} {version}", settings=settings, version=version,
                               artifact=str(release_config.artifact_path()), python_exe=release_config.python.python_exe,
                               app_pool=target.app_pool)
+    rights.granted_rights(name="Granted rights: record the release folders")  # the install created them with the pool's ACL
     release.release_switched(name=f"Switch {target.site.name} to {version}", settings=settings, version=version,
                              site=target.site, app_pool=target.app_pool, recheck=upgrade and with_runtime)
     release.old_releases_removed(name=f"Keep {settings.keep_releases} releases of {settings.app_name}", settings=settings)

@@ -94,7 +94,7 @@ def inventory_grants(current_host: Any = None) -> list[dict[str, str]]:
     from ..deploys.release import acl_rules, release_target
     from ..models import load_host_config
 
-    current_host = current_host or host
+    current_host = host if current_host is None else current_host
     config = load_host_config(current_host.name, host_data_dict(current_host))
     wanted = [path_grant(rule) for rule in config.acls if rule.ensure == "present"]
     principals = [pool.principal for pool in config.app_pools if _declared(pool)]
@@ -102,10 +102,26 @@ def inventory_grants(current_host: Any = None) -> list[dict[str, str]]:
         if cert.present and cert.grant_private_key_to_pools and principals:
             thumbprint = pfx_info(cert).thumbprint
             wanted += [key_grant(thumbprint, cert.store, principal) for principal in principals]
-    target = release_target(current_host)
+    target = release_target(None if current_host is host else current_host)  # the context proxy has no truth value
     if target is not None:
-        wanted += [path_grant(rule) for rule in acl_rules(target)]
+        wanted += [path_grant(rule) for rule in [*acl_rules(target), *release_folder_rules(target)]]
     return wanted
+
+
+def release_folder_rules(target: Any) -> list[dict[str, str]]:
+    """The pool's Read & Execute on a release's ``releases`` and ``artifacts`` folders. The
+    release install creates them protected, with the pool of that time in their ACL
+    (``operations/release.py``, ``directory_sddl``); when the pool changes, the release deploy
+    grants the new pool these rules on the existing folders (``acl`` with ``create=False``) and
+    :func:`granted_rights` revokes the old pool's entries.
+
+    Args:
+        target: a :class:`pyinfra_iis.deploys.release.ReleaseTarget`.
+    """
+
+    settings = target.settings
+    return [{"path": path, "principal": target.principal, "rights": "ReadAndExecute"}
+            for path in (settings.releases_dir, f"{settings.root}\\artifacts")]
 
 
 @dataclass
@@ -211,20 +227,29 @@ def plan_rights(fact: dict, wanted: Iterable[dict[str, Any]]) -> RightsPlan:
     return plan
 
 
+def _key(grant: dict[str, Any]) -> tuple:
+    return (*_norm(grant["kind"], grant["target"]), str(grant.get("sid", "")).upper(), grant.get("rights"))
+
+
+def _keys(grants: Iterable[dict[str, Any]]) -> set[tuple]:
+    return {_key(g) for g in grants}
+
+
 def _label(grant: dict[str, Any]) -> str:
     if grant["kind"] == "key":
         return f"certificate {grant['target']} private key: {grant['principal']}"
     return f"{grant['target']}: {grant['principal']}"
 
 
-def _fact_for_record(current_host: Any) -> dict:
-    """The fact, read again with the paths and stores of the record when the inventory's
-    arguments do not cover them (a path the inventory no longer names)."""
+def _fact_for_record(current_host: Any, wanted: list[dict[str, Any]]) -> dict:
+    """The fact, read again with the paths and stores of the record and of ``wanted`` when the
+    inventory's arguments do not cover them (a path the inventory no longer names, a release's
+    ``releases`` folder)."""
 
     fact = host_state(current_host)
-    old = fact.get("granted") or []
-    paths = [g["target"] for g in old if g["kind"] == "path" and path_entry(fact, g["target"]) is None]
-    stores = sorted({g.get("store") or "My" for g in old if g["kind"] == "key"})
+    grants = [*(fact.get("granted") or []), *wanted]
+    paths = [g["target"] for g in grants if g["kind"] == "path" and path_entry(fact, g["target"]) is None]
+    stores = sorted({g.get("store") or "My" for g in grants if g["kind"] == "key"})
     if paths or stores:
         fact = host_state(current_host, acl_paths=paths, cert_stores=stores)
     return fact
@@ -252,7 +277,7 @@ def granted_rights(grants: Optional[Iterable[dict[str, Any]]] = None):
     """
 
     wanted = list(grants) if grants is not None else inventory_grants(host)
-    fact = _fact_for_record(host)
+    fact = _fact_for_record(host, wanted)
     if fact.get("grant_record_error"):
         warn([fact["grant_record_error"]])
     plan = plan_rights(fact, wanted)
@@ -261,9 +286,11 @@ def granted_rights(grants: Optional[Iterable[dict[str, Any]]] = None):
         host.noop(f"granted rights: {len(plan.record)} recorded, none to revoke")
         return
     changes = [Change(_label(g), g["rights"], None) for g in plan.revoke]
-    if plan.record_changed:
-        changes.append(Change(f"record of granted rights {GRANT_RECORD}", f"{len(plan.old)} grants" if plan.old is not None else None,
-                              f"{len(plan.record)} grants"))
+    old_keys, new_keys = _keys(plan.old or []), _keys(plan.record)
+    revoked = _keys(plan.revoke)
+    changes += [Change(f"record of granted rights: {_label(g)}", None, g["rights"]) for g in plan.record if _key(g) not in old_keys]
+    changes += [Change(f"record of granted rights: {_label(g)}", g["rights"], None) for g in plan.old or []
+                if _key(g) not in new_keys and _key(g) not in revoked]
     log_changes(host, "Will revoke rights the inventory no longer names" if plan.revoke else "Will record granted rights", changes)
     for grant in plan.revoke:
         yield remote_call("Revoke-PathAccess", {"path": grant["path"], "principal": grant["principal"], "sid": grant["sid"]})
