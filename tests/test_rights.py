@@ -217,6 +217,9 @@ def test_certificate_removal_is_refused_while_a_binding_uses_it(sim, pfx):
     moved = {**site, "bindings": [{"protocol": "https", "port": 443, "certificate": "AB" * 20}]}
     config = load_host_config("web01", {"iis_app_pools": [{"name": "api"}], "iis_sites": [moved], "iis_certificates": [absent]})
     assert removal_problems(config, fact) == []  # the site operation rebinds it first
+    data = {"iis_app_pools": [{"name": "api"}], "iis_sites": [moved], "iis_certificates": [absent]}
+    planned = run_operation(certificate._inner, fact, certificate=absent, host_data=data)  # plan time: the removal is planned
+    assert [parse_remote_call(c)[0] for c in planned.commands] == ["Remove-IisCertificate"]
 
 
 def test_a_certificate_to_remove_needs_its_thumbprint_or_pfx():

@@ -272,11 +272,9 @@ def bound_endpoints(fact: dict, thumbprint: str) -> list[str]:
     return sorted(endpoint for endpoint, entry in table.items() if str(entry.get("hash", "")).upper() == thumbprint.upper())
 
 
-def removal_problems(config: Any, fact: dict) -> list[tuple[int, str]]:
-    """``(index in iis_certificates, reason)`` for each certificate the inventory removes while an
-    HTTP.sys SSL binding uses it and no declared https binding of that endpoint moves it to
-    another certificate (the site operation, which runs before the removal, rebinds those).
-    A declared binding naming the certificate itself is refused by the model's cross-check."""
+def unmoved_endpoints(config: Any, fact: dict, thumbprint: str) -> list[str]:
+    """The HTTP.sys SSL bindings using ``thumbprint`` that no declared https binding of
+    ``config`` (an ``IisHostConfig``) moves to another certificate."""
 
     from ..iis import httpsys
 
@@ -286,13 +284,41 @@ def removal_problems(config: Any, fact: dict) -> list[tuple[int, str]]:
             endpoint = httpsys.binding_endpoint(binding.protocol, binding.binding_information, binding.ssl_flags)
             if endpoint is not None:
                 declared[endpoint] = binding
+    return [e for e in bound_endpoints(fact, thumbprint)
+            if e not in declared or (declared[e].certificate_thumbprint or "").upper() == thumbprint.upper()]
+
+
+def _moved_by_the_sites(fact: dict, thumbprint: str) -> bool:
+    """At plan time: whether the host's inventory moves every HTTP.sys binding of
+    ``thumbprint`` to another certificate (the site operations run before the removal)."""
+
+    from pyinfra import context
+
+    from ..facts.host_state import host_data_dict
+    from ..models import load_host_config
+
+    state = context.state if context.ctx_state.isset() else None
+    if state is None or getattr(state, "is_executing", False):
+        return False
+    try:
+        config = load_host_config(host.name, host_data_dict(host))
+    except Exception:  # noqa: BLE001 - the deploy reports an invalid inventory
+        return False
+    return not unmoved_endpoints(config, fact, thumbprint)
+
+
+def removal_problems(config: Any, fact: dict) -> list[tuple[int, str]]:
+    """``(index in iis_certificates, reason)`` for each certificate the inventory removes while an
+    HTTP.sys SSL binding uses it and no declared https binding of that endpoint moves it to
+    another certificate (the site operation, which runs before the removal, rebinds those).
+    A declared binding naming the certificate itself is refused by the model's cross-check."""
+
     problems = []
     for index, cert in enumerate(config.certificates):
         if cert.present:
             continue
         thumbprint = removal_thumbprint(cert)
-        used = [e for e in bound_endpoints(fact, thumbprint)
-                if e not in declared or (declared[e].certificate_thumbprint or "").upper() == thumbprint.upper()]
+        used = unmoved_endpoints(config, fact, thumbprint)
         if used:
             problems.append((index, f"certificate {cert.name} ({thumbprint}) is to be removed but HTTP.sys SSL binding(s) "
                                     f"{', '.join(used)} use it"))
@@ -326,7 +352,7 @@ def _removed(model: Certificate):
         host.noop(f"certificate {model.name} ({thumbprint}) is not in {model.store}")
         return
     used = bound_endpoints(fact, thumbprint)
-    if used:
+    if used and not _moved_by_the_sites(fact, thumbprint):  # at execution the fact shows the sites' rebinds
         raise OperationError(f"certificate {model.name} ({thumbprint}): HTTP.sys SSL binding(s) {', '.join(used)} still use it; "
                              "bind another certificate to them (or remove their sites' https bindings) before removing it")
     log_changes(host, f"Will remove certificate {model.name}", [Change(f"certificate {model.name}", f"{thumbprint} in {model.store}", None)])
