@@ -222,6 +222,13 @@ def test_certificate_removal_is_refused_while_a_binding_uses_it(sim, pfx):
     assert [parse_remote_call(c)[0] for c in planned.commands] == ["Remove-IisCertificate"]
 
 
+def test_an_acl_rule_to_remove_may_name_a_pool_the_inventory_no_longer_defines():
+    rule = {"path": ROOT, "principal": "IIS AppPool\\gone", "rights": "Read"}
+    with pytest.raises(InventoryError, match="not defined in iis_app_pools"):
+        load_host_config("web01", {"iis_acls": [rule]})
+    assert load_host_config("web01", {"iis_acls": [{**rule, "ensure": "absent"}]}).acls[0].ensure == "absent"
+
+
 def test_a_certificate_to_remove_needs_its_thumbprint_or_pfx():
     with pytest.raises(InventoryError, match="thumbprint"):
         load_host_config("web01", {"iis_certificates": [{"name": "api", "ensure": "absent"}]})

@@ -169,6 +169,8 @@ class IisHostConfig(IisModel):
         issues = []
         pool_names = [p.name for p in self.app_pools]
         for i, rule in enumerate(self.acls):
+            if rule.ensure == "absent":
+                continue  # removing a removed pool's entry is fine: the rule carries its SID
             pool = pool_of_principal(rule.principal)
             if pool is not None and self.pool(pool) is None:
                 guess = did_you_mean(pool, pool_names)
