@@ -245,3 +245,19 @@ def test_acl_absent_removes_only_the_principals_explicit_allow_entries_and_creat
     result = run_operation(acl._inner, run(sim, "Get-HostState", {"acl_paths": [missing]}),
                            rule={"path": missing, "principal": API, "rights": "ReadAndExecute"}, create=False)
     assert result.commands == [] and not sim.path(missing).exists()
+
+
+def test_a_run_cut_between_the_revocation_and_the_record_is_finished_by_the_next_run(sim):
+    grant(sim, ROOT, API)
+    step(sim, granted_rights, grants=[path_grant({"path": ROOT, "principal": API, "rights": "ReadAndExecute"})])
+    grant(sim, ROOT, API2)  # granted; the run stops before its record step
+    wanted = [path_grant({"path": ROOT, "principal": API2, "rights": "ReadAndExecute"})]
+    cut = step(sim, granted_rights, grants=wanted, execute=False)
+    function, payload = parse_remote_call(cut.commands[0])
+    assert function == "Revoke-PathAccess"
+    call(sim, function, payload, {})  # the revocation ran, then the run failed: the record is the old one
+    assert recorded(sim) == [("path", ROOT, app_pool_sid("api"))]
+    rerun = step(sim, granted_rights, grants=wanted)
+    assert [parse_remote_call(c)[0] for c in rerun.commands] == ["Initialize-Directory", "Write-TextFile"]  # nothing left to revoke
+    assert recorded(sim) == [("path", ROOT, app_pool_sid("api2"))]
+    assert app_pool_sid("api") not in explicit(sim, ROOT) and app_pool_sid("api2") in explicit(sim, ROOT)
