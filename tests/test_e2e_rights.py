@@ -7,11 +7,14 @@ group data gets short health timings. After the first converge, an operator adds
 hand (one for another account, one for ``api`` on a folder the project never granted). The
 inventory then names ``api2`` instead of ``api``: a dry run shows each revocation and changes
 nothing, the run moves every right the project gave ``api`` to ``api2`` and leaves the hand-made
-ACEs, and the next run changes nothing.
+ACEs, and the next run changes nothing. Then certificates: removing the one the site's https
+binding names is refused before anything runs; removing an unused one shows in a dry run, goes
+in the run (with its private key), and the next run has nothing to remove.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -21,11 +24,12 @@ from pathlib import Path
 
 import pytest
 
-from pyinfra_iis.demo import PROJECT, Demo, build_artifact, fetch
+from pyinfra_iis.demo import PROJECT, Demo, build_artifact, fetch, write_pfx
 from pyinfra_iis.operations.rights import GRANT_RECORD
 from pyinfra_iis.sddl import app_pool_sid
 from pyinfra_iis.sim.functions.acl import acl_store, grant_path_access
-from pyinfra_iis.sim.functions.certificates import certificate_store
+from pyinfra_iis.sim.functions import call
+from pyinfra_iis.sim.functions.certificates import certificate_store, find_certificate
 
 pytestmark = pytest.mark.e2e
 
@@ -125,3 +129,19 @@ def test_a_pool_change_moves_the_rights_the_project_granted_and_keeps_hand_made_
         refused = run(demo, ok=False)
         assert "is to be removed (ensure: absent) but this binding uses it" in refused, refused
         assert server.host.snapshot()["certificates"] == before
+
+        # A certificate no binding uses (an older one still in My): dry run, run, then nothing.
+        old = write_pfx(tmp_path / "old.pfx", "old-pass", ["old.example.com"])
+        call(server.host, "Import-IisCertificate", {"pfx": base64.b64encode((tmp_path / "old.pfx").read_bytes()).decode("ascii"),
+                                                    "password": "old-pass", "store": "My", "thumbprint": old}, {})
+        sim_inventory.write_text(text.replace('"store": "WebHosting", "grant_private_key_to_pools": True}],',
+                                              '"store": "WebHosting", "grant_private_key_to_pools": True}, '
+                                              f'{{"name": "old", "thumbprint": "{old}", "ensure": "absent"}}],'), encoding="utf-8")
+        dry = run(demo, "--dry", "--diff", version="1.0.0", artifact=artifacts["1.0.0"])
+        assert f"certificate old: '{old} in My' -> (absent)" in dry, dry
+        assert find_certificate(server.host, "My", old) is not None
+        run(demo, version="1.0.0", artifact=artifacts["1.0.0"])
+        assert find_certificate(server.host, "My", old) is None
+        assert find_certificate(server.host, "WebHosting", thumbprint) is not None
+        again = run(demo, "--dry", version="1.0.0", artifact=artifacts["1.0.0"])
+        assert not re.search(r"Remove certificate old\s+1 ", again) and "Remove certificate old" in again, again
