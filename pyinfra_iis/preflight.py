@@ -51,6 +51,8 @@ def file_problems(host: str, iis: Optional["IisHostConfig"], release: Any, base_
 
     problems: list[Problem] = []
     for index, certificate in enumerate(iis.certificates if iis is not None else []):
+        if certificate.pfx is None or certificate.password is None:  # a removal by thumbprint
+            continue
         reason = pfx_problem(_resolve(certificate.pfx, base_dir), certificate.password.get_secret_value())
         if reason:
             problems.append(Problem(host, f"iis_certificates.{index}.pfx", reason,

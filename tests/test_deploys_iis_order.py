@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.serialization import BestAvailableEncryption
 from pyinfra import context
 
 from pyinfra_iis.deploys import iis
-from pyinfra_iis.operations import acl, app_pools, certificates, extensions, features, server, sites
+from pyinfra_iis.operations import acl, app_pools, certificates, extensions, features, rights, server, sites
 from pyinfra_iis.operations.testing import make_host
 
 
@@ -36,7 +36,7 @@ def test_private_key_access_is_granted_after_the_pools_exist(pfx, monkeypatch):
     calls: list[str] = []
     for module, names in ((features, ["windows_features"]), (extensions, ["msi_extension"]), (server, ["server_config"]),
                           (certificates, ["certificate", "private_key_access"]), (app_pools, ["app_pool"]),
-                          (sites, ["site"]), (acl, ["acl"])):
+                          (sites, ["site"]), (acl, ["acl"]), (rights, ["granted_rights"])):
         for op in names:
             monkeypatch.setattr(module, op, lambda *a, _op=op, **kw: calls.append((_op, kw.get("principals"))))
     data = {"iis_app_pools": [{"name": "api"}],

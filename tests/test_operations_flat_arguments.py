@@ -72,7 +72,6 @@ def test_model_and_keywords_together_are_refused():
     (site, {"site_name": "api", "physical_path": "C:\\sites\\api", "app_pool": "api", "bindings": [{"port": 80}]}),
     (windows_features, {}),
     (msi_extension, {"product": "UrlRewrite", "source": "https://example.com/r.msi", "sha256": SHA}),
-    (certificate, {"certificate_name": "api", "pfx": "api.pfx", "password": "x"}),
 ])
 def test_present_false_is_refused_where_removal_is_not_implemented(op, kwargs):
     with pytest.raises(OperationValueError, match="present=False is not supported"):

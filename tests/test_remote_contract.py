@@ -134,7 +134,7 @@ def test_contract_lists_the_functions_we_expect_to_parse():
     # Guards the regular expression: if the markdown changes shape, the other tests must not pass vacuously.
     names = contract_functions()
     assert {"Get-HostState", "Set-IisConfig", "Install-MsiProduct", "Revoke-PathAccess"} <= names
-    assert len(iis_contract_functions()) == 11  # + Set-IisSslBinding; - Grant-CertificateKeyAccess (key access is Grant-PathAccess on the key file)
+    assert len(iis_contract_functions()) == 12  # + Set-IisSslBinding; - Grant-CertificateKeyAccess (key access is Grant-PathAccess on the key file); + Remove-IisCertificate
 
 
 def _pending_release_function(name: str, in_module: bool, in_simulator: bool) -> None:

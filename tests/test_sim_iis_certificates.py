@@ -89,7 +89,11 @@ def test_import_from_bytes_reports_raw_der_parsed_by_the_fact(host):
                       "dns_names": ["api.example.com", "www.example.com"], "not_before": "2026-01-01T00:00:00Z",
                       "not_after": "2027-01-01T00:00:00Z", "has_private_key": True, "key_path": entry["key_path"],
                       "key_readers": ["BUILTIN\\Administrators", "NT AUTHORITY\\SYSTEM"],
-                      "key_reader_sids": ["S-1-5-32-544", "S-1-5-18"]}
+                      "key_reader_sids": ["S-1-5-32-544", "S-1-5-18"],
+                      "key_entries": [{"principal": "NT AUTHORITY\\SYSTEM", "sid": "S-1-5-18", "type": "Allow", "rights": "FullControl",
+                                       "inherited": False, "inheritance": "None", "propagation": "None"},
+                                      {"principal": "BUILTIN\\Administrators", "sid": "S-1-5-32-544", "type": "Allow", "rights": "FullControl",
+                                       "inherited": False, "inheritance": "None", "propagation": "None"}]}
     assert certificates(host, ["My"]) == []
     again = run(host, "Import-IisCertificate", payload(data, store="WebHosting"))  # re-sent after a lost reply
     assert again == {**result, "imported": False}

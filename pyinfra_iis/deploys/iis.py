@@ -9,7 +9,7 @@ from pyinfra.api import deploy
 
 from ..facts.host_state import host_data_dict
 from ..models import load_host_config
-from ..operations import acl, app_pools, certificates, extensions, features, server, sites
+from ..operations import acl, app_pools, certificates, extensions, features, rights, server, sites
 
 
 @deploy("Configure IIS")
@@ -28,18 +28,24 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
 
     Order: Windows features → MSI extensions (install order: HttpPlatformHandler, URL Rewrite,
     ARR) → server-level configuration → certificates → application pools → private-key access
-    for the pools (after the pools exist, by SID) → sites and bindings → file-system
-    ACLs. The host data is validated first (``load_host_config``); a bad inventory
+    for the pools (after the pools exist, by SID) → sites and bindings → certificates to remove
+    (after the sites moved their bindings off them; refused before anything runs while an
+    HTTP.sys binding the inventory does not move uses one) → file-system ACLs → the record of
+    granted rights (revoking those the inventory no longer names,
+    :mod:`pyinfra_iis.operations.rights`). The host data is validated first (``load_host_config``); a bad inventory
     raises ``InventoryError`` naming host, field and reason before anything runs.
     """
 
     config = load_host_config(host.name, host_data_dict(host))
+    if any(not cert.present for cert in config.certificates):
+        certificates.refuse_bound_removals(host, config)
     features.windows_features(name="Windows features", features=config.features)
     for extension in config.extensions:
         extensions.msi_extension(name=f"IIS extension {extension.product}", extension=extension)
     server.server_config(name="Server-level IIS configuration", server=config.server)
     for cert in config.certificates:
-        certificates.certificate(name=f"Certificate {cert.name}", certificate=cert)
+        if cert.present:
+            certificates.certificate(name=f"Certificate {cert.name}", certificate=cert)
     extra_env = {name.lower(): dict(values) for name, values in (pool_environment or {}).items()}
     paths = {name.lower(): path for name, path in (site_physical_paths or {}).items()}
     kept = {name.lower(): list(names) for name, names in (release_variables or {}).items()}
@@ -49,12 +55,16 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
         app_pools.app_pool(name=f"App pool {pool.name}", pool=pool, keep_variables=kept.get(pool.name.lower(), []))
     pool_principals = [pool.principal for pool in config.app_pools]
     for cert in config.certificates:
-        if cert.grant_private_key_to_pools and pool_principals:
+        if cert.present and cert.grant_private_key_to_pools and pool_principals:
             certificates.private_key_access(name=f"Certificate {cert.name}: private key for the pools", certificate=cert,
                                             principals=pool_principals)
     for site in config.sites:
         if site.name.lower() in paths:
             site = site.model_copy(update={"physical_path": paths[site.name.lower()]})
         sites.site(name=f"Site {site.name}", site=site, certificates=config.certificates)
+    for cert in config.certificates:
+        if not cert.present:
+            certificates.certificate(name=f"Remove certificate {cert.name}", certificate=cert)
     for rule in config.acls:
         acl.acl(name=f"ACL {rule.path} {rule.principal}", rule=rule)
+    rights.granted_rights(name="Granted rights: revoke what the inventory no longer names")

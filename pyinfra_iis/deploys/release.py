@@ -36,7 +36,7 @@ from ..models.host import did_you_mean
 from ..models.release import ReleaseSettings
 from ..models.site import Site
 from ..models.types import ControllerPath, PoolName, ReleaseVersion, SiteName
-from ..operations import acl, release
+from ..operations import acl, release, rights
 from ..operations.python import PythonInstaller, python_entry, python_install
 from ..operations.release import release_report
 
@@ -230,6 +230,9 @@ def release_app(target: Optional[ReleaseTarget] = None, with_runtime: bool = Tru
         python_runtime(target=target)
     for rule in acl_rules(target)[1:]:
         acl.acl(name=f"ACL {rule['path']} {rule['principal']}", rule=rule)
+    for rule in rights.release_folder_rules(target):
+        acl.acl(name=f"ACL {rule['path']} {rule['principal']}", rule=rule, create=False)
+    rights.granted_rights(name="Granted rights: revoke what the inventory no longer names")
     if release_config.version is None:
         release.app_secrets(name=f"App secrets of {settings.app_name}", settings=settings, app_pool=target.app_pool, site=target.site)
         host.noop(f"no release version given (--data release_version=... or ${ENV_VERSION}): {settings.app_name} keeps its current release")
@@ -238,6 +241,7 @@ def release_app(target: Optional[ReleaseTarget] = None, with_runtime: bool = Tru
     release.release_installed(name=f"Install {settings.app_name} {version}", settings=settings, version=version,
                               artifact=str(release_config.artifact_path()), python_exe=release_config.python.python_exe,
                               app_pool=target.app_pool)
+    rights.granted_rights(name="Granted rights: record the release folders")  # the install created them with the pool's ACL
     release.release_switched(name=f"Switch {target.site.name} to {version}", settings=settings, version=version,
                              site=target.site, app_pool=target.app_pool, recheck=upgrade and with_runtime)
     release.old_releases_removed(name=f"Keep {settings.keep_releases} releases of {settings.app_name}", settings=settings)

@@ -29,8 +29,9 @@ def stores_of_config(config: Any) -> list[str]:
 def release_arguments(host_data: dict) -> tuple[list[str], list[str], list[str]]:
     """Return ``(acl_paths, release_roots, python_versions)`` for the host's ``release_*`` data.
 
-    ``acl_paths``: the release root, its logs folder and the base Python install (their ACLs
-    and existence decide the release ACL operations). Nothing when the host has no
+    ``acl_paths``: the release root, its logs folder, the base Python install, the
+    ``releases`` and ``artifacts`` folders (their ACLs and existence decide the release ACL
+    operations). Nothing when the host has no
     ``release_app`` or its release data does not validate (the release deploy reports that).
     """
 
@@ -46,4 +47,5 @@ def release_arguments(host_data: dict) -> tuple[list[str], list[str], list[str]]
         return [], [], []
     app = release.app
     paths = [app.root, app.logs_dir, release.python.target_dir]
+    paths += [app.releases_dir, f"{app.root}\\artifacts"]  # the pool's access (operations/rights.release_folder_rules)
     return paths, [app.root], [app.python_version]

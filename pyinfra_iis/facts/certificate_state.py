@@ -13,7 +13,8 @@ The host reports each certificate of the asked ``Cert:\\LocalMachine`` stores ra
      ", "-separated, like X509Certificate2.Subject), "dns_names" (SAN dNSName entries),
      "not_before", "not_after" ("2026-01-01T00:00:00Z"), "has_private_key", "key_path",
      "key_readers" (account names with an Allow entry including ReadData on the key file),
-     "key_reader_sids" (their SIDs)}
+     "key_reader_sids" (their SIDs), "key_entries" (the key file's ACL entries, as the "acls"
+     part reports a path's: principal, sid, type, rights, inherited, inheritance, propagation)}
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def convert_certificate(entry: dict[str, Any]) -> dict[str, Any]:
         "key_path": entry.get("key_path"),
         "key_readers": readers,
         "key_reader_sids": reader_sids,
+        "key_entries": sddl.acl_entries(sddl.parse_sddl(entry["key_sddl"]), entry.get("key_sids") or {}) if entry.get("key_sddl") else [],
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
 from .types import show
@@ -39,12 +39,33 @@ class Certificate(IisModel):
             false: HTTP.sys terminates TLS and only needs the key itself; the pool needs it only
             if the app uses the certificate (docs/field-facts.md, IIS [V/I]).
         thumbprint: the expected thumbprint; the import fails if the PFX holds another one.
+            With ``ensure: absent``, which certificate to remove (or give ``pfx`` and
+            ``password`` to read it from the PFX).
+        ensure: ``present`` (default) or ``absent``: remove the certificate (and its private
+            key) from ``LocalMachine\\<store>``; refused while a binding uses it.
+
+    ``pfx`` and ``password`` are required with ``ensure: present``.
     """
 
     name: CertificateName
-    pfx: ControllerPath
-    password: SecretStr = Field(description="PFX password (secret).")
+    pfx: Optional[ControllerPath] = None
+    password: Optional[SecretStr] = Field(None, description="PFX password (secret).")
     store: Literal["My", "WebHosting"] = "My"
     exportable: bool = False
     grant_private_key_to_pools: bool = False
     thumbprint: Optional[Thumbprint] = None
+    ensure: Literal["present", "absent"] = "present"
+
+    @model_validator(mode="after")
+    def _source(self) -> "Certificate":
+        if self.ensure == "present" and (self.pfx is None or self.password is None):
+            raise PydanticCustomError("certificate", "pfx and password are required (or ensure: absent, with thumbprint, to remove it)")
+        if self.ensure == "absent" and self.thumbprint is None and (self.pfx is None or self.password is None):
+            raise PydanticCustomError("certificate", "ensure absent needs the thumbprint (40 hex digits) of the certificate to remove, or pfx and password")
+        return self
+
+    @property
+    def present(self) -> bool:
+        """Whether the certificate should be in the store (``ensure`` is ``present``)."""
+
+        return self.ensure == "present"

@@ -143,6 +143,8 @@ class IisHostConfig(IisModel):
             guess = did_you_mean(binding.certificate, [c.name for c in self.certificates])
             fix = f"did you mean {show(guess)}?" if guess else "add it to iis_certificates or give a thumbprint (40 hex digits)"
             return [HostIssue(loc + ("certificate",), f"certificate {show(binding.certificate)} is neither an iis_certificates name nor a thumbprint", fix)]
+        if not entry.present:
+            return [HostIssue(loc + ("certificate",), f"certificate {show(entry.name)} is to be removed (ensure: absent) but this binding uses it", "bind another certificate, or keep the certificate")]
         if binding.certificate_store and binding.certificate_store != entry.store:
             return [HostIssue(loc + ("certificate_store",), f"certificate {show(entry.name)} is imported into {entry.store}, not {binding.certificate_store}", "drop certificate_store or make it match")]
         return []
@@ -167,6 +169,8 @@ class IisHostConfig(IisModel):
         issues = []
         pool_names = [p.name for p in self.app_pools]
         for i, rule in enumerate(self.acls):
+            if rule.ensure == "absent":
+                continue  # removing a removed pool's entry is fine: the rule carries its SID
             pool = pool_of_principal(rule.principal)
             if pool is not None and self.pool(pool) is None:
                 guess = did_you_mean(pool, pool_names)
@@ -192,7 +196,8 @@ class IisHostConfig(IisModel):
             if isinstance(ext.source, Path):
                 files.append((("iis_extensions", i, "source"), ext.source))
         for i, cert in enumerate(self.certificates):
-            files.append((("iis_certificates", i, "pfx"), cert.pfx))
+            if cert.pfx is not None:  # a certificate to remove may be named by thumbprint only
+                files.append((("iis_certificates", i, "pfx"), cert.pfx))
         return files
 
 

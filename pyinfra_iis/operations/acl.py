@@ -147,6 +147,7 @@ def acl(
     inheritance: str | Sequence[str] | None = None,
     propagation: str | Sequence[str] | None = None,
     present: bool = True,
+    create: bool = True,
 ):
     """
     Make a principal's explicit access entry on a path exactly what the rule says, or remove it.
@@ -165,6 +166,14 @@ def acl(
     + rule: instead of the keywords, an ``AclRule`` model or dict: ``path``, ``principal``,
       ``rights``, ``inheritance``, ``propagation``, ``ensure`` (present/absent). Giving both is
       an error; with ``rule``, say absent with its ``ensure``, not ``present``.
+    + create: ``True`` (default) creates a missing folder; ``False`` leaves a missing path
+      alone (a folder another step creates with its own protected ACL, e.g. a release's
+      ``releases`` folder).
+
+    Absent removes only the principal's EXPLICIT ALLOW entries on exactly that path: never an
+    inherited entry, a Deny entry, another principal's entry or an entry of a child. A rule the
+    inventory stops naming (instead of marking it absent) is revoked by ``granted_rights`` only
+    when this project recorded granting it (:mod:`pyinfra_iis.operations.rights`).
 
     Present: nothing happens when the principal has exactly one explicit allow entry with the
     same rights (bitmask; Synchronize aside), inheritance and propagation; otherwise
@@ -207,6 +216,9 @@ def acl(
     diff = [Change(label, before, f"{model.rights_text} ({model.inheritance_text})")]
     if not exists and model.inheritance != ("None",):
         diff.insert(0, Change(model.path, None, "directory created"))
+    if not exists and not create:
+        host.noop(f"{model.path} does not exist yet; it is created later with its own ACL")
+        return
     log_changes(host, f"Will change access on {model.path}", diff)
     if not exists and model.inheritance != ("None",):
         yield remote_call("Initialize-Directory", {"path": model.path})

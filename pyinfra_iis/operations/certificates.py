@@ -24,7 +24,7 @@ from ..iis.diff import Change, log_changes
 from ..models.certificates import Certificate
 from ..protocol import Secret, remote_call
 from ..sddl import principal_sid
-from ._common import controller_file, from_arguments, refuse_absent, validated
+from ._common import controller_file, from_arguments, validated
 
 #: Largest PFX sent (bytes): its base64 travels inside the call, which must fit the WinRM
 #: envelope (MaxEnvelopeSizekb, 500 KB by default). A server certificate's PFX is a few KB.
@@ -200,7 +200,9 @@ def certificate(
 
     + certificate_name: the name bindings use in ``certificate`` (required in the keyword
       form). Not ``name``: pyinfra takes ``name=`` for the operation's label.
-    + present: must be ``True`` (removing a certificate is not implemented; ``False`` is refused).
+    + present: ``True`` (default) imports; ``False`` removes the certificate and its private key
+      from the store (the model's ``ensure="absent"``; give ``thumbprint``, or ``pfx`` and
+      ``password`` to read it from), refused while an HTTP.sys SSL binding uses it.
     + pfx: the PFX file on the controller (required; relative to pyinfra's working directory).
     + password: the PFX password (required; a secret).
     + store: ``My`` (default) or ``WebHosting``.
@@ -223,11 +225,16 @@ def certificate(
                     password=SecretStr(os.environ["API_PFX_PASSWORD"]))
     """
 
-    refuse_absent(present, "certificate")
+    if certificate is not None and present is not True:
+        raise OperationValueError("argument 'present' goes with the keyword form; give a certificate with ensure='absent' instead")
     model = from_arguments(Certificate, certificate, "certificate", {
         "certificate_name": certificate_name, "pfx": pfx, "password": password, "store": store,
         "exportable": exportable, "thumbprint": thumbprint,
+        "ensure": None if certificate is not None or present else "absent",
     }, {"certificate_name": "name"})
+    if not model.present:
+        yield from _removed(model)
+        return
     info = pfx_info(model)
     if model.thumbprint and model.thumbprint != info.thumbprint:
         raise OperationValueError(f"argument 'certificate': {model.pfx.name} holds {info.thumbprint}, not the expected {model.thumbprint}")
@@ -250,6 +257,106 @@ def certificate(
         # Lets a re-sent call answer "already imported" without opening the PFX again.
         "thumbprint": info.thumbprint,
     })
+
+
+def removal_thumbprint(model: Certificate) -> str:
+    """The thumbprint of a certificate to remove: ``thumbprint``, else read from its PFX."""
+
+    return model.thumbprint or pfx_info(model).thumbprint
+
+
+def bound_endpoints(fact: dict, thumbprint: str) -> list[str]:
+    """The HTTP.sys SSL bindings (endpoints, sorted) whose certificate is ``thumbprint``."""
+
+    table = ((fact.get("iis") or {}).get("ssl_bindings") or {})
+    return sorted(endpoint for endpoint, entry in table.items() if str(entry.get("hash", "")).upper() == thumbprint.upper())
+
+
+def unmoved_endpoints(config: Any, fact: dict, thumbprint: str) -> list[str]:
+    """The HTTP.sys SSL bindings using ``thumbprint`` that no declared https binding of
+    ``config`` (an ``IisHostConfig``) moves to another certificate."""
+
+    from ..iis import httpsys
+
+    declared = {}
+    for site in config.sites:
+        for binding in site.bindings:
+            endpoint = httpsys.binding_endpoint(binding.protocol, binding.binding_information, binding.ssl_flags)
+            if endpoint is not None:
+                declared[endpoint] = binding
+    return [e for e in bound_endpoints(fact, thumbprint)
+            if e not in declared or (declared[e].certificate_thumbprint or "").upper() == thumbprint.upper()]
+
+
+def _moved_by_the_sites(fact: dict, thumbprint: str) -> bool:
+    """At plan time: whether the host's inventory moves every HTTP.sys binding of
+    ``thumbprint`` to another certificate (the site operations run before the removal)."""
+
+    from pyinfra import context
+
+    from ..facts.host_state import host_data_dict
+    from ..models import load_host_config
+
+    state = context.state if context.ctx_state.isset() else None
+    if state is None or getattr(state, "is_executing", False):
+        return False
+    try:
+        config = load_host_config(host.name, host_data_dict(host))
+    except Exception:  # noqa: BLE001 - the deploy reports an invalid inventory
+        return False
+    return not unmoved_endpoints(config, fact, thumbprint)
+
+
+def removal_problems(config: Any, fact: dict) -> list[tuple[int, str]]:
+    """``(index in iis_certificates, reason)`` for each certificate the inventory removes while an
+    HTTP.sys SSL binding uses it and no declared https binding of that endpoint moves it to
+    another certificate (the site operation, which runs before the removal, rebinds those).
+    A declared binding naming the certificate itself is refused by the model's cross-check."""
+
+    problems = []
+    for index, cert in enumerate(config.certificates):
+        if cert.present:
+            continue
+        thumbprint = removal_thumbprint(cert)
+        used = unmoved_endpoints(config, fact, thumbprint)
+        if used:
+            problems.append((index, f"certificate {cert.name} ({thumbprint}) is to be removed but HTTP.sys SSL binding(s) "
+                                    f"{', '.join(used)} use it"))
+    return problems
+
+
+def refuse_bound_removals(current_host: Any, config: Any) -> None:
+    """Refuse, before any operation runs, an inventory that removes a certificate an HTTP.sys
+    SSL binding still uses (:func:`removal_problems`; reads the host's fact).
+
+    Raises:
+        InventoryError: naming the host, ``iis_certificates.<i>.ensure`` and the endpoints.
+    """
+
+    from ..models import InventoryError, InventoryReport, Problem
+
+    problems = removal_problems(config, host_state(current_host))
+    if problems:
+        raise InventoryError(InventoryReport(hosts=[current_host.name], problems=[
+            Problem(current_host.name, f"iis_certificates.{index}.ensure", reason,
+                    "bind another certificate to those endpoints in iis_sites (or remove the bindings) first, or keep the certificate")
+            for index, reason in problems]))
+
+
+def _removed(model: Certificate):
+    """The body of ``certificate`` for ``ensure="absent"``."""
+
+    thumbprint = removal_thumbprint(model)
+    fact = host_state(host)
+    if fact_certificate(fact, thumbprint, model.store) is None:
+        host.noop(f"certificate {model.name} ({thumbprint}) is not in {model.store}")
+        return
+    used = bound_endpoints(fact, thumbprint)
+    if used and not _moved_by_the_sites(fact, thumbprint):  # at execution the fact shows the sites' rebinds
+        raise OperationError(f"certificate {model.name} ({thumbprint}): HTTP.sys SSL binding(s) {', '.join(used)} still use it; "
+                             "bind another certificate to them (or remove their sites' https bindings) before removing it")
+    log_changes(host, f"Will remove certificate {model.name}", [Change(f"certificate {model.name}", f"{thumbprint} in {model.store}", None)])
+    yield remote_call("Remove-IisCertificate", {"thumbprint": thumbprint, "store": model.store})
 
 
 @operation()

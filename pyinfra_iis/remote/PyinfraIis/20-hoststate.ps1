@@ -74,7 +74,7 @@ function Get-IisExtensionState {
 function Get-HostState {
     # -Json {"digest_key": "<base64>", "acl_paths": [...], "cert_stores": [...], "release_roots": [...],
     # "python_versions": [...]} -> {computer_name, reboot_pending, features, extensions, iis,
-    # certificates, acls, pythons, releases}; "iis" (null until Web-Server is installed) is
+    # certificates, acls, pythons, releases, grant_record}; "iis" (null until Web-Server is installed) is
     # Get-IisHostState's raw answer (part 51).
     [CmdletBinding()]
     param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json)
@@ -101,6 +101,7 @@ function Get-HostState {
         acls = Get-PathAclState -Paths $aclPaths -Function $function
         pythons = Get-PythonState -Versions $pythonVersions -Function $function
         releases = Get-ReleaseRootState -Roots $releaseRoots -Function $function
+        grant_record = Get-GrantRecord
     }
     Write-CallResult -InputObject $result
 }

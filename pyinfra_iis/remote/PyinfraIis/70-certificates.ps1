@@ -158,3 +158,31 @@ function Import-IisCertificate {
     }
     Write-CallResult -InputObject $result
 }
+
+function Remove-IisCertificate {
+    # {"thumbprint", "store"?} -> {"removed": bool}: remove the certificate from LocalMachine\<store> and delete its
+    # persisted private key (CNG: CngKey.Delete; CAPI: PersistKeyInCsp false, then Clear); chain certificates stay.
+    # Docs: https://learn.microsoft.com/dotnet/api/system.security.cryptography.x509certificates.x509store.remove
+    # Docs: https://learn.microsoft.com/dotnet/api/system.security.cryptography.cngkey.delete
+    # Docs: https://learn.microsoft.com/dotnet/api/system.security.cryptography.rsacryptoserviceprovider.persistkeyincsp
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json)
+    $function = 'Remove-IisCertificate'
+    $call = ConvertFrom-CallJson -Json $Json -Function $function
+    $storeName = Get-CallValue -Call $call -Name 'store' -Type string -Default 'My' -Function $function
+    $thumbprint = Get-CallValue -Call $call -Name 'thumbprint' -Type string -Required -Function $function
+    if ($thumbprint -notmatch '^[0-9A-Fa-f]{40}$') { throw ('{0}: "thumbprint" must be 40 hex digits' -f $function) }
+    $store = Open-MachineCertificateStore -Store $storeName -Write -Function $function
+    if ($null -eq $store) { Write-CallResult -InputObject ([ordered]@{ removed = $false }); return }
+    try {
+        $found = @($store.Certificates.Find([System.Security.Cryptography.X509Certificates.X509FindType]::FindByThumbprint, $thumbprint, $false))
+        foreach ($certificate in $found) {
+            $key = $null; if ($certificate.HasPrivateKey) { $key = [System.Security.Cryptography.X509Certificates.RSACertificateExtensions]::GetRSAPrivateKey($certificate)
+                if ($null -eq $key) { $key = [System.Security.Cryptography.X509Certificates.ECDsaCertificateExtensions]::GetECDsaPrivateKey($certificate) } }
+            [void]$store.Remove($certificate)
+            if ($key -is [System.Security.Cryptography.RSACryptoServiceProvider]) { $key.PersistKeyInCsp = $false; $key.Clear() }
+            elseif ($null -ne $key -and $null -ne $key.PSObject.Properties['Key']) { $key.Key.Delete(); $key.Dispose() }
+        }
+    } catch { throw ('{0}: cannot remove {1} from LocalMachine\{2}: {3}' -f $function, $thumbprint, $storeName, $_.Exception.Message) } finally { $store.Close() }
+    Write-CallResult -InputObject ([ordered]@{ removed = ($found.Count -gt 0) })
+}

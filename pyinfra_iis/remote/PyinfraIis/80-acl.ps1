@@ -48,6 +48,17 @@ function Get-PathAclReport {
     return [ordered]@{ exists = $true; is_directory = $isDirectory; is_reparse_point = $reparse; sddl = $sddl; sids = $sids }
 }
 
+function Get-GrantRecord {
+    # The "grant_record" part of Get-HostState: the text of the record of rights the project granted (Write-TextFile
+    # into a folder Initialize-Directory protected), or $null when missing or its folder is untrusted (then ignored).
+    # Docs: https://learn.microsoft.com/dotnet/api/system.io.file.readalltext
+    [CmdletBinding()]
+    param([string] $Path = 'C:\ProgramData\pyinfra-iis\grants\granted.json')
+    if (-not [System.IO.File]::Exists($Path)) { return $null }
+    try { Assert-TrustedFolder -Path ([System.IO.Path]::GetDirectoryName($Path)) } catch { return $null }
+    return [System.IO.File]::ReadAllText($Path, (New-Object -TypeName 'System.Text.UTF8Encoding' -ArgumentList $false))
+}
+
 function Get-PathAclState {
     # The "acls" part of Get-HostState: {path: Get-PathAclReport} for each absolute path.
     [CmdletBinding()]

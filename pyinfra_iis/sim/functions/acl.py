@@ -565,3 +565,24 @@ def revoke_path_access(host: "SimHost", payload: dict[str, Any]) -> str:
         acl["entries"] = kept
         host.save()
     return json.dumps({"changed": True})
+
+
+#: Where the controller keeps the record of the rights it granted (``operations/rights.py``); the
+#: PowerShell module's ``Get-GrantRecord`` reads the same path.
+GRANT_RECORD = "C:\\ProgramData\\pyinfra-iis\\grants\\granted.json"
+
+
+def describe_grant_record(host: "SimHost") -> str | None:
+    """The ``grant_record`` part of ``Get-HostState`` (``Get-GrantRecord``): the record's text,
+    or ``None`` when it is missing or its folder is a reparse point or not owned by SYSTEM or
+    Administrators (a record another account could have written is ignored)."""
+
+    local = host.path(GRANT_RECORD)
+    if not local.is_file():
+        return None
+    folder = GRANT_RECORD.rsplit("\\", 1)[0]
+    try:
+        check_folder_owner(host, folder, local.parent, "Get-GrantRecord")
+    except SimFunctionError:
+        return None
+    return local.read_text(encoding="utf-8")

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ... import sddl
 from . import SimFunctionError, sim_function
-from .acl import _entry, add_explicit_acls, render_acl
+from .acl import _entry, _key, acl_store, add_explicit_acls, render_acl
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..host import SimHost
@@ -188,3 +188,27 @@ def _import(host: "SimHost", store: str, key, cert: x509.Certificate, chain: lis
         certificate_store(host)[f"{store}/{thumbprint}"] = {**leaf, "has_private_key": True, "key_file": key_file}
         host.save()
     return json.dumps({"thumbprint": thumbprint, "subject": leaf["subject"], "store": store, "imported": True, "chain": added})
+
+
+@sim_function("Remove-IisCertificate")
+def remove_iis_certificate(host: "SimHost", payload: dict[str, Any]) -> str:
+    """``{"thumbprint", "store"?}`` → ``{"removed": bool}``: the certificate leaves
+    ``LocalMachine\\<store>`` and its private key file (with that file's ACL, key readers
+    included) is deleted, as ``CngKey.Delete`` does; chain certificates in ``CA`` stay. A store
+    that does not exist or a certificate that is not there: ``removed`` false. The controller
+    refuses the call first while a binding uses the certificate."""
+
+    store = _store(payload)
+    thumbprint = payload.get("thumbprint")
+    if not isinstance(thumbprint, str) or not re.fullmatch(r"[0-9A-Fa-f]{40}", thumbprint):
+        raise SimFunctionError('Remove-IisCertificate: "thumbprint" must be 40 hex digits')
+    with host.lock:
+        record = certificate_store(host).pop(f"{store}/{thumbprint.upper()}", None)
+        if record is None:
+            return json.dumps({"removed": False})
+        key_file = record.get("key_file")
+        if key_file:
+            host.path(key_file).unlink(missing_ok=True)
+            acl_store(host).pop(_key(key_file), None)
+        host.save()
+    return json.dumps({"removed": True})

@@ -17,7 +17,7 @@ from ...iis.appconfig import protect_secrets, real_children, render
 from ...iis.httpsys import render_sslcert
 from ..iis.store import STARTED, load_config, pool_names, runtime, site_elements, sslcert_bindings
 from . import SimFunctionError, sim_function
-from .acl import describe_acl
+from .acl import describe_acl, describe_grant_record
 from .certificates import STORES, describe_certificates
 from .python import describe_pythons
 from .release import describe_releases
@@ -114,5 +114,6 @@ def get_host_state(host: "SimHost", payload: dict[str, Any]) -> str:
             "acls": {path: describe_acl(host, path) for path in acl_paths},
             "pythons": describe_pythons(host, python_versions),
             "releases": describe_releases(host, release_roots),
+            "grant_record": describe_grant_record(host),
         }
     return json.dumps(result, separators=(",", ":"))
