@@ -88,7 +88,7 @@ def test_a_pool_in_use_is_refused_naming_host_pool_and_users_and_nothing_changes
     before = sim.config_text()
     with pytest.raises(PoolInUseError) as error:
         sim.plan(app_pool, pool={"name": "old", "present": False})
-    assert str(error.value).startswith("web01: application pool 'old' is not removed: application api/v2, site legacy still use it")
+    assert str(error.value).startswith("web01: application pool 'old' is not removed: it is still used by application api/v2, site legacy;")
     assert sim.config_text() == before
 
 
@@ -181,7 +181,7 @@ def test_pool_users_count_this_runs_changes(sim):
                         applications=config.applications)
     half = load_host_config("web01", {"iis_app_pools": [{"name": "api"}, {"name": "old", "present": False}],
                                       "iis_sites": [{"name": "legacy", "present": False}]})
-    with pytest.raises(PoolInUseError, match="'old' is not removed: application api/v2 still use"):
+    with pytest.raises(PoolInUseError, match="'old' is not removed: it is still used by application api/v2;"):
         check_pool_removals("web01", iis, half.removed_app_pools, sites=half.sites, removed_sites=half.removed_sites,
                             applications=half.applications)
 

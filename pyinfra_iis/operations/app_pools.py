@@ -232,7 +232,7 @@ class PoolInUseError(OperationValueError):
 def pool_in_use_message(host_name: str, pool: str, users: list[str]) -> str:
     """The error text of :class:`PoolInUseError`: host, pool, the users and the fix."""
 
-    return (f"{host_name}: application pool {pool!r} is not removed: {', '.join(users)} still use it; "
+    return (f"{host_name}: application pool {pool!r} is not removed: it is still used by {', '.join(users)}; "
             "move them to another pool (app_pool) or remove them (present: false) first. Nothing was changed")
 
 
