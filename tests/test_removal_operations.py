@@ -205,3 +205,21 @@ def test_removed_entries_leave_sites_and_app_pools():
                                         "iis_sites": [{"name": "legacy", "present": False}, {**API}]})
     assert [p.name for p in config.app_pools] == ["api"] and [p.name for p in config.removed_app_pools] == ["old"]
     assert [s.name for s in config.sites] == ["api"] and [s.name for s in config.removed_sites] == ["legacy"]
+
+
+def test_a_kept_unlisted_https_binding_keeps_its_http_sys_certificate(monkeypatch):
+    from pyinfra_iis.operations.testing import empty_fact, run_operation
+    from pyinfra_iis.protocol import parse_remote_call
+
+    fact = empty_fact(["Web-Server"])
+    binding = {"tag": "binding", "attributes": {"protocol": "https", "bindingInformation": "*:443:", "sslFlags": "0"}, "children": {}, "items": []}
+    fact["iis"]["sections"]["system.applicationHost/sites"] = {"attributes": {}, "children": {}, "items": [
+        {"tag": "site", "attributes": {"name": "shop", "id": "3"}, "children": {"bindings": {"attributes": {}, "children": {}, "items": [binding]}},
+         "items": []}]}
+    fact["iis"]["ssl_bindings"] = {"0.0.0.0:443": {"kind": "ipport", "hash": "AB" * 20, "store": "My", "appid": "x"}}
+    shop = {"name": "shop", "physical_path": "C:\\shop", "app_pool": "shop", "preload_enabled": False, "bindings": [{"port": 80}]}
+    monkeypatch.setattr(sites_module, "UNLISTED_BINDINGS_KEPT", True)
+    kept = run_operation(site._inner, fact, site=shop)
+    assert "Set-IisSslBinding" not in [parse_remote_call(c)[0] for c in kept.commands]
+    gone = run_operation(site._inner, fact, site={**shop, "exclusive_bindings": True})
+    assert [parse_remote_call(c)[0] for c in gone.commands][0] == "Set-IisSslBinding"

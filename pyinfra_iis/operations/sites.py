@@ -123,12 +123,12 @@ def ssl_binding_calls(model: Site, iis: dict | None, certificates: dict[int, tup
         if endpoint is not None and binding.present:
             wanted_endpoints[endpoint] = (index, binding)
     site = config.find_item(config.section(iis, SITES), "site", {"name": model.name})
-    removed = [id(item) for item in removed_bindings(model, iis)]
+    removed = removed_bindings(model, iis)
     listed = {binding_key(b.protocol, b.binding_information) for b in model.present_bindings}
     for item in config.items(config.child(site, "bindings"), "binding"):
         information = config.get_attribute(item, "bindingInformation") or ""
         endpoint = httpsys.binding_endpoint(config.get_attribute(item, "protocol") or "", information, config.get_attribute(item, "sslFlags"))
-        goes = id(item) in removed or binding_key(config.get_attribute(item, "protocol") or "", information) in listed
+        goes = any(item is gone for gone in removed) or binding_key(config.get_attribute(item, "protocol") or "", information) in listed
         if endpoint is not None and endpoint in table and endpoint not in wanted_endpoints and goes:
             before.append(_ssl_call(model.name, information, "remove"))
             diff.append(Change(f"site {model.name}: HTTP.sys SSL binding {endpoint}", table[endpoint]["hash"], None))
