@@ -27,8 +27,8 @@ from .types import pool_of_principal
 HOST_DATA_KEYS: dict[str, str] = {
     "iis_features": "Windows features: {names?, windows_auth?, app_init?, extra?} (WindowsFeatures)",
     "iis_extensions": "MSI extensions: list of {product, source, sha256} (MsiExtension)",
-    "iis_app_pools": "application pools: list of AppPool",
-    "iis_sites": "sites with bindings: list of Site",
+    "iis_app_pools": "application pools: list of AppPool ({name, present: false} removes one)",
+    "iis_sites": "sites with bindings: list of Site ({name, present: false} removes one; its files stay)",
     "iis_certificates": "PFX certificates to import: list of Certificate",
     "iis_acls": "file-system access rules: list of AclRule",
     "iis_server": "server-level settings: {proxy?, allowed_server_variables?, max_allowed_content_length?} (ServerConfig)",
