@@ -68,8 +68,6 @@ def test_model_and_keywords_together_are_refused():
 
 
 @pytest.mark.parametrize("op, kwargs", [
-    (app_pool, {"pool_name": "api"}),
-    (site, {"site_name": "api", "physical_path": "C:\\sites\\api", "app_pool": "api", "bindings": [{"port": 80}]}),
     (windows_features, {}),
     (msi_extension, {"product": "UrlRewrite", "source": "https://example.com/r.msi", "sha256": SHA}),
 ])

@@ -7,9 +7,9 @@ from typing import Any, Iterable, Mapping, Optional
 from pyinfra import host
 from pyinfra.api import deploy
 
-from ..facts.host_state import host_data_dict
+from ..facts.host_state import host_data_dict, host_state
 from ..models import load_host_config
-from ..operations import acl, app_pools, certificates, extensions, features, rights, server, sites
+from ..operations import acl, app_pools, applications, certificates, extensions, features, rights, server, sites
 
 
 @deploy("Configure IIS")
@@ -28,17 +28,23 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
 
     Order: Windows features → MSI extensions (install order: HttpPlatformHandler, URL Rewrite,
     ARR) → server-level configuration → certificates → application pools → private-key access
-    for the pools (after the pools exist, by SID) → sites and bindings → certificates to remove
-    (after the sites moved their bindings off them; refused before anything runs while an
-    HTTP.sys binding the inventory does not move uses one) → file-system ACLs → the record of
+    for the pools (after the pools exist, by SID) → sites and bindings → IIS applications →
+    certificates to remove (after the sites moved their bindings off them; refused before
+    anything runs while an HTTP.sys binding the inventory does not move uses one) → file-system
+    ACLs → removals (``present: false``): applications, then sites, then pools → the record of
     granted rights (revoking those the inventory no longer names,
-    :mod:`pyinfra_iis.operations.rights`). The host data is validated first (``load_host_config``); a bad inventory
-    raises ``InventoryError`` naming host, field and reason before anything runs.
+    :mod:`pyinfra_iis.operations.rights`). The host data is validated first
+    (``load_host_config``); a bad inventory raises ``InventoryError`` naming host, field and
+    reason before anything runs. A pool to remove that a site or application still uses after
+    this run's changes raises ``PoolInUseError`` (host, pool, users) before anything runs too.
     """
 
     config = load_host_config(host.name, host_data_dict(host))
     if any(not cert.present for cert in config.certificates):
         certificates.refuse_bound_removals(host, config)
+    if config.removed_app_pools:
+        app_pools.check_pool_removals(host.name, (host_state(host) or {}).get("iis"), config.removed_app_pools, sites=config.sites,
+                                      removed_sites=config.removed_sites, applications=config.applications)
     features.windows_features(name="Windows features", features=config.features)
     for extension in config.extensions:
         extensions.msi_extension(name=f"IIS extension {extension.product}", extension=extension)
@@ -62,9 +68,18 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
         if site.name.lower() in paths:
             site = site.model_copy(update={"physical_path": paths[site.name.lower()]})
         sites.site(name=f"Site {site.name}", site=site, certificates=config.certificates)
+    site_names, pool_names = [site.name for site in config.sites], [pool.name for pool in config.app_pools]
+    for app in (a for a in config.applications if a.present):
+        applications.application(name=f"Application {app.site}{app.path}", application=app, sites=site_names, pools=pool_names)
     for cert in config.certificates:
         if not cert.present:
             certificates.certificate(name=f"Remove certificate {cert.name}", certificate=cert)
     for rule in config.acls:
         acl.acl(name=f"ACL {rule.path} {rule.principal}", rule=rule)
+    for app in (a for a in config.applications if not a.present):
+        applications.application(name=f"Remove application {app.site}{app.path}", application=app)
+    for removed in config.removed_sites:
+        sites.site(name=f"Remove site {removed.name}", site=removed)
+    for pool in config.removed_app_pools:
+        app_pools.app_pool(name=f"Remove app pool {pool.name}", pool=pool, check_users=False)
     rights.granted_rights(name="Granted rights: revoke what the inventory no longer names")

@@ -7,6 +7,7 @@ problem of every host into one :class:`InventoryReport`.
 """
 
 from .acl import AclRule
+from .application import Application, VirtualDirectory
 from .app_pool import AppPool, RapidFailProtection
 from .certificates import Certificate
 from .extensions import MsiExtension, in_install_order
@@ -47,3 +48,4 @@ __all__ = [
     "WholeMinutes", "WindowsFeatures", "WindowsPath", "WindowsPathOrUnc", "in_install_order", "load_host_config",
     "pool_of_principal", "ssl_flag_names", "validate_inventory", "validate_pyinfra_inventory",
 ]
+__all__ += ["Application", "VirtualDirectory"]

@@ -149,6 +149,9 @@ class AppPool(IisModel):
     extra_attributes: dict[AttributePath, AttributeValue] = Field(
         default_factory=dict, description="Any other schema attribute, 'element.attribute' -> value, e.g. {'processModel.maxProcesses': 1, 'cpu.limit': 50000}."
     )
+    present: bool = Field(
+        default=True, description="False removes the pool (an entry with only name and present); refused while a site or application uses it."
+    )
 
     @model_validator(mode="after")
     def _identity(self) -> "AppPool":

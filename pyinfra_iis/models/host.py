@@ -6,10 +6,11 @@ import difflib
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from pydantic import Field, ValidationInfo, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 from pydantic_core import PydanticCustomError
 
 from .acl import AclRule
+from .application import Application
 from .app_pool import AppPool
 from .types import show
 from .base import IisModel
@@ -26,11 +27,12 @@ from .types import pool_of_principal
 HOST_DATA_KEYS: dict[str, str] = {
     "iis_features": "Windows features: {names?, windows_auth?, app_init?, extra?} (WindowsFeatures)",
     "iis_extensions": "MSI extensions: list of {product, source, sha256} (MsiExtension)",
-    "iis_app_pools": "application pools: list of AppPool",
-    "iis_sites": "sites with bindings: list of Site",
+    "iis_app_pools": "application pools: list of AppPool ({name, present: false} removes one)",
+    "iis_sites": "sites with bindings: list of Site ({name, present: false} removes one; its files stay)",
     "iis_certificates": "PFX certificates to import: list of Certificate",
     "iis_acls": "file-system access rules: list of AclRule",
     "iis_server": "server-level settings: {proxy?, allowed_server_variables?, max_allowed_content_length?} (ServerConfig)",
+    "iis_applications": "IIS applications and virtual directories under sites: list of Application",
 }
 
 #: Validation context key under which :class:`IisHostConfig` collects cross-check issues
@@ -76,6 +78,9 @@ class IisHostConfig(IisModel):
     certificates: list[Certificate] = Field(default_factory=list, alias="iis_certificates")
     acls: list[AclRule] = Field(default_factory=list, alias="iis_acls")
     server: ServerConfig = Field(default_factory=ServerConfig, alias="iis_server")
+    applications: list[Application] = Field(default_factory=list, alias="iis_applications")
+    _removed_app_pools: list[AppPool] = PrivateAttr(default_factory=list)
+    _removed_sites: list[Site] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> "IisHostConfig":
@@ -88,12 +93,39 @@ class IisHostConfig(IisModel):
             raise PydanticCustomError("cross_check", "{issues}", {"issues": text})
         return self
 
+    @model_validator(mode="after")
+    def _set_removals_apart(self) -> "IisHostConfig":
+        """After the checks (which report entries by their index in the host data): entries
+        with ``present: false`` leave :attr:`app_pools` and :attr:`sites` for
+        :attr:`removed_app_pools` and :attr:`removed_sites`, so whoever reads ``sites`` or
+        ``app_pools`` sees only what must exist."""
+
+        self._removed_app_pools = [p for p in self.app_pools if not p.present]
+        self._removed_sites = [s for s in self.sites if not s.present]
+        if self._removed_app_pools:
+            object.__setattr__(self, "app_pools", [p for p in self.app_pools if p.present])
+        if self._removed_sites:
+            object.__setattr__(self, "sites", [s for s in self.sites if s.present])
+        return self
+
+    @property
+    def removed_app_pools(self) -> list[AppPool]:
+        """``iis_app_pools`` entries with ``present: false`` (pools to remove)."""
+
+        return list(self._removed_app_pools)
+
+    @property
+    def removed_sites(self) -> list[Site]:
+        """``iis_sites`` entries with ``present: false`` (sites to remove; their files stay)."""
+
+        return list(self._removed_sites)
+
     # --- lookups -----------------------------------------------------------------------
 
     def pool(self, name: str) -> Optional[AppPool]:
         """Return the pool named ``name`` (case-insensitive), or ``None``."""
 
-        return next((p for p in self.app_pools if p.name.lower() == name.lower()), None)
+        return next((p for p in self.app_pools if p.name.lower() == name.lower() and p.present), None)
 
     def certificate(self, name: str) -> Optional[Certificate]:
         """Return the certificate entry named ``name`` (case-insensitive), or ``None``."""
@@ -119,13 +151,49 @@ class IisHostConfig(IisModel):
         issues += self._check_bindings_across_sites()
         issues += self._check_acls()
         issues += self._check_server()
+        issues += self._check_removals()
+        issues += self._check_applications()
+        return issues
+
+    def _check_removals(self) -> list[HostIssue]:
+        issues = []
+        for i, pool in enumerate(self.app_pools):
+            extra = sorted(pool.model_fields_set - {"name", "present"})
+            if not pool.present and extra:
+                issues.append(HostIssue(("iis_app_pools", i, "present"), f"pool {show(pool.name)} has present false (it is removed) but also sets {', '.join(extra)}", "give only name and present: false"))
+        removed = {p.name.lower() for p in self.app_pools if not p.present}
+        for i, site in enumerate(self.sites):
+            if site.present and site.app_pool and site.app_pool.lower() in removed:
+                issues.append(HostIssue(("iis_sites", i, "app_pool"), f"application pool {show(site.app_pool)} is removed (present false in iis_app_pools) but site {show(site.name)} uses it", "move the site to another pool, or keep the pool"))
+        return issues
+
+    def _check_applications(self) -> list[HostIssue]:
+        issues = []
+        removed_pools = {p.name.lower() for p in self.app_pools if not p.present}
+        removed_sites = {s.name.lower() for s in self.sites if not s.present}
+        seen: dict[tuple[str, str], int] = {}
+        for i, app in enumerate(self.applications):
+            key = (app.site.lower(), app.path.lower())
+            if key in seen:
+                issues.append(HostIssue(("iis_applications", i, "path"), f"{app.label} is listed twice (also iis_applications[{seen[key]}]; IIS compares paths case-insensitively)", "list each application once"))
+            seen.setdefault(key, i)
+            if app.site.lower() in removed_sites:
+                issues.append(HostIssue(("iis_applications", i, "site"), f"site {show(app.site)} is removed (present false in iis_sites): its applications go with it", "drop this entry, or keep the site"))
+            if app.app_pool and app.app_pool.lower() in removed_pools:
+                issues.append(HostIssue(("iis_applications", i, "app_pool"), f"application pool {show(app.app_pool)} is removed (present false in iis_app_pools) but {app.label} uses it", "move the application to another pool, or keep the pool"))
+            if app.preload_enabled and not self.features.has(APP_INIT_FEATURE):
+                issues.append(HostIssue(("iis_applications", i, "preload_enabled"), "preloadEnabled needs the Web-AppInit feature, which iis_features does not install", "set iis_features.app_init true, or preload_enabled false"))
         return issues
 
     def _check_sites(self) -> list[HostIssue]:
         issues = []
         pool_names = [p.name for p in self.app_pools]
         for i, site in enumerate(self.sites):
-            if self.pool(site.app_pool) is None:
+            if not site.present:
+                continue
+            if site.app_pool and site.app_pool.lower() in {p.name.lower() for p in self.app_pools if not p.present}:
+                pass  # reported by _check_removals
+            elif self.pool(site.app_pool) is None:
                 guess = did_you_mean(site.app_pool, pool_names)
                 fix = f"did you mean {show(guess)}?" if guess else "add the pool to iis_app_pools"
                 issues.append(HostIssue(("iis_sites", i, "app_pool"), f"application pool {show(site.app_pool)} is not defined in iis_app_pools", fix))
@@ -155,6 +223,8 @@ class IisHostConfig(IisModel):
         protocols: dict[tuple[str, int], tuple[str, str]] = {}
         for i, site in enumerate(self.sites):
             for j, binding in enumerate(site.bindings):
+                if not (site.present and binding.present):
+                    continue
                 loc = ("iis_sites", i, "bindings", j)
                 if binding.key in seen and seen[binding.key] != site.name:
                     issues.append(HostIssue(loc, f"{binding.protocol} binding {binding.binding_information} is also used by site {show(seen[binding.key])}", "each binding belongs to one site"))

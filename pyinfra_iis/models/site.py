@@ -52,6 +52,8 @@ class Binding(IisModel):
             ``CentralCertStore``.
         certificate_store: ``My`` or ``WebHosting``; default: the named certificate's store,
             or ``My`` for a thumbprint.
+        present: ``False`` removes this binding from the site when the host has it (matched by
+            protocol, ip, port and host name); a removal entry needs no certificate. Default true.
     """
 
     protocol: Literal["http", "https"] = "http"
@@ -61,11 +63,17 @@ class Binding(IisModel):
     ssl_flags: Optional[SslFlags] = None
     certificate: Optional[str] = None
     certificate_store: Optional[Literal["My", "WebHosting"]] = None
+    present: bool = True
 
     @model_validator(mode="after")
     def _rules(self) -> "Binding":
         if self.port is None:
             object.__setattr__(self, "port", 443 if self.protocol == "https" else 80)
+        if not self.present:
+            if self.certificate or self.certificate_store or self.ssl_flags is not None:
+                raise PydanticCustomError("binding", "a binding with present false is removed: give only protocol, ip, port and host_name")
+            object.__setattr__(self, "ssl_flags", 0)
+            return self
         if self.protocol == "http":
             if self.certificate or self.certificate_store or self.ssl_flags:
                 raise PydanticCustomError("binding", "an http binding takes no certificate, certificate_store or ssl_flags; use protocol https")
@@ -106,8 +114,6 @@ class Binding(IisModel):
 
 
 def _unique_bindings(bindings: list[Binding]) -> list[Binding]:
-    if not bindings:
-        raise PydanticCustomError("bindings", "a site needs at least one binding")
     keys = [b.key for b in bindings]
     duplicates = sorted({f"{k[0]} {b.binding_information}" for k, b in zip(keys, bindings) if keys.count(k) > 1})
     if duplicates:
@@ -137,17 +143,47 @@ class Site(IisModel):
             (docs/field-facts.md, IIS [V]). Default true.
         state: ``Started`` / ``Stopped`` (also ``serverAutoStart``).
         id: the site id; ``None`` lets the operation pick the next free id.
+        present: ``False`` removes the site (with its bindings, applications and virtual
+            directories, and the HTTP.sys certificate bindings of its https bindings); such an
+            entry gives only ``name``. Its files are NEVER deleted: nothing in pyinfra-iis
+            deletes a site's folders. Default true (then ``physical_path``, ``app_pool`` and at
+            least one binding are required).
+        exclusive_bindings: ``True`` makes ``bindings`` authoritative: a binding the host has
+            and the list does not name is removed. Default false: unlisted bindings are left
+            as they are (a binding is removed only by an entry with ``present: false``).
     """
 
     name: SiteName
-    physical_path: WindowsPath
-    app_pool: PoolName
-    bindings: Annotated[list[Binding], AfterValidator(_unique_bindings)]
+    physical_path: Optional[WindowsPath] = None
+    app_pool: Optional[PoolName] = None
+    bindings: Annotated[list[Binding], AfterValidator(_unique_bindings)] = Field(default_factory=list)
     log_directory: Optional[WindowsPath] = None
     preload_enabled: bool = True
     anonymous_auth_as_pool_identity: bool = True
     state: Literal["Started", "Stopped"] = "Started"
     id: Optional[Annotated[int, BeforeValidator(_site_id), Field(ge=1, le=4294967295)]] = None
+    present: bool = True
+    exclusive_bindings: bool = False
+
+    @model_validator(mode="after")
+    def _present_or_removed(self) -> "Site":
+        if not self.present:
+            extra = sorted(self.model_fields_set - {"name", "present"})
+            if extra:
+                raise PydanticCustomError("site_removed", "a site with present false is removed (its files are kept): give only name, not {fields}", {"fields": ", ".join(extra)})
+            return self
+        missing = [field for field in ("physical_path", "app_pool") if getattr(self, field) is None]
+        if missing:
+            raise PydanticCustomError("site_required", "{fields} required for a site that is present (or set present false to remove it)", {"fields": " and ".join(missing)})
+        if not any(binding.present for binding in self.bindings):
+            raise PydanticCustomError("bindings", "a site needs at least one binding")
+        return self
+
+    @property
+    def present_bindings(self) -> list[Binding]:
+        """The bindings the site must have (entries with ``present`` true)."""
+
+        return [binding for binding in self.bindings if binding.present]
 
     def config_attributes(self) -> dict[str, str]:
         """Return ``{attribute path: value text}`` for the site as IIS writes them.

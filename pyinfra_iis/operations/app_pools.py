@@ -9,6 +9,7 @@ from pydantic import SecretStr
 
 from pyinfra import host
 from pyinfra.api import operation
+from pyinfra.api.exceptions import OperationValueError
 
 from ..facts.host_state import host_state
 from ..iis import config
@@ -18,7 +19,8 @@ from ..iis.diff import Change, log_changes
 from ..iis.edits import Edit, attribute_edits, child_step, item_step, remove_edit, set_edit
 from ..models.app_pool import AppPool, IdentityType, RapidFailProtection
 from ..protocol import Secret, secret_digest
-from ._common import from_arguments, iis_of, refuse_absent
+from ..iis.removal import pool_users
+from ._common import from_arguments, iis_of
 
 
 def _environment_edits(model: AppPool, pool_item: config.Element | None, base: list,
@@ -120,6 +122,7 @@ def app_pool(
     environment_variables: Mapping[str, str | SecretStr] | None = None,
     state: Literal["Started", "Stopped"] | None = None,
     extra_attributes: Mapping[str, bool | int | str] | None = None,
+    check_users: bool = True,
 ):
     """
     Create or update an application pool, then bring it to its runtime state.
@@ -128,7 +131,9 @@ def app_pool(
 
     + pool_name: the pool's name (required in the keyword form). Not ``name``: pyinfra takes
       ``name=`` for the operation's label before the operation sees it.
-    + present: must be ``True`` (removing a pool is not implemented; ``False`` is refused).
+    + present: ``False`` removes the pool (give only ``pool_name``; :func:`app_pool_removal`):
+      refused with :class:`PoolInUseError` while a site or application of the host uses it.
+      Default true.
     + managed_runtime_version: ``""`` (No Managed Code, default), ``"v4.0"`` or ``"v2.0"``.
     + identity_type: default ``ApplicationPoolIdentity``; ``SpecificUser`` needs ``user`` and
       ``password``.
@@ -143,6 +148,9 @@ def app_pool(
     + extra_attributes: other schema attributes, ``{"processModel.maxProcesses": 1}``.
     + pool: instead of the keywords, an ``AppPool`` model or dict (host data ``iis_app_pools``
       entry; the ``Configure IIS`` deploy uses this form). Giving both is an error.
+    + check_users: with ``present=False``, refuse while the host's sites or applications use the
+      pool (default true). The ``Configure IIS`` deploy passes false: it checks the users after
+      the run's changes itself, before any operation (:func:`check_pool_removals`).
     + keep_variables: environment variable names this operation neither sets nor removes (the
       release's app secrets: they change only with the release's health-checked switch, never by
       a recycle of the live pool here); default none.
@@ -168,17 +176,19 @@ def app_pool(
                  environment_variables={"API_KEY": SecretStr(os.environ["API_KEY"])})
     """
 
-    refuse_absent(present, "app_pool")
     model = from_arguments(AppPool, pool, "pool", {
         "pool_name": pool_name, "managed_runtime_version": managed_runtime_version, "identity_type": identity_type,
         "user": user, "password": password, "start_mode": start_mode, "idle_timeout": idle_timeout,
         "load_user_profile": load_user_profile, "periodic_restart_time": periodic_restart_time,
         "periodic_restart_schedule": periodic_restart_schedule, "rapid_fail_protection": rapid_fail_protection,
         "queue_length": queue_length, "environment_variables": environment_variables, "state": state,
-        "extra_attributes": extra_attributes,
+        "extra_attributes": extra_attributes, "present": None if present is True else present,
     }, {"pool_name": "name"})
     fact = host_state(host)
     iis = iis_of(fact)
+    if not model.present:
+        yield from app_pool_removal(model, iis, host.name, check_users=check_users)
+        return
     edits, diff = app_pool_edits(model, iis, keep_variables)
     runtime = ((iis or {}).get("runtime") or {}).get("app_pools") or {}
     current_state = next((value for name, value in runtime.items() if name.lower() == model.name.lower()), None)
@@ -213,3 +223,54 @@ def remote_call_runtime(app_pools: dict | None = None, sites: dict | None = None
     if sites:
         payload["sites"] = sites
     return remote_call("Set-IisRuntimeState", payload)
+
+
+class PoolInUseError(OperationValueError):
+    """An application pool to remove is still used by sites or applications."""
+
+
+def pool_in_use_message(host_name: str, pool: str, users: list[str]) -> str:
+    """The error text of :class:`PoolInUseError`: host, pool, the users and the fix."""
+
+    return (f"{host_name}: application pool {pool!r} is not removed: it is still used by {', '.join(users)}; "
+            "move them to another pool (app_pool) or remove them (present: false) first. Nothing was changed")
+
+
+def check_pool_removals(host_name: str, iis: dict | None, pools: Iterable[AppPool], *, sites: Iterable[Any] = (),
+                        removed_sites: Iterable[Any] = (), applications: Iterable[Any] = ()) -> None:
+    """Refuse, before anything changes, to remove a pool that a site or application still uses
+    AFTER this run's changes (declared sites and applications moved to their pools, removed
+    ones gone; :func:`pyinfra_iis.iis.removal.pool_users`).
+
+    Raises:
+        PoolInUseError: naming host, pool and every user of it.
+    """
+
+    sites, removed_sites, applications = list(sites), list(removed_sites), list(applications)
+    for pool in pools:
+        users = pool_users(iis, pool.name, sites=sites, removed_sites=removed_sites, applications=applications)
+        if users:
+            raise PoolInUseError(pool_in_use_message(host_name, pool.name, users))
+
+
+def app_pool_removal(model: AppPool, iis: dict | None, host_name: str, check_users: bool = True):
+    """Yield the ``Set-IisConfig`` that removes pool ``model.name`` (with its environment
+    variables) when the host has it; nothing (a no-op) when it does not. WAS stops its worker
+    processes. The virtual account ``IIS AppPool\\<name>`` ceases to exist; rights granted to
+    it stay on the files until revoked.
+
+    Raises:
+        PoolInUseError: ``check_users`` and a site or application of the host uses the pool.
+    """
+
+    item = config.find_item(config.section(iis, APP_POOLS), "add", {"name": model.name})
+    if item is None:
+        host.noop(f"app pool {model.name} is absent")
+        return
+    name = config.get_attribute(item, "name") or model.name
+    if check_users:
+        users = pool_users(iis, name)
+        if users:
+            raise PoolInUseError(pool_in_use_message(host_name, name, users))
+    log_changes(host, f"Will remove app pool {name}", [Change(f"app pool {name}", "present", None)])
+    yield remote_call_set([remove_edit(APP_POOLS, [item_step("add", name=name)])])

@@ -16,15 +16,31 @@ from ..iis.compare import differing
 from ..iis.defaults import ANONYMOUS_AUTH, ANONYMOUS_AUTH_ATTRS, APPLICATION, BINDING, SITE, SITES, VIRTUAL_DIRECTORY
 from ..iis.diff import Change, log_changes, once_per_run
 from ..iis.edits import Edit, attribute_edits, child_step, item_step, remove_edit, set_edit
+from ..iis.removal import binding_key, binding_removals, site_item
 from ..models.certificates import Certificate
 from ..models.site import Binding, Site
 from ..protocol import remote_call
-from ._common import from_arguments, iis_of, refuse_absent, validated, warn
+from ._common import from_arguments, iis_of, validated, warn
 from .app_pools import remote_call_runtime
 from .certificates import CertificateInfo, check_for_binding, fact_certificate, info_of_fact_entry, pfx_info
 
 ROOT_APP = item_step("application", path="/")
 ROOT_VDIR = item_step("virtualDirectory", path="/")
+
+#: Whether a binding the site has and its ``bindings`` do not name is kept (``False``: such a
+#: binding is removed). ``exclusive_bindings: true`` removes them whatever this says; an entry
+#: with ``present: false`` always removes its binding (:func:`pyinfra_iis.iis.removal.binding_removals`).
+UNLISTED_BINDINGS_KEPT = False
+
+
+def removed_bindings(model: Site, iis: dict | None) -> list[config.Element]:
+    """The host's ``<binding>`` items of site ``model`` that this run removes: those named by a
+    ``present: false`` entry, and, with ``exclusive_bindings`` (or while unlisted bindings are
+    not kept, :data:`UNLISTED_BINDINGS_KEPT`), those the list does not name."""
+
+    holder = config.child(site_item(iis, model.name), "bindings")
+    exclusive = model.exclusive_bindings or not UNLISTED_BINDINGS_KEPT
+    return binding_removals(config.items(holder, "binding"), model.bindings, exclusive)
 
 
 def _split(attributes: dict[str, str]) -> tuple[dict, dict, dict]:
@@ -104,13 +120,16 @@ def ssl_binding_calls(model: Site, iis: dict | None, certificates: dict[int, tup
     wanted_endpoints = {}
     for index, binding in enumerate(model.bindings):
         endpoint = httpsys.binding_endpoint(binding.protocol, binding.binding_information, binding.ssl_flags)
-        if endpoint is not None:
+        if endpoint is not None and binding.present:
             wanted_endpoints[endpoint] = (index, binding)
     site = config.find_item(config.section(iis, SITES), "site", {"name": model.name})
+    removed = removed_bindings(model, iis)
+    listed = {binding_key(b.protocol, b.binding_information) for b in model.present_bindings}
     for item in config.items(config.child(site, "bindings"), "binding"):
         information = config.get_attribute(item, "bindingInformation") or ""
         endpoint = httpsys.binding_endpoint(config.get_attribute(item, "protocol") or "", information, config.get_attribute(item, "sslFlags"))
-        if endpoint is not None and endpoint in table and endpoint not in wanted_endpoints:
+        goes = any(item is gone for gone in removed) or binding_key(config.get_attribute(item, "protocol") or "", information) in listed
+        if endpoint is not None and endpoint in table and endpoint not in wanted_endpoints and goes:
             before.append(_ssl_call(model.name, information, "remove"))
             diff.append(Change(f"site {model.name}: HTTP.sys SSL binding {endpoint}", table[endpoint]["hash"], None))
     for endpoint, (index, binding) in wanted_endpoints.items():
@@ -128,7 +147,7 @@ def ssl_binding_calls(model: Site, iis: dict | None, certificates: dict[int, tup
 
 def binding_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change], list[Binding]]:
     """Edits for the site's bindings: add a missing one, set the differing attributes of an
-    existing one, remove one the model does not list; each binding alone, never a clear.
+    existing one, remove those :func:`removed_bindings` names; each binding alone, never a clear.
 
     Returns:
         ``(edits, diff, bindings added or changed)``.
@@ -140,10 +159,8 @@ def binding_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Chang
     edits: list[Edit] = []
     diff: list[Change] = []
     touched: list[Binding] = []
-    wanted_keys = set()
-    for index, binding in enumerate(model.bindings):
+    for binding in model.present_bindings:
         key = {"protocol": binding.protocol, "bindingInformation": binding.binding_information}
-        wanted_keys.add((binding.protocol.lower(), binding.binding_information.lower()))
         item = config.find_item(holder, "binding", key)
         label = f"site {model.name}: binding {binding.protocol} {binding.binding_information}"
         changes, lines = differing(item, binding_attributes(binding), BINDING, label=label)
@@ -156,13 +173,42 @@ def binding_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Chang
             edits += attribute_edits(SITES, [*path, item_step("binding", **key)], changes)
             diff += lines
             touched.append(binding)
-    for item in config.items(holder, "binding"):
+    for item in removed_bindings(model, iis):
         protocol = config.get_attribute(item, "protocol") or ""
         information = config.get_attribute(item, "bindingInformation") or ""
-        if (protocol.lower(), information.lower()) not in wanted_keys:
-            edits.append(remove_edit(SITES, [*path, item_step("binding", protocol=protocol, bindingInformation=information)]))
-            diff.append(Change(f"site {model.name}: binding {protocol} {information}", "present", None))
+        edits.append(remove_edit(SITES, [*path, item_step("binding", protocol=protocol, bindingInformation=information)]))
+        diff.append(Change(f"site {model.name}: binding {protocol} {information}", "present", None))
     return edits, diff, touched
+
+
+def site_removal(model: Site, iis: dict | None) -> tuple[list[str], list[Change]]:
+    """The calls (and diff lines) that remove site ``model.name`` when the host has it: the
+    HTTP.sys certificate binding of each of its https bindings (``Set-IisSslBinding`` remove,
+    while the binding still exists), then ONE ``Set-IisConfig`` removing the ``<site>`` with
+    its bindings, applications and virtual directories. Files are never deleted. Nothing when
+    the host has no such site."""
+
+    site = site_item(iis, model.name)
+    if site is None:
+        return [], []
+    name = config.get_attribute(site, "name") or model.name
+    table = (iis or {}).get("ssl_bindings") or {}
+    calls: list[str] = []
+    diff = [Change(f"site {name}", "present", None)]
+    for item in config.items(config.child(site, "bindings"), "binding"):
+        protocol = config.get_attribute(item, "protocol") or ""
+        information = config.get_attribute(item, "bindingInformation") or ""
+        diff.append(Change(f"site {name}: binding {protocol} {information}", "present", None))
+        endpoint = httpsys.binding_endpoint(protocol, information, config.get_attribute(item, "sslFlags"))
+        if endpoint is not None and endpoint in table:
+            calls.append(_ssl_call(name, information, "remove"))
+            diff.append(Change(f"site {name}: HTTP.sys SSL binding {endpoint}", table[endpoint]["hash"], None))
+    for app in config.items(site, "application"):
+        path = config.get_attribute(app, "path") or "/"
+        if path != "/":
+            diff.append(Change(f"site {name}: application {path}", "present", None))
+    calls.append(remote_call("Set-IisConfig", {"edits": [remove_edit(SITES, [item_step("site", name=name)])]}))
+    return calls, diff
 
 
 def anonymous_auth_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change]]:
@@ -227,6 +273,7 @@ def site(
     anonymous_auth_as_pool_identity: bool | None = None,
     state: Literal["Started", "Stopped"] | None = None,
     site_id: int | None = None,
+    exclusive_bindings: bool | None = None,
 ):
     """
     Create or update a site, its root application and virtual directory, its bindings, its
@@ -236,12 +283,18 @@ def site(
 
     + site_name: the site's name (required in the keyword form). Not ``name``: pyinfra takes
       ``name=`` for the operation's label before the operation sees it.
-    + present: must be ``True`` (removing a site is not implemented; ``False`` is refused).
+    + present: ``False`` removes the site (give only ``site_name``): its HTTP.sys certificate
+      bindings, then the ``<site>`` element with its bindings, applications and virtual
+      directories. The site's FILES ARE NEVER DELETED (its physical path, logs): nothing in
+      pyinfra-iis deletes them; remove them yourself if you want them gone. Default true.
     + physical_path: root folder on the host (required), e.g. ``C:\\sites\\api\\current``.
     + app_pool: the root application's pool (required).
     + bindings: at least one; each a dict or ``Binding``: ``protocol`` (http/https), ``ip``
       (``*``), ``port`` (80/443), ``host_name`` (``""``), ``ssl_flags``, ``certificate`` (a
-      name from ``certificates`` or a thumbprint in the store), ``certificate_store``.
+      name from ``certificates`` or a thumbprint in the store), ``certificate_store``,
+      ``present`` (``False``: remove this binding when the site has it).
+    + exclusive_bindings: ``True`` removes every binding of the site the list does not name
+      (default false: see ``UNLISTED_BINDINGS_KEPT``).
     + log_directory: ``logFile/@directory``; default IIS's.
     + preload_enabled: default true; anonymous_auth_as_pool_identity: default true.
     + state: ``Started`` (default) or ``Stopped``.
@@ -269,12 +322,20 @@ def site(
              app_pool="api", bindings=[{"protocol": "http", "port": 80}])
     """
 
-    refuse_absent(present, "site")
     model = from_arguments(Site, site, "site", {
         "site_name": site_name, "physical_path": physical_path, "app_pool": app_pool, "bindings": bindings,
         "log_directory": log_directory, "preload_enabled": preload_enabled,
         "anonymous_auth_as_pool_identity": anonymous_auth_as_pool_identity, "state": state, "site_id": site_id,
+        "exclusive_bindings": exclusive_bindings, "present": None if present is True else present,
     }, {"site_name": "name", "site_id": "id"})
+    if not model.present:
+        calls, diff = site_removal(model, iis_of(host_state(host)))
+        if not calls:
+            host.noop(f"site {model.name} is absent")
+            return
+        log_changes(host, f"Will remove site {model.name} (its files stay)", diff)
+        yield from calls
+        return
     cert_models = [validated(Certificate, c, "certificates") for c in certificates]
     fact = host_state(host)
     iis = iis_of(fact)
