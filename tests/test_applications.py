@@ -132,13 +132,13 @@ def test_configure_iis_creates_applications_after_sites_and_removes_apps_sites_p
     from pyinfra import context
 
     from pyinfra_iis.deploys import iis
-    from pyinfra_iis.operations import acl, app_pools, applications, certificates, extensions, features, server, sites
+    from pyinfra_iis.operations import acl, app_pools, applications, certificates, extensions, features, rights, server, sites
     from pyinfra_iis.operations.testing import empty_fact, make_host
 
     calls: list[tuple[str, str]] = []
     for module, op in ((features, "windows_features"), (extensions, "msi_extension"), (server, "server_config"),
                        (certificates, "certificate"), (app_pools, "app_pool"), (sites, "site"), (acl, "acl"),
-                       (applications, "application")):
+                       (applications, "application"), (rights, "granted_rights")):
         monkeypatch.setattr(module, op, lambda *a, _op=op, **kw: calls.append((_op, kw["name"])))
     data = {"iis_app_pools": [{"name": "api"}, {"name": "old", "present": False}],
             "iis_sites": [{"name": "legacy", "present": False},
@@ -152,4 +152,5 @@ def test_configure_iis_creates_applications_after_sites_and_removes_apps_sites_p
     names = [name for _, name in calls]
     assert names[names.index("App pool api"):] == [
         "App pool api", "Site api", "Application api/v2", "ACL C:\\s IIS AppPool\\api",
-        "Remove application api/old", "Remove site legacy", "Remove app pool old"]
+        "Remove application api/old", "Remove site legacy", "Remove app pool old",
+        "Granted rights: revoke what the inventory no longer names"]

@@ -1,4 +1,4 @@
-"""``Install-MsiProduct`` on the simulated host: HttpPlatformHandler, URL Rewrite, ARR.
+r"""``Install-MsiProduct`` on the simulated host: HttpPlatformHandler, URL Rewrite, ARR.
 
 The simulator does not run msiexec. It copies the MSI to ``C:\\ProgramData\\pyinfra-iis\\msi\\``,
 checks its SHA-256 BEFORE "running" it, writes a verbose-log-like file to
