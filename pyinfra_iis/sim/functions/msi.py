@@ -1,4 +1,4 @@
-r"""``Install-MsiProduct`` on the simulated host: HttpPlatformHandler, URL Rewrite, ARR.
+"""``Install-MsiProduct`` on the simulated host: HttpPlatformHandler, URL Rewrite, ARR.
 
 The simulator does not run msiexec. It copies the MSI to ``C:\\ProgramData\\pyinfra-iis\\msi\\``,
 checks its SHA-256 BEFORE "running" it, writes a verbose-log-like file to
@@ -27,7 +27,7 @@ queues one code per msiexec run. 1618 (another installation is in progress) is r
 module does: up to :data:`MSI_BUSY_RETRIES` more runs, after backoff delays
 the simulator only records (``host.state["msi_busy_waits"]``), it does not sleep.
 
-The MSI folder ``C:\ProgramData\pyinfra-iis\msi`` is administrators-only on Windows
+The MSI folder ``C:\\ProgramData\\pyinfra-iis\\msi`` is administrators-only on Windows
 (``Initialize-ProtectedFolder``); the simulator has no ACL model for it.
 """
 
