@@ -8,7 +8,7 @@ from pydantic import BeforeValidator, model_validator
 from pydantic_core import PydanticCustomError
 
 from .types import show
-from .base import IisModel
+from .base import IisModel, present_as_ensure
 from .types import Principal, WindowsPath
 
 #: ``System.Security.AccessControl.FileSystemRights`` names (Microsoft .NET API reference).
@@ -63,7 +63,8 @@ class AclRule(IisModel):
         inheritance: default ``ContainerInherit, ObjectInherit`` (the folder and everything
             below); ``None`` for a file.
         propagation: default ``None``.
-        ensure: ``present`` (default) or ``absent`` (remove this explicit entry).
+        ensure: ``present`` (default) or ``absent`` (remove this explicit entry); ``present:
+            false`` (the spelling of sites, pools and bindings) means the same.
     """
 
     path: WindowsPath
@@ -73,6 +74,11 @@ class AclRule(IisModel):
     inheritance: Inheritance = ("ContainerInherit", "ObjectInherit")
     propagation: Propagation = ("None",)
     ensure: Literal["present", "absent"] = "present"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _present_spelling(cls, data: Any) -> Any:
+        return present_as_ensure(data)
 
     @model_validator(mode="after")
     def _propagation_needs_inheritance(self) -> "AclRule":

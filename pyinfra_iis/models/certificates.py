@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
 from .types import show
-from .base import IisModel
+from .base import IisModel, present_as_ensure
 from .types import ControllerPath, Thumbprint
 
 
@@ -42,7 +42,8 @@ class Certificate(IisModel):
             With ``ensure: absent``, which certificate to remove (or give ``pfx`` and
             ``password`` to read it from the PFX).
         ensure: ``present`` (default) or ``absent``: remove the certificate (and its private
-            key) from ``LocalMachine\\<store>``; refused while a binding uses it.
+            key) from ``LocalMachine\\<store>``; refused while a binding uses it. ``present:
+            false`` (the spelling of sites, pools and bindings) means the same.
 
     ``pfx`` and ``password`` are required with ``ensure: present``.
     """
@@ -56,10 +57,15 @@ class Certificate(IisModel):
     thumbprint: Optional[Thumbprint] = None
     ensure: Literal["present", "absent"] = "present"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _present_spelling(cls, data: Any) -> Any:
+        return present_as_ensure(data)
+
     @model_validator(mode="after")
     def _source(self) -> "Certificate":
         if self.ensure == "present" and (self.pfx is None or self.password is None):
-            raise PydanticCustomError("certificate", "pfx and password are required (or ensure: absent, with thumbprint, to remove it)")
+            raise PydanticCustomError("certificate", "pfx and password are required (or present: false, with thumbprint, to remove it)")
         if self.ensure == "absent" and self.thumbprint is None and (self.pfx is None or self.password is None):
             raise PydanticCustomError("certificate", "ensure absent needs the thumbprint (40 hex digits) of the certificate to remove, or pfx and password")
         return self
