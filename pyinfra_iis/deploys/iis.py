@@ -46,7 +46,8 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
     for pool in config.app_pools:
         if pool.name.lower() in extra_env:
             pool = pool.model_copy(update={"environment_variables": {**pool.environment_variables, **extra_env[pool.name.lower()]}})
-        app_pools.app_pool(name=f"App pool {pool.name}", pool=pool, keep_variables=kept.get(pool.name.lower(), []))
+        app_pools.app_pool(name=f"App pool {pool.name}", pool=pool, keep_variables=kept.get(pool.name.lower(), []),
+                           serves_release=pool.name.lower() in kept)
     pool_principals = [pool.principal for pool in config.app_pools]
     for cert in config.certificates:
         if cert.grant_private_key_to_pools and pool_principals:
