@@ -12,6 +12,7 @@ from pyinfra.api.exceptions import OperationError
 
 from ..facts.host_state import host_state
 from ..iis import config, httpsys
+from ..iis.adopt import anonymous_auth_wanted, binding_key, host_binding_conflicts, site_runtime_wanted, site_wanted_attributes
 from ..iis.compare import differing
 from ..iis.defaults import ANONYMOUS_AUTH, ANONYMOUS_AUTH_ATTRS, APPLICATION, BINDING, SITE, SITES, VIRTUAL_DIRECTORY
 from ..iis.diff import Change, log_changes, once_per_run
@@ -43,14 +44,16 @@ def _split(attributes: dict[str, str]) -> tuple[dict, dict, dict]:
 def site_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change]]:
     """Edits for the site element, its root application and root virtual directory: only the
     attributes whose effective value differs (item → siteDefaults / applicationDefaults /
-    virtualDirectoryDefaults → schema default)."""
+    virtualDirectoryDefaults → schema default). On an existing site only the required and the
+    declared attributes are compared (:func:`pyinfra_iis.iis.adopt.site_wanted_attributes`);
+    paths IIS expands compare by their expanded value (the host's ``environment``)."""
 
     section = config.section(iis, SITES)
     site = config.find_item(section, "site", {"name": model.name})
     app = config.find_item(site, "application", {"path": "/"})
     vdir = config.find_item(app, "virtualDirectory", {"path": "/"})
     label = f"site {model.name}"
-    wanted_site, wanted_app, wanted_vdir = _split(model.config_attributes())
+    wanted_site, wanted_app, wanted_vdir = _split(site_wanted_attributes(model, site is not None))
     base = [item_step("site", name=model.name)]
     edits: list[Edit] = []
     diff: list[Change] = [Change(label, None, "created")] if site is None else []
@@ -59,7 +62,8 @@ def site_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change]]
         (app, wanted_app, APPLICATION, "applicationDefaults", [*base, ROOT_APP], f"{label}: application /"),
         (vdir, wanted_vdir, VIRTUAL_DIRECTORY, "virtualDirectoryDefaults", [*base, ROOT_APP, ROOT_VDIR], f"{label}: virtualDirectory /"),
     ):
-        changes, lines = differing(element, wanted, table, defaults_element=config.child(section, defaults_tag), label=sub)
+        changes, lines = differing(element, wanted, table, defaults_element=config.child(section, defaults_tag), label=sub,
+                                   environment=config.environment(iis))
         edits += attribute_edits(SITES, path, changes)
         diff += lines
     if site is None and not any(edit["path"] == base for edit in edits):
@@ -107,8 +111,11 @@ def ssl_binding_calls(model: Site, iis: dict | None, certificates: dict[int, tup
         if endpoint is not None:
             wanted_endpoints[endpoint] = (index, binding)
     site = config.find_item(config.section(iis, SITES), "site", {"name": model.name})
+    listed = {binding_key(b.protocol, b.binding_information) for b in model.bindings}
     for item in config.items(config.child(site, "bindings"), "binding"):
         information = config.get_attribute(item, "bindingInformation") or ""
+        if binding_key(config.get_attribute(item, "protocol") or "", information) not in listed:
+            continue  # an unlisted binding is kept, with its certificate (issue 10)
         endpoint = httpsys.binding_endpoint(config.get_attribute(item, "protocol") or "", information, config.get_attribute(item, "sslFlags"))
         if endpoint is not None and endpoint in table and endpoint not in wanted_endpoints:
             before.append(_ssl_call(model.name, information, "remove"))
@@ -128,7 +135,9 @@ def ssl_binding_calls(model: Site, iis: dict | None, certificates: dict[int, tup
 
 def binding_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change], list[Binding]]:
     """Edits for the site's bindings: add a missing one, set the differing attributes of an
-    existing one, remove one the model does not list; each binding alone, never a clear.
+    existing one; each binding alone, never a clear. Bindings the model does not list are kept
+    (issue 10). A binding is found by its meaning (:func:`pyinfra_iis.iis.adopt.binding_key`:
+    IPv6 in any spelling, ``*``), and an edit addresses it as the host wrote it.
 
     Returns:
         ``(edits, diff, bindings added or changed)``.
@@ -140,11 +149,14 @@ def binding_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Chang
     edits: list[Edit] = []
     diff: list[Change] = []
     touched: list[Binding] = []
-    wanted_keys = set()
+    existing = {binding_key(config.get_attribute(item, "protocol") or "", config.get_attribute(item, "bindingInformation") or ""): item
+                for item in reversed(config.items(holder, "binding"))}
     for index, binding in enumerate(model.bindings):
+        item = existing.get(binding_key(binding.protocol, binding.binding_information))
         key = {"protocol": binding.protocol, "bindingInformation": binding.binding_information}
-        wanted_keys.add((binding.protocol.lower(), binding.binding_information.lower()))
-        item = config.find_item(holder, "binding", key)
+        if item is not None:  # as the host wrote it
+            key = {"protocol": config.get_attribute(item, "protocol") or binding.protocol,
+                   "bindingInformation": config.get_attribute(item, "bindingInformation") or binding.binding_information}
         label = f"site {model.name}: binding {binding.protocol} {binding.binding_information}"
         changes, lines = differing(item, binding_attributes(binding), BINDING, label=label)
         if item is None:
@@ -156,20 +168,16 @@ def binding_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Chang
             edits += attribute_edits(SITES, [*path, item_step("binding", **key)], changes)
             diff += lines
             touched.append(binding)
-    for item in config.items(holder, "binding"):
-        protocol = config.get_attribute(item, "protocol") or ""
-        information = config.get_attribute(item, "bindingInformation") or ""
-        if (protocol.lower(), information.lower()) not in wanted_keys:
-            edits.append(remove_edit(SITES, [*path, item_step("binding", protocol=protocol, bindingInformation=information)]))
-            diff.append(Change(f"site {model.name}: binding {protocol} {information}", "present", None))
     return edits, diff, touched
 
 
 def anonymous_auth_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change]]:
     """``anonymousAuthentication`` at ``<location path="site">``: enabled, ``userName=""`` (the
-    pool identity) when the model asks for it (docs/field-facts.md, IIS)."""
+    pool identity) when the model asks for it (docs/field-facts.md, IIS); on an existing site
+    only when the inventory gives ``anonymous_auth_as_pool_identity``."""
 
-    if model.anonymous_user_name is None:
+    exists = config.find_item(config.section(iis, SITES), "site", {"name": model.name}) is not None
+    if model.anonymous_user_name is None or not anonymous_auth_wanted(model, exists):
         return [], []
     wanted = {"enabled": "true", "userName": model.anonymous_user_name}
     at_location = config.section(iis, ANONYMOUS_AUTH, location=model.name)
@@ -278,6 +286,10 @@ def site(
     cert_models = [validated(Certificate, c, "certificates") for c in certificates]
     fact = host_state(host)
     iis = iis_of(fact)
+    managed = [entry.get("name", "") for entry in (host.data.get("iis_sites") or []) if isinstance(entry, dict)]
+    conflicts = host_binding_conflicts(model, iis, managed)
+    if conflicts:
+        raise OperationError(f"{host.name}: " + "; ".join(conflicts))
     resolved: dict[int, tuple[str | None, str | None]] = {}
     infos: dict[int, CertificateInfo] = {}
     for index, binding in enumerate(model.bindings):
@@ -309,7 +321,7 @@ def site(
     edits += more
     diff += lines
     commands = []
-    if model.log_directory and _path_exists(fact, model.log_directory) is not True:
+    if model.log_directory and "%" not in model.log_directory and _path_exists(fact, model.log_directory) is not True:
         diff.append(Change(f"site {model.name}: log directory {model.log_directory}", None, "created"))
         commands.append(remote_call("Initialize-Directory", {"path": model.log_directory}))
     commands += ssl_before
@@ -318,11 +330,12 @@ def site(
     commands += ssl_after
     runtime = ((iis or {}).get("runtime") or {}).get("sites") or {}
     current_state = next((value for name, value in runtime.items() if name.lower() == model.name.lower()), None)
-    if current_state != model.state:
+    exists = config.find_item(config.section(iis, SITES), "site", {"name": model.name}) is not None
+    if current_state != model.state and site_runtime_wanted(model, exists):
         diff.append(Change(f"site {model.name}: state", current_state, model.state))
         commands.append(remote_call_runtime(sites={model.name: model.state}))
     if not commands:
-        host.noop(f"site {model.name} is configured and {model.state}")
+        host.noop(f"site {model.name} is configured" + (f" and {model.state}" if current_state == model.state else ""))
         return
     log_changes(host, f"Will change site {model.name}", diff)
     yield from commands

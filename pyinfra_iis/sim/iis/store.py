@@ -159,3 +159,19 @@ def sync_runtime(host: "SimHost", config: AppHostConfig) -> dict[str, list[str]]
         else:
             sites[name] = STOPPED if binding_conflict(config, sites, name) else STARTED
     return {"started_pools": started_pools, "removed_pools": removed_pools}
+
+
+#: The variables ``Get-HostState`` reports (``environment``), as a Windows Server 2022 host with
+#: its system on C: has them; a test may set others in ``host.state["environment"]``.
+DEFAULT_ENVIRONMENT = {
+    "SystemDrive": "C:", "SystemRoot": "C:\\Windows", "windir": "C:\\Windows", "ProgramData": "C:\\ProgramData",
+    "ProgramFiles": "C:\\Program Files", "ALLUSERSPROFILE": "C:\\ProgramData", "PUBLIC": "C:\\Users\\Public",
+}
+
+
+def host_environment(host: "SimHost") -> dict[str, str]:
+    """The environment variables ``Get-HostState`` reports: :data:`DEFAULT_ENVIRONMENT`
+    overlaid with ``host.state["environment"]``."""
+
+    return {**DEFAULT_ENVIRONMENT, **(host.state.get("environment") or {})}
+
