@@ -7,9 +7,11 @@ from typing import Any, Iterable, Mapping, Optional
 from pyinfra import host
 from pyinfra.api import deploy
 
-from ..facts.host_state import host_data_dict
+from ..facts.host_state import host_data_dict, host_state
+from ..iis.adopt import refuse_host_binding_conflicts
 from ..models import load_host_config
 from ..operations import acl, app_pools, certificates, extensions, features, server, sites
+from ..operations._common import iis_of
 
 
 @deploy("Configure IIS")
@@ -30,10 +32,13 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
     ARR) → server-level configuration → certificates → application pools → private-key access
     for the pools (after the pools exist, by SID) → sites and bindings → file-system
     ACLs. The host data is validated first (``load_host_config``); a bad inventory
-    raises ``InventoryError`` naming host, field and reason before anything runs.
+    raises ``InventoryError`` naming host, field and reason before anything runs. A site whose
+    binding a site outside the inventory holds on the host raises ``OperationError`` (naming
+    both) before anything runs too (:func:`pyinfra_iis.iis.adopt.refuse_host_binding_conflicts`).
     """
 
     config = load_host_config(host.name, host_data_dict(host))
+    refuse_host_binding_conflicts(host.name, iis_of(host_state(host)), config.sites)  # issue 10: before anything runs
     features.windows_features(name="Windows features", features=config.features)
     for extension in config.extensions:
         extensions.msi_extension(name=f"IIS extension {extension.product}", extension=extension)

@@ -147,3 +147,24 @@ def host_binding_conflicts(model: Any, iis: Mapping[str, Any] | None, managed_si
                 f"{other!r} on the host ({protocol} {information}), which the inventory does not manage; IIS would not start "
                 f"the second site: choose another IP, port or host name, or remove the binding from {other!r} first")
     return messages
+
+
+def refuse_host_binding_conflicts(host_name: str, iis: Mapping[str, Any] | None, sites: Iterable[Any]) -> None:
+    """Raise when a site of the inventory (``sites``: ``Site`` models of the host's
+    ``iis_sites``) uses a binding a site outside the inventory holds on the host.
+
+    Called by the ``Configure IIS`` deploy while pyinfra loads the deploy, so the run stops
+    before any operation executes on the host (with ``-y`` pyinfra runs operation generators
+    only at execution; a check inside the site operation would come after the pools changed).
+
+    Raises:
+        pyinfra.api.exceptions.OperationError: naming the host, both sites, the binding and the fix.
+    """
+
+    from pyinfra.api.exceptions import OperationError
+
+    sites = list(sites)
+    names = [site.name for site in sites]
+    messages = [message for site in sites for message in host_binding_conflicts(site, iis, names)]
+    if messages:
+        raise OperationError(f"{host_name}: binding conflict, nothing was changed: " + "; ".join(messages))
