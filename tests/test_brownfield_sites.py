@@ -111,3 +111,16 @@ def test_two_inventory_sites_with_one_binding_are_refused_by_validation():
         load_host_config("web01", data)
     text = str(info.value)
     assert "web01" in text and "iis_sites[1].bindings[0]" in text and "also used by site 'a'" in text
+
+
+def test_the_simulator_refuses_to_start_a_site_whose_binding_differs_only_in_ipv6_spelling(tmp_path):
+    from pyinfra_iis.iis.appconfig import AppHostConfig
+    from pyinfra_iis.sim.iis.store import STARTED, binding_conflict
+
+    config = AppHostConfig.from_text(
+        '<configuration><configSections><sectionGroup name="system.applicationHost"><section name="sites" /></sectionGroup></configSections>'
+        '<system.applicationHost><sites>'
+        '<site name="a" id="1"><bindings><binding protocol="http" bindingInformation="[2001:DB8:0::1]:80:" /></bindings></site>'
+        '<site name="b" id="2"><bindings><binding protocol="http" bindingInformation="[2001:db8::1]:80:" /></bindings></site>'
+        '</sites></system.applicationHost></configuration>')
+    assert binding_conflict(config, {"a": STARTED}, "b") == "a"

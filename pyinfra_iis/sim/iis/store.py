@@ -77,15 +77,19 @@ def site_elements(config: AppHostConfig) -> list[Any]:
     return [s for s in (real_children(sites) if sites is not None else []) if s.tag == "site"]
 
 
-def site_bindings(site: Any) -> set[tuple[str, str]]:
-    """``{(protocol, bindingInformation)}`` of a ``<site>`` element (case-folded)."""
+def site_bindings(site: Any) -> set[tuple[str, ...]]:
+    """The bindings of a ``<site>`` element by meaning, as HTTP.sys compares them: protocol,
+    canonical IP, port, host name (``pyinfra_iis.iis.adopt.binding_key``: ``[2001:DB8::1]`` and
+    ``[2001:db8:0::1]`` are one address)."""
+
+    from ...iis.adopt import binding_key
 
     result = set()
     for child in real_children(site):
         if child.tag == "bindings":
             for binding in real_children(child):
                 if binding.tag == "binding":
-                    result.add((binding.get("protocol", "").casefold(), binding.get("bindingInformation", "").casefold()))
+                    result.add(binding_key(binding.get("protocol", ""), binding.get("bindingInformation", "")))
     return result
 
 
