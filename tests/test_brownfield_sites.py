@@ -124,3 +124,13 @@ def test_the_simulator_refuses_to_start_a_site_whose_binding_differs_only_in_ipv
         '<site name="b" id="2"><bindings><binding protocol="http" bindingInformation="[2001:db8::1]:80:" /></bindings></site>'
         '</sites></system.applicationHost></configuration>')
     assert binding_conflict(config, {"a": STARTED}, "b") == "a"
+
+
+def test_the_site_that_serves_the_release_gets_what_a_release_needs():
+    result = run_operation(site._inner, brownfield_fact(), site=DEFAULT_SITE, host_data=HOST_DATA, serves_release=True)
+    edits = _edits(result)
+    assert [(e["section"], e["location"], e["attributes"]) for e in edits] == [
+        (SITES, None, {"serverAutoStart": "true"}),
+        ("system.webServer/security/authentication/anonymousAuthentication", "Default Web Site", {"userName": ""}),
+    ]
+    assert parse_remote_call(result.commands[-1]) == ("Set-IisRuntimeState", {"sites": {"Default Web Site": "Started"}})

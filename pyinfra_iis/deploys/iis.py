@@ -38,7 +38,8 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
     """
 
     config = load_host_config(host.name, host_data_dict(host))
-    refuse_host_binding_conflicts(host.name, iis_of(host_state(host)), config.sites)  # issue 10: before anything runs
+    if config.sites:  # issue 10: a binding another site on the host holds, refused before anything runs
+        refuse_host_binding_conflicts(host.name, iis_of(host_state(host)), config.sites)
     features.windows_features(name="Windows features", features=config.features)
     for extension in config.extensions:
         extensions.msi_extension(name=f"IIS extension {extension.product}", extension=extension)
@@ -61,6 +62,7 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
     for site in config.sites:
         if site.name.lower() in paths:
             site = site.model_copy(update={"physical_path": paths[site.name.lower()]})
-        sites.site(name=f"Site {site.name}", site=site, certificates=config.certificates)
+        sites.site(name=f"Site {site.name}", site=site, certificates=config.certificates,
+                   serves_release=site.app_pool.lower() in kept)
     for rule in config.acls:
         acl.acl(name=f"ACL {rule.path} {rule.principal}", rule=rule)

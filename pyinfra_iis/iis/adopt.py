@@ -37,32 +37,44 @@ def _declared(model: Any, field: str) -> bool:
     return field in getattr(model, "model_fields_set", set())
 
 
-def site_wanted_attributes(model: Any, exists: bool) -> dict[str, str]:
+#: What the site that serves the release always gets, also when it existed before, and why:
+#: ``serverAutoStart`` (with the runtime state ``Started``): the release is served after a
+#: reboot and its health check needs a running site; anonymous authentication as the pool
+#: identity: the release's files are readable by the pool's principal only (the release ACLs),
+#: not by IUSR.
+SITE_RELEASE_ATTRIBUTES = ("serverAutoStart",)
+
+
+def site_wanted_attributes(model: Any, exists: bool, serves_release: bool = False) -> dict[str, str]:
     """Return the attributes (``Site.config_attributes`` paths) the site must have: all of them
-    when the project creates the site, else the required and the declared ones."""
+    when the project creates the site, else the required and the declared ones (and, for the
+    site that serves the release, :data:`SITE_RELEASE_ATTRIBUTES`)."""
 
     every = model.config_attributes()
     if not exists:
         return every
-    wanted = {path: every[path] for path in SITE_REQUIRED_ATTRIBUTES if path in every}
+    required = SITE_REQUIRED_ATTRIBUTES + (SITE_RELEASE_ATTRIBUTES if serves_release else ())
+    wanted = {path: every[path] for path in required if path in every}
     for field, paths in SITE_FIELD_ATTRIBUTES.items():
         if _declared(model, field):
             wanted.update({path: every[path] for path in paths if path in every})
     return wanted
 
 
-def site_runtime_wanted(model: Any, exists: bool) -> bool:
-    """Whether the site operation brings the site to ``model.state``: when it creates the site
-    or the inventory gives ``state``; an existing site otherwise keeps its runtime state."""
+def site_runtime_wanted(model: Any, exists: bool, serves_release: bool = False) -> bool:
+    """Whether the site operation brings the site to ``model.state``: when it creates the site,
+    when the inventory gives ``state``, or when the site serves the release; an existing site
+    otherwise keeps its runtime state."""
 
-    return not exists or _declared(model, "state")
+    return not exists or serves_release or _declared(model, "state")
 
 
-def anonymous_auth_wanted(model: Any, exists: bool) -> bool:
+def anonymous_auth_wanted(model: Any, exists: bool, serves_release: bool = False) -> bool:
     """Whether ``anonymousAuthentication`` at the site's location is managed: on a site the
-    project creates, or when the inventory gives ``anonymous_auth_as_pool_identity``."""
+    project creates, on the site that serves the release, or when the inventory gives
+    ``anonymous_auth_as_pool_identity``."""
 
-    return not exists or _declared(model, "anonymous_auth_as_pool_identity")
+    return not exists or serves_release or _declared(model, "anonymous_auth_as_pool_identity")
 
 
 def canonical_ip(text: str) -> str:

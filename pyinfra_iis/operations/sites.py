@@ -41,7 +41,7 @@ def _split(attributes: dict[str, str]) -> tuple[dict, dict, dict]:
     return site, app, vdir
 
 
-def site_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change]]:
+def site_edits(model: Site, iis: dict | None, serves_release: bool = False) -> tuple[list[Edit], list[Change]]:
     """Edits for the site element, its root application and root virtual directory: only the
     attributes whose effective value differs (item → siteDefaults / applicationDefaults /
     virtualDirectoryDefaults → schema default). On an existing site only the required and the
@@ -53,7 +53,7 @@ def site_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change]]
     app = config.find_item(site, "application", {"path": "/"})
     vdir = config.find_item(app, "virtualDirectory", {"path": "/"})
     label = f"site {model.name}"
-    wanted_site, wanted_app, wanted_vdir = _split(site_wanted_attributes(model, site is not None))
+    wanted_site, wanted_app, wanted_vdir = _split(site_wanted_attributes(model, site is not None, serves_release))
     base = [item_step("site", name=model.name)]
     edits: list[Edit] = []
     diff: list[Change] = [Change(label, None, "created")] if site is None else []
@@ -171,13 +171,13 @@ def binding_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Chang
     return edits, diff, touched
 
 
-def anonymous_auth_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change]]:
+def anonymous_auth_edits(model: Site, iis: dict | None, serves_release: bool = False) -> tuple[list[Edit], list[Change]]:
     """``anonymousAuthentication`` at ``<location path="site">``: enabled, ``userName=""`` (the
     pool identity) when the model asks for it (docs/field-facts.md, IIS); on an existing site
     only when the inventory gives ``anonymous_auth_as_pool_identity``."""
 
     exists = config.find_item(config.section(iis, SITES), "site", {"name": model.name}) is not None
-    if model.anonymous_user_name is None or not anonymous_auth_wanted(model, exists):
+    if model.anonymous_user_name is None or not anonymous_auth_wanted(model, exists, serves_release):
         return [], []
     wanted = {"enabled": "true", "userName": model.anonymous_user_name}
     at_location = config.section(iis, ANONYMOUS_AUTH, location=model.name)
@@ -235,6 +235,7 @@ def site(
     anonymous_auth_as_pool_identity: bool | None = None,
     state: Literal["Started", "Stopped"] | None = None,
     site_id: int | None = None,
+    serves_release: bool = False,
 ):
     """
     Create or update a site, its root application and virtual directory, its bindings, its
@@ -258,6 +259,17 @@ def site(
       the ``Configure IIS`` deploy uses this form). Giving both is an error.
     + certificates: the ``Certificate`` models (or dicts) binding ``certificate`` names refer
       to (host data ``iis_certificates``).
+    + serves_release: the site serves the host's release (the ``Configure IIS`` deploy sets it
+      for the site of the release's pool): an existing site then also gets ``serverAutoStart``,
+      the runtime state and anonymous authentication as the pool identity; default false.
+
+    Declared-only (issue 10; docs/design.md "Adopting a server"): a site the operation CREATES
+    gets the defaults below; an existing site gets its pool and physical path and only the other
+    keys given, keeps its runtime state unless ``state`` is given, and keeps the bindings the
+    model does not list. Bindings match by meaning (IPv6 in any spelling); ``physical_path`` and
+    ``log_directory`` may start with ``%SystemDrive%`` and compare by their expansion on the host.
+    A binding another site on the host holds (a site not in the host's ``iis_sites``) raises
+    ``OperationError`` naming both sites.
 
     Keyword values are validated by the ``Site`` model, with its defaults and messages.
 
@@ -298,7 +310,7 @@ def site(
             thumbprint, store, info = resolve_certificate(binding, cert_models, fact, what)
             resolved[index] = (thumbprint, store)
             infos[index] = info
-    edits, diff = site_edits(model, iis)
+    edits, diff = site_edits(model, iis, serves_release)
     more, lines, touched = binding_edits(model, iis)
     edits += more
     diff += lines
@@ -317,7 +329,7 @@ def site(
                 warnings.append(f"{exc} (binding left as it is)")
     if warnings and once_per_run():
         warn(warnings)
-    more, lines = anonymous_auth_edits(model, iis)
+    more, lines = anonymous_auth_edits(model, iis, serves_release)
     edits += more
     diff += lines
     commands = []
@@ -331,7 +343,7 @@ def site(
     runtime = ((iis or {}).get("runtime") or {}).get("sites") or {}
     current_state = next((value for name, value in runtime.items() if name.lower() == model.name.lower()), None)
     exists = config.find_item(config.section(iis, SITES), "site", {"name": model.name}) is not None
-    if current_state != model.state and site_runtime_wanted(model, exists):
+    if current_state != model.state and site_runtime_wanted(model, exists, serves_release):
         diff.append(Change(f"site {model.name}: state", current_state, model.state))
         commands.append(remote_call_runtime(sites={model.name: model.state}))
     if not commands:
