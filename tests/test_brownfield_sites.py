@@ -134,3 +134,18 @@ def test_the_site_that_serves_the_release_gets_what_a_release_needs():
         ("system.webServer/security/authentication/anonymousAuthentication", "Default Web Site", {"userName": ""}),
     ]
     assert parse_remote_call(result.commands[-1]) == ("Set-IisRuntimeState", {"sites": {"Default Web Site": "Started"}})
+
+
+def test_moving_a_binding_from_a_site_that_keeps_it_is_refused_naming_both():
+    from pyinfra_iis.iis.adopt import refuse_host_binding_conflicts
+
+    data = {"iis_app_pools": [{"name": "shop"}], "iis_features": {"app_init": True}, "iis_sites": [
+        {"name": "shop", "physical_path": r"D:\sites\shop", "app_pool": "shop", "bindings": [{"port": 8080, "host_name": "shop.example.com"}]},
+        {"name": "api", "physical_path": r"C:\sites\api", "app_pool": "shop",
+         "bindings": [{"ip": "2001:db8::10", "port": 80, "host_name": "shop.example.com"}]},
+    ]}
+    config = load_host_config("web01", data)
+    with pytest.raises(OperationError) as info:
+        refuse_host_binding_conflicts("web01", brownfield_fact()["iis"], config.sites)
+    assert "web01" in str(info.value) and "'api'" in str(info.value) and "'shop'" in str(info.value)
+    refuse_host_binding_conflicts("web01", brownfield_fact()["iis"], config.sites[:1])  # shop alone: no conflict

@@ -161,6 +161,28 @@ def host_binding_conflicts(model: Any, iis: Mapping[str, Any] | None, managed_si
     return messages
 
 
+def kept_binding_conflicts(sites: Iterable[Any], iis: Mapping[str, Any] | None) -> list[str]:
+    """Messages for a binding one inventory site lists while ANOTHER inventory site holds it on
+    the host without listing it: that site keeps its unlisted bindings, so both would have it.
+    (Two inventory sites LISTING one binding are refused by the inventory check.)"""
+
+    sites = list(sites)
+    by_name = {site.name.casefold(): site for site in sites}
+    listed = {site.name.casefold(): {binding_key(b.protocol, b.binding_information) for b in site.bindings} for site in sites}
+    messages = []
+    for holder, protocol, information, key in host_bindings(iis):
+        owner = by_name.get(holder.casefold())
+        if owner is None or key in listed[holder.casefold()]:
+            continue
+        for site in sites:
+            if site is not owner and key in listed[site.name.casefold()]:
+                messages.append(
+                    f"site {site.name!r}: {protocol} binding {information} is held on the host by site {owner.name!r}, "
+                    f"which keeps the bindings it does not list; IIS would not start both: remove the binding from "
+                    f"{owner.name!r} first, or choose another IP, port or host name")
+    return messages
+
+
 def refuse_host_binding_conflicts(host_name: str, iis: Mapping[str, Any] | None, sites: Iterable[Any]) -> None:
     """Raise when a site of the inventory (``sites``: ``Site`` models of the host's
     ``iis_sites``) uses a binding a site outside the inventory holds on the host.
@@ -178,5 +200,6 @@ def refuse_host_binding_conflicts(host_name: str, iis: Mapping[str, Any] | None,
     sites = list(sites)
     names = [site.name for site in sites]
     messages = [message for site in sites for message in host_binding_conflicts(site, iis, names)]
+    messages += kept_binding_conflicts(sites, iis)
     if messages:
         raise OperationError(f"{host_name}: binding conflict, nothing was changed: " + "; ".join(messages))
