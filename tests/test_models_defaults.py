@@ -77,7 +77,7 @@ def test_features_default_set_is_issue_3():
 def test_server_defaults():
     server = ServerConfig()
     assert server.allowed_server_variables == ()
-    assert server.config_attributes() == {"system.webServer/security/requestFiltering": {"requestLimits.maxAllowedContentLength": "30000000"}}
+    assert server.config_attributes() == {}  # issue 10: nothing server-wide unless declared
     with_proxy = ServerConfig(proxy={})
     assert with_proxy.allowed_server_variables == ("HTTP_X_FORWARDED_PROTO",)
     assert with_proxy.config_attributes()["system.webServer/proxy"] == {
@@ -172,7 +172,8 @@ def test_anonymous_authentication_default_user_is_iusr(iis_schema):
 def test_max_allowed_content_length_default_matches_schema(iis_schema):
     section = _section(iis_schema, "system.webServer/security/requestFiltering")
     attribute = _attribute(section, "requestLimits.maxAllowedContentLength")
-    assert int(attribute.get("defaultValue")) == server_module.IIS_MAX_ALLOWED_CONTENT_LENGTH == ServerConfig().max_allowed_content_length
+    assert int(attribute.get("defaultValue")) == server_module.IIS_MAX_ALLOWED_CONTENT_LENGTH
+    assert ServerConfig().max_allowed_content_length is None  # issue 10: the server's value is left alone unless declared
 
 
 @pytest.mark.parametrize("name, value", sorted(server_module.ARR_DEFAULTS.items()))

@@ -25,7 +25,7 @@ def test_new_pool_one_set_call_then_runtime_state_and_secret_masked():
     function, payload = parse_remote_call(result.commands[0])
     assert function == "Set-IisConfig"
     assert [(e["path"], e["attributes"]) for e in payload["edits"]] == [
-        ([{"item": "add", "key": {"name": "api"}}], {"startMode": "AlwaysRunning"}),
+        ([{"item": "add", "key": {"name": "api"}}], {"enable32BitAppOnWin64": "false", "startMode": "AlwaysRunning"}),
         ([{"item": "add", "key": {"name": "api"}}, {"child": "processModel"}], {"idleTimeout": "00:00:00", "loadUserProfile": "true"}),
         ([{"item": "add", "key": {"name": "api"}}, {"child": "recycling"}, {"child": "periodicRestart"}], {"time": "00:00:00"}),
         ([{"item": "add", "key": {"name": "api"}}, {"child": "environmentVariables"}, {"item": "add", "key": {"name": "API_KEY"}}], {"value": "s3cr3t-'$(x)"}),
@@ -47,7 +47,8 @@ def test_only_the_drifted_attribute_and_changed_secret_are_sent():
     apply_to_fact(fact, run_operation(app_pool._inner, copy.deepcopy(fact), pool=POOL).commands)
     pool = fact["iis"]["sections"]["system.applicationHost/applicationPools"]["items"][0]
     pool["attributes"]["startMode"] = "OnDemand"
-    result = run_operation(app_pool._inner, fact, pool={**POOL, "environment_variables": {"API_KEY": "new"}}, diff=True)
+    # startMode is not declared: it is repaired because the pool serves the release (issue 10)
+    result = run_operation(app_pool._inner, fact, pool={**POOL, "environment_variables": {"API_KEY": "new"}}, diff=True, serves_release=True)
     (function, payload), = [parse_remote_call(c) for c in result.commands]
     assert [e["attributes"] for e in payload["edits"]] == [{"startMode": "AlwaysRunning"}, {"value": "new"}]
     assert "    app pool api: startMode: 'OnDemand' -> 'AlwaysRunning'" in result.logs

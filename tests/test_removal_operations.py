@@ -123,10 +123,9 @@ def test_binding_removal_by_entry_dry_run_then_run_then_no_op(sim):
 
 
 def test_exclusive_bindings_removes_unlisted_ones_and_otherwise_they_are_kept(sim, monkeypatch):
-    """Whatever the default for unlisted bindings, ``exclusive_bindings`` removes them and a
-    ``present: false`` entry removes its binding; with unlisted bindings kept, they stay."""
+    """Unlisted bindings are kept; ``exclusive_bindings`` removes them and a ``present: false``
+    entry removes its binding."""
 
-    monkeypatch.setattr(sites_module, "UNLISTED_BINDINGS_KEPT", True)
     only_8080 = {**API, "bindings": [{"port": 8080}]}
     assert sim.plan(site, site=only_8080).commands == []  # 8081 is unlisted: kept
     exclusive = {**only_8080, "exclusive_bindings": True}
@@ -218,7 +217,6 @@ def test_a_kept_unlisted_https_binding_keeps_its_http_sys_certificate(monkeypatc
          "items": []}]}
     fact["iis"]["ssl_bindings"] = {"0.0.0.0:443": {"kind": "ipport", "hash": "AB" * 20, "store": "My", "appid": "x"}}
     shop = {"name": "shop", "physical_path": "C:\\shop", "app_pool": "shop", "preload_enabled": False, "bindings": [{"port": 80}]}
-    monkeypatch.setattr(sites_module, "UNLISTED_BINDINGS_KEPT", True)
     kept = run_operation(site._inner, fact, site=shop)
     assert "Set-IisSslBinding" not in [parse_remote_call(c)[0] for c in kept.commands]
     gone = run_operation(site._inner, fact, site={**shop, "exclusive_bindings": True})

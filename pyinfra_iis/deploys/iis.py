@@ -8,8 +8,10 @@ from pyinfra import host
 from pyinfra.api import deploy
 
 from ..facts.host_state import host_data_dict, host_state
+from ..iis.adopt import refuse_host_binding_conflicts
 from ..models import load_host_config
 from ..operations import acl, app_pools, applications, certificates, extensions, features, rights, server, sites
+from ..operations._common import iis_of
 
 
 @deploy("Configure IIS")
@@ -36,7 +38,9 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
     :mod:`pyinfra_iis.operations.rights`). The host data is validated first
     (``load_host_config``); a bad inventory raises ``InventoryError`` naming host, field and
     reason before anything runs. A pool to remove that a site or application still uses after
-    this run's changes raises ``PoolInUseError`` (host, pool, users) before anything runs too.
+    this run's changes raises ``PoolInUseError`` (host, pool, users) before anything runs too,
+    and so does a site whose binding a site outside the inventory holds on the host
+    (``OperationError`` naming both; :func:`pyinfra_iis.iis.adopt.refuse_host_binding_conflicts`).
     """
 
     config = load_host_config(host.name, host_data_dict(host))
@@ -45,6 +49,8 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
     if config.removed_app_pools:
         app_pools.check_pool_removals(host.name, (host_state(host) or {}).get("iis"), config.removed_app_pools, sites=config.sites,
                                       removed_sites=config.removed_sites, applications=config.applications)
+    if config.sites:  # a binding another site on the host holds, refused before anything runs
+        refuse_host_binding_conflicts(host.name, iis_of(host_state(host)), config.sites)
     features.windows_features(name="Windows features", features=config.features)
     for extension in config.extensions:
         extensions.msi_extension(name=f"IIS extension {extension.product}", extension=extension)
@@ -58,7 +64,8 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
     for pool in config.app_pools:
         if pool.name.lower() in extra_env:
             pool = pool.model_copy(update={"environment_variables": {**pool.environment_variables, **extra_env[pool.name.lower()]}})
-        app_pools.app_pool(name=f"App pool {pool.name}", pool=pool, keep_variables=kept.get(pool.name.lower(), []))
+        app_pools.app_pool(name=f"App pool {pool.name}", pool=pool, keep_variables=kept.get(pool.name.lower(), []),
+                           serves_release=pool.name.lower() in kept)
     pool_principals = [pool.principal for pool in config.app_pools]
     for cert in config.certificates:
         if cert.present and cert.grant_private_key_to_pools and pool_principals:
@@ -67,7 +74,8 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
     for site in config.sites:
         if site.name.lower() in paths:
             site = site.model_copy(update={"physical_path": paths[site.name.lower()]})
-        sites.site(name=f"Site {site.name}", site=site, certificates=config.certificates)
+        sites.site(name=f"Site {site.name}", site=site, certificates=config.certificates,
+                   serves_release=site.app_pool.lower() in kept)
     site_names, pool_names = [site.name for site in config.sites], [pool.name for pool in config.app_pools]
     for app in (a for a in config.applications if a.present):
         applications.application(name=f"Application {app.site}{app.path}", application=app, sites=site_names, pools=pool_names)

@@ -14,7 +14,7 @@ def paths_of_config(config: Any) -> list[str]:
         paths.append(site.physical_path)
         if site.log_directory:
             paths.append(site.log_directory)
-    return paths
+    return [path for path in paths if "%" not in path]  # %SystemDrive%-style paths: IIS's own, not checked
 
 
 def stores_of_config(config: Any) -> list[str]:

@@ -103,6 +103,8 @@ def convert(raw: dict[str, Any]) -> dict[str, Any]:
 
     iis = convert_iis(raw.get("iis"), str(raw.get("computer_name") or "host"))
     raw["iis"] = iis
+    if iis is not None:  # what IIS expands %VARIABLE% to (physicalPath, log directories)
+        iis["environment"] = dict(raw.get("environment") or {})
     if iis is not None:
         modules = _global_modules(iis["sections"])
         for product, module in EXTENSION_MODULES.items():

@@ -16,6 +16,7 @@ def differing(
     *,
     defaults_element: config.Element | None = None,
     label: str,
+    environment: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[Change]]:
     """Return ``(changes, diff)`` for the dotted attributes of ``desired`` whose effective value
     on ``element`` differs.
@@ -27,6 +28,8 @@ def differing(
         table: the :mod:`~pyinfra_iis.iis.defaults` table of the element's attributes.
         defaults_element: the collection default element (``applicationPoolDefaults``...).
         label: prefix of diff lines, e.g. ``"app pool api"``.
+        environment: the host's environment variables, for attributes IIS expands
+            (``AttributeSpec.expanded``); default none (compared as written).
     """
 
     changes: dict[str, Any] = {}
@@ -34,7 +37,7 @@ def differing(
     for dotted, wanted in desired.items():
         spec = spec_for(table, dotted)
         current = config.effective(element, dotted, defaults_element=defaults_element, schema_default=spec.default if spec else None)
-        if not same_value(spec, current, wanted):
+        if not same_value(spec, current, wanted, environment):
             changes[dotted] = wanted
             diff.append(Change(f"{label}: {dotted}", current, wanted))
     return changes, diff

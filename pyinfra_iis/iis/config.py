@@ -147,3 +147,11 @@ def effective(
     if value is None:
         value = schema_default
     return value
+
+
+def environment(iis: Mapping[str, Any] | None) -> dict[str, str]:
+    """Return the host's environment variables IIS expands (``SystemDrive``...), as
+    ``Get-HostState`` reported them (``{}`` when not reported)."""
+
+    return dict((iis or {}).get("environment") or {})
+

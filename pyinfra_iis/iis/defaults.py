@@ -18,7 +18,7 @@ flags case-insensitively (flags as sets), strings exactly.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping
 
 APP_POOLS = "system.applicationHost/applicationPools"
@@ -45,6 +45,9 @@ class AttributeSpec:
         default: schema ``defaultValue``; ``None`` when the schema declares none (IIS then
             uses the type's empty value: ``""`` for strings).
         source: schema file holding the declaration (``None``: not in the reference copies).
+        expanded: the schema marks the attribute ``expanded="true"``: IIS expands
+            ``%VARIABLE%`` references in it, so values compare by their expanded form
+            (:func:`same_value` with the host's environment).
     """
 
     section: str
@@ -53,6 +56,7 @@ class AttributeSpec:
     type: str
     default: str | None
     source: str | None = "IIS_schema.xml"
+    expanded: bool = False
 
 
 def _specs(section: str, element: str, prefix: str, table: Mapping[str, tuple[str, str | None]], source: str | None = "IIS_schema.xml") -> dict[str, AttributeSpec]:
@@ -94,6 +98,8 @@ SITE: dict[str, AttributeSpec] = _specs(SITES, "site", "", {
     "logFile.period": ("enum", "Daily"),
 })
 
+SITE["logFile.directory"] = replace(SITE["logFile.directory"], expanded=True)
+
 #: Application (``site/application``) attributes.
 APPLICATION: dict[str, AttributeSpec] = _specs(SITES, "site/application", "", {
     "applicationPool": ("string", None),
@@ -105,6 +111,7 @@ APPLICATION: dict[str, AttributeSpec] = _specs(SITES, "site/application", "", {
 VIRTUAL_DIRECTORY: dict[str, AttributeSpec] = _specs(SITES, "site/application/virtualDirectory", "", {
     "physicalPath": ("string", None),
 })
+VIRTUAL_DIRECTORY["physicalPath"] = replace(VIRTUAL_DIRECTORY["physicalPath"], expanded=True)
 
 #: Binding (``site/bindings/binding``) attributes. ``certificateHash`` and
 #: ``certificateStoreName`` exist since IIS 8 (Microsoft docs, sites/site/bindings/binding) but
@@ -219,9 +226,48 @@ def normalize(type_: str | None, value: str | None) -> object:
     return value
 
 
-def same_value(spec: AttributeSpec | None, current: str | None, desired: str | None) -> bool:
-    """True when ``current`` and ``desired`` mean the same value for the attribute ``spec``
-    (``None`` spec: exact string comparison)."""
+_VARIABLE_RE = re.compile(r"%([^%\\/:*?\"<>|]+)%")
 
+
+def expand_variables(text: str, environment: Mapping[str, str] | None) -> str:
+    """Expand ``%NAME%`` references in ``text`` as Windows does (``ExpandEnvironmentStrings``:
+    names case-insensitive, an unknown name stays as written).
+
+    Args:
+        text: the value, e.g. ``%SystemDrive%\\inetpub\\wwwroot``.
+        environment: the host's variables (``Get-HostState``'s ``environment``); ``None``
+            expands nothing.
+    """
+
+    if not environment or "%" not in text:
+        return text
+    folded = {name.casefold(): value for name, value in environment.items() if isinstance(value, str) and value}
+
+    def _one(match: "re.Match[str]") -> str:
+        return folded.get(match.group(1).casefold(), match.group(0))
+
+    return _VARIABLE_RE.sub(_one, text)
+
+
+def normalize_path(value: str | None, environment: Mapping[str, str] | None = None) -> str:
+    """A comparable form of a Windows path as IIS uses it: variables expanded, ``/`` as ``\\``,
+    no trailing separator, case-folded (NTFS names are case-insensitive)."""
+
+    text = expand_variables(value or "", environment).replace("/", "\\")
+    if len(text) > 3 or not re.match(r"^[A-Za-z]:\\$", text):
+        text = text.rstrip("\\")
+    return text.casefold()
+
+
+def same_value(spec: AttributeSpec | None, current: str | None, desired: str | None,
+               environment: Mapping[str, str] | None = None) -> bool:
+    """True when ``current`` and ``desired`` mean the same value for the attribute ``spec``
+    (``None`` spec: exact string comparison). An ``expanded`` attribute (physicalPath, log
+    directory) compares as a path after expanding ``%VARIABLE%`` with the host's
+    ``environment``: ``%SystemDrive%\\inetpub\\wwwroot`` equals ``C:\\inetpub\\wwwroot`` on a
+    host whose SystemDrive is ``C:``."""
+
+    if spec is not None and spec.expanded:
+        return normalize_path(current, environment) == normalize_path(desired, environment)
     type_ = spec.type if spec else None
     return normalize(type_, current) == normalize(type_, desired)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from . import config
+from .adopt import binding_key
 from .defaults import SITES
 
 #: ``(site name, application path)`` case-folded: how IIS tells applications apart.
@@ -86,13 +87,6 @@ def pool_users(iis: Mapping[str, Any] | None, pool: str, *, sites: Iterable[Any]
             site = site_item(iis, app.site)
             uses[key] = (user_label(app.site, app.path), application_pool(iis, site, None))
     return sorted(label for label, used in uses.values() if used is not None and used.casefold() == pool.casefold())
-
-
-def binding_key(protocol: str, information: str) -> tuple[str, str]:
-    """The identity of a binding for matching declared against host bindings: ``(protocol,
-    bindingInformation)`` case-folded (the comparison :func:`config.find_item` makes)."""
-
-    return protocol.casefold(), information.casefold()
 
 
 def binding_removals(host_bindings: Iterable[config.Element], declared: Iterable[Any], exclusive: bool) -> list[config.Element]:

@@ -207,3 +207,103 @@ class AppPool(IisModel):
         """The ``recycling/periodicRestart/schedule`` entries as TimeSpan text, sorted."""
 
         return [t.to_timespan() for t in self.periodic_restart_schedule]
+
+    # --- declared-only changes (issue 10) ---------------------------------------------------
+
+    def declared_attributes(self) -> dict[str, str]:
+        """Return the part of :meth:`config_attributes` the inventory set itself.
+
+        A field counts as declared when its key was given (pydantic ``model_fields_set``; for
+        ``rapid_fail_protection`` each of its own keys). These are the only attributes the
+        project changes on a pool that already exists and serves no release.
+        """
+
+        every = self.config_attributes()
+        declared: dict[str, str] = {}
+        for field in self.model_fields_set:
+            for path in FIELD_ATTRIBUTES.get(field, ()):
+                if path in every:
+                    declared[path] = every[path]
+        if "rapid_fail_protection" in self.model_fields_set:
+            for field in self.rapid_fail_protection.model_fields_set:
+                path = RAPID_FAIL_ATTRIBUTES[field]
+                declared[path] = every[path]
+        for path in self.extra_attributes:
+            declared[path] = every[path]
+        return declared
+
+    def wanted_attributes(self, *, exists: bool, serves_release: bool = False) -> dict[str, str]:
+        """Return ``{attribute path: value text}`` the pool must have.
+
+        Args:
+            exists: whether the pool is already in applicationHost.config.
+            serves_release: whether the pool runs the release of the host's ``release_*`` data.
+
+        A pool the project creates gets every attribute of :meth:`config_attributes` (the
+        Python defaults) and ``enable32BitAppOnWin64="false"`` explicitly
+        (:data:`CREATE_ATTRIBUTES`). An existing pool gets the declared attributes only, plus,
+        when it serves a release, :data:`RELEASE_ATTRIBUTES` with the model's values (declared or
+        default). A declared value always wins.
+        """
+
+        every = self.config_attributes()
+        if not exists:
+            return {**CREATE_ATTRIBUTES, **every}
+        wanted: dict[str, str] = {}
+        if serves_release:
+            for path, _reason in RELEASE_ATTRIBUTES.items():
+                if path in every:
+                    wanted[path] = every[path]
+                elif path in CREATE_ATTRIBUTES:
+                    wanted[path] = CREATE_ATTRIBUTES[path]
+            if "processModel.userName" in every:
+                wanted["processModel.userName"] = every["processModel.userName"]
+        wanted.update(self.declared_attributes())
+        return wanted
+
+    def declares(self, field: str) -> bool:
+        """Whether the inventory set ``field`` itself (not left to its default)."""
+
+        return field in self.model_fields_set
+
+
+#: Attribute paths each field of :class:`AppPool` writes (:meth:`AppPool.config_attributes`).
+FIELD_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "state": ("autoStart",),
+    "managed_runtime_version": ("managedRuntimeVersion",),
+    "queue_length": ("queueLength",),
+    "start_mode": ("startMode",),
+    "identity_type": ("processModel.identityType", "processModel.userName"),
+    "user": ("processModel.userName",),
+    "idle_timeout": ("processModel.idleTimeout",),
+    "load_user_profile": ("processModel.loadUserProfile",),
+    "periodic_restart_time": ("recycling.periodicRestart.time",),
+}
+
+#: ``rapid_fail_protection`` keys → attribute paths.
+RAPID_FAIL_ATTRIBUTES: dict[str, str] = {
+    "enabled": "failure.rapidFailProtection",
+    "max_failures": "failure.rapidFailProtectionMaxCrashes",
+    "interval": "failure.rapidFailProtectionInterval",
+}
+
+#: Written explicitly on every pool the project creates: ``applicationPoolDefaults`` may say
+#: ``true`` (shared-hosting servers often do, for old 32-bit ASP/ISAPI code), and a Python pool
+#: must not run as a 32-bit (WOW64) worker: the HttpPlatformHandler and URL Rewrite modules
+#: installed by the x64 MSIs are registered for 64-bit workers only
+#: (``preCondition="bitness64"``), so a 32-bit pool answers 503 / 500.0.
+CREATE_ATTRIBUTES: dict[str, str] = {"enable32BitAppOnWin64": "false"}
+
+#: Attributes a pool that SERVES A RELEASE always gets (the model's value, declared or default),
+#: also when the pool already existed; each with the reason the release flow needs it
+#: (docs/design.md, "Adopting a server").
+RELEASE_ATTRIBUTES: dict[str, str] = {
+    "managedRuntimeVersion": "No Managed Code: the app is a Python process behind HttpPlatformHandler; loading the CLR only costs memory and start-up time",
+    "enable32BitAppOnWin64": "false: HttpPlatformHandler (x64 MSI) loads in 64-bit workers only; a 32-bit pool fails every request",
+    "startMode": "AlwaysRunning: WAS starts the worker (and, with preload, the Python process) at once, so the release's health check and the first request do not pay the Python start-up",
+    "processModel.idleTimeout": "0: an idle shutdown kills the Python process; the next request waits for a cold start",
+    "processModel.loadUserProfile": "true: the pool's own %TEMP% (pip, tempfile); without it the app writes to C:\\Windows\\Temp and may be refused",
+    "processModel.identityType": "the release's file ACLs and private-key rights are granted to the principal of the inventory's identity (IIS AppPool\\<pool> by default)",
+    "autoStart": "true (state Started): the release is served after a reboot or IIS reset",
+}
+

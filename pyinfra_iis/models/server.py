@@ -101,13 +101,18 @@ class ServerConfig(IisModel):
         allowed_server_variables: names for ``system.webServer/rewrite/allowedServerVariables``.
             Default: ``["HTTP_X_FORWARDED_PROTO"]`` when ``proxy`` is set, else ``[]``. Needs URL
             Rewrite when not empty.
-        max_allowed_content_length: request body limit in bytes (``requestLimits``); default
-            30,000,000, IIS's own default (docs/field-facts.md [V]); range 0-4294967295 (uint).
+        max_allowed_content_length: request body limit in bytes (``requestLimits``), range
+            0-4294967295 (uint). Default ``None``: the server's value is left as it is (a
+            brownfield server may hold 50,000,000 for its other sites; issue 10). IIS's own
+            default is :data:`IIS_MAX_ALLOWED_CONTENT_LENGTH` (30,000,000, docs/field-facts.md [V]).
+
+    Server-level settings change only when declared: no ``iis_server`` key (or an empty one)
+    changes nothing server-wide; ``proxy`` declared applies the project's proxy settings above.
     """
 
     proxy: Optional[ProxySettings] = None
     allowed_server_variables: Optional[tuple[ServerVariable, ...]] = None
-    max_allowed_content_length: Annotated[int, BeforeValidator(_refuse_bool), Field(ge=0, le=4294967295)] = IIS_MAX_ALLOWED_CONTENT_LENGTH
+    max_allowed_content_length: Optional[Annotated[int, BeforeValidator(_refuse_bool), Field(ge=0, le=4294967295)]] = None
 
     @model_validator(mode="after")
     def _default_variables(self) -> "ServerConfig":
@@ -122,11 +127,12 @@ class ServerConfig(IisModel):
 
     def config_attributes(self) -> dict[str, dict[str, str]]:
         """Return ``{section path: {attribute path: value text}}`` for the server-level sections
-        this model manages (``system.webServer/proxy`` only when ``proxy`` is set)."""
+        this model manages: only what is declared (``requestFiltering`` when
+        ``max_allowed_content_length`` is set, ``system.webServer/proxy`` when ``proxy`` is)."""
 
-        sections = {
-            "system.webServer/security/requestFiltering": {"requestLimits.maxAllowedContentLength": str(self.max_allowed_content_length)},
-        }
+        sections: dict[str, dict[str, str]] = {}
+        if self.max_allowed_content_length is not None:
+            sections["system.webServer/security/requestFiltering"] = {"requestLimits.maxAllowedContentLength": str(self.max_allowed_content_length)}
         if self.proxy is not None:
             sections["system.webServer/proxy"] = self.proxy.config_attributes()
         return sections

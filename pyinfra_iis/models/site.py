@@ -8,7 +8,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from .base import IisModel, iis_bool
-from .types import BindingIp, HostName, PoolName, Port, SiteName, SslFlags, WindowsPath, _refuse_bool, _thumbprint
+from .types import BindingIp, HostName, IisPath, PoolName, Port, SiteName, SslFlags, _refuse_bool, _thumbprint
 
 #: IIS defaults (IIS_schema.xml) of the attributes :meth:`Site.config_attributes` writes.
 IIS_DEFAULTS: dict[str, str] = {
@@ -154,10 +154,10 @@ class Site(IisModel):
     """
 
     name: SiteName
-    physical_path: Optional[WindowsPath] = None
+    physical_path: Optional[IisPath] = None
     app_pool: Optional[PoolName] = None
     bindings: Annotated[list[Binding], AfterValidator(_unique_bindings)] = Field(default_factory=list)
-    log_directory: Optional[WindowsPath] = None
+    log_directory: Optional[IisPath] = None
     preload_enabled: bool = True
     anonymous_auth_as_pool_identity: bool = True
     state: Literal["Started", "Stopped"] = "Started"

@@ -166,6 +166,36 @@ WindowsPath = Annotated[str, AfterValidator(_windows_path)]
 WindowsPathOrUnc = Annotated[str, AfterValidator(_windows_path_or_unc)]
 
 
+#: Environment variables a path IIS expands may start with (``expanded="true"`` attributes of
+#: IIS_schema.xml: physicalPath, log directories). ``Get-HostState`` reports their values
+#: (``environment``), so the controller compares such paths by their expanded value.
+EXPANDABLE_VARIABLES = ("SystemDrive", "SystemRoot", "windir", "ProgramData", "ProgramFiles", "ALLUSERSPROFILE", "PUBLIC")
+
+_VARIABLE_PREFIX_RE = re.compile(r"^%([^%]*)%(\\|$)")
+
+
+def _iis_path(value: Any) -> str:
+    text = _common_path_checks(value)
+    match = _VARIABLE_PREFIX_RE.match(text)
+    if match is None:
+        return _windows_path(text)
+    name = next((n for n in EXPANDABLE_VARIABLES if n.lower() == match.group(1).lower()), None)
+    if name is None:
+        raise _fail("windows_path", "{path}: %{name}% is not a variable the host reports ({known}); write the path with a drive letter, like C:\\inetpub\\api",
+                    path=show(text), name=match.group(1), known=", ".join(EXPANDABLE_VARIABLES))
+    rest = text[match.end():].rstrip("\\")
+    if rest:
+        _check_segments(rest.split("\\"), show(text))
+    return f"%{name}%" + ("\\" + rest if rest else "")
+
+
+#: A path IIS expands (``physicalPath``, log directories): a :data:`WindowsPath`, or one that
+#: starts with a variable of :data:`EXPANDABLE_VARIABLES` as IIS itself writes them
+#: (``%SystemDrive%\\inetpub\\wwwroot``; kept as written, the variable's name spelled as listed).
+#: Compared with the host's value by its expansion (``iis.defaults.same_value``).
+IisPath = Annotated[str, AfterValidator(_iis_path)]
+
+
 def _controller_path(value: Any) -> Path:
     if not isinstance(value, (str, Path)):
         raise _fail("controller_path", "expected a file path on the controller")

@@ -17,7 +17,7 @@ from ..iis.compare import differing
 from ..iis.defaults import APP_POOL, APP_POOLS, normalize
 from ..iis.diff import Change, log_changes
 from ..iis.edits import Edit, attribute_edits, child_step, item_step, remove_edit, set_edit
-from ..models.app_pool import AppPool, IdentityType, RapidFailProtection
+from ..models.app_pool import CREATE_ATTRIBUTES, AppPool, IdentityType, RapidFailProtection
 from ..protocol import Secret, secret_digest
 from ..iis.removal import pool_users
 from ._common import from_arguments, iis_of
@@ -71,8 +71,15 @@ def _schedule_edits(model: AppPool, pool_item: config.Element | None, base: list
     return edits, diff
 
 
-def app_pool_edits(model: AppPool, iis: dict | None, keep_variables: Iterable[str] = ()) -> tuple[list[Edit], list[Change]]:
+def app_pool_edits(model: AppPool, iis: dict | None, keep_variables: Iterable[str] = (),
+                   serves_release: bool = False) -> tuple[list[Edit], list[Change]]:
     """Return the ``Set-IisConfig`` edits (and diff lines) that make pool ``model`` so.
+
+    Which attributes are wanted (:meth:`AppPool.wanted_attributes`): all of the model's when the
+    pool is created (plus ``enable32BitAppOnWin64="false"`` written explicitly); on an existing
+    pool only those the inventory declares, plus, when ``serves_release``, those a release needs
+    (``models.app_pool.RELEASE_ATTRIBUTES``). The environment variables and the recycling
+    schedule of an existing pool are changed only when declared.
 
     Attributes are compared with their effective values (explicit → applicationPoolDefaults →
     schema default; :mod:`pyinfra_iis.iis.defaults`); only differing ones are set, grouped by
@@ -84,9 +91,14 @@ def app_pool_edits(model: AppPool, iis: dict | None, keep_variables: Iterable[st
     defaults_element = config.child(section, "applicationPoolDefaults")
     base = [item_step("add", name=model.name)]
     label = f"app pool {model.name}"
-    changes, diff = differing(item, model.config_attributes(), APP_POOL, defaults_element=defaults_element, label=label)
+    wanted = model.wanted_attributes(exists=item is not None, serves_release=serves_release)
+    changes, diff = differing(item, wanted, APP_POOL, defaults_element=defaults_element, label=label)
     if item is None:
         diff.insert(0, Change(label, None, "created"))
+        for path, value in CREATE_ATTRIBUTES.items():  # explicit, whatever applicationPoolDefaults says
+            if wanted.get(path) == value and path not in changes:
+                changes[path] = value
+                diff.append(Change(f"{label}: {path}", None, value))
     if model.password is not None:
         current = config.explicit(item, "processModel.password")
         if current != secret_digest(model.password.get_secret_value()):
@@ -95,10 +107,23 @@ def app_pool_edits(model: AppPool, iis: dict | None, keep_variables: Iterable[st
     edits = attribute_edits(APP_POOLS, base, changes)
     if item is None and not any(edit["path"] == base for edit in edits):
         edits.insert(0, set_edit(APP_POOLS, base))
-    for extra in (_environment_edits(model, item, base, keep_variables), _schedule_edits(model, item, base)):
+    collections = []
+    if item is None or model.declares("environment_variables"):
+        collections.append(_environment_edits(model, item, base, keep_variables))
+    if item is None or model.declares("periodic_restart_schedule"):
+        collections.append(_schedule_edits(model, item, base))
+    for extra in collections:
         edits.extend(extra[0])
         diff.extend(extra[1])
     return edits, diff
+
+
+def runtime_state_wanted(model: AppPool, exists: bool, serves_release: bool = False) -> bool:
+    """Whether the operation brings the pool to ``model.state``: when it creates the pool, when
+    the inventory declares ``state``, or when the pool serves a release (it must run). An
+    existing pool the inventory names without ``state`` keeps its runtime state."""
+
+    return not exists or serves_release or model.declares("state")
 
 
 @operation()
@@ -123,6 +148,7 @@ def app_pool(
     state: Literal["Started", "Stopped"] | None = None,
     extra_attributes: Mapping[str, bool | int | str] | None = None,
     check_users: bool = True,
+    serves_release: bool = False,
 ):
     """
     Create or update an application pool, then bring it to its runtime state.
@@ -154,6 +180,13 @@ def app_pool(
     + keep_variables: environment variable names this operation neither sets nor removes (the
       release's app secrets: they change only with the release's health-checked switch, never by
       a recycle of the live pool here); default none.
+    + serves_release: the pool runs the host's release (the ``Configure IIS`` deploy sets it for
+      the release's pool): an existing pool then also gets the settings a release needs
+      (``models.app_pool.RELEASE_ATTRIBUTES``, docs/design.md "Adopting a server"); default false.
+
+    Declared-only: a pool the operation CREATES gets the model's defaults below; a pool that
+    already exists gets only the attributes given (keywords, or keys of the dict), and keeps its
+    runtime state unless ``state`` is given. Drift of a given attribute is repaired.
 
     The defaults (the ``AppPool`` model's) are right for Python behind HttpPlatformHandler
     (docs/field-facts.md, IIS): No Managed Code, ApplicationPoolIdentity, AlwaysRunning, idle
@@ -189,18 +222,20 @@ def app_pool(
     if not model.present:
         yield from app_pool_removal(model, iis, host.name, check_users=check_users)
         return
-    edits, diff = app_pool_edits(model, iis, keep_variables)
+    edits, diff = app_pool_edits(model, iis, keep_variables, serves_release)
     runtime = ((iis or {}).get("runtime") or {}).get("app_pools") or {}
     current_state = next((value for name, value in runtime.items() if name.lower() == model.name.lower()), None)
-    if current_state != model.state:
+    exists = config.find_item(config.section(iis, APP_POOLS), "add", {"name": model.name}) is not None
+    change_state = runtime_state_wanted(model, exists, serves_release) and current_state != model.state
+    if change_state:
         diff.append(Change(f"app pool {model.name}: state", current_state, model.state))
-    if not edits and current_state == model.state:
-        host.noop(f"app pool {model.name} is configured and {model.state}")
+    if not edits and not change_state:
+        host.noop(f"app pool {model.name} is configured" + (f" and {model.state}" if current_state == model.state else ""))
         return
     log_changes(host, f"Will change app pool {model.name}", diff)
     if edits:
         yield remote_call_set(edits)
-    if current_state != model.state:
+    if change_state:
         yield remote_call_runtime(app_pools={model.name: model.state})
 
 

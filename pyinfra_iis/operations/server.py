@@ -50,7 +50,8 @@ def server_config(server: Any = None):
       enabled, timeout, preserveHostHeader...; ``None`` leaves ``system.webServer/proxy``
       alone), ``allowed_server_variables`` (default ``HTTP_X_FORWARDED_PROTO`` with a proxy;
       docs/field-facts.md: a rule setting it needs the allow-list), ``max_allowed_content_length``
-      (bytes; IIS default 30,000,000).
+      (bytes; IIS default 30,000,000). What is not given is left as the server has it: with
+      no ``iis_server`` data nothing server-wide changes (issue 10).
 
     **Example:**
 

@@ -12,11 +12,12 @@ from pyinfra.api.exceptions import OperationError
 
 from ..facts.host_state import host_state
 from ..iis import config, httpsys
+from ..iis.adopt import anonymous_auth_wanted, binding_key, host_binding_conflicts, site_runtime_wanted, site_wanted_attributes
 from ..iis.compare import differing
 from ..iis.defaults import ANONYMOUS_AUTH, ANONYMOUS_AUTH_ATTRS, APPLICATION, BINDING, SITE, SITES, VIRTUAL_DIRECTORY
 from ..iis.diff import Change, log_changes, once_per_run
 from ..iis.edits import Edit, attribute_edits, child_step, item_step, remove_edit, set_edit
-from ..iis.removal import binding_key, binding_removals, site_item
+from ..iis.removal import binding_removals, site_item
 from ..models.certificates import Certificate
 from ..models.site import Binding, Site
 from ..protocol import remote_call
@@ -27,20 +28,14 @@ from .certificates import CertificateInfo, check_for_binding, fact_certificate, 
 ROOT_APP = item_step("application", path="/")
 ROOT_VDIR = item_step("virtualDirectory", path="/")
 
-#: Whether a binding the site has and its ``bindings`` do not name is kept (``False``: such a
-#: binding is removed). ``exclusive_bindings: true`` removes them whatever this says; an entry
-#: with ``present: false`` always removes its binding (:func:`pyinfra_iis.iis.removal.binding_removals`).
-UNLISTED_BINDINGS_KEPT = False
-
 
 def removed_bindings(model: Site, iis: dict | None) -> list[config.Element]:
     """The host's ``<binding>`` items of site ``model`` that this run removes: those named by a
-    ``present: false`` entry, and, with ``exclusive_bindings`` (or while unlisted bindings are
-    not kept, :data:`UNLISTED_BINDINGS_KEPT`), those the list does not name."""
+    ``present: false`` entry, and, with ``exclusive_bindings``, those the list does not name
+    (otherwise a binding the list does not name is kept)."""
 
     holder = config.child(site_item(iis, model.name), "bindings")
-    exclusive = model.exclusive_bindings or not UNLISTED_BINDINGS_KEPT
-    return binding_removals(config.items(holder, "binding"), model.bindings, exclusive)
+    return binding_removals(config.items(holder, "binding"), model.bindings, bool(model.exclusive_bindings))
 
 
 def _split(attributes: dict[str, str]) -> tuple[dict, dict, dict]:
@@ -56,17 +51,19 @@ def _split(attributes: dict[str, str]) -> tuple[dict, dict, dict]:
     return site, app, vdir
 
 
-def site_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change]]:
+def site_edits(model: Site, iis: dict | None, serves_release: bool = False) -> tuple[list[Edit], list[Change]]:
     """Edits for the site element, its root application and root virtual directory: only the
     attributes whose effective value differs (item → siteDefaults / applicationDefaults /
-    virtualDirectoryDefaults → schema default)."""
+    virtualDirectoryDefaults → schema default). On an existing site only the required and the
+    declared attributes are compared (:func:`pyinfra_iis.iis.adopt.site_wanted_attributes`);
+    paths IIS expands compare by their expanded value (the host's ``environment``)."""
 
     section = config.section(iis, SITES)
     site = config.find_item(section, "site", {"name": model.name})
     app = config.find_item(site, "application", {"path": "/"})
     vdir = config.find_item(app, "virtualDirectory", {"path": "/"})
     label = f"site {model.name}"
-    wanted_site, wanted_app, wanted_vdir = _split(model.config_attributes())
+    wanted_site, wanted_app, wanted_vdir = _split(site_wanted_attributes(model, site is not None, serves_release))
     base = [item_step("site", name=model.name)]
     edits: list[Edit] = []
     diff: list[Change] = [Change(label, None, "created")] if site is None else []
@@ -75,7 +72,8 @@ def site_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change]]
         (app, wanted_app, APPLICATION, "applicationDefaults", [*base, ROOT_APP], f"{label}: application /"),
         (vdir, wanted_vdir, VIRTUAL_DIRECTORY, "virtualDirectoryDefaults", [*base, ROOT_APP, ROOT_VDIR], f"{label}: virtualDirectory /"),
     ):
-        changes, lines = differing(element, wanted, table, defaults_element=config.child(section, defaults_tag), label=sub)
+        changes, lines = differing(element, wanted, table, defaults_element=config.child(section, defaults_tag), label=sub,
+                                   environment=config.environment(iis))
         edits += attribute_edits(SITES, path, changes)
         diff += lines
     if site is None and not any(edit["path"] == base for edit in edits):
@@ -148,6 +146,9 @@ def ssl_binding_calls(model: Site, iis: dict | None, certificates: dict[int, tup
 def binding_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change], list[Binding]]:
     """Edits for the site's bindings: add a missing one, set the differing attributes of an
     existing one, remove those :func:`removed_bindings` names; each binding alone, never a clear.
+    Bindings the model does not list are kept unless ``exclusive_bindings``. A binding is found
+    by its meaning (:func:`pyinfra_iis.iis.adopt.binding_key`: IPv6 in any spelling, ``*``), and
+    an edit addresses it as the host wrote it.
 
     Returns:
         ``(edits, diff, bindings added or changed)``.
@@ -159,9 +160,14 @@ def binding_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Chang
     edits: list[Edit] = []
     diff: list[Change] = []
     touched: list[Binding] = []
+    existing = {binding_key(config.get_attribute(item, "protocol") or "", config.get_attribute(item, "bindingInformation") or ""): item
+                for item in reversed(config.items(holder, "binding"))}
     for binding in model.present_bindings:
+        item = existing.get(binding_key(binding.protocol, binding.binding_information))
         key = {"protocol": binding.protocol, "bindingInformation": binding.binding_information}
-        item = config.find_item(holder, "binding", key)
+        if item is not None:  # as the host wrote it
+            key = {"protocol": config.get_attribute(item, "protocol") or binding.protocol,
+                   "bindingInformation": config.get_attribute(item, "bindingInformation") or binding.binding_information}
         label = f"site {model.name}: binding {binding.protocol} {binding.binding_information}"
         changes, lines = differing(item, binding_attributes(binding), BINDING, label=label)
         if item is None:
@@ -211,11 +217,13 @@ def site_removal(model: Site, iis: dict | None) -> tuple[list[str], list[Change]
     return calls, diff
 
 
-def anonymous_auth_edits(model: Site, iis: dict | None) -> tuple[list[Edit], list[Change]]:
+def anonymous_auth_edits(model: Site, iis: dict | None, serves_release: bool = False) -> tuple[list[Edit], list[Change]]:
     """``anonymousAuthentication`` at ``<location path="site">``: enabled, ``userName=""`` (the
-    pool identity) when the model asks for it (docs/field-facts.md, IIS)."""
+    pool identity) when the model asks for it (docs/field-facts.md, IIS); on an existing site
+    only when the inventory gives ``anonymous_auth_as_pool_identity``."""
 
-    if model.anonymous_user_name is None:
+    exists = config.find_item(config.section(iis, SITES), "site", {"name": model.name}) is not None
+    if model.anonymous_user_name is None or not anonymous_auth_wanted(model, exists, serves_release):
         return [], []
     wanted = {"enabled": "true", "userName": model.anonymous_user_name}
     at_location = config.section(iis, ANONYMOUS_AUTH, location=model.name)
@@ -274,6 +282,7 @@ def site(
     state: Literal["Started", "Stopped"] | None = None,
     site_id: int | None = None,
     exclusive_bindings: bool | None = None,
+    serves_release: bool = False,
 ):
     """
     Create or update a site, its root application and virtual directory, its bindings, its
@@ -294,7 +303,7 @@ def site(
       name from ``certificates`` or a thumbprint in the store), ``certificate_store``,
       ``present`` (``False``: remove this binding when the site has it).
     + exclusive_bindings: ``True`` removes every binding of the site the list does not name
-      (default false: see ``UNLISTED_BINDINGS_KEPT``).
+      (default false: unlisted bindings are kept).
     + log_directory: ``logFile/@directory``; default IIS's.
     + preload_enabled: default true; anonymous_auth_as_pool_identity: default true.
     + state: ``Started`` (default) or ``Stopped``.
@@ -303,6 +312,17 @@ def site(
       the ``Configure IIS`` deploy uses this form). Giving both is an error.
     + certificates: the ``Certificate`` models (or dicts) binding ``certificate`` names refer
       to (host data ``iis_certificates``).
+    + serves_release: the site serves the host's release (the ``Configure IIS`` deploy sets it
+      for the site of the release's pool): an existing site then also gets ``serverAutoStart``,
+      the runtime state and anonymous authentication as the pool identity; default false.
+
+    Declared-only (issue 10; docs/design.md "Adopting a server"): a site the operation CREATES
+    gets the defaults below; an existing site gets its pool and physical path and only the other
+    keys given, keeps its runtime state unless ``state`` is given, and keeps the bindings the
+    model does not list. Bindings match by meaning (IPv6 in any spelling); ``physical_path`` and
+    ``log_directory`` may start with ``%SystemDrive%`` and compare by their expansion on the host.
+    A binding another site on the host holds (a site not in the host's ``iis_sites``) raises
+    ``OperationError`` naming both sites.
 
     Keyword values are validated by the ``Site`` model, with its defaults and messages.
 
@@ -339,6 +359,10 @@ def site(
     cert_models = [validated(Certificate, c, "certificates") for c in certificates]
     fact = host_state(host)
     iis = iis_of(fact)
+    managed = [entry.get("name", "") for entry in (host.data.get("iis_sites") or []) if isinstance(entry, dict)]
+    conflicts = host_binding_conflicts(model, iis, managed)
+    if conflicts:
+        raise OperationError(f"{host.name}: " + "; ".join(conflicts))
     resolved: dict[int, tuple[str | None, str | None]] = {}
     infos: dict[int, CertificateInfo] = {}
     for index, binding in enumerate(model.bindings):
@@ -347,7 +371,7 @@ def site(
             thumbprint, store, info = resolve_certificate(binding, cert_models, fact, what)
             resolved[index] = (thumbprint, store)
             infos[index] = info
-    edits, diff = site_edits(model, iis)
+    edits, diff = site_edits(model, iis, serves_release)
     more, lines, touched = binding_edits(model, iis)
     edits += more
     diff += lines
@@ -366,11 +390,11 @@ def site(
                 warnings.append(f"{exc} (binding left as it is)")
     if warnings and once_per_run():
         warn(warnings)
-    more, lines = anonymous_auth_edits(model, iis)
+    more, lines = anonymous_auth_edits(model, iis, serves_release)
     edits += more
     diff += lines
     commands = []
-    if model.log_directory and _path_exists(fact, model.log_directory) is not True:
+    if model.log_directory and "%" not in model.log_directory and _path_exists(fact, model.log_directory) is not True:
         diff.append(Change(f"site {model.name}: log directory {model.log_directory}", None, "created"))
         commands.append(remote_call("Initialize-Directory", {"path": model.log_directory}))
     commands += ssl_before
@@ -379,11 +403,12 @@ def site(
     commands += ssl_after
     runtime = ((iis or {}).get("runtime") or {}).get("sites") or {}
     current_state = next((value for name, value in runtime.items() if name.lower() == model.name.lower()), None)
-    if current_state != model.state:
+    exists = config.find_item(config.section(iis, SITES), "site", {"name": model.name}) is not None
+    if current_state != model.state and site_runtime_wanted(model, exists, serves_release):
         diff.append(Change(f"site {model.name}: state", current_state, model.state))
         commands.append(remote_call_runtime(sites={model.name: model.state}))
     if not commands:
-        host.noop(f"site {model.name} is configured and {model.state}")
+        host.noop(f"site {model.name} is configured" + (f" and {model.state}" if current_state == model.state else ""))
         return
     log_changes(host, f"Will change site {model.name}", diff)
     yield from commands

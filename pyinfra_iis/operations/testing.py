@@ -108,7 +108,8 @@ def empty_fact(features: list[str] | None = None) -> dict:
     """A ``Get-HostState`` value of a fresh host (``iis`` present when Web-Server is listed)."""
 
     features = list(features or [])
-    iis = {"sections": {}, "locations": {}, "runtime": {"app_pools": {}, "sites": {}}, "ssl_bindings": {}} if "Web-Server" in features else None
+    iis = {"sections": {}, "locations": {}, "runtime": {"app_pools": {}, "sites": {}}, "ssl_bindings": {},
+           "environment": {"SystemDrive": "C:", "SystemRoot": "C:\\Windows", "windir": "C:\\Windows"}} if "Web-Server" in features else None
     return {"computer_name": "WEB01", "reboot_pending": False, "features": features,
             "extensions": {p: {"installed": False, "version": None} for p in ("HttpPlatformHandler", "UrlRewrite", "ARR")},
             "iis": iis, "certificates": [], "acls": {}}

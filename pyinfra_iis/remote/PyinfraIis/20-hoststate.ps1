@@ -4,6 +4,7 @@
 # key is then $null, not an error record.
 # Docs: https://learn.microsoft.com/dotnet/api/microsoft.win32.registrykey.opensubkey
 #       https://learn.microsoft.com/powershell/module/servermanager/get-windowsfeature
+#       https://learn.microsoft.com/dotnet/api/system.environment.getenvironmentvariable
 
 function Get-RegistryValue {
     # Without -Name: whether HKLM\<Key> exists; with -Name: its value or $null.
@@ -73,7 +74,7 @@ function Get-IisExtensionState {
 
 function Get-HostState {
     # -Json {"digest_key": "<base64>", "acl_paths": [...], "cert_stores": [...], "release_roots": [...],
-    # "python_versions": [...]} -> {computer_name, reboot_pending, features, extensions, iis,
+    # "python_versions": [...]} -> {computer_name, environment, reboot_pending, features, extensions, iis,
     # certificates, acls, pythons, releases, grant_record}; "iis" (null until Web-Server is installed) is
     # Get-IisHostState's raw answer (part 51).
     [CmdletBinding()]
@@ -90,8 +91,12 @@ function Get-HostState {
     if (($features -contains 'Web-Server') -and (Test-IisInstalled)) {
         $iis = Get-IisHostState -DigestKey $digestKey -Function $function
     }
+    # The variables IIS expands in physicalPath and log directories (compared expanded on the controller).
+    $environment = [ordered]@{}
+    foreach ($name in @('SystemDrive', 'SystemRoot', 'windir', 'ProgramData', 'ProgramFiles', 'ALLUSERSPROFILE', 'PUBLIC')) { $environment[$name] = [System.Environment]::GetEnvironmentVariable($name) }
     $result = [ordered]@{
         computer_name = [string]$env:COMPUTERNAME
+        environment = $environment
         reboot_pending = Test-RebootPending
         # Plain .NET arrays: 5.1's ConvertTo-Json writes a PSObject-wrapped array as {"value": [...]}.
         features = [string[]]$features

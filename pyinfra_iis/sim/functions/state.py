@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...iis.appconfig import protect_secrets, real_children, render
 from ...iis.httpsys import render_sslcert
-from ..iis.store import STARTED, load_config, pool_names, runtime, site_elements, sslcert_bindings
+from ..iis.store import STARTED, host_environment, load_config, pool_names, runtime, site_elements, sslcert_bindings
 from . import SimFunctionError, sim_function
 from .acl import describe_acl, describe_grant_record
 from .certificates import STORES, describe_certificates
@@ -106,6 +106,7 @@ def get_host_state(host: "SimHost", payload: dict[str, Any]) -> str:
         config = load_config(host)
         result = {
             "computer_name": host.hostname,
+            "environment": host_environment(host),
             "reboot_pending": bool(host.state.get("reboot_pending", False)),
             "features": sorted(host.state.get("features", {})),
             "extensions": _extensions(host, config),

@@ -77,15 +77,19 @@ def site_elements(config: AppHostConfig) -> list[Any]:
     return [s for s in (real_children(sites) if sites is not None else []) if s.tag == "site"]
 
 
-def site_bindings(site: Any) -> set[tuple[str, str]]:
-    """``{(protocol, bindingInformation)}`` of a ``<site>`` element (case-folded)."""
+def site_bindings(site: Any) -> set[tuple[str, ...]]:
+    """The bindings of a ``<site>`` element by meaning, as HTTP.sys compares them: protocol,
+    canonical IP, port, host name (``pyinfra_iis.iis.adopt.binding_key``: ``[2001:DB8::1]`` and
+    ``[2001:db8:0::1]`` are one address)."""
+
+    from ...iis.adopt import binding_key
 
     result = set()
     for child in real_children(site):
         if child.tag == "bindings":
             for binding in real_children(child):
                 if binding.tag == "binding":
-                    result.add((binding.get("protocol", "").casefold(), binding.get("bindingInformation", "").casefold()))
+                    result.add(binding_key(binding.get("protocol", ""), binding.get("bindingInformation", "")))
     return result
 
 
@@ -159,3 +163,19 @@ def sync_runtime(host: "SimHost", config: AppHostConfig) -> dict[str, list[str]]
         else:
             sites[name] = STOPPED if binding_conflict(config, sites, name) else STARTED
     return {"started_pools": started_pools, "removed_pools": removed_pools}
+
+
+#: The variables ``Get-HostState`` reports (``environment``), as a Windows Server 2022 host with
+#: its system on C: has them; a test may set others in ``host.state["environment"]``.
+DEFAULT_ENVIRONMENT = {
+    "SystemDrive": "C:", "SystemRoot": "C:\\Windows", "windir": "C:\\Windows", "ProgramData": "C:\\ProgramData",
+    "ProgramFiles": "C:\\Program Files", "ALLUSERSPROFILE": "C:\\ProgramData", "PUBLIC": "C:\\Users\\Public",
+}
+
+
+def host_environment(host: "SimHost") -> dict[str, str]:
+    """The environment variables ``Get-HostState`` reports: :data:`DEFAULT_ENVIRONMENT`
+    overlaid with ``host.state["environment"]``."""
+
+    return {**DEFAULT_ENVIRONMENT, **(host.state.get("environment") or {})}
+
