@@ -14,7 +14,6 @@ from pyinfra.api.exceptions import OperationValueError
 from pyinfra_iis.iis.removal import binding_removals, pool_users
 from pyinfra_iis.models import load_host_config
 from pyinfra_iis.models.site import Binding
-from pyinfra_iis.operations import sites as sites_module
 from pyinfra_iis.operations.app_pools import PoolInUseError, app_pool, check_pool_removals
 from pyinfra_iis.operations.applications import application
 from pyinfra_iis.operations.sites import site
