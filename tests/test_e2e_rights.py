@@ -127,7 +127,7 @@ def test_a_pool_change_moves_the_rights_the_project_granted_and_keeps_hand_made_
         sim_inventory.write_text(text.replace('"grant_private_key_to_pools": True}],', f'"grant_private_key_to_pools": True, "ensure": "absent", "thumbprint": "{thumbprint}"}}],'), encoding="utf-8")
         before = server.host.snapshot()["certificates"]
         refused = run(demo, ok=False)
-        assert "is to be removed (ensure: absent) but this binding uses it" in refused, refused
+        assert "is to be removed but this binding uses it" in refused, refused
         assert server.host.snapshot()["certificates"] == before
 
         # A certificate no binding uses (an older one still in My): dry run, run, then nothing.

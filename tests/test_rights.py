@@ -209,7 +209,7 @@ def test_certificate_removal_is_refused_while_a_binding_uses_it(sim, pfx):
     # Before anything runs: a declared https binding naming it is an inventory error...
     site = {"name": "api", "physical_path": ROOT, "app_pool": "api",
             "bindings": [{"protocol": "https", "port": 443, "certificate": "api"}]}
-    with pytest.raises(InventoryError, match="present: false"):
+    with pytest.raises(InventoryError, match="is to be removed but this binding uses it"):
         load_host_config("web01", {"iis_app_pools": [{"name": "api"}], "iis_sites": [site], "iis_certificates": [absent]})
     # ...and so is an HTTP.sys binding the inventory does not move to another certificate.
     config = load_host_config("web01", {"iis_app_pools": [{"name": "api"}], "iis_certificates": [absent]})

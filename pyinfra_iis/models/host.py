@@ -212,7 +212,7 @@ class IisHostConfig(IisModel):
             fix = f"did you mean {show(guess)}?" if guess else "add it to iis_certificates or give a thumbprint (40 hex digits)"
             return [HostIssue(loc + ("certificate",), f"certificate {show(binding.certificate)} is neither an iis_certificates name nor a thumbprint", fix)]
         if not entry.present:
-            return [HostIssue(loc + ("certificate",), f"certificate {show(entry.name)} is to be removed (present: false) but this binding uses it", "bind another certificate, or keep the certificate")]
+            return [HostIssue(loc + ("certificate",), f"certificate {show(entry.name)} is to be removed but this binding uses it", "bind another certificate, or keep the certificate")]
         if binding.certificate_store and binding.certificate_store != entry.store:
             return [HostIssue(loc + ("certificate_store",), f"certificate {show(entry.name)} is imported into {entry.store}, not {binding.certificate_store}", "drop certificate_store or make it match")]
         return []
