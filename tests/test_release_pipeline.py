@@ -164,3 +164,74 @@ def test_cleanup_keeps_the_version_a_kept_revision_runs_on_and_removes_revisions
                            versions=["1.0.0", "1.0.0+r2", "2.0.0", "3.0.0", "4.0.0"]), settings=SETTINGS)
     [(_, payload)] = calls(result)
     assert payload["paths"] == [f"{ROOT}\\releases\\1.0.0", f"{ROOT}\\releases\\1.0.0+r2", f"{ROOT}\\artifacts\\api-1.0.0.zip"]
+
+
+# --- Several apps per host -------------------------------------------------------------------
+
+
+from pyinfra_iis.deploys.release import load_release_configs, release_targets  # noqa: E402
+from pyinfra_iis.facts.arguments import release_arguments  # noqa: E402
+from pyinfra_iis.models import InventoryError  # noqa: E402
+from pyinfra_iis.operations.testing import make_host  # noqa: E402
+
+PYTHON = {"version": "3.12.7", "source": __file__, "sha256": "0" * 64}
+ADMIN = {**SETTINGS, "app_name": "admin", "root": "C:\\sites\\admin", "app_secrets": {}}
+ADMIN_SITE = {"name": "admin", "physical_path": "C:\\sites\\admin\\current", "app_pool": "admin",
+              "bindings": [{"protocol": "http", "port": 8080, "host_name": "admin.example.com"}]}
+
+
+def two_apps(*changes: dict, **extra) -> dict:
+    apps = [{"app": SETTINGS, "site": "api"}, {"app": ADMIN, "site": "admin"}]
+    for index, change in enumerate(changes):
+        apps[index] = {**apps[index], **change}
+    return {"iis_app_pools": [{"name": "api"}, {"name": "admin"}], "iis_sites": [HTTPS_SITE, ADMIN_SITE],
+            "release_apps": apps, "release_python": PYTHON, **extra}
+
+
+def problems(data: dict, environ=None) -> str:
+    with pytest.raises(InventoryError) as caught:
+        load_release_configs(data, "web01", environ=environ or {})
+    return str(caught.value)
+
+
+def test_two_apps_resolve_to_their_own_site_pool_and_root_and_the_fact_asks_for_both_roots():
+    state, host = make_host(two_apps())
+    targets = release_targets(host, environ={})
+    assert [(t.settings.app_name, t.site.name, t.app_pool, t.settings.root) for t in targets] == [
+        ("api", "api", "api", ROOT), ("admin", "admin", "admin", "C:\\sites\\admin")]
+    paths, roots, _ = release_arguments(two_apps())
+    assert roots == [ROOT, "C:\\sites\\admin"] and "C:\\sites\\admin\\logs" in paths
+
+
+def test_apps_sharing_a_root_a_site_a_name_or_a_pool_are_refused_naming_host_field_and_fix():
+    text = problems(two_apps({}, {"app": {**ADMIN, "root": ROOT + "\\admin"}, "site": "api"}))
+    assert "release_apps[1].app.root: C:\\sites\\api\\admin is, holds or lies inside the root of release_apps[0] (api)" in text
+    assert "release_apps[1].site: site 'api' already serves release_apps[0] (api)" in text and "fix: give each app its own site" in text
+    assert "web01" in text
+    assert "release_apps[1].app.app_name" in problems(two_apps({}, {"app": {**ADMIN, "app_name": "api"}}))
+    state, host = make_host(two_apps({}, {"app_pool": "api"}))
+    with pytest.raises(InventoryError, match=r"release_apps\[1\].app_pool: app pool 'api' already runs api"):
+        release_targets(host, environ={})
+
+
+def test_a_version_for_several_apps_must_name_the_app_and_release_only_picks_it():
+    text = problems(two_apps(), environ={"PYINFRA_IIS_RELEASE_VERSION": "2.0.0"})
+    assert "release_version: 2 apps in release_apps" in text and "release_only=<app_name>" in text
+    [only] = load_release_configs(two_apps(release_only="admin", release_version="2.0.0"), environ={})
+    assert (only.app.app_name, only.version, str(only.artifact_path())) == ("admin", "2.0.0", "dist/admin-2.0.0.zip")
+    each = load_release_configs(two_apps({"version": "1.0.0"}, {"version": "2.0.0", "artifact": "x/admin.zip"}), environ={})
+    assert [(c.version, str(c.artifact_path())) for c in each] == [("1.0.0", "dist/api-1.0.0.zip"), ("2.0.0", "x/admin.zip")]
+    assert "did you mean admin?" in problems(two_apps(release_only="admn"))
+
+
+def test_the_list_form_refuses_the_one_app_keys_and_unknown_entry_keys():
+    text = problems({**two_apps(), "release_app": SETTINGS, "release_site": "api"})
+    assert "release_apps: given together with release_app, release_site" in text
+    assert "release_apps[0].sites: unknown key (fix: did you mean site?)" in problems(two_apps({"sites": "x"}))
+    assert "release_apps[1].app.root" in problems(two_apps({}, {"app": {**ADMIN, "root": "C:\\"}}))
+
+
+def test_the_one_app_form_keeps_working_and_release_only_must_name_it():
+    data = {"iis_sites": [HTTPS_SITE], "release_app": SETTINGS, "release_site": "api", "release_python": PYTHON}
+    assert [c.app.app_name for c in load_release_configs(data, environ={})] == ["api"]
+    assert "release_only: this host releases 'api', not 'admin'" in problems({**data, "release_only": "admin"})

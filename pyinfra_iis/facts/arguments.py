@@ -30,20 +30,20 @@ def release_arguments(host_data: dict) -> tuple[list[str], list[str], list[str]]
     """Return ``(acl_paths, release_roots, python_versions)`` for the host's ``release_*`` data.
 
     ``acl_paths``: the release root, its logs folder and the base Python install (their ACLs
-    and existence decide the release ACL operations). Nothing when the host has no
-    ``release_app`` or its release data does not validate (the release deploy reports that).
+    and existence decide the release ACL operations), for every app of the run
+    (``release_app`` or ``release_apps``). Nothing when the host has none or its release data
+    does not validate (the release deploy reports that).
     """
 
     if not any(key.startswith("release_") for key in host_data):
         return [], [], []
     try:
-        from ..deploys.release import load_release_config
+        from ..deploys.release import load_release_configs
 
-        release = load_release_config(host_data)
+        releases = load_release_configs(host_data)
     except Exception:  # noqa: BLE001 - reported by the release deploy
         return [], [], []
-    if release is None:
+    if not releases:
         return [], [], []
-    app = release.app
-    paths = [app.root, app.logs_dir, release.python.target_dir]
-    return paths, [app.root], [app.python_version]
+    paths = [path for release in releases for path in (release.app.root, release.app.logs_dir, release.python.target_dir)]
+    return paths, [release.app.root for release in releases], [release.app.python_version for release in releases]
