@@ -73,6 +73,9 @@ class ReleaseHostConfig(IisModel):
     python: PythonInstaller = Field(alias="release_python")
     version: Optional[ReleaseVersion] = Field(None, alias="release_version")
     artifact: Optional[ControllerPath] = Field(None, alias="release_artifact")
+    #: In a rollback run, ``release_version`` is the release to go back to: it is moved here
+    #: (``version`` stays ``None``, so nothing is shipped and no artifact is needed).
+    rollback_to: Optional[ReleaseVersion] = Field(None, exclude=True)
 
     @model_validator(mode="after")
     def _python_matches(self) -> "ReleaseHostConfig":
@@ -90,7 +93,24 @@ class ReleaseHostConfig(IisModel):
         return self.artifact or Path("dist") / f"{self.app.app_name}-{self.version}.zip"
 
 
-def load_release_config(data: Mapping[str, Any], host_name: str = "host", environ: Mapping[str, str] = os.environ) -> Optional[ReleaseHostConfig]:
+def rollback_run(argv: Optional[list[str]] = None) -> bool:
+    """Whether this pyinfra command runs ``deploys/rollback.py`` (``sys.argv``). The inventory
+    check runs before the deploy file is loaded, and in a rollback ``release_version`` names an
+    installed release, not an artifact to check on the controller."""
+
+    import sys
+
+    return any(Path(arg).name == "rollback.py" for arg in (sys.argv if argv is None else argv)[1:])
+
+
+def as_rollback(config: ReleaseHostConfig) -> ReleaseHostConfig:
+    """``config`` for a rollback: its version becomes ``rollback_to``, nothing is shipped."""
+
+    return config.model_copy(update={"rollback_to": config.version, "version": None, "artifact": None})
+
+
+def load_release_config(data: Mapping[str, Any], host_name: str = "host", environ: Mapping[str, str] = os.environ,
+                        rollback: Optional[bool] = None) -> Optional[ReleaseHostConfig]:
     """Validate the ``release_*`` keys of one host's data.
 
     Args:
@@ -99,16 +119,25 @@ def load_release_config(data: Mapping[str, Any], host_name: str = "host", enviro
         environ: where ``PYINFRA_IIS_RELEASE_VERSION`` / ``_ARTIFACT`` are read (default
             ``os.environ``) when the data has no ``release_version`` / ``release_artifact``.
 
+        rollback: a rollback run (default :func:`rollback_run`): the environment is not read
+            and the version is the release to go back to (:func:`as_rollback`).
+
     Returns:
-        ``None`` when the host has no ``release_app`` (and no other ``release_*`` key).
+        ``None`` when the host has no ``release_app`` (and no other ``release_*`` key), or
+        lists several apps in ``release_apps`` (validated here too: :func:`load_release_configs`).
 
     Raises:
         InventoryError: unknown ``release_*`` key (with a did-you-mean) or invalid values; the
             report never echoes values (``app_secrets`` may be among them).
     """
 
+    rollback = rollback_run() if rollback is None else rollback
+    environ = {} if rollback else environ
     wanted = {k: v for k, v in data.items() if isinstance(k, str) and k.startswith("release_")}
     if not wanted:
+        return None
+    if "release_apps" in wanted:
+        load_release_configs(data, host_name, environ, rollback)
         return None
     problems = [Problem(host_name, key, "unknown release key", f"did you mean {did_you_mean(key, list(RELEASE_DATA_KEYS))}?"
                         if did_you_mean(key, list(RELEASE_DATA_KEYS)) else f"known keys: {', '.join(RELEASE_DATA_KEYS)}")
@@ -128,7 +157,7 @@ def load_release_config(data: Mapping[str, Any], host_name: str = "host", enviro
                 problems.append(Problem(host_name, where, error.get("msg", "invalid")))
     if problems:
         raise InventoryError(InventoryReport(hosts=[host_name], problems=problems))
-    return result
+    return as_rollback(result) if rollback and result is not None else result
 
 
 def _entry_problems(host_name: str, where: str, error: dict) -> Problem:
@@ -143,7 +172,8 @@ def _nested(a: str, b: str) -> bool:
     return a.startswith(b) or b.startswith(a)
 
 
-def load_release_configs(data: Mapping[str, Any], host_name: str = "host", environ: Mapping[str, str] = os.environ) -> list[ReleaseHostConfig]:
+def load_release_configs(data: Mapping[str, Any], host_name: str = "host", environ: Mapping[str, str] = os.environ,
+                         rollback: Optional[bool] = None) -> list[ReleaseHostConfig]:
     """Validate the release data of one host: one app (``release_app`` ...) or several
     (``release_apps``); return the apps this run releases, in data order.
 
@@ -157,15 +187,18 @@ def load_release_configs(data: Mapping[str, Any], host_name: str = "host", envir
     ``release_only`` (e.g. ``--data release_only=api``) limits the run to the app of that
     ``app_name``. ``release_version`` / ``release_artifact`` (or ``$PYINFRA_IIS_RELEASE_VERSION``
     / ``_ARTIFACT``) apply to the one app of the run: with several, name it with
-    ``release_only`` or give each entry its own ``version``.
+    ``release_only`` or give each entry its own ``version``. ``rollback``: as for
+    :func:`load_release_config`.
 
     Raises:
         InventoryError: every problem found, each naming the host, the field (e.g.
             ``release_apps[1].root``) and the fix; values are never echoed.
     """
 
+    rollback = rollback_run() if rollback is None else rollback
+    environ = {} if rollback else environ
     if "release_apps" not in data:
-        config = load_release_config(data, host_name, environ)
+        config = load_release_config(data, host_name, environ, rollback)
         only = data.get("release_only")
         if config is not None and only not in (None, "") and only != config.app.app_name:
             raise InventoryError(InventoryReport(hosts=[host_name], problems=[Problem(
@@ -242,7 +275,7 @@ def load_release_configs(data: Mapping[str, Any], host_name: str = "host", envir
         seen.append((index, config))
     if problems:
         raise InventoryError(InventoryReport(hosts=[host_name], problems=problems))
-    return [configs[i] for i in chosen]
+    return [as_rollback(configs[i]) if rollback else configs[i] for i in chosen]
 
 
 class ReleaseTarget:
@@ -258,14 +291,15 @@ class ReleaseTarget:
         return self.release.app
 
 
-def release_targets(current_host: Any = None, environ: Mapping[str, str] = os.environ) -> list[ReleaseTarget]:
+def release_targets(current_host: Any = None, environ: Mapping[str, str] = os.environ, rollback: Optional[bool] = None) -> list[ReleaseTarget]:
     """Resolve the current host's release data (:func:`load_release_configs`): one
     :class:`ReleaseTarget` per app of this run, in data order (``[]`` when it has none).
 
     Args:
         current_host: the pyinfra host (default: the current one).
-        environ: where ``$PYINFRA_IIS_RELEASE_VERSION`` / ``_ARTIFACT`` are read (the rollback
-            deploy passes ``{}``).
+        environ: where ``$PYINFRA_IIS_RELEASE_VERSION`` / ``_ARTIFACT`` are read.
+        rollback: a rollback run (default :func:`rollback_run`; the rollback deploy passes
+            ``True``): see :func:`load_release_config`.
 
     Raises:
         InventoryError: invalid release data, a release site that is not an ``iis_sites``
@@ -274,7 +308,7 @@ def release_targets(current_host: Any = None, environ: Mapping[str, str] = os.en
 
     current_host = current_host or host
     data = host_data_dict(current_host)
-    configs = load_release_configs(data, current_host.name, environ)
+    configs = load_release_configs(data, current_host.name, environ, rollback)
     if not configs:
         return []
     iis = load_host_config(current_host.name, data)
@@ -478,11 +512,11 @@ def rollback_release(target: Optional[ReleaseTarget] = None) -> None:
             installed and complete, or there is no previous release.
     """
 
-    targets = [target] if target is not None else release_targets(environ={})
+    targets = [target] if target is not None else release_targets(rollback=True)
     if not targets:
         host.noop("no release_app in the host data: nothing to roll back")
         return
     for one in targets:
-        version = one.release.version
+        version = one.release.rollback_to or one.release.version
         release.release_rolled_back(name=f"Roll back {one.site.name}" + (f" to {version}" if version else ""), settings=one.settings,
                                     site=one.site, app_pool=one.app_pool, version=version)
