@@ -235,3 +235,30 @@ def test_the_one_app_form_keeps_working_and_release_only_must_name_it():
     data = {"iis_sites": [HTTPS_SITE], "release_app": SETTINGS, "release_site": "api", "release_python": PYTHON}
     assert [c.app.app_name for c in load_release_configs(data, environ={})] == ["api"]
     assert "release_only: this host releases 'api', not 'admin'" in problems({**data, "release_only": "admin"})
+
+
+def test_a_rollback_run_reads_release_version_as_the_target_not_as_something_to_ship():
+    from pyinfra_iis.deploys.release import load_release_config, rollback_run
+
+    assert rollback_run(["pyinfra", "inventories/prod.py", "deploys/rollback.py", "--data", "release_version=1.0.0"])
+    assert not rollback_run(["pyinfra", "inventories/prod.py", "deploys/release.py"])
+    data = {"iis_sites": [HTTPS_SITE], "release_app": SETTINGS, "release_site": "api", "release_python": PYTHON}
+    environ = {"PYINFRA_IIS_RELEASE_VERSION": "3.0.0", "PYINFRA_IIS_RELEASE_ARTIFACT": "dist/api-3.0.0.zip"}
+    named = load_release_config({**data, "release_version": "1.0.0"}, environ=environ, rollback=True)
+    assert (named.rollback_to, named.version, named.artifact_path()) == ("1.0.0", None, None)  # no artifact to preflight
+    unnamed = load_release_config(data, environ=environ, rollback=True)
+    assert (unnamed.rollback_to, unnamed.version) == (None, None)  # the release job's version is not a target
+    assert load_release_config(data, environ=environ, rollback=False).version == "3.0.0"
+    [only] = load_release_configs(two_apps(release_only="admin", release_version="1.0.0"), environ=environ, rollback=True)
+    assert (only.app.app_name, only.rollback_to) == ("admin", "1.0.0")
+
+
+def test_a_revision_name_cannot_be_shipped_but_can_be_rolled_back_to():
+    data = {"iis_sites": [HTTPS_SITE], "release_app": SETTINGS, "release_site": "api", "release_python": PYTHON, "release_version": "1.0.0+r2"}
+    text = problems(data)
+    assert "release_version: 1.0.0+r2 names a config revision of 1.0.0" in text and "fix: release 1.0.0" in text
+    from pyinfra_iis.deploys.release import load_release_config
+
+    assert load_release_config(data, environ={}, rollback=True).rollback_to == "1.0.0+r2"
+    assert "release_apps[0].version: 2.0.0+r3 names a config revision" in problems(two_apps({"version": "2.0.0+r3"}))
+    assert load_release_configs({**data, "release_version": "1.0.0+build.7"}, environ={})[0].version == "1.0.0+build.7"

@@ -109,6 +109,19 @@ def as_rollback(config: ReleaseHostConfig) -> ReleaseHostConfig:
     return config.model_copy(update={"rollback_to": config.version, "version": None, "artifact": None})
 
 
+def revision_problems(host_name: str, field: str, config: ReleaseHostConfig) -> list[Problem]:
+    """A version to ship that is a config revision's name (``1.4.2+r2``): those are made by the
+    release deploy from changed settings, never shipped."""
+
+    from ..operations.release import revision_of
+
+    if config.version is None or revision_of(config.version) == (config.version, 1):
+        return []
+    base = revision_of(config.version)[0]
+    return [Problem(host_name, field, f"{config.version} names a config revision of {base}, which the release deploy makes, not an artifact",
+                    f"release {base} (changed app_settings make the revision), or roll back to {config.version} with deploys/rollback.py")]
+
+
 def load_release_config(data: Mapping[str, Any], host_name: str = "host", environ: Mapping[str, str] = os.environ,
                         rollback: Optional[bool] = None) -> Optional[ReleaseHostConfig]:
     """Validate the ``release_*`` keys of one host's data.
@@ -155,6 +168,8 @@ def load_release_config(data: Mapping[str, Any], host_name: str = "host", enviro
             for error in exc.errors(include_input=False, include_url=False):
                 where = ".".join(str(p) for p in error.get("loc", ()))
                 problems.append(Problem(host_name, where, error.get("msg", "invalid")))
+    if not problems and result is not None and not rollback:
+        problems += revision_problems(host_name, "release_version", result)
     if problems:
         raise InventoryError(InventoryReport(hosts=[host_name], problems=problems))
     return as_rollback(result) if rollback and result is not None else result
@@ -273,6 +288,10 @@ def load_release_configs(data: Mapping[str, Any], host_name: str = "host", envir
                 problem(f"{where}.app_pool", f"app pool {config.app_pool!r} already runs {name}",
                         "give each app its own pool in iis_app_pools (a switch recycles it; app secrets are its variables)")
         seen.append((index, config))
+    if not rollback:
+        for index in chosen:
+            if index in configs:
+                problems += revision_problems(host_name, f"release_apps[{index}].version", configs[index])
     if problems:
         raise InventoryError(InventoryReport(hosts=[host_name], problems=problems))
     return [as_rollback(configs[i]) if rollback else configs[i] for i in chosen]
@@ -441,10 +460,6 @@ def release_app(target: Optional[ReleaseTarget] = None, with_runtime: bool = Tru
         host.noop(f"no release version given (--data release_version=... or ${ENV_VERSION}): {settings.app_name} keeps its current release")
         return
     version = release_config.version
-    if release.revision_of(version) != (version, 1):
-        raise InventoryError(InventoryReport(hosts=[host.name], problems=[Problem(
-            host.name, "release_version", f"{version} names a config revision of {release.revision_of(version)[0]}, which is made, not shipped",
-            f"release {release.revision_of(version)[0]} (a changed app_settings makes the revision), or roll back to {version}")]))
     release.release_installed(name=f"Install {settings.app_name} {version}", settings=settings, version=version,
                               artifact=str(release_config.artifact_path()), python_exe=release_config.python.python_exe,
                               app_pool=target.app_pool)
