@@ -131,7 +131,6 @@ def load_release_config(data: Mapping[str, Any], host_name: str = "host", enviro
         host_name: for the report.
         environ: where ``PYINFRA_IIS_RELEASE_VERSION`` / ``_ARTIFACT`` are read (default
             ``os.environ``) when the data has no ``release_version`` / ``release_artifact``.
-
         rollback: a rollback run (default :func:`rollback_run`): the environment is not read
             and the version is the release to go back to (:func:`as_rollback`).
 
