@@ -9,6 +9,7 @@ it sees (a test variant, built like any release).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -116,7 +117,7 @@ def test_canary_then_the_rest_a_config_revision_and_rollbacks_a_retry_cannot_und
         assert get(canary, "/settings") == {"LOG_LEVEL": "debug", "release": "2.0.0+r2"}
         group_data.write_text(original, encoding="utf-8")
         back = run(demo, "deploys/release.py", version="2.0.0", artifact=api["2.0.0"])
-        assert "Switch api to 2.0.0" in back.replace("2.0.0+r", "")
+        assert re.search(r"Switch api to 2\.0\.0(?!\+)", back), back
         assert get(canary, "/settings") == {"LOG_LEVEL": "info", "release": "2.0.0"}  # the earlier settings' own folder again
 
 
