@@ -262,3 +262,14 @@ def test_a_revision_name_cannot_be_shipped_but_can_be_rolled_back_to():
     assert load_release_config(data, environ={}, rollback=True).rollback_to == "1.0.0+r2"
     assert "release_apps[0].version: 2.0.0+r3 names a config revision" in problems(two_apps({"version": "2.0.0+r3"}))
     assert load_release_configs({**data, "release_version": "1.0.0+build.7"}, environ={})[0].version == "1.0.0+build.7"
+
+
+def test_the_inventory_check_sees_the_one_app_of_a_run_limited_by_release_only(tmp_path):
+    from pyinfra_iis.deploys.release import load_release_config
+    from pyinfra_iis.inventory_check import check_hosts
+
+    assert load_release_config(two_apps(), environ={}) is None
+    chosen = load_release_config(two_apps(release_only="admin", release_version="2.0.0"), environ={})
+    assert (chosen.app.app_name, chosen.version) == ("admin", "2.0.0")
+    report = check_hosts([("web01", two_apps(release_only="admin", release_version="2.0.0"))], base_dir=tmp_path, environ={})
+    assert any(p.field == "release_artifact" and "dist/admin-2.0.0.zip is not a file" in p.reason for p in report.problems), report.problems

@@ -135,8 +135,10 @@ def load_release_config(data: Mapping[str, Any], host_name: str = "host", enviro
             and the version is the release to go back to (:func:`as_rollback`).
 
     Returns:
-        ``None`` when the host has no ``release_app`` (and no other ``release_*`` key), or
-        lists several apps in ``release_apps`` (validated here too: :func:`load_release_configs`).
+        ``None`` when the host has no ``release_app`` (and no other ``release_*`` key). With
+        ``release_apps`` (all validated here too: :func:`load_release_configs`): the app of the
+        run when there is one (``release_only``, or a one-entry list), so the inventory check
+        checks its site, pool and artifact; else ``None``.
 
     Raises:
         InventoryError: unknown ``release_*`` key (with a did-you-mean) or invalid values; the
@@ -149,8 +151,8 @@ def load_release_config(data: Mapping[str, Any], host_name: str = "host", enviro
     if not wanted:
         return None
     if "release_apps" in wanted:
-        load_release_configs(data, host_name, environ, rollback)
-        return None
+        several = load_release_configs(data, host_name, environ, rollback)
+        return several[0] if len(several) == 1 else None
     problems = [Problem(host_name, key, "unknown release key", f"did you mean {did_you_mean(key, list(RELEASE_DATA_KEYS))}?"
                         if did_you_mean(key, list(RELEASE_DATA_KEYS)) else f"known keys: {', '.join(RELEASE_DATA_KEYS)}")
                 for key in wanted if key not in RELEASE_DATA_KEYS]
