@@ -43,6 +43,7 @@ from ..models.release import ReleaseSettings
 from ..models.site import Site
 from ..models.types import ControllerPath, PoolName, ReleaseVersion, SiteName
 from ..operations import acl, release
+from ..operations._common import controller_file
 from ..operations.python import PythonInstaller, python_entry, python_install
 from ..operations.release import release_report
 
@@ -436,7 +437,9 @@ def release_app(target: Optional[ReleaseTarget] = None, with_runtime: bool = Tru
     (``<version>+r<N>``, :func:`pyinfra_iis.operations.release.config_revision`) →
     ``Switch-Release`` to that folder with the app secrets (health check through the binding; a
     failing host keeps its previous release and secrets and fails) → cleanup. Without a
-    version, changed secrets are still applied health-checked to the served release.
+    version, the served version gets a config revision when today's ``app_settings`` differ and
+    its artifact is on the controller (:func:`served_revision`), and changed secrets are still
+    applied health-checked to the served release.
 
     ``recheck_upgrade``: recycle and health-check the served release after a Python upgrade
     (default: ``with_runtime``; :func:`release_all` installs Python for every app first).
@@ -457,6 +460,14 @@ def release_app(target: Optional[ReleaseTarget] = None, with_runtime: bool = Tru
     for rule in acl_rules(target)[1:]:
         acl.acl(name=f"ACL {rule['path']} {rule['principal']}", rule=rule)
     if release_config.version is None:
+        revised = served_revision(target)
+        if revised is not None:  # today's app_settings differ from the served release's: a config revision
+            base, artifact, folder = revised
+            release.release_revised(name=f"Config of {settings.app_name} {base}", settings=settings, version=base, artifact=artifact,
+                                    app_pool=target.app_pool)
+            release.release_switched(name=f"Switch {target.site.name} to {folder}", settings=settings, version=folder,
+                                     site=target.site, app_pool=target.app_pool)
+            return
         release.app_secrets(name=f"App secrets of {settings.app_name}", settings=settings, app_pool=target.app_pool, site=target.site)
         host.noop(f"no release version given (--data release_version=... or ${ENV_VERSION}): {settings.app_name} keeps its current release")
         return
@@ -484,6 +495,32 @@ def config_folder(target: ReleaseTarget, version: str) -> str:
         return release.config_revision(report, settings, version, str(target.release.artifact_path()))[0]
     except OperationValueError:
         return version
+
+
+def served_revision(target: ReleaseTarget) -> Optional[tuple[str, str, str]]:
+    """Without a version to ship: ``(version, artifact, folder)`` when the release the site
+    serves needs another config revision for today's ``app_settings`` (or its earlier
+    folder again), else ``None``.
+
+    Only when that version's artifact is on the controller (``release_artifact`` /
+    ``$PYINFRA_IIS_RELEASE_ARTIFACT``, else ``dist/<app_name>-<version>.zip``) and is that
+    version's (its manifest names the entry point): without it the host keeps what it serves.
+    """
+
+    settings = target.settings
+    fact = host_state(host, release_roots=[settings.root])
+    current = release.serving(fact, settings, target.site.name)
+    if not current:
+        return None
+    base = release.revision_of(current)[0]
+    artifact = str(target.release.artifact or Path("dist") / f"{settings.app_name}-{base}.zip")
+    try:
+        if release.read_manifest(controller_file(Path(artifact), "artifact")).version != base:
+            return None
+        folder = release.config_revision(release_report(fact, settings.root), settings, base, artifact)[0]
+    except OperationValueError:
+        return None
+    return (base, artifact, folder) if folder != current else None
 
 
 @deploy("Releases")
