@@ -1,19 +1,20 @@
 """The whole server: ``pyinfra inventories/prod.py deploys/site.py``.
 
 1. IIS (features, extensions, server configuration, certificates, pools, sites, ACLs) from the
-   host's ``iis_*`` data; the release's app secrets join its pool's environment variables and
-   the site keeps serving the release the host serves now (``iis_overrides``).
-2. The release from the host's ``release_*`` data: Python, ACLs (root RX, logs Modify, base
-   Python RX), app secrets, install, health-checked switch, old releases removed
-   (``pyinfra_iis.deploys.release``). The version comes from ``--data release_version=...`` or
-   ``$PYINFRA_IIS_RELEASE_VERSION``; without one the host keeps what it serves.
+   host's ``iis_*`` data; each release's app secrets join its pool's environment variables and
+   each release site keeps serving the release the host serves now (``iis_overrides``).
+2. The release(s) from the host's ``release_*`` data (``release_app`` or ``release_apps``):
+   Python, ACLs (root RX, logs Modify, base Python RX), app secrets, install, config revision,
+   health-checked switch, old releases removed (``pyinfra_iis.deploys.release``). The version
+   comes from ``--data release_version=...`` or ``$PYINFRA_IIS_RELEASE_VERSION``; without one
+   the host keeps what it serves.
 """
 
 from pyinfra_iis.deploys.iis import configure_iis
-from pyinfra_iis.deploys.release import iis_overrides, release_app, release_target
+from pyinfra_iis.deploys.release import iis_overrides, release_all, release_targets
 
-target = release_target()
-configure_iis(**iis_overrides(target))
+targets = release_targets()
+configure_iis(**iis_overrides(targets))
 
 # --- Release steps: pyinfra_iis.deploys.release -------------------------------------------
-release_app(target=target)
+release_all(targets=targets)

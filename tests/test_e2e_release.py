@@ -105,18 +105,6 @@ def test_bare_hosts_serve_the_release_through_their_bindings_then_nothing_change
     for server in fleet.servers:  # a converged host costs one Get-HostState, nothing else
         print("no-op run:", server.host.hostname, dict(server.host.counters))
         assert server.host.counters.get("function_calls", 0) == 1
-    assert "another web.config" not in second
-
-    # A changed app setting for the same version: told, not applied in place (no health check).
-    group_data = fleet.root / "inventories" / "group_data" / "all.py"
-    original = group_data.read_text(encoding="utf-8")
-    group_data.write_text(original + '\nrelease_app = {**release_app, "app_settings": {"LOG_LEVEL": "debug"}}\n', encoding="utf-8")
-    try:
-        drifted = run(fleet, "deploys/site.py", version="1.0.0", artifact=artifacts["1.0.0"])
-    finally:
-        group_data.write_text(original, encoding="utf-8")
-    assert drifted.count("release 1.0.0 was installed with another web.config") == len(fleet.servers), drifted
-    assert changed(drifted) == []
 
     before_config = fleet.servers[0].host.path(CONFIG).read_text(encoding="utf-8-sig")
     before_layout = layout(fleet, 0)

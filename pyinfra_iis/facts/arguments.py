@@ -31,21 +31,21 @@ def release_arguments(host_data: dict) -> tuple[list[str], list[str], list[str]]
 
     ``acl_paths``: the release root, its logs folder, the base Python install, the
     ``releases`` and ``artifacts`` folders (their ACLs and existence decide the release ACL
-    operations). Nothing when the host has no
-    ``release_app`` or its release data does not validate (the release deploy reports that).
+    operations), for every app of the run (``release_app`` or ``release_apps``). Nothing when
+    the host has none or its release data does not validate (the release deploy reports that).
     """
 
     if not any(key.startswith("release_") for key in host_data):
         return [], [], []
     try:
-        from ..deploys.release import load_release_config
+        from ..deploys.release import load_release_configs
 
-        release = load_release_config(host_data)
+        releases = load_release_configs(host_data)
     except Exception:  # noqa: BLE001 - reported by the release deploy
         return [], [], []
-    if release is None:
+    if not releases:
         return [], [], []
-    app = release.app
-    paths = [app.root, app.logs_dir, release.python.target_dir]
-    paths += [app.releases_dir, f"{app.root}\\artifacts"]  # the pool's access (operations/rights.release_folder_rules)
-    return paths, [app.root], [app.python_version]
+    paths = [path for release in releases
+             for path in (release.app.root, release.app.logs_dir, release.python.target_dir,
+                          release.app.releases_dir, f"{release.app.root}\\artifacts")]  # operations/rights.release_folder_rules
+    return paths, [release.app.root for release in releases], [release.app.python_version for release in releases]

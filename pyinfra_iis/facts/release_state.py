@@ -9,7 +9,10 @@ text or null, "folders": [{"name", "marker": the completion marker's last write 
 * ``versions``: complete releases by completion time, oldest first, then the other folders
   (``complete: false``, ``folder`` = the folder's name, to be removed and rebuilt);
 * ``current``/``previous``/``history`` from release-state.json (an unreadable file is reported
-  as no state: the next switch rewrites it).
+  as no state: the next switch rewrites it), and ``rolled_back_from``: the release the last
+  switch rolled back from, when that switch was a rollback (``operations.release.state_texts``).
+* a config revision (``1.4.2+r2``: web.config and the marker only, running ``1.4.2``'s venv) is
+  a folder like any other here; ``operations.release.revision_of`` tells its version.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ SUFFIXES = (".partial", ".deleting")
 
 
 def convert_root(raw: dict[str, Any]) -> dict[str, Any]:
-    """One root's raw report → ``{"current", "previous", "history", "versions", "logs"}``."""
+    """One root's raw report → ``{"current", "previous", "rolled_back_from", "history", "versions", "logs"}``."""
 
     if "versions" in raw:  # already converted (tests set the processed shape)
         return raw
@@ -43,7 +46,8 @@ def convert_root(raw: dict[str, Any]) -> dict[str, Any]:
                  "completed_at": (marker or "").strip() or None, "web_config_sha256": folder.get("web_config_sha256")}
         (complete if entry["complete"] else other).append(entry)
     complete.sort(key=lambda e: (e["completed_at"] or "", e["version"]))
-    return {"current": state.get("current"), "previous": state.get("previous"), "history": list(state.get("history") or []),
+    return {"current": state.get("current"), "previous": state.get("previous"), "rolled_back_from": state.get("rolled_back_from"),
+            "history": list(state.get("history") or []),
             "versions": complete + other, "logs": list(raw.get("logs") or [])}
 
 

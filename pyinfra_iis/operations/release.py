@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import zipfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -40,7 +41,7 @@ from ..models.site import Site
 from ..models.types import ReleaseVersion
 from ..protocol import Secret, remote_call, secret_digest
 from ..release.manifest import MANIFEST_NAME, REQUIREMENTS_NAME, WHEELHOUSE_DIR, Manifest, sha256_file
-from ..release.webconfig import render_web_config
+from ..release.webconfig import RELEASE_VARIABLE, render_web_config
 from ..sddl import app_pool_sid, protected_sddl
 from ._common import ReleaseStepError, call_host, controller_file, host_step, iis_of, validated, warn
 
@@ -84,8 +85,8 @@ def directory_calls(settings: ReleaseSettings, app_pool: Optional[str]) -> list:
 def release_report(fact: dict, root: str) -> dict:
     """Return the fact's ``releases[root]`` (root compared ignoring case; ``{}`` when absent).
 
-    Shape: ``{"current": str|None, "previous": str|None, "versions": [{"version", "complete",
-    "web_config_sha256"}], "history": [...]}``.
+    Shape: ``{"current": str|None, "previous": str|None, "rolled_back_from": str|None,
+    "versions": [{"version", "complete", "web_config_sha256"}], "history": [...]}``.
     """
 
     for name, report in (fact.get("releases") or {}).items():
@@ -214,36 +215,108 @@ def _version(version: Any) -> str:
 # --- Operations ---------------------------------------------------------------------------
 
 
-def web_config_drift(report: dict, model: ReleaseSettings, version: str, artifact: Any) -> Optional[str]:
-    """Why the installed release ``version`` has another web.config than the inventory renders
-    now, or ``None`` when they are the same (or the host did not report a hash).
+# --- Config revisions ------------------------------------------------------------------------
+#
+# A release's web.config (non-secret app settings, HttpPlatformHandler timeouts, the process
+# line) is written once and never rewritten in place (that would restart the app unchecked).
+# When the inventory renders another web.config for an installed version, the change ships as
+# a CONFIG REVISION of that version: the folder ``<root>\\releases\\<version>+r<N>`` (N = 2, 3...;
+# ``<version>.r<N>`` when the version already has a local label, ``1.5.0+build.7.r2``) holding
+# only web.config and the completion marker. Its web.config runs the base version's venv and
+# app (``<root>\\releases\\<version>``) and names the revision in ``PYINFRA_IIS_RELEASE``, so the
+# health check of the switch knows the answer comes from the new configuration. It is switched
+# to, health-checked, rolled back and recorded in release-state.json like any release;
+# ``<version>+r1`` names the version's own folder (its first configuration).
 
-    A release's web.config is written once, by ``Install-Release``: it carries the non-secret
-    app settings, the HttpPlatformHandler timeouts and the process line. Rewriting it in place
-    would restart the app with new settings and no health check, so a changed setting takes
-    effect with the next release version; this says so instead of reporting "no change".
+_REVISION_RE = re.compile(r"^(?P<base>.+?)[+.]r(?P<number>[1-9][0-9]{0,5})$")
 
-    Without the artifact on the controller (an installed release does not need it) there is
-    nothing to render, and so no answer: ``None``.
+
+def revision_name(version: str, number: int) -> str:
+    """Name of config revision ``number`` of ``version``: ``1.4.2+r2`` (``version`` itself for 1)."""
+
+    if number <= 1:
+        return version
+    return f"{version}{'.' if '+' in version else '+'}r{number}"
+
+
+def revision_of(name: str) -> tuple[str, int]:
+    """``(version, revision number)`` of a release folder name: ``1.4.2+r2`` → ``("1.4.2", 2)``,
+    ``1.4.2`` → ``("1.4.2", 1)``."""
+
+    match = _REVISION_RE.match(name)
+    if match and (int(match["number"]) == 1 or revision_name(match["base"], int(match["number"])) == name):
+        return match["base"], int(match["number"])
+    return name, 1
+
+
+def revision_web_config(model: ReleaseSettings, version: str, revision: str, manifest: Manifest) -> str:
+    """The web.config of ``revision`` of ``version``: the version's own (its venv, its app) with
+    ``PYINFRA_IIS_RELEASE`` naming the revision.
 
     Raises:
-        OperationValueError: the artifact is not a release artifact.
+        OperationValueError: the web.config template does not write ``PYINFRA_IIS_RELEASE``
+            (a custom ``templates/web.config.j2`` must keep that variable).
     """
 
-    entry = next((e for e in report.get("versions") or [] if e.get("version") == version and e.get("complete")), None)
-    installed = (entry or {}).get("web_config_sha256")
-    if not installed:
-        return None
+    text = render_web_config(model, model.release_dir(version), manifest=manifest)
+    if revision == version:
+        return text
+    written = f'name="{RELEASE_VARIABLE}" value="{version}"'
+    if text.count(written) != 1:
+        raise OperationValueError(f"the web.config template must write <environmentVariable {written} /> once (the health "
+                                  f"check needs it to tell a config revision's answer from the old one's)")
+    return text.replace(written, f'name="{RELEASE_VARIABLE}" value="{revision}"')
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def config_revision(report: dict, model: ReleaseSettings, version: str, artifact: Any, warn_missing: bool = False) -> tuple[str, Optional[str]]:
+    """Which folder serves ``version`` with the web.config the inventory renders now:
+    ``(release folder name, web.config text to write)``; the text is ``None`` when that folder
+    is already complete.
+
+    * ``version`` not installed yet: ``(version, None)`` (the install writes today's web.config).
+    * a complete folder of ``version`` (itself or a revision) has today's web.config:
+      that one (the served one first, else the newest), nothing to write. Going back to earlier
+      settings therefore switches back to the folder that has them.
+    * none: the next revision ``<version>+r<N>`` and its web.config.
+    * the artifact is not on the controller (an installed release does not need it; its
+      manifest names the entry point): nothing can be rendered, so the served folder of
+      ``version`` (or ``version``) is kept (a warning with ``warn_missing``).
+
+    Raises:
+        OperationValueError: the artifact is not a release artifact; the template lacks
+            ``PYINFRA_IIS_RELEASE`` (:func:`revision_web_config`).
+    """
+
+    versions = report.get("versions") or []
+    complete = {e["version"]: e for e in versions if e.get("complete")}
+    if version not in complete:
+        return version, None
+    candidates = [name for name in complete if revision_of(name)[0] == version]  # completion order
+    current = report.get("current")
     try:
         local = controller_file(Path(artifact), "artifact")
-    except OperationValueError:  # an installed release needs no artifact; without it, no check
-        return None
-    rendered = render_web_config(model, model.release_dir(version), manifest=read_manifest(local))
-    if hashlib.sha256(rendered.encode("utf-8")).hexdigest() == str(installed).lower():
-        return None
-    return (f"release {version} was installed with another web.config than this inventory renders now (release_app "
-            f"settings such as app_settings or timeouts changed since): it keeps running as installed; ship the "
-            f"changed settings as a new release version")
+    except OperationValueError:
+        if warn_missing:
+            warn([f"release {version}: {artifact} is not on the controller, so its web.config cannot be compared with the "
+                  f"inventory's; it keeps running as installed (give --data release_artifact=... to apply changed settings)"])
+        return (current if current in candidates else candidates[-1]), None
+    manifest = read_manifest(local)
+    matching = []
+    for name in candidates:
+        installed = str(complete[name].get("web_config_sha256") or "").lower()
+        if installed and _sha256_text(revision_web_config(model, version, name, manifest)) == installed:
+            matching.append(name)
+    if current in matching:
+        return current, None
+    if matching:
+        return matching[-1], None
+    number = max([revision_of(e.get("version") or "")[1] for e in versions if revision_of(e.get("version") or "")[0] == version] + [1]) + 1
+    revision = revision_name(version, number)
+    return revision, revision_web_config(model, version, revision, manifest)
 
 
 def manifest_problems(manifest: Manifest, manifest_bytes: bytes, files: list[dict]) -> list[str]:
@@ -327,8 +400,8 @@ def release_installed(settings: Any, version: str, artifact: Any, python_exe: st
     + app_pool: the pool that runs the app (Read & Execute on the release folders, Modify on
       ``logs``); none: only SYSTEM and Administrators.
 
-    Nothing happens when the fact lists ``version`` as a complete release under the root (with
-    a warning when its web.config differs from the one rendered now: :func:`web_config_drift`).
+    Nothing happens when the fact lists ``version`` as a complete release under the root (a
+    web.config that differs from the one rendered now is :func:`release_revised`'s business).
     Otherwise the folders are created with a protected ACL, the zip is uploaded to
     ``<root>\\artifacts\\<app>-<version>.zip`` (skipped by the connector when the hash matches)
     and :func:`install_steps` build the release in its final folder. The artifact's manifest
@@ -346,9 +419,8 @@ def release_installed(settings: Any, version: str, artifact: Any, python_exe: st
     version = _version(version)
     report = release_report(host_state(host, release_roots=[model.root]), model.root)
     if version in complete_versions(report):
-        drift = web_config_drift(report, model, version, artifact)
-        if drift:
-            warn([drift])
+        # A web.config that differs from the one rendered now becomes a config revision
+        # (:func:`release_revised`), switched and health-checked like a release.
         host.noop(f"release {version} is installed in {model.release_dir(version)}")
         return
     local = controller_file(Path(artifact), "artifact")
@@ -371,20 +443,73 @@ def release_installed(settings: Any, version: str, artifact: Any, python_exe: st
 
 
 
+@operation()
+def release_revised(settings: Any, version: str, artifact: Any, app_pool: Optional[str] = None):
+    """
+    Give an installed release the web.config the inventory renders now, as a new config
+    revision (``<version>+r<N>``, see :func:`config_revision`), without switching to it.
+
+    + settings: the app's ``ReleaseSettings`` (or dict); ``app_settings`` and the timeouts are
+      what web.config carries (``app_secrets`` never: they change with the switch).
+    + version: the installed release (``1.4.2``).
+    + artifact: its zip on the controller, for the manifest's entry point.
+    + app_pool: the pool that runs the app (unused: the folder inherits the protected ACL of
+      ``<root>\\releases``, as an installed version does; kept for symmetry with
+      :func:`release_installed`).
+
+    Nothing happens when ``version`` is not installed yet (its install writes today's
+    web.config) or a complete folder of it already has today's web.config. Otherwise
+    ``Initialize-Directory`` of the revision folder, then ``Write-TextFile`` of web.config and of the
+    completion marker, last. Switch with :func:`release_switched` to the name
+    :func:`config_revision` gives.
+
+    **Example:**
+
+    .. code:: python
+
+        release_revised(name="Config of api 1.4.2", settings=settings, version="1.4.2", artifact="dist/api-1.4.2.zip")
+    """
+
+    model = validated(ReleaseSettings, settings, "settings")
+    version = _version(version)
+    report = release_report(host_state(host, release_roots=[model.root]), model.root)
+    revision, web_config = config_revision(report, model, version, artifact, warn_missing=True)
+    if web_config is None:
+        host.noop(f"release {version} has a folder with this web.config: {model.release_dir(revision)}")
+        return
+    folder = model.release_dir(revision)
+    log_changes(host, f"Will write config revision {revision}", [Change(f"release {model.app_name}", report.get("current"), f"{revision} in {folder}")])
+    yield remote_call("Initialize-Directory", {"path": folder})  # inherits the releases folder's protected ACL
+    yield remote_call("Write-TextFile", {"path": f"{folder}\\web.config", "text": web_config})
+    yield remote_call("Write-TextFile", {"path": f"{folder}\\{COMPLETE_MARKER}", "text": f"{revision}\n"})
+
+
 def state_texts(report: dict, version: str) -> tuple[str, str]:
     """The release-state.json ``Switch-Release`` writes: ``(after success, after failure)``.
 
     Success: ``current`` = version, ``previous`` = the old current (unchanged when it was
     already version). Both append a history entry ``{at, from, to, ok}`` (the newest 100 kept).
+
+    Rollbacks (:func:`release_rolled_back`) pass the report with ``rollback_from`` set to the
+    release they leave: the success state then records it as ``rolled_back_from`` (and the
+    history entry gets ``"rollback": true``), which makes a second unnamed rollback a no-op.
+    Any other successful switch clears it; a failed one keeps the state as it was.
     """
 
     current, previous = report.get("current"), report.get("previous")
+    rollback_from = report.get("rollback_from")
     at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     history = list(report.get("history") or [])[-99:]
+    entry = {"at": at, "from": current, "to": version}
+    if rollback_from:
+        entry["rollback"] = True
 
     def text(ok: bool) -> str:
         state = {"current": version if ok else current, "previous": (current if current != version else previous) if ok else previous,
-                 "history": [*history, {"at": at, "from": current, "to": version, "ok": ok}]}
+                 "history": [*history, {**entry, "ok": ok}]}
+        kept = rollback_from if ok else report.get("rolled_back_from")
+        if kept:
+            state["rolled_back_from"] = kept
         return json.dumps(state, indent=2) + "\n"
 
     return text(True), text(False)
@@ -450,39 +575,90 @@ def release_switched(settings: Any, version: str, site: Any, app_pool: str, rech
     yield switch_call(model, report, version, site_model, app_pool, environment)
 
 
-@operation()
-def release_rolled_back(settings: Any, site: Any, app_pool: str):
-    """
-    Serve the previous release again (the release state's ``previous``), health-checked like
-    any switch.
+def rollback_target(report: dict, version: Optional[str] = None) -> str:
+    """The release folder a rollback goes to.
 
-    + settings, site, app_pool: as for :func:`release_switched`.
-
-    Running it twice goes back and forth between the last two releases (a switch makes the
-    current release the previous one). To go to a given installed version, run the release
-    deploy with that version instead.
+    * ``version`` given: that installed release. ``1.4.2`` means its newest complete config
+      revision (the configuration it last got), ``1.4.2+r1`` its own folder (its first
+      configuration), ``1.4.2+r3`` exactly that revision.
+    * none: the release state's ``previous``.
 
     Raises:
-        OperationError: the host has no previous release to go back to.
+        OperationError: no such complete release (the message lists the installed ones), or
+            no ``previous``.
+    """
+
+    complete = complete_versions(report)
+    if version:
+        base, number = revision_of(version)
+        if number == 1 and version == base:
+            found = [name for name in complete if revision_of(name)[0] == version]
+        else:
+            found = [name for name in complete if name == revision_name(base, number)]
+        if not found:
+            raise OperationError(f"release {version} is not installed (complete) on this host, so there is nothing to roll back to; "
+                                 f"installed: {', '.join(complete) or 'none'}")
+        return found[-1]
+    previous = report.get("previous")
+    if not previous:
+        raise OperationError(f"no previous release (current: {report.get('current') or 'none'}); nothing to roll back to")
+    if previous not in complete:
+        raise OperationError(f"previous release {previous} is no longer installed; name an installed one with --data release_version=... "
+                             f"(installed: {', '.join(complete) or 'none'})")
+    return previous
+
+
+@operation()
+def release_rolled_back(settings: Any, site: Any, app_pool: str, version: Optional[str] = None):
+    """
+    Serve an earlier installed release again, health-checked like any switch.
+
+    + settings, site, app_pool: as for :func:`release_switched`.
+    + version: the release to go back to (:func:`rollback_target`: ``1.4.2`` is its newest
+      config revision, ``1.4.2+r1`` its first configuration); none: the release state's
+      ``previous``.
+
+    Idempotent, so a retried pipeline job never undoes a rollback:
+
+    * named: nothing happens when the site already serves that release;
+    * unnamed: when the last switch was a rollback (release-state.json's ``rolled_back_from``,
+      :func:`state_texts`), it stays at what that rollback went back to: nothing happens when
+      the site serves it (else it is switched to it again). To go back further, name the
+      version. A release switch clears the record.
+
+    Raises:
+        OperationError: the named release is not installed and complete, or (unnamed) there
+            is no previous release; raised before any command, so nothing changes.
     """
 
     model = validated(ReleaseSettings, settings, "settings")
     site_model = validated(Site, site, "site")
-    report = release_report(host_state(host, release_roots=[model.root]), model.root)
-    previous = report.get("previous")
-    if not previous:
-        raise OperationError(f"no previous release under {model.root} (current: {report.get('current') or 'none'}); nothing to roll back to")
-    if previous not in complete_versions(report):
-        raise OperationError(f"previous release {previous} is no longer installed under {model.releases_dir}")
-    log_changes(host, f"Will roll back site {site_model.name}", [Change(f"site {site_model.name}: release", report.get("current"), previous)])
-    yield switch_call(model, report, previous, site_model, app_pool)
+    version = _version(version) if version else None
+    fact = host_state(host, release_roots=[model.root])
+    report = release_report(fact, model.root)
+    current, served = report.get("current"), serving(fact, model, site_model.name)
+    if not version and report.get("rolled_back_from") and current in complete_versions(report):
+        # The last switch was a rollback: an unnamed one (a retried job) stays there.
+        if served == current:
+            host.noop(f"site {site_model.name} was rolled back from {report['rolled_back_from']} to {current}; "
+                      f"name a version (--data release_version=...) to go further")
+            return
+        target = current
+    else:
+        target = rollback_target(report, version)
+    if served == target:
+        host.noop(f"site {site_model.name} serves release {target}")
+        return
+    log_changes(host, f"Will roll back site {site_model.name}", [Change(f"site {site_model.name}: release", current, target)])
+    yield switch_call(model, {**report, "rollback_from": current}, target, site_model, app_pool)
 
 
 def removable(model: ReleaseSettings, report: dict, now: Optional[datetime] = None) -> tuple[list[str], list[str], list[str]]:
     """What cleanup removes: ``(old complete versions, incomplete folders, logs)``.
 
-    Keeps the newest ``keep_releases`` complete releases (completion time) and always the
-    current and previous one; every incomplete folder goes (``.partial``/``.deleting`` left by an
+    Keeps the newest ``keep_releases`` complete releases (completion time; a config revision
+    counts as one) and always the current and previous one, and the version of every kept
+    config revision (it runs that version's venv and app); every incomplete folder goes (``.partial``/``.deleting`` left by an
     interrupted run, or a final name without the completion marker). Logs: beyond the newest
     :data:`LOG_KEEP`, or older than :data:`LOG_MAX_AGE`, except the newest two.
     """
@@ -490,8 +666,9 @@ def removable(model: ReleaseSettings, report: dict, now: Optional[datetime] = No
     now = now or datetime.now(timezone.utc)
     versions = report.get("versions") or []
     complete = [e["version"] for e in versions if e.get("complete")]
-    keep = {report.get("current"), report.get("previous")}
-    old = [v for v in complete[: max(0, len(complete) - model.keep_releases)] if v not in keep]
+    keep = {report.get("current"), report.get("previous"), *complete[max(0, len(complete) - model.keep_releases):]}
+    keep |= {revision_of(v)[0] for v in keep if v}  # a config revision runs its version's venv and app
+    old = [v for v in complete if v not in keep]
     incomplete = [e.get("folder") or e["version"] for e in versions if not e.get("complete")]
     logs = sorted(report.get("logs") or [], key=lambda e: e.get("modified") or "", reverse=True)
     stale_logs = []
@@ -525,7 +702,7 @@ def old_releases_removed(settings: Any):
         host.noop(f"{len(complete_versions(report))} release(s) kept under {model.releases_dir} (at most {model.keep_releases})")
         return
     paths = [model.release_dir(v) for v in old] + [f"{model.releases_dir}\\{f}" for f in incomplete]
-    paths += [f"{model.root}\\artifacts\\{artifact_name(model, v)}" for v in old] + [f"{model.logs_dir}\\{n}" for n in logs]
+    paths += [f"{model.root}\\artifacts\\{artifact_name(model, v)}" for v in old if revision_of(v)[0] == v] + [f"{model.logs_dir}\\{n}" for n in logs]
     log_changes(host, f"Will remove old releases of {model.app_name}",
                 [Change(f"release {v}", "installed", None) for v in old] + [Change(f"release folder {f}", "incomplete", None) for f in incomplete]
                 + [Change(f"log {n}", "kept", None) for n in logs])

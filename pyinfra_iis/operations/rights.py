@@ -84,14 +84,15 @@ def _declared(item: Any) -> bool:
 def inventory_grants(current_host: Any = None) -> list[dict[str, str]]:
     """Every grant the host's inventory names: ``iis_acls`` rules (present), Read on the private
     key of each certificate with ``grant_private_key_to_pools`` for every pool, and the release
-    deploy's rules (``release_*`` data). Both deploys compute the same list, so each may revoke.
+    deploy's rules for every app of the ``release_*`` data, whichever this run releases
+    (``release_only``). Both deploys compute the same list, so each may revoke.
 
     Raises:
         InventoryError: invalid host data (as the deploys would).
         OperationValueError: a PFX that cannot be opened (its thumbprint is needed).
     """
 
-    from ..deploys.release import acl_rules, release_target
+    from ..deploys.release import acl_rules, declared_release_targets
     from ..models import load_host_config
 
     current_host = host if current_host is None else current_host
@@ -102,8 +103,7 @@ def inventory_grants(current_host: Any = None) -> list[dict[str, str]]:
         if cert.present and cert.grant_private_key_to_pools and principals:
             thumbprint = pfx_info(cert).thumbprint
             wanted += [key_grant(thumbprint, cert.store, principal) for principal in principals]
-    target = release_target(None if current_host is host else current_host)  # the context proxy has no truth value
-    if target is not None:
+    for target in declared_release_targets(None if current_host is host else current_host):  # the context proxy has no truth value
         wanted += [path_grant(rule) for rule in [*acl_rules(target), *release_folder_rules(target)]]
     return wanted
 
