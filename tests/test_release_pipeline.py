@@ -273,3 +273,15 @@ def test_the_inventory_check_sees_the_one_app_of_a_run_limited_by_release_only(t
     assert (chosen.app.app_name, chosen.version) == ("admin", "2.0.0")
     report = check_hosts([("web01", two_apps(release_only="admin", release_version="2.0.0"))], base_dir=tmp_path, environ={})
     assert any(p.field == "release_artifact" and "dist/admin-2.0.0.zip is not a file" in p.reason for p in report.problems), report.problems
+
+
+def test_the_rights_record_keeps_every_declared_apps_rights_when_a_run_releases_one():
+    """A run limited to one app (``release_only``, with its version) must not revoke the rights
+    of the other apps: the record of granted rights compares against every declared app."""
+
+    from pyinfra_iis.operations.rights import inventory_grants
+
+    state, host = make_host(two_apps(release_only="admin", release_version="2.1.0"))
+    paths = {(grant["target"].lower(), grant["principal"]) for grant in inventory_grants(host) if grant["kind"] == "path"}
+    assert (ROOT.lower(), "IIS AppPool\\api") in paths
+    assert ("c:\\sites\\admin", "IIS AppPool\\admin") in paths and ("c:\\sites\\admin\\logs", "IIS AppPool\\admin") in paths

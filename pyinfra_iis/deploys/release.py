@@ -329,7 +329,7 @@ def release_targets(current_host: Any = None, environ: Mapping[str, str] = os.en
             name, or two apps run by one application pool.
     """
 
-    current_host = current_host or host
+    current_host = host if current_host is None else current_host
     data = host_data_dict(current_host) if data is None else data
     configs = load_release_configs(data, current_host.name, environ, rollback)
     if not configs:
@@ -368,7 +368,7 @@ def declared_release_targets(current_host: Any = None) -> list[ReleaseTarget]:
         InventoryError: as :func:`release_targets`.
     """
 
-    current_host = current_host or host
+    current_host = host if current_host is None else current_host
     data = {key: value for key, value in host_data_dict(current_host).items()
             if key not in ("release_only", "release_version", "release_artifact")}
     if isinstance(data.get("release_apps"), (list, tuple)):
@@ -406,7 +406,7 @@ def iis_overrides(target: Any, current_host: Any = None) -> dict[str, Any]:
     if not targets:
         return {}
     overrides: dict[str, Any] = {"release_variables": {}}
-    fact = host_state(current_host or host, release_roots=[t.settings.root for t in targets])
+    fact = host_state(host if current_host is None else current_host, release_roots=[t.settings.root for t in targets])
     for one in targets:
         settings = one.settings
         overrides["release_variables"][one.app_pool] = list(settings.app_secrets)
