@@ -58,7 +58,7 @@ def check_firewall(evidence: Evidence) -> list[Check]:
         return [Check(f"firewall.{port}", WARN, f"could not read the firewall rules: {error}",
                       "check with: Get-NetFirewallRule -PolicyStore ActiveStore -Direction Inbound") for port in bound_ports(evidence)]
     firewall = firewall if isinstance(firewall, dict) else {"rules": firewall or []}
-    active = _profiles(firewall.get("active_profile"))
+    active = _profiles(firewall.get("active_profile")) & {"domain", "private", "public"}  # else unknown: no profile filter
     switches = {str(k).casefold(): bool(v) for k, v in (firewall.get("profiles") or {}).items()}
     if active and switches and not any(switches.get(p, True) for p in active):
         return [Check(f"firewall.{port}", OK, f"Windows Firewall is off for the active profile {firewall.get('active_profile')}: "

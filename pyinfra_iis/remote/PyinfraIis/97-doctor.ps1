@@ -2,7 +2,7 @@
 
 function Get-DoctorTail {
     # The last (-Head: first) Count bytes of a file another process may hold open (HttpPlatformHandler's log).
-    # Docs: https://learn.microsoft.com/dotnet/api/system.io.fileshare?view=netframework-4.8
+    # Docs: https://learn.microsoft.com/dotnet/api/system.io.fileshare?view=netframework-4.8 https://learn.microsoft.com/dotnet/api/system.io.filestream.-ctor?view=netframework-4.8
     [CmdletBinding()]
     param([Parameter(Mandatory = $true)] [string] $Path, [Parameter(Mandatory = $true)] [int] $Count, [switch] $Head)
     $stream = New-Object -TypeName 'System.IO.FileStream' -ArgumentList $Path, ([System.IO.FileMode]::Open), ([System.IO.FileAccess]::Read), ([System.IO.FileShare]::ReadWrite)
@@ -38,7 +38,7 @@ function Get-DoctorFirewallRule {
             action = [string]$rule.Action; protocol = [string]$filter.Protocol; local_ports = [string[]]@($filter.LocalPort); profile = [string]$rule.Profile })
     }
     $profiles = [ordered]@{}
-    foreach ($profile in (Get-NetFirewallProfile -All -PolicyStore ActiveStore)) { $profiles[[string]$profile.Name] = ([string]$profile.Enabled -eq 'True') }
+    foreach ($item in (Get-NetFirewallProfile -All -PolicyStore ActiveStore)) { $profiles[[string]$item.Name] = ([string]$item.Enabled -eq 'True') }
     return [ordered]@{ rules = $rules.ToArray(); active_profile = [string](Get-NetFirewallSetting -PolicyStore ActiveStore).ActiveProfile; profiles = $profiles }
 }
 
@@ -47,7 +47,6 @@ function Get-DoctorWasEvent {
     # Docs: https://learn.microsoft.com/powershell/module/microsoft.powershell.diagnostics/get-winevent
     [CmdletBinding()]
     param([Parameter(Mandatory = $true)] [long] $Minutes, [Parameter(Mandatory = $true)] [long] $MaxEvents)
-    $invariant = [System.Globalization.CultureInfo]::InvariantCulture
     $events = New-Object -TypeName 'System.Collections.Generic.List[object]'
     $filterTable = @{ LogName = 'System'; ProviderName = 'Microsoft-Windows-WAS'; Id = @(5002, 5009, 5010, 5011, 5013); StartTime = (Get-Date).AddMinutes(-$Minutes) }
     # A record that cannot be read is a non-terminating error: the others are kept; no matching event (NoMatchingEventsFound) is no error.
@@ -56,7 +55,7 @@ function Get-DoctorWasEvent {
         [void]$events.Add([ordered]@{ id = 0; time = $null; provider = 'Get-WinEvent'; pool = ''; message = [string]$problem.Exception.Message })
     }
     foreach ($event in $found) {  # the pool is insertion string %1 of these WAS events; the message is localized
-        [void]$events.Add([ordered]@{ id = $event.Id; time = $event.TimeCreated.ToUniversalTime().ToString('o', $invariant); provider = $event.ProviderName
+        [void]$events.Add([ordered]@{ id = $event.Id; time = $event.TimeCreated.ToUniversalTime().ToString('o', [System.Globalization.CultureInfo]::InvariantCulture); provider = $event.ProviderName
             pool = $(if ($event.Properties.Count) { [string]$event.Properties[0].Value } else { '' }); message = [string]$event.Message })
     }
     return , $events.ToArray()
@@ -71,6 +70,7 @@ function Get-DoctorState {
     # Docs: https://learn.microsoft.com/dotnet/api/system.io.driveinfo?view=netframework-4.8
     # Docs: https://learn.microsoft.com/windows/win32/cimwin32prov/win32-process https://learn.microsoft.com/powershell/module/cimcmdlets/get-ciminstance
     # Docs: https://learn.microsoft.com/powershell/module/microsoft.powershell.utility/select-xml
+    # Docs: https://learn.microsoft.com/dotnet/api/system.io.directoryinfo.getfiles?view=netframework-4.8 https://learn.microsoft.com/dotnet/api/system.io.filesysteminfo.refresh?view=netframework-4.8
     [CmdletBinding()]
     param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json)
     $function = 'Get-DoctorState'
