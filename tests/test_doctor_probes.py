@@ -194,7 +194,7 @@ def test_the_simulator_validates_and_answers_as_the_module(tmp_path):
     assert [r["name"] for r in answer["firewall"]["rules"]] == ["range", "any"]  # Python matches the ports
     assert answer["firewall"]["active_profile"] and "Public" in answer["firewall"]["profiles"]
     assert "exists" in answer["acls"]["%SystemDrive%\\inetpub\\wwwroot"]  # expanded as IIS does
-    assert "not an absolute path" in answer["acls"]["inetpub"]["error"]
+    assert '"inetpub" is not an absolute Windows path' in answer["acls"]["inetpub"]["error"]  # Assert-AbsolutePath's words
     assert answer["web_config"] == {"exists": False, "text": None} and answer["log"] is None
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z", answer["now"])
     default = json.loads(get_doctor_state(SimHost(tmp_path / "web02"), {"acl_paths": [], "ports": [443]}))

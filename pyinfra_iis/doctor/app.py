@@ -116,7 +116,7 @@ def check_stdout_log(evidence: Evidence) -> list[Check]:
         return [Check("app.stdout_log", FAIL, f"no stdout log in {target.logs_dir}: the app never started, or HttpPlatformHandler "
                       "cannot create the file (see access.logs)", fix, symptom_of=("access.logs", "pool.", "module.", "webconfig."))]
     lines = [line for line in str(log.get("tail") or "").splitlines() if line.strip()]
-    if lines and isinstance(log.get("size"), int) and log["size"] > len(str(log.get("tail") or "").encode("utf-8")):
+    if len(lines) > 1 and isinstance(log.get("size"), int) and log["size"] > len(str(log.get("tail") or "").encode("utf-8")):
         lines = lines[1:]  # the tail starts inside a line (and maybe inside a secret): not shown
     lines = [line if len(line) <= LOG_LINE_CHARS else line[:LOG_LINE_CHARS] + "..." for line in lines[-5:]]
     modified = _started(log.get("modified"))

@@ -91,7 +91,7 @@ def _acl(host: "SimHost", path: str) -> dict[str, Any]:
 
     expanded = expand(path)
     if not re.match(r"^[A-Za-z]:\\", expanded):
-        return {"error": f"Get-DoctorState: {expanded} is not an absolute path"}
+        return {"error": f'Get-DoctorState: "{expanded}" is not an absolute Windows path (C:\\... or \\\\server\\share\\...)'}
     try:
         return describe_acl(host, expanded)
     except SimFunctionError as exc:
