@@ -99,7 +99,7 @@ def test_an_unreadable_schema_file_or_web_config_warns_and_a_cut_web_config_is_n
 
 def test_every_part_of_the_powershell_read_is_probed_alone():
     text = PS.read_text(encoding="utf-8")
-    for part in ("webConfig", "firewall", "disk", "processes", "log"):
+    for part in ("webConfig", "firewall", "disk", "processes", "log", "events"):
         assert re.search(rf"\${part} = Invoke-DoctorProbe \{{", text), part
     assert "$acls[$path] = Invoke-DoctorProbe {" in text and "$schema[$file.Name] = Invoke-DoctorProbe {" in text
     assert "Get-PathAclState" not in text  # it throws on the first bad path; each path is probed instead
@@ -172,6 +172,8 @@ def test_was_events_are_matched_on_their_pool_not_the_localized_message_and_a_re
     assert rapid.status == FAIL and "WAS event 5002" in rapid.evidence
     only_problem = row(run_checks(evidence(events=events[:1])), "pool.rapid_fail")
     assert only_problem.status == WARN and "The description cannot be found" in only_problem.evidence
+    unread = row(run_checks(evidence(events={"error": "The RPC server is unavailable."})), "pool.rapid_fail")
+    assert unread.status == WARN and "The RPC server is unavailable." in unread.evidence
     text = PS.read_text(encoding="utf-8")
     assert "-ErrorAction SilentlyContinue -ErrorVariable problems" in text and "$event.Properties[0].Value" in text
 

@@ -118,7 +118,7 @@ function Get-DoctorState {
             $newest = (New-Object -TypeName 'System.IO.DirectoryInfo' -ArgumentList $logFolder).GetFiles('stdout*') | ForEach-Object { $_.Refresh(); $_ } | Sort-Object -Property LastWriteTimeUtc -Descending | Select-Object -First 1
             if ($null -ne $newest) { [ordered]@{ name = $newest.Name; size = $newest.Length; modified = $newest.LastWriteTimeUtc.ToString('o', $invariant); tail = (Get-DoctorTail -Path $newest.FullName -Count ([int]$logBytes)) } }
         } }
-    $events = Get-DoctorWasEvent -Minutes $minutes -MaxEvents $maxEvents
+    $events = Invoke-DoctorProbe { Get-DoctorWasEvent -Minutes $minutes -MaxEvents $maxEvents }
     $answer = $null
     if ($null -ne $request) {
         $url = Get-CallValue -Call $request -Name 'url' -Type string -Required -Function $function
