@@ -229,3 +229,56 @@ def test_an_unknown_format_is_refused_before_the_host_is_read(demo):
     assert result.returncode != 0
     assert "doctor_format must be one of table, json, not 'xml'" in output, output[-3000:]
     assert not {name for name in server.faults.step_log if "-" in name}
+
+
+@pytest.mark.parametrize("part, check", [("firewall", "firewall.443"), ("disk", "host.disk"), ("processes", "app.process"),
+                                         ("log", "app.stdout_log"), ("acls", "access.app_folder"), ("events", "pool.rapid_fail"),
+                                         ("schema", "module.HttpPlatformHandler"), ("web_config", "webconfig.sections")])
+def test_a_part_the_host_cannot_read_warns_and_every_other_check_still_runs(demo, target, part, check):
+    from pyinfra_iis.sim.doctor_faults import inject_probe_error
+
+    server = demo.servers[0]
+    settle(server)
+    undo = inject_probe_error(server.host, part, "Access is denied. (0x80070005)")
+    try:
+        checks = run_checks(gather(local_call(server.host), target))
+    finally:
+        undo()
+    table = render_table("web01", checks)
+    row = next(c for c in checks if c.check == check)
+    assert row.status == WARN and "Access is denied. (0x80070005)" in row.evidence, table
+    assert not failed(checks) and not [c for c in checks if c.check.startswith("doctor.")], table
+    assert next(c for c in checks if c.check == "host.reboot_pending").status == OK, table
+
+
+def test_a_site_still_on_iis_own_systemdrive_path_is_read_not_refused(demo, target):
+    from pyinfra_iis.sim.doctor_faults import inject_physical_path
+
+    server = demo.servers[0]
+    settle(server)
+    undo = inject_physical_path(server.host, "%SystemDrive%\\inetpub\\wwwroot")
+    try:
+        evidence = gather(local_call(server.host), target)  # the old read failed whole here
+    finally:
+        undo()
+        settle(server)
+    assert evidence.doctor["acls"]["%SystemDrive%\\inetpub\\wwwroot"].get("exists") is not None
+    checks = run_checks(evidence)
+    assert next(c for c in checks if c.check == "app.release").status == FAIL  # not a release: said, not raised
+
+
+def test_an_app_secret_printed_to_the_stdout_log_never_reaches_the_output(demo, target):
+    secret = target.secrets[0].get_secret_value()
+    server = demo.servers[0]
+    settle(server)
+    logs = server.host.path(f"{target.root}\\logs")
+    newest = max(logs.glob("stdout*"), key=lambda p: (p.stat().st_mtime, p.name))
+    before = newest.read_bytes()
+    try:
+        newest.write_bytes(before + f"\nsettings: API_SECRET_KEY={secret}\n".encode())
+        checks = run_checks(gather(local_call(server.host), target))
+    finally:
+        newest.write_bytes(before)
+    log = next(c for c in checks if c.check == "app.stdout_log")
+    assert "API_SECRET_KEY=********" in log.evidence, render_table("web01", checks)
+    assert secret not in render_table("web01", checks) and secret not in json.dumps([c.as_dict() for c in checks])

@@ -30,7 +30,7 @@ from .access import check_access
 from .app import check_process, check_release, check_request, check_stdout_log
 from .evidence import Call, gather, target_from_host_data
 from .https import check_https
-from .model import FAIL, OK, STATUSES, WARN, Check, CheckFunction, Evidence, Target
+from .model import FAIL, OK, STATUSES, WARN, Check, CheckFunction, Evidence, Target, redact
 from .modules import check_extensions, check_web_config_sections
 from .pool import check_pool
 from .system import check_firewall, check_host
@@ -54,7 +54,8 @@ def run_checks(evidence: Evidence, checks: Iterable[CheckFunction] = CHECKS) -> 
     """Run ``checks`` on ``evidence``; a failing symptom of another failure becomes ``warn``.
 
     A check function that raises is reported as a failed ``doctor.<function>`` row (the doctor
-    never stops on one broken check)."""
+    never stops on one broken check). Every row's evidence and fix is redacted of the release's
+    secret values (``Target.secrets``) before anything prints or writes it."""
 
     rows: list[Check] = []
     for function in checks:
@@ -62,6 +63,8 @@ def run_checks(evidence: Evidence, checks: Iterable[CheckFunction] = CHECKS) -> 
             rows.extend(function(evidence))
         except Exception as exc:  # noqa: BLE001 - one row per broken check, the others still run
             rows.append(Check(f"doctor.{function.__name__}", FAIL, f"the check raised {type(exc).__name__}: {exc}", "report a bug"))
+    for row in rows:
+        row.evidence, row.fix = redact(row.evidence, evidence.target.secrets), redact(row.fix, evidence.target.secrets)
     # Causes first: a fail without symptom_of; then a symptom is a cause unless a cause explains
     # it; a row that any failure explains ("*", the request) is decided last.
     causes = [row.check for row in rows if row.status == FAIL and not row.symptom_of]

@@ -13,7 +13,10 @@ SID (:func:`pyinfra_iis.sddl.app_pool_sid`), IIS_IUSRS (IIS injects it at run ti
 https://learn.microsoft.com/iis/manage/configuring-security/application-pool-identities),
 Everyone, Authenticated Users, SERVICE; plus every local group whose members (reported raw by
 ``Get-DoctorState``, ``groups``) include one of those SIDs (Users holds Authenticated Users by
-default). Other identity types: LocalSystem, LocalService, NetworkService by their well-known
+default). A group whose members the host could not read (``null``: ``Get-LocalGroupMember``
+throws on an orphaned SID, PowerShell#2996) is not "no members": Windows' built-in membership is
+assumed (:data:`BUILTIN_MEMBERS`: Users holds INTERACTIVE and Authenticated Users; the pool is in
+IIS_IUSRS at run time) and an access that holds only through such a group is a warning. Other identity types: LocalSystem, LocalService, NetworkService by their well-known
 SIDs; a SpecificUser account is not computed (the check says so).
 
 "Bypass traverse checking" is granted to Everyone on Windows, so only each path's own DACL counts.
@@ -35,6 +38,14 @@ WRITE_FILE = 0x6         # WriteData, AppendData on the log file the folder's OI
 
 EVERYONE, AUTHENTICATED_USERS, SERVICE = "S-1-1-0", "S-1-5-11", "S-1-5-6"
 IDENTITY_SIDS = {"LocalSystem": sddl.SYSTEM, "LocalService": "S-1-5-19", "NetworkService": "S-1-5-20"}
+#: Members Windows puts in these local groups at setup, assumed when the host cannot list them.
+BUILTIN_MEMBERS = {sddl.USERS: ("S-1-5-4", AUTHENTICATED_USERS), sddl.IIS_IUSRS: ()}
+
+
+def unread_groups(evidence: Evidence) -> list[str]:
+    """SIDs of the local groups whose members the host could not read (``null`` in ``groups``)."""
+
+    return [sid for sid, members in (evidence.doctor.get("groups") or {}).items() if members is None]
 
 
 def map_generic(mask: int) -> int:
@@ -99,7 +110,8 @@ def pool_token(evidence: Evidence, pool: str) -> tuple[set[str] | None, str]:
     while changed:  # nested local groups: until nothing is added
         changed = False
         for group, members in groups.items():
-            if group not in base and any(member in base for member in members or []):
+            members = BUILTIN_MEMBERS.get(group, ()) if members is None else members  # unreadable: Windows' default
+            if group not in base and any(member in base for member in members):
                 base.add(group)
                 changed = True
     return base, name
@@ -133,6 +145,8 @@ def path_check(evidence: Evidence, check: str, path: str | None, need: int, what
     acl = evidence.acl(path)
     if acl is None:
         return Check(check, WARN, f"{what} {path}: not read", fix_key)
+    if acl.get("error") is not None:
+        return Check(check, WARN, f"{what} {path}: could not read its ACL: {acl['error']}", f"{fix_key}; check with: icacls \"{path}\"")
     if not acl.get("exists"):
         return Check(check, FAIL, f"{what} {path} does not exist", f"{fix_key}; or create it: New-Item -ItemType Directory '{path}'")
     if token is None:
@@ -151,7 +165,12 @@ def path_check(evidence: Evidence, check: str, path: str | None, need: int, what
         missing = WRITE_FILE & ~effective_rights(text, token, for_child_file=True)
     if not missing:
         _, allows = _deciding_entries(text, token, need)
-        return Check(check, OK, f"{identity} has {sddl.format_rights(rights & need)} on {path} (through {_names(acl, allows) or 'no entry'})")
+        through = f"{identity} has {sddl.format_rights(rights & need)} on {path} (through {_names(acl, allows) or 'no entry'})"
+        assumed = [sid for sid in unread_groups(evidence) if sid in allows and sid != sddl.IIS_IUSRS]  # IIS_IUSRS: in the token itself
+        if assumed and not set(allows) - set(assumed):  # only through a group whose members are unknown
+            return Check(check, WARN, f"{through}; the members of {_names(acl, assumed)} could not be read: Windows' default "
+                         "membership assumed", f"check with: Get-LocalGroupMember -SID {assumed[0]}; {fix_key}")
+        return Check(check, OK, through)
     denies, allows = _deciding_entries(text, token, missing, child_files and not (need & ~rights))
     why = []
     if denies:

@@ -20,6 +20,9 @@ from .webconfig import http_platform
 RESTARTS_WARN = 5
 RESTART_WINDOW_MINUTES = 10
 _LOG_STAMP = re.compile(r"_(\d{14})_\d+\.log$", re.IGNORECASE)
+#: Characters shown of each of the stdout log's last lines (the release's secret values are
+#: redacted from every row: :func:`pyinfra_iis.doctor.run_checks`).
+LOG_LINE_CHARS = 200
 #: The request's failure follows from any other failed check.
 ANY_OTHER = ("*",)
 
@@ -70,9 +73,12 @@ def check_process(evidence: Evidence) -> list[Check]:
     if not target.site or not target.root or evidence.config is None:
         return []
     release = evidence.physical_path() or target.root
-    running = [p for p in evidence.doctor.get("processes") or [] if release.casefold() in str(p.get("command_line", "")).casefold()]
+    processes, error = evidence.part("processes")
+    running = [p for p in processes or [] if release.casefold() in str(p.get("command_line", "")).casefold()]
     checks = []
-    if running:
+    if error is not None:
+        checks.append(Check("app.process", WARN, f"could not read the processes: {error}", "check with: Get-CimInstance Win32_Process"))
+    elif running:
         first = running[0]
         started = _started(first.get("started"))
         age = f", up {int((evidence.now - started).total_seconds())} s" if started else ""
@@ -103,11 +109,16 @@ def check_stdout_log(evidence: Evidence) -> list[Check]:
         return []
     if not platform.get("stdoutLogEnabled"):
         return [Check("app.stdout_log", FAIL, "stdoutLogEnabled is false: a crash at start leaves no trace", fix)]
-    log = evidence.doctor.get("log")
+    log, error = evidence.part("log")
+    if error is not None:
+        return [Check("app.stdout_log", WARN, f"could not read the newest stdout log in {target.logs_dir}: {error}", fix)]
     if not log:
         return [Check("app.stdout_log", FAIL, f"no stdout log in {target.logs_dir}: the app never started, or HttpPlatformHandler "
                       "cannot create the file (see access.logs)", fix, symptom_of=("access.logs", "pool.", "module.", "webconfig."))]
-    lines = [line for line in str(log.get("tail") or "").splitlines() if line.strip()][-5:]
+    lines = [line for line in str(log.get("tail") or "").splitlines() if line.strip()]
+    if len(lines) > 1 and isinstance(log.get("size"), int) and log["size"] > len(str(log.get("tail") or "").encode("utf-8")):
+        lines = lines[1:]  # the tail starts inside a line (and maybe inside a secret): not shown
+    lines = [line if len(line) <= LOG_LINE_CHARS else line[:LOG_LINE_CHARS] + "..." for line in lines[-5:]]
     modified = _started(log.get("modified"))
     if not lines and modified is not None and (evidence.now - modified).total_seconds() < 60:
         return [Check("app.stdout_log", OK, f"{log.get('name')} is empty, written {log.get('modified')} (the process is starting)")]

@@ -19,7 +19,7 @@ from ..iis.appconfig import AppHostConfig, ConfigError
 from ..iis.httpsys import binding_endpoint
 from ..protocol import Secret, digest_key_argument
 from ..sddl import IIS_IUSRS, USERS
-from .model import Evidence, Target, split_binding
+from .model import Evidence, Target, probe_value, split_binding
 
 Call = Callable[[str, dict], dict]
 
@@ -62,6 +62,7 @@ def target_from_host_data(name: str, data: Mapping[str, Any]) -> Target:
         target.health_deadline = float(settings.health_deadline.seconds)
         target.python_version = settings.python_version
         target.python_dir = release.python.target_dir
+        target.secrets = tuple(settings.app_secrets.values())  # SecretStr: masked in any repr
     return target
 
 
@@ -186,6 +187,10 @@ def gather(call: Call, target: Target) -> Evidence:
     answer = call("Get-DoctorState", doctor_payload(evidence))
     acls = {}
     for path, report in (answer.get("acls") or {}).items():
+        _, error = probe_value(report)
+        if error is not None:  # this path could not be read: path_check says so
+            acls[path] = {"error": error}
+            continue
         acls[path] = {**acl_state.convert_path(report), "sddl": report.get("sddl"), "sids": report.get("sids") or {}} \
             if report.get("exists") else {"exists": False}
     answer["acls"] = acls

@@ -71,6 +71,9 @@ class Target:
         extensions: the IIS extensions the inventory installs (``iis_extensions`` products).
         certificates: ``"<site>|<bindingInformation>"`` (case-folded) → ``(certificate name,
             thumbprint)`` of each https binding's ``iis_certificates`` PFX, read on the controller.
+        secrets: the release's ``release_app.app_secrets`` values (:class:`pyinfra_iis.protocol.Secret`,
+            never in ``repr``): every check's evidence and fix is redacted of them
+            (:func:`redact`), since the stdout log or a response body may print one.
     """
 
     host: str
@@ -84,6 +87,7 @@ class Target:
     python_dir: str | None = None
     extensions: list[str] = field(default_factory=list)
     certificates: dict[str, tuple[str, str]] = field(default_factory=dict)
+    secrets: tuple[Any, ...] = field(default=(), repr=False)
 
     @property
     def logs_dir(self) -> str | None:
@@ -109,6 +113,13 @@ class Evidence:
     now: datetime
 
     # --- helpers the checks share -----------------------------------------------------
+
+    def part(self, name: str) -> tuple[Any, str | None]:
+        """``(value, None)`` of the ``Get-DoctorState`` part ``name``, or ``(None, error)`` when
+        the host could not read that part (the module's ``Invoke-DoctorProbe`` answered
+        ``{"error": "..."}``): the check then says so instead of deciding on nothing."""
+
+        return probe_value(self.doctor.get(name))
 
     def site_element(self, name: str | None) -> ET.Element | None:
         if self.config is None or not name:
@@ -179,3 +190,24 @@ class Evidence:
 
 
 CheckFunction = Callable[[Evidence], Iterable[Check]]
+
+#: What a secret value is replaced with in the doctor's output.
+REDACTED = "********"
+
+
+def probe_value(value: Any) -> tuple[Any, str | None]:
+    """``(value, None)``, or ``(None, error)`` for a part the host failed to read (``{"error"}``)."""
+
+    if isinstance(value, dict) and set(value) == {"error"}:
+        return None, str(value["error"] or "unknown error")
+    return value, None
+
+
+def redact(text: str, secrets: Iterable[Any]) -> str:
+    """``text`` with every secret value (``Secret``, ``SecretStr`` or ``str``; the longest first,
+    so a secret containing another goes whole) replaced by :data:`REDACTED`."""
+
+    values = [s.get_secret_value() if hasattr(s, "get_secret_value") else str(s) for s in secrets]
+    for value in sorted({v for v in values if v}, key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+    return text

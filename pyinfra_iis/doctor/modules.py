@@ -20,7 +20,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from ..iis.appconfig import real_children
-from .model import FAIL, OK, Check, Evidence
+from .model import FAIL, OK, WARN, Check, Evidence, probe_value
 
 #: Extension → (global module, a section it adds, the inventory key that installs it).
 EXTENSIONS = {
@@ -28,6 +28,8 @@ EXTENSIONS = {
     "UrlRewrite": ("RewriteModule", "system.webServer/rewrite/rules"),
     "ARR": ("ApplicationRequestRouting", "system.webServer/proxy"),
 }
+#: Bytes of web.config the host returns (``Get-DoctorState``): a larger file is not parsed (warn).
+WEB_CONFIG_READ = 65536
 #: Top-level web.config elements that are not IIS sections (.NET's machine.config declares them).
 DOTNET_GROUPS = {"system.web", "appsettings", "connectionstrings", "system.codedom", "runtime", "startup", "system.net",
                  "system.servicemodel", "system.diagnostics", "configsections", "system.data", "system.transactions"}
@@ -44,10 +46,21 @@ def schema_sections(evidence: Evidence) -> dict[str, str]:
     """Section name (case-folded) → the schema file defining it."""
 
     result = {}
-    for file, sections in (evidence.doctor.get("schema") or {}).items():
+    schema, _ = evidence.part("schema")
+    for file, sections in (schema or {}).items():
+        sections, _ = probe_value(sections)  # a file the host could not read: unreadable_schema
         for section in sections or []:
             result.setdefault(str(section).casefold(), file)
     return result
+
+
+def unreadable_schema(evidence: Evidence) -> list[str]:
+    """``"<file>: <error>"`` for each schema file (or the folder) the host could not read."""
+
+    schema, error = evidence.part("schema")
+    if error is not None:
+        return [f"inetsrv\\config\\schema: {error}"]
+    return [f"{file}: {probe_value(sections)[1]}" for file, sections in (schema or {}).items() if probe_value(sections)[1] is not None]
 
 
 def used_extensions(evidence: Evidence, web_config: ET.Element | None) -> list[str]:
@@ -65,10 +78,15 @@ def used_extensions(evidence: Evidence, web_config: ET.Element | None) -> list[s
 def parse_web_config(evidence: Evidence) -> tuple[ET.Element | None, str | None]:
     """``(root element, error)`` of the served web.config (``None, None`` when there is none)."""
 
-    report = evidence.doctor.get("web_config") or {}
+    report, error = evidence.part("web_config")
+    if error is not None:
+        return None, f"could not read web.config: {error}"
+    report = report or {}
     text = report.get("text")
     if not report.get("exists") or text is None:
         return None, None
+    if isinstance(report.get("size"), int) and report["size"] > WEB_CONFIG_READ:
+        return None, f"web.config is {report['size']} bytes, more than the {WEB_CONFIG_READ} read: not checked"
     try:
         return ET.fromstring(text.lstrip("\ufeff")), None
     except ET.ParseError as exc:
@@ -95,7 +113,11 @@ def check_extensions(evidence: Evidence) -> list[Check]:
             problems.append(f"section {section} not declared in <configSections>")
         if section.casefold() not in schema:
             problems.append(f"no schema file in inetsrv\\config\\schema defines {section}")
-        if problems:
+        unread = unreadable_schema(evidence)
+        if unread and problems == [f"no schema file in inetsrv\\config\\schema defines {section}"]:
+            checks.append(Check(f"module.{name}", WARN, f"{problems[0]}, but the host could not read {'; '.join(unread)}",
+                                "check the schema files: Get-ChildItem $env:windir\\System32\\inetsrv\\config\\schema"))
+        elif problems:
             checks.append(Check(f"module.{name}", FAIL, "; ".join(problems) + " (requests answer 500.19 or 500.21)",
                                 f"iis_extensions (product {name}): reinstall it (msiexec /i <msi> /qn /norestart), then iisreset"))
         else:
@@ -167,8 +189,8 @@ def check_web_config_sections(evidence: Evidence) -> list[Check]:
     path = evidence.physical_path()
     root, error = parse_web_config(evidence)
     fix = "the release's web.config (templates/web.config.j2) or iis_extensions / iis_server"
-    if error:
-        return [Check("webconfig.sections", FAIL, error, fix)]
+    if error:  # not well-formed: fail; not read (or too large to read whole): warn
+        return [Check("webconfig.sections", FAIL if "not well-formed" in error else WARN, error, fix)]
     if root is None:
         return [Check("webconfig.sections", FAIL, f"no web.config at {path}: the site serves no release (HttpPlatformHandler is not configured)",
                       "deploy a release: pyinfra INVENTORY deploys/release.py --data release_version=X")]
@@ -190,6 +212,10 @@ def check_web_config_sections(evidence: Evidence) -> list[Check]:
         if mode == "Deny":
             problems.append(f"{section}: locked at site {target.site} by {where} (500.19 'locked at a parent level')")
     names = ", ".join(section for section, _ in found)
+    unread = unreadable_schema(evidence)
+    if problems and unread and all(p.endswith(": no schema file defines it (500.19)") for p in problems):
+        return [Check("webconfig.sections", WARN, f"{path}\\web.config: " + "; ".join(problems) + f", but the host could not read "
+                      f"{'; '.join(unread)}", "check the schema files: Get-ChildItem $env:windir\\System32\\inetsrv\\config\\schema")]
     if problems:
         return [Check("webconfig.sections", FAIL, f"{path}\\web.config: " + "; ".join(problems),
                       f"{fix}; unlock: appcmd unlock config \"{target.site}\" -section:<section> -commit:apphost",

@@ -8,8 +8,9 @@ the System log (``Get-DoctorState``, ``events``): 5002 "Application pool '<pool>
 automatically disabled due to a series of failures" (rapid-fail protection), 5009/5010/5011/5013
 (a worker process terminated, failed to respond, failed to shut down). Rapid-fail protection:
 https://learn.microsoft.com/iis/configuration/system.applicationhost/applicationpools/add/failure;
-the event ids and the quoted pool name in their messages are as widely reported from WAS's
-System log entries [R] (the simulator's injections use the same texts).
+the event ids and the pool as the events' first insertion string ("Application pool '%1' ...")
+are as widely reported from WAS's System log entries [R] (the simulator's injections use the
+same texts). A record Windows cannot read is reported (id 0) without losing the others.
 """
 
 from __future__ import annotations
@@ -21,10 +22,20 @@ WORKER_EVENTS = (5009, 5010, 5011, 5013)
 
 
 def pool_events(evidence: Evidence, pool: str) -> list[dict]:
-    """WAS events naming ``pool`` (the message quotes the pool name)."""
+    """WAS events of ``pool``: the event's ``pool`` (its insertion string %1, as the module reads
+    it; the message is localized), else the pool quoted in the message (an older answer)."""
 
     quoted = f"'{pool}'".casefold()
-    return [e for e in evidence.doctor.get("events") or [] if quoted in str(e.get("message", "")).casefold()]
+    events, _ = evidence.part("events")
+    return [e for e in events or [] if isinstance(e, dict) and (str(e["pool"]).casefold() == pool.casefold() if e.get("pool")
+                                                                 else quoted in str(e.get("message", "")).casefold())]
+
+
+def event_problems(evidence: Evidence) -> list[str]:
+    """Why WAS events could not be read (the part's error, or the module's id-0 entries)."""
+
+    events, error = evidence.part("events")
+    return [error] if error is not None else [str(e.get("message")) for e in events or [] if isinstance(e, dict) and e.get("id") == 0]
 
 
 def check_pool(evidence: Evidence) -> list[Check]:
@@ -60,6 +71,10 @@ def check_pool(evidence: Evidence) -> list[Check]:
         checks.append(Check("pool.rapid_fail", WARN, f"{len(worker)} worker process failures of {pool} recently (events "
                             f"{', '.join(str(e.get('id')) for e in worker[:5])}), protection {'on' if protection else 'off'}",
                             "read the stdout log (app.stdout_log)"))
+    elif event_problems(evidence):
+        checks.append(Check("pool.rapid_fail", WARN, f"could not read the WAS events: {'; '.join(event_problems(evidence))[:300]}; "
+                            f"rapid-fail protection {'on' if protection else 'off'}",
+                            "check with: Get-WinEvent -FilterHashtable @{LogName='System'; ProviderName='Microsoft-Windows-WAS'}"))
     else:
         checks.append(Check("pool.rapid_fail", OK, f"no WAS failure events for {pool}; rapid-fail protection {'on' if protection else 'off'}"))
     if element.get("enable32BitAppOnWin64", "false").lower() == "true":

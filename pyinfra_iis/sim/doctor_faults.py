@@ -215,9 +215,12 @@ def _pool_event(host: "SimHost", state: str) -> Undo:
     return restart
 
 
-def _was_event(event_id: int, minutes_ago: int, text: str) -> dict[str, Any]:
+def _was_event(event_id: int, minutes_ago: int, text: str, pool: str = POOL) -> dict[str, Any]:
+    """A WAS event as the module returns it: ``pool`` is the event's insertion string %1."""
+
     moment = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=minutes_ago)
-    return {"id": event_id, "time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"), "provider": "Microsoft-Windows-WAS", "message": text}
+    return {"id": event_id, "time": moment.strftime("%Y-%m-%dT%H:%M:%S.%f0Z"), "provider": "Microsoft-Windows-WAS", "pool": pool,
+            "message": text}
 
 
 # --- the failure modes ---------------------------------------------------------------------------
@@ -574,6 +577,28 @@ def inject_disk_full(host: "SimHost") -> Undo:
     """200 MiB free on drive C:."""
 
     return _doctor_state(host, disk={"free_bytes": 200 * 1024 * 1024})
+
+
+# --- reads that fail on the host (not failure modes: each part's check must warn, the others run) ---
+
+
+def inject_probe_error(host: "SimHost", part: str, message: str) -> Undo:
+    """``Get-DoctorState``'s part ``part`` (``acls``: every path; ``events``: an id-0 entry) answers
+    ``{"error": message}``, as the module's ``Invoke-DoctorProbe`` does when that read throws."""
+
+    with host.lock:
+        errors = dict((host.state.get(STATE_KEY) or {}).get("probe_errors") or {})
+    return _doctor_state(host, probe_errors={**errors, part: message})
+
+
+def inject_physical_path(host: "SimHost", path: str) -> Undo:
+    """Site ``api``'s physicalPath set to ``path`` (IIS's own ``%SystemDrive%\\inetpub\\wwwroot``, say)."""
+
+    def edit(config) -> None:
+        site = next(s for s in config.section_element("system.applicationHost/sites") if s.get("name") == SITE)
+        site.find("application/virtualDirectory").set("physicalPath", path)
+
+    return _edit_config(host, edit)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,15 @@ by the fault injections of :mod:`pyinfra_iis.sim.doctor_faults`; absent, these d
 * ``groups``: local group members by SID; Users holds INTERACTIVE and Authenticated Users,
   IIS_IUSRS nothing explicit (IIS adds the pool identities at run time).
 * ``firewall``: the two inbound rules IIS setup adds ("World Wide Web Services (HTTP/HTTPS
-  Traffic-In)", TCP 80 and 443, enabled) once Web-Server is installed.
+  Traffic-In)", TCP 80 and 443, enabled, profile Any) once Web-Server is installed; the active
+  profile ``Domain``, every profile's firewall on (``firewall_profiles`` overrides
+  ``{"active_profile", "profiles"}``). Only inbound rules with protocol TCP or Any are returned,
+  as the module does; Python matches ports, ranges and profiles.
+* ``probe_errors``: ``{part: message}``: that part of the answer is ``{"error": message}``, as
+  the module's ``Invoke-DoctorProbe`` returns when the part's read throws (``acls`` by path).
+* Paths: ``%SystemDrive%`` and ``%SystemRoot%`` are expanded (``C:``, ``C:\\Windows``) as
+  ``[Environment]::ExpandEnvironmentVariables`` does; an ACL path that is still not absolute is
+  ``{"error"}``, an invalid web.config path ``exists: false``, an invalid log folder no log.
 * ``disk``: 80 GiB free of 127 GiB.
 * ``events``: none (WAS events only come from an injection).
 * ``schema``: ``IIS_schema.xml`` defines every section declared in applicationHost.config that
@@ -27,6 +35,7 @@ from __future__ import annotations
 import json
 import ntpath
 import os
+import re
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -49,10 +58,13 @@ SCHEMA_FILES = {"HttpPlatformHandler": "httpplatform_schema.xml", "UrlRewrite": 
 DEFAULT_GROUPS = {"S-1-5-32-545": ["S-1-5-4", "S-1-5-11"], "S-1-5-32-568": []}
 DEFAULT_FIREWALL = [
     {"name": "World Wide Web Services (HTTP Traffic-In)", "enabled": True, "direction": "Inbound", "action": "Allow",
-     "protocol": "TCP", "local_ports": ["80"]},
+     "protocol": "TCP", "local_ports": ["80"], "profile": "Any"},
     {"name": "World Wide Web Services (HTTPS Traffic-In)", "enabled": True, "direction": "Inbound", "action": "Allow",
-     "protocol": "TCP", "local_ports": ["443"]},
+     "protocol": "TCP", "local_ports": ["443"], "profile": "Any"},
 ]
+DEFAULT_FIREWALL_PROFILES = {"active_profile": "Domain", "profiles": {"Domain": True, "Private": True, "Public": True}}
+#: What ``[Environment]::ExpandEnvironmentVariables`` gives on the simulated host.
+ENVIRONMENT = {"systemdrive": "C:", "systemroot": "C:\\Windows", "windir": "C:\\Windows"}
 DEFAULT_DISK = {"free_bytes": 80 * GIB, "total_bytes": 127 * GIB}
 
 
@@ -63,7 +75,49 @@ def doctor_state(host: "SimHost") -> dict[str, Any]:
 
 
 def _stamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The module's ``ToString('o', InvariantCulture)`` of a UTC time (seven fraction digits)."""
+
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
+def expand(path: str) -> str:
+    """``%SystemDrive%``-style variables expanded (unknown ones kept, as Windows does)."""
+
+    return re.sub(r"%([^%]+)%", lambda m: ENVIRONMENT.get(m.group(1).casefold(), m.group(0)), path)
+
+
+def _acl(host: "SimHost", path: str) -> dict[str, Any]:
+    """One path of ``acls``: the raw report, or ``{"error"}`` as the module's probe gives it."""
+
+    expanded = expand(path)
+    if not re.match(r"^[A-Za-z]:\\", expanded):
+        return {"error": f'Get-DoctorState: "{expanded}" is not an absolute Windows path (C:\\... or \\\\server\\share\\...)'}
+    try:
+        return describe_acl(host, expanded)
+    except SimFunctionError as exc:
+        return {"error": str(exc)}
+
+
+def _firewall(host: "SimHost", state: dict[str, Any], ports: set[str]) -> dict[str, Any]:
+    if not ports:
+        return {"rules": [], "active_profile": "", "profiles": {}}
+    installed = "Web-Server" in host.state.get("features", {})
+    rules = state.get("firewall") if "firewall" in state else (DEFAULT_FIREWALL if installed else [])
+    rules = [r for r in rules if str(r.get("direction", "Inbound")) == "Inbound" and str(r.get("protocol", "TCP")) in ("TCP", "6", "Any")]
+    return {"rules": rules, **DEFAULT_FIREWALL_PROFILES, **(state.get("firewall_profiles") or {})}
+
+
+def _integer(payload: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+    """As ``Get-CallValue -Type integer -Minimum -Maximum``."""
+
+    value = payload.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise SimFunctionError(f'Get-DoctorState: "{key}" must be integer, got {type(value).__name__}')
+    if not low <= int(value) <= high:
+        raise SimFunctionError(f'Get-DoctorState: "{key}" must be between {low} and {high}, got {int(value)}')
+    return int(value)
 
 
 def declared_sections(element, prefix: str = "") -> list[str]:
@@ -103,18 +157,22 @@ def _web_config(host: "SimHost", path: str) -> dict[str, Any]:
     if not path:
         return {"exists": False, "text": None}
     try:
-        local = host.path(path)
-    except SimPathError as exc:
-        raise SimFunctionError(f"Get-DoctorState: web_config: {exc}") from None
+        local = host.path(expand(path))
+    except SimPathError:  # as File.Exists: false for an invalid path
+        return {"exists": False, "text": None}
     if not local.is_file():
         return {"exists": False, "text": None}
-    return {"exists": True, "text": local.read_bytes()[:WEB_CONFIG_LIMIT].decode("utf-8-sig", "replace")}
+    data = local.read_bytes()
+    return {"exists": True, "size": len(data), "text": data[:WEB_CONFIG_LIMIT].decode("utf-8-sig", "replace")}
 
 
 def _log(host: "SimHost", folder: str, limit: int) -> dict[str, Any] | None:
     if not folder:
         return None
-    local = host.path(folder)
+    try:
+        local = host.path(expand(folder))
+    except SimPathError:  # as Directory.Exists: false for an invalid path
+        return None
     files = [p for p in local.glob("stdout*") if p.is_file()] if local.is_dir() else []
     if not files:
         return None
@@ -205,26 +263,34 @@ def get_doctor_state(host: "SimHost", payload: dict[str, Any]) -> str:
 
     now = datetime.now(timezone.utc)
     ports = {str(p) for p in _list(payload, "ports")}
-    log_bytes = min(int(payload.get("log_bytes") or 4096), LOG_LIMIT)
+    log_bytes = _integer(payload, "log_bytes", 4096, 1, LOG_LIMIT)
+    minutes = _integer(payload, "event_minutes", 60, 1, 10080)
+    event_max = _integer(payload, "event_max", 50, 1, 500)
     with host.lock:
         state = doctor_state(host)
         config = load_config(host)
-        acls = {path: describe_acl(host, path) for path in _list(payload, "acl_paths")}
+        acls = {path: _acl(host, path) for path in _list(payload, "acl_paths")}
         groups_known = state.get("groups") or DEFAULT_GROUPS
-        groups = {sid: list(groups_known.get(sid, [])) for sid in _list(payload, "groups")}
-        installed = "Web-Server" in host.state.get("features", {})
-        rules = state.get("firewall") if "firewall" in state else (DEFAULT_FIREWALL if installed else [])
-        firewall = [r for r in rules if ports & set(r.get("local_ports") or []) or "Any" in (r.get("local_ports") or [])]
-        disk = {"drive": (str(payload.get("disk_path") or "C:")[:2]).upper(), **DEFAULT_DISK, **(state.get("disk") or {})}
-        since = now - timedelta(minutes=int(payload.get("event_minutes") or 60))
-        events = [e for e in state.get("events", []) if e.get("time", "") >= _stamp(since)]
-        events = sorted(events, key=lambda e: e.get("time", ""), reverse=True)[: int(payload.get("event_max") or 50)]
+        groups = {sid: None if groups_known.get(sid, []) is None else list(groups_known.get(sid, []))  # None: unreadable
+                  for sid in _list(payload, "groups")}
+        firewall = _firewall(host, state, ports)
+        disk = {"drive": (expand(str(payload.get("disk_path") or "C:"))[:2]).upper(), **DEFAULT_DISK, **(state.get("disk") or {})}
+        since = now - timedelta(minutes=minutes)
+        events = [e for e in state.get("events", []) if e.get("time", "") >= _stamp(since)[:19]]
+        events = sorted(events, key=lambda e: e.get("time", ""), reverse=True)[:event_max]
         schema = _schema(host, config)
         web_config = _web_config(host, str(payload.get("web_config") or ""))
         log = _log(host, str(payload.get("log_folder") or ""), log_bytes)
     processes = _processes(host, str(payload.get("process_filter") or ""))
     request = _request(host, payload.get("request"))
-    return json.dumps({"now": _stamp(now), "acls": acls, "web_config": web_config, "schema": schema, "groups": groups,
-                       "firewall": firewall, "disk": disk, "processes": processes, "log": log, "events": events,
-                       "request": request})
+    answer = {"now": _stamp(now), "acls": acls, "web_config": web_config, "schema": schema, "groups": groups,
+              "firewall": firewall, "disk": disk, "processes": processes, "log": log, "events": events, "request": request}
+    for part, message in (state.get("probe_errors") or {}).items():
+        if part == "acls":  # the module probes each path
+            answer["acls"] = {path: {"error": message} for path in acls}
+        elif part == "events":  # Get-WinEvent's errors are id-0 entries, the events read are kept
+            answer["events"] = [{"id": 0, "time": None, "provider": "Get-WinEvent", "pool": "", "message": message}, *events]
+        elif part in answer and part not in ("now", "groups", "request"):
+            answer[part] = {"error": message}
+    return json.dumps(answer)
 
