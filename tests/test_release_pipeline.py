@@ -285,3 +285,15 @@ def test_the_rights_record_keeps_every_declared_apps_rights_when_a_run_releases_
     paths = {(grant["target"].lower(), grant["principal"]) for grant in inventory_grants(host) if grant["kind"] == "path"}
     assert (ROOT.lower(), "IIS AppPool\\api") in paths
     assert ("c:\\sites\\admin", "IIS AppPool\\admin") in paths and ("c:\\sites\\admin\\logs", "IIS AppPool\\admin") in paths
+
+
+def test_doctor_checks_the_app_release_only_names_and_redacts_every_apps_secrets():
+    from pyinfra_iis.doctor import target_from_host_data
+
+    admin = {**ADMIN, "app_secrets": {"ADMIN_TOKEN": "admin-secret-1"}}
+    first = target_from_host_data("web01", two_apps({}, {"app": admin}))
+    assert (first.site, first.pool, first.root) == ("api", "api", ROOT)
+    chosen = target_from_host_data("web01", two_apps({}, {"app": admin}, release_only="admin"))
+    assert (chosen.site, chosen.pool, chosen.root) == ("admin", "admin", "C:\\sites\\admin")
+    revealed = {secret.get_secret_value() for secret in chosen.secrets}
+    assert "admin-secret-1" in revealed and set(v for v in SETTINGS["app_secrets"].values()) <= revealed

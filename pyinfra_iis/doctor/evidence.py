@@ -37,12 +37,16 @@ EVENT_MAX = 50
 def target_from_host_data(name: str, data: Mapping[str, Any]) -> Target:
     """What the inventory names for host ``name`` (``iis_*`` and ``release_*`` data).
 
+    A host with several apps (``release_apps``) is checked for the one ``release_only`` names
+    (``--data release_only=admin``), else for the first; the log tails are redacted of every
+    app's secrets.
+
     Raises:
         pyinfra_iis.inventory_check.InventoryError: the data does not validate (the same report as
             the deploys give).
     """
 
-    from ..deploys.release import load_release_config
+    from ..deploys.release import load_release_configs
     from ..models import load_host_config
 
     target = Target(host=name)
@@ -51,7 +55,8 @@ def target_from_host_data(name: str, data: Mapping[str, Any]) -> Target:
         target.sites = [site.name for site in iis.sites]
         target.extensions = [ext.product for ext in getattr(iis, "extensions", [])]
         target.certificates = _binding_certificates(iis)
-    release = load_release_config(dict(data), name)
+    releases = load_release_configs(dict(data), name, environ={}, rollback=True)
+    release = releases[0] if releases else None
     if release is not None:
         settings = release.app
         target.site = release.site
@@ -62,7 +67,8 @@ def target_from_host_data(name: str, data: Mapping[str, Any]) -> Target:
         target.health_deadline = float(settings.health_deadline.seconds)
         target.python_version = settings.python_version
         target.python_dir = release.python.target_dir
-        target.secrets = tuple(settings.app_secrets.values())  # SecretStr: masked in any repr
+        every = load_release_configs({k: v for k, v in data.items() if k != "release_only"}, name, environ={}, rollback=True)
+        target.secrets = tuple(value for one in every for value in one.app.app_secrets.values())  # SecretStr: masked in any repr
     return target
 
 
