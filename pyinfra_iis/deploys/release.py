@@ -39,6 +39,8 @@ from ..models.types import ControllerPath, PoolName, ReleaseVersion, SiteName
 from ..operations import acl, release
 from ..operations.python import PythonInstaller, python_entry, python_install
 from ..operations.release import release_report
+from ..operations import arr as arr_ops
+from .arr import arr_release, check_server_proxy
 
 #: Environment variables a pipeline sets instead of ``--data``.
 ENV_VERSION = "PYINFRA_IIS_RELEASE_VERSION"
@@ -154,6 +156,7 @@ def release_target(current_host: Any = None) -> Optional[ReleaseTarget]:
     pool_name = release_config.app_pool or site.app_pool
     pool = iis.pool(pool_name)
     principal = pool.principal if pool is not None else f"IIS AppPool\\{pool_name}"
+    check_server_proxy(data, release_config.app, current_host.name)  # ARR mode: iis_server.proxy must agree (deploys/arr.py)
     return ReleaseTarget(release_config, site, pool_name, principal)
 
 
@@ -173,6 +176,9 @@ def iis_overrides(target: Optional[ReleaseTarget], current_host: Any = None) -> 
         return {}
     settings = target.settings
     overrides: dict[str, Any] = {"release_variables": {target.app_pool: list(settings.app_secrets)}}
+    if settings.mode == "arr":  # ARR mode: the site's root is the empty wwwroot, the app runs as services (deploys/arr.py)
+        overrides["site_physical_paths"] = {target.site.name: arr_ops.wwwroot(settings)}
+        return overrides
     current = release_report(host_state(current_host or host, release_roots=[settings.root]), settings.root).get("current")
     if current:
         overrides["site_physical_paths"] = {target.site.name: settings.release_dir(current)}
@@ -235,6 +241,13 @@ def release_app(target: Optional[ReleaseTarget] = None, with_runtime: bool = Tru
         host.noop(f"no release version given (--data release_version=... or ${ENV_VERSION}): {settings.app_name} keeps its current release")
         return
     version = release_config.version
+    if settings.mode == "arr":  # ARR reverse-proxy mode: install, then blue/green services (deploys/arr.py)
+        release.release_installed(name=f"Install {settings.app_name} {version}", settings=settings, version=version,
+                                  artifact=str(release_config.artifact_path()), python_exe=release_config.python.python_exe,
+                                  app_pool=target.app_pool)
+        arr_release(target, version)
+        release.old_releases_removed(name=f"Keep {settings.keep_releases} releases of {settings.app_name}", settings=settings)
+        return
     release.release_installed(name=f"Install {settings.app_name} {version}", settings=settings, version=version,
                               artifact=str(release_config.artifact_path()), python_exe=release_config.python.python_exe,
                               app_pool=target.app_pool)
@@ -254,5 +267,8 @@ def rollback_release(target: Optional[ReleaseTarget] = None) -> None:
     target = target or release_target()
     if target is None:
         host.noop("no release_app in the host data: nothing to roll back")
+        return
+    if target.settings.mode == "arr":  # ARR mode: the previous release in the idle slot (deploys/arr.py)
+        arr_release(target, rollback=True)
         return
     release.release_rolled_back(name=f"Roll back {target.site.name}", settings=target.settings, site=target.site, app_pool=target.app_pool)

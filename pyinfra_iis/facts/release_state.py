@@ -44,7 +44,9 @@ def convert_root(raw: dict[str, Any]) -> dict[str, Any]:
         (complete if entry["complete"] else other).append(entry)
     complete.sort(key=lambda e: (e["completed_at"] or "", e["version"]))
     return {"current": state.get("current"), "previous": state.get("previous"), "history": list(state.get("history") or []),
-            "versions": complete + other, "logs": list(raw.get("logs") or [])}
+            "versions": complete + other, "logs": list(raw.get("logs") or []),
+            # ARR mode (operations/arr.py): which slot serves and the version each slot runs.
+            "active_slot": state.get("active_slot"), "slots": dict(state.get("slots") or {})}
 
 
 def convert(raw: dict[str, Any]) -> dict[str, Any]:
