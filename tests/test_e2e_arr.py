@@ -239,3 +239,25 @@ def test_misaligned_timeouts_are_refused_before_any_host_is_touched(tmp_path):
     assert "WinSW kills the service before Uvicorn finishes" in str(stop.value)
     data["release_app"] = {**base, "timeout_keep_alive": "300s"}
     assert load_release_config(data, "web01").app.arr.proxy_timeout.seconds == 300
+
+
+def test_a_request_longer_than_the_proxy_timeout_gets_502_3_from_arr(fleet, arr_artifacts):
+    """proxy/@timeout (10 s in this fleet) is what bounds a request: 12 s gets ARR's 502.3."""
+
+    if not fleet.servers[0].host.path(STATE).exists():
+        run(fleet, "deploys/site.py", version="1.0.0", artifact=arr_artifacts["1.0.0"])
+    status, body = fetch(fleet.servers[0], "/slow?seconds=12", timeout=60)
+    assert status == 502 and "502.3" in body and "timed out" in body, body
+    assert fetch(fleet.servers[0], "/slow?seconds=2", timeout=60)[0] == 200
+
+
+def test_a_three_minute_request_completes_through_arr_with_the_documented_timeouts(tmp_path, arr_artifacts):
+    """The WinError 64 case: a 180 s request through IIS + ARR to uvicorn, with proxy_timeout
+    200 s, timeout_keep_alive 240 s (>= proxy_timeout), drain 200 s (+ 3 s graceful >= 200 s)."""
+
+    extra = arr_group_data(winsw_file(tmp_path / "winsw"), proxy_timeout="200s", drain="200s", keep_alive="240s")
+    with Demo(tmp_path / "work", hosts=1, root=project(tmp_path, extra)) as demo:
+        run(demo, "deploys/site.py", version="1.0.0", artifact=arr_artifacts["1.0.0"])
+        status, body = fetch(demo.servers[0], "/slow?seconds=180", timeout=240)
+        assert status == 200, body
+        assert json.loads(body) == {"slept": 180.0, "version": "1.0.0"}
