@@ -218,3 +218,23 @@ def test_install_app_service_checks_the_pinned_wrapper_and_needs_its_xml(tmp_pat
     state = json.loads(get_function("Get-AppServiceState")(host, {"names": ["pyinfra-iis-api-blue", "other"]}))
     assert state == {"services": {"pyinfra-iis-api-blue": "Stopped", "other": None}}
     assert json.loads(get_function("Stop-AppService")(host, {"name": "pyinfra-iis-api-blue"}))["state"] == "Stopped"
+
+
+# --- host data checks ------------------------------------------------------------------------------
+
+
+def test_host_data_without_arr_extensions_or_with_a_contradicting_proxy_is_refused():
+    from pyinfra_iis.deploys.arr import check_server_proxy
+    from pyinfra_iis.models import InventoryError
+
+    model = settings()
+    with pytest.raises(InventoryError, match="needs UrlRewrite and ARR"):
+        check_server_proxy({"iis_extensions": [{"product": "HttpPlatformHandler"}]}, model, "web01")
+    extensions = [{"product": "UrlRewrite"}, {"product": "ARR"}]
+    check_server_proxy({"iis_extensions": extensions}, model, "web01")
+    check_server_proxy({"iis_extensions": extensions, "iis_server": {"proxy": {"timeout": "120s"}}}, model, "web01")
+    with pytest.raises(InventoryError) as error:
+        check_server_proxy({"iis_extensions": extensions, "iis_server": {"proxy": {"timeout": "30s", "preserve_host_header": False}}},
+                           model, "web01")
+    assert "iis_server.proxy.timeout" in str(error.value) and "preserve_host_header" in str(error.value)
+    check_server_proxy({}, ReleaseSettings.model_validate({"app_name": "api", "root": ROOT}), "web01")  # httpplatform: no checks

@@ -22,16 +22,24 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def check_server_proxy(data: Mapping[str, Any], settings: Any, host_name: str) -> None:
-    """Refuse ``iis_server.proxy`` settings that contradict the ARR mode of ``settings``: the
-    site deploy would write them back after every release (a tug of war over the timeout).
+    """Refuse host data the ARR mode of ``settings`` cannot run with: no URL Rewrite or ARR in
+    ``iis_extensions``, or ``iis_server.proxy`` settings that contradict it (the site deploy
+    would write them back after every release: a tug of war over the timeout).
 
     Raises:
-        InventoryError: ``iis_server.proxy.timeout`` differs from ``release_app.arr.proxy_timeout``,
+        InventoryError: URL Rewrite or ARR is missing from ``iis_extensions``;
+            ``iis_server.proxy.timeout`` differs from ``release_app.arr.proxy_timeout``,
             or ``preserve_host_header`` is false, or ``reverse_rewrite_host_in_response_headers`` true.
     """
 
     if getattr(settings, "mode", None) != "arr" or settings.arr is None:
         return
+    products = {str(e.get("product")) for e in data.get("iis_extensions") or [] if isinstance(e, Mapping)}
+    missing = [p for p in ("UrlRewrite", "ARR") if p not in products]
+    if missing:
+        raise InventoryError(InventoryReport(hosts=[host_name], problems=[Problem(
+            host_name, "release_app.mode", f"mode 'arr' needs {' and '.join(missing)}, which iis_extensions does not install",
+            "add {'product': 'UrlRewrite', ...} and {'product': 'ARR', ...} (pinned by sha256) to iis_extensions")]))
     server = data.get("iis_server") or {}
     proxy = server.get("proxy") if isinstance(server, Mapping) else None
     if not proxy:

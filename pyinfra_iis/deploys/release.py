@@ -236,6 +236,9 @@ def release_app(target: Optional[ReleaseTarget] = None, with_runtime: bool = Tru
         python_runtime(target=target)
     for rule in acl_rules(target)[1:]:
         acl.acl(name=f"ACL {rule['path']} {rule['principal']}", rule=rule)
+    if release_config.version is None and settings.mode == "arr":  # ARR mode: secrets live in the service XML, not the pool
+        arr_release(target, None)
+        return
     if release_config.version is None:
         release.app_secrets(name=f"App secrets of {settings.app_name}", settings=settings, app_pool=target.app_pool, site=target.site)
         host.noop(f"no release version given (--data release_version=... or ${ENV_VERSION}): {settings.app_name} keeps its current release")
