@@ -238,3 +238,17 @@ def test_host_data_without_arr_extensions_or_with_a_contradicting_proxy_is_refus
                            model, "web01")
     assert "iis_server.proxy.timeout" in str(error.value) and "preserve_host_header" in str(error.value)
     check_server_proxy({}, ReleaseSettings.model_validate({"app_name": "api", "root": ROOT}), "web01")  # httpplatform: no checks
+
+
+def test_the_folders_exist_with_their_acls_before_anything_is_written_into_them():
+    from pyinfra_iis.protocol import parse_remote_call
+
+    calls = [parse_remote_call(c.get_raw_value()) for c in arr.directory_calls(settings(), "api")]
+    assert [p["path"] for _, p in calls] == ["C:\\sites\\api\\services", "C:\\sites\\api\\logs\\services", "C:\\sites\\api\\wwwroot",
+                                             "C:\\sites\\api\\services\\blue", "C:\\sites\\api\\services\\green"]
+    services_sddl, logs_sddl = calls[0][1]["sddl"], calls[1][1]["sddl"]
+    # LOCAL SERVICE reads the XML (Read & Execute); nobody else but SYSTEM and Administrators: the
+    # pool identity never reads the secrets in it.
+    assert services_sddl == "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;LS)"
+    assert logs_sddl == "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1301bf;;;LS)"  # Modify: WinSW writes its logs
+    assert all("sddl" not in p for _, p in calls[3:])  # the slot folders inherit

@@ -149,14 +149,17 @@ def physical_path_edit(site: str, path: str) -> Edit:
 def directory_calls(settings: ReleaseSettings, app_pool: Optional[str]) -> list:
     """``Initialize-Directory`` of ``services`` (the service account Read & Execute: WinSW reads
     the XML as the service; nobody else, the XML holds the app secrets), ``logs\\services``
-    (the service account Modify) and ``wwwroot`` (the pool Read & Execute)."""
+    (the service account Modify), ``wwwroot`` (the pool Read & Execute), then each slot's folder
+    under ``services`` (inheriting its ACL)."""
 
     account = services.SERVICE_ACCOUNT_SID
     pool = [app_pool_sid(app_pool)] if app_pool else []
     folders = [(services.services_dir(settings), protected_sddl((SYSTEM, ADMINISTRATORS), read_execute=[account])),
                (services.service_logs_dir(settings), protected_sddl((SYSTEM, ADMINISTRATORS), modify=[account])),
                (wwwroot(settings), protected_sddl((SYSTEM, ADMINISTRATORS), read_execute=pool))]
-    return [remote_call("Initialize-Directory", {"path": path, "sddl": sddl}) for path, sddl in folders]
+    calls = [remote_call("Initialize-Directory", {"path": path, "sddl": sddl}) for path, sddl in folders]
+    # The slots' folders inherit the services folder's ACL (Write-TextFile does not create folders).
+    return calls + [remote_call("Initialize-Directory", {"path": services.slot_dir(settings, slot)}) for slot in SLOTS]
 
 
 def wrapper_source(arr: ArrSettings, settings: ReleaseSettings) -> tuple[str, Optional[str]]:

@@ -68,7 +68,7 @@ function Start-AppService {
     $log = Get-CallValue -Call $call -Name 'log' -Type string -Default '' -Function $function
     if ($null -eq (Get-AppServiceStatus -Name $name)) { throw ('{0}: service {1} is not installed' -f $function, $name) }
     $answer = [ordered]@{ ok = $false; status = $null; body = ''; error = $null; seconds = 0 }
-    try { Start-Service -Name $name } catch { $answer['error'] = ('start failed: {0}' -f $_.Exception.Message) }
+    try { Start-Service -Name $name -WarningAction SilentlyContinue } catch { $answer['error'] = ('start failed: {0}' -f $_.Exception.Message) }
     if ($null -eq $answer['error']) { $answer = Wait-ReleaseHealthy -Health $health -Function $function }
     $tail = $null
     if (-not $answer['ok'] -and $log.Length -gt 0) { $tail = Get-TextFileTail -Path $log -Count 30 }
@@ -87,7 +87,7 @@ function Stop-AppService {
     $name = Get-CallValue -Call $call -Name 'name' -Type string -Required -Function $function
     $state = Get-AppServiceStatus -Name $name
     if ($null -ne $state -and $state -ne 'Stopped') {
-        try { Stop-Service -Name $name } catch { throw ('{0}: cannot stop {1}: {2}' -f $function, $name, $_.Exception.Message) }
+        try { Stop-Service -Name $name -WarningAction SilentlyContinue } catch { throw ('{0}: cannot stop {1}: {2}' -f $function, $name, $_.Exception.Message) }
     }
     Write-CallResult -InputObject ([ordered]@{ name = $name; state = (Get-AppServiceStatus -Name $name) })
 }
