@@ -241,6 +241,27 @@ def test_misaligned_timeouts_are_refused_before_any_host_is_touched(tmp_path):
     assert load_release_config(data, "web01").app.arr.proxy_timeout.seconds == 300
 
 
+def test_a_failing_config_commit_leaves_the_old_slot_serving_and_stops_the_new_one(fleet, arr_artifacts):
+    """The switch itself fails (Set-IisConfig on the first host): its healthy new slot is stopped
+    again, the old slot keeps serving, the other host switches; no client sees a failure."""
+
+    if not fleet.servers[0].host.path(STATE).exists():
+        run(fleet, "deploys/site.py", version="1.0.0", artifact=arr_artifacts["1.0.0"])
+    before = [info(server)["version"] for server in fleet.servers]
+    slots = [state(server)["active_slot"] for server in fleet.servers]
+    target = "2.0.0" if before[0] != "2.0.0" else "1.0.0"
+    fleet.servers[0].faults.fail_function("Set-IisConfig", 1)
+    with Clients(fleet) as clients:
+        failed = run(fleet, "deploys/release.py", version=target, artifact=arr_artifacts[target], ok=False)
+    assert "switching the rewrite rule failed" in failed and "keeps serving" in failed, failed
+    assert clients.failed == [], clients.failed[:5]
+    assert info(fleet.servers[0])["version"] == before[0] and state(fleet.servers[0])["active_slot"] == slots[0]
+    idle = "green" if slots[0] == "blue" else "blue"
+    assert fleet.servers[0].host.state["services"][f"pyinfra-iis-api-{idle}"]["state"] == "Stopped"
+    assert state(fleet.servers[0])["history"][-1]["ok"] is False
+    assert info(fleet.servers[1])["version"] == target  # the other host went ahead
+
+
 def test_a_request_longer_than_the_proxy_timeout_gets_502_3_from_arr(fleet, arr_artifacts):
     """proxy/@timeout (10 s in this fleet) is what bounds a request: 12 s gets ARR's 502.3."""
 
