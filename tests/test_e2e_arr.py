@@ -50,7 +50,7 @@ def arr_group_data(winsw: Path, proxy_timeout: str = "10s", drain: str = "8s", k
 
     sha = hashlib.sha256(winsw.read_bytes()).hexdigest()
     return f'''
-release_app = {{**release_app, "startup_time_limit": "5s", "health_deadline": "20s", "mode": "arr",
+release_app = {{**release_app, "startup_time_limit": "5s", "health_deadline": "30s", "mode": "arr",
                 "timeout_keep_alive": "{keep_alive}", "timeout_graceful_shutdown": "3s",
                 "arr": {{"winsw": {{"source": {str(winsw)!r}, "sha256": "{sha}"}}, "workers": 2,
                         "proxy_timeout": "{proxy_timeout}", "drain": "{drain}", "stop_timeout": "10s"}}}}
