@@ -46,6 +46,8 @@ from ..operations import acl, release, rights
 from ..operations._common import controller_file
 from ..operations.python import PythonInstaller, python_entry, python_install
 from ..operations.release import release_report
+from ..operations import arr as arr_ops
+from .arr import arr_release, check_server_proxy
 
 #: Environment variables a pipeline sets instead of ``--data``.
 ENV_VERSION = "PYINFRA_IIS_RELEASE_VERSION"
@@ -352,6 +354,7 @@ def release_targets(current_host: Any = None, environ: Mapping[str, str] = os.en
             if other.app_pool.lower() == pool_name.lower():
                 problems.append(Problem(current_host.name, f"{prefix}app_pool", f"app pool {pool_name!r} already runs {other.settings.app_name} "
                                         f"(site {other.site.name})", "give each app its own pool (a switch recycles it; app secrets are its variables)"))
+        check_server_proxy(data, release_config.app, current_host.name)  # ARR mode: iis_server.proxy must agree (deploys/arr.py)
         targets.append(ReleaseTarget(release_config, site, pool_name, principal))
     if problems:
         raise InventoryError(InventoryReport(hosts=[current_host.name], problems=problems))
@@ -410,6 +413,9 @@ def iis_overrides(target: Any, current_host: Any = None) -> dict[str, Any]:
     for one in targets:
         settings = one.settings
         overrides["release_variables"][one.app_pool] = list(settings.app_secrets)
+        if settings.mode == "arr":  # ARR mode: the site's root is the empty wwwroot, the app runs as services (deploys/arr.py)
+            overrides.setdefault("site_physical_paths", {})[one.site.name] = arr_ops.wwwroot(settings)
+            continue
         current = release_report(fact, settings.root).get("current")
         if current:
             overrides.setdefault("site_physical_paths", {})[one.site.name] = settings.release_dir(current)
@@ -483,6 +489,9 @@ def release_app(target: Optional[ReleaseTarget] = None, with_runtime: bool = Tru
     for rule in rights.release_folder_rules(target):
         acl.acl(name=f"ACL {rule['path']} {rule['principal']}", rule=rule, create=False)
     rights.granted_rights(name="Granted rights: revoke what the inventory no longer names")
+    if release_config.version is None and settings.mode == "arr":  # ARR mode: secrets live in the service XML, not the pool
+        arr_release(target, None)
+        return
     if release_config.version is None:
         revised = served_revision(target)
         if revised is not None:  # today's app_settings differ from the served release's: a config revision
@@ -496,6 +505,13 @@ def release_app(target: Optional[ReleaseTarget] = None, with_runtime: bool = Tru
         host.noop(f"no release version given (--data release_version=... or ${ENV_VERSION}): {settings.app_name} keeps its current release")
         return
     version = release_config.version
+    if settings.mode == "arr":  # ARR reverse-proxy mode: install, then blue/green services (deploys/arr.py)
+        release.release_installed(name=f"Install {settings.app_name} {version}", settings=settings, version=version,
+                                  artifact=str(release_config.artifact_path()), python_exe=release_config.python.python_exe,
+                                  app_pool=target.app_pool)
+        arr_release(target, version)
+        release.old_releases_removed(name=f"Keep {settings.keep_releases} releases of {settings.app_name}", settings=settings)
+        return
     release.release_installed(name=f"Install {settings.app_name} {version}", settings=settings, version=version,
                               artifact=str(release_config.artifact_path()), python_exe=release_config.python.python_exe,
                               app_pool=target.app_pool)
@@ -596,5 +612,8 @@ def rollback_release(target: Optional[ReleaseTarget] = None) -> None:
         return
     for one in targets:
         version = one.release.rollback_to or one.release.version
+        if one.settings.mode == "arr":  # ARR mode: the release in the idle slot (deploys/arr.py)
+            arr_release(one, version, rollback=True)
+            continue
         release.release_rolled_back(name=f"Roll back {one.site.name}" + (f" to {version}" if version else ""), settings=one.settings,
                                     site=one.site, app_pool=one.app_pool, version=version)

@@ -32,6 +32,7 @@ REPORTED_SECTIONS = (
     "system.webServer/globalModules",
     "system.webServer/proxy",
     "system.webServer/rewrite/allowedServerVariables",
+    "system.webServer/rewrite/rules",  # ARR mode: the site's proxy rule (operations/arr.py), under its <location>
     "system.webServer/security/requestFiltering",
     "system.webServer/security/authentication/anonymousAuthentication",
 )

@@ -48,7 +48,9 @@ def convert_root(raw: dict[str, Any]) -> dict[str, Any]:
     complete.sort(key=lambda e: (e["completed_at"] or "", e["version"]))
     return {"current": state.get("current"), "previous": state.get("previous"), "rolled_back_from": state.get("rolled_back_from"),
             "history": list(state.get("history") or []),
-            "versions": complete + other, "logs": list(raw.get("logs") or [])}
+            "versions": complete + other, "logs": list(raw.get("logs") or []),
+            # ARR mode (operations/arr.py): which slot serves and the version each slot runs.
+            "active_slot": state.get("active_slot"), "slots": dict(state.get("slots") or {})}
 
 
 def convert(raw: dict[str, Any]) -> dict[str, Any]:

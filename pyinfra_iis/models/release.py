@@ -12,10 +12,11 @@ Host layout under ``root`` (docs/design.md "Releases")::
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 from pydantic import AfterValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from .arr import ArrSettings, HostingMode, check_arr_timeouts
 from .base import IisModel
 from .types import Duration, EnvVarName, PythonVersion, WholeMinutes, WindowsPath
 
@@ -117,6 +118,13 @@ class ReleaseSettings(IisModel):
     pool_shutdown_time_limit: Annotated[Duration, _seconds(1, 4294967)] = Duration(POOL_SHUTDOWN_TIME_LIMIT)
     app_settings: dict[EnvVarName, str] = Field(default_factory=dict)
     app_secrets: dict[EnvVarName, SecretStr] = Field(default_factory=dict)
+    #: ``"httpplatform"`` (default: IIS starts uvicorn through HttpPlatformHandler) or ``"arr"``
+    #: (two Windows services, blue/green, behind URL Rewrite + ARR; needs ``arr``). See
+    #: docs/hosting-modes.md and :mod:`pyinfra_iis.models.arr`.
+    mode: HostingMode = "httpplatform"
+    #: The ARR mode's settings (:class:`~pyinfra_iis.models.arr.ArrSettings`); required with
+    #: ``mode="arr"``, refused otherwise.
+    arr: Optional[ArrSettings] = None
 
     @field_validator("app_settings")
     @classmethod
@@ -154,6 +162,11 @@ class ReleaseSettings(IisModel):
                 f"timeout_graceful_shutdown {self.timeout_graceful_shutdown.seconds} s is not below the pool's shutdownTimeLimit "
                 f"{self.pool_shutdown_time_limit.seconds} s: IIS kills the process first"
             )
+        if self.mode == "arr" and self.arr is None:
+            raise ValueError("mode 'arr' needs arr settings (at least arr.winsw: the service wrapper's source and sha256)")
+        if self.mode != "arr" and self.arr is not None:
+            raise ValueError("arr settings are given but mode is not 'arr'; set mode: 'arr' or drop arr")
+        check_arr_timeouts(self)
         if self.health_deadline.seconds <= self.startup_time_limit.seconds:
             raise ValueError(
                 f"health_deadline {self.health_deadline.seconds} s must exceed startup_time_limit "

@@ -329,6 +329,7 @@ class SimServer:
                 pass
         self.shells.drop_all()
         apps.detach(self.host)  # binding listeners closed, app processes killed
+        _stop_services(self.host)  # ARR mode: service processes killed, ARR fronts closed
         if self._thread:
             self._thread.join(timeout=5)
         if self._saver:
@@ -427,3 +428,14 @@ class SimServer:
         raise SoapError(soap.ERROR_WSMAN_INVALID_ACTIONURI, "w:ActionNotSupported",
                         "The WS-Management service cannot process the request. The WS-Addressing action URI is invalid.",
                         f"not supported by the simulator: action {action} on {request.resource_uri}")
+
+
+def _stop_services(host) -> None:
+    """The ARR mode's service processes and proxy fronts of ``host`` end with the simulator
+    (``sim/functions/services.py``, ``sim/apps/arr_proxy.py``)."""
+
+    from .apps import arr_proxy
+    from .functions import services
+
+    services.stop_all(host)
+    arr_proxy.close_all(host)

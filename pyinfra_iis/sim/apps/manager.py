@@ -18,6 +18,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ..iis.store import STARTED, load_config, runtime
+from . import arr_proxy
 from .bindings import BindingListener, HttpError, http_sys_tls
 from .launch import build_spec, read_platform
 from .process import AppProcess, AppStartError
@@ -64,8 +65,8 @@ class AppManager:
             if site_states.get(site.name, STARTED) != STARTED:
                 continue
             try:
-                if read_platform(self.host, site) is None:
-                    continue
+                if read_platform(self.host, site) is None and not arr_proxy.has_route(self.host, site.name):
+                    continue  # neither HttpPlatformHandler nor an ARR rewrite rule (arr_proxy) serves it
             except HttpError:
                 pass  # served, answering 500.19
             served.append(site)
@@ -178,6 +179,9 @@ class AppManager:
         """For a request to ``site_name``: ``(app port, requestTimeout seconds)``, starting the
         app if needed. Raises :class:`HttpError` (502.3 when the app cannot start)."""
 
+        front = arr_proxy.resolve(self.host, site_name)  # ARR mode: the rewrite rule's front (arr_proxy)
+        if front is not None:
+            return front
         app = self.app(site_name)
         try:
             return app.ensure_running(), app.spec.platform.request_timeout

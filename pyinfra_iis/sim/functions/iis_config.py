@@ -69,4 +69,18 @@ def set_iis_config(host: "SimHost", payload: dict[str, Any]) -> str:
             host.save()
     for pool, event in events:
         fire_pool_event(host, pool, event)
+    if edits:
+        _sync_listeners(host)
     return json.dumps({"committed": bool(edits)})
+
+
+def _sync_listeners(host: "SimHost") -> None:
+    """A committed change can make a site served without any pool event (ARR mode: a rewrite
+    rule; sim/apps/arr_proxy.py): the app runner opens and closes binding listeners now, as
+    WAS picks up a site change at once (app processes are left alone)."""
+
+    from ..apps import manager_for
+
+    manager = manager_for(host)
+    if manager is not None:
+        manager.sync()

@@ -1,0 +1,344 @@
+"""The ARR reverse-proxy mode of a release: blue/green slots as Windows services behind a URL
+Rewrite rule proxied by ARR (docs/hosting-modes.md; models: :mod:`pyinfra_iis.models.arr`).
+
+A release (:func:`arr_release_switched`) goes into the IDLE slot and is served only once healthy:
+
+1. ``Write-TextFile`` the slot's WinSW XML (``release/services.py``; sent as a ``Secret``
+   when it holds app secrets), ``Stop-AppService`` the idle slot (normally already stopped),
+   ``Install-AppService`` (the pinned wrapper, its SHA-256 checked on the host);
+2. ``Start-AppService``: start, then health-check the slot DIRECTLY on
+   ``http://127.0.0.1:<slot port><health path>`` from the host, with the site's host name and
+   the release version expected (``X-Release-Version``);
+3. ONE ``Set-IisConfig``: the rewrite rule's target becomes the slot's port (on a first release
+   the whole rule, ARR's ``system.webServer/proxy`` settings, the allow-listed server variables
+   and the site's physicalPath, in the same commit);
+4. ``Write-TextFile`` release-state.json (``current``/``previous``/``history`` as in the
+   HttpPlatformHandler mode, plus ``active_slot`` and ``slots``);
+5. drain: the old slot keeps running ``arr.drain`` seconds for the requests it accepted, then
+   ``Stop-AppService`` (WinSW: Ctrl+C, Uvicorn's graceful shutdown, kill after ``stoptimeout``).
+
+A failure in 1-3 stops the new slot and leaves the rule, so the old slot keeps serving; the
+history records the failed attempt. The active slot is read from the rewrite rule itself (the
+truth IIS serves from), the version of each slot from release-state.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from pyinfra import host, logger
+from pyinfra.api import FileUploadCommand, FunctionCommand, operation
+from pyinfra.api.exceptions import OperationError
+
+from ..facts.host_state import host_state
+from ..iis import config
+from ..iis.compare import differing
+from ..iis.defaults import PROXY, PROXY_ATTRS, SERVER_VARIABLES, SITES
+from ..iis.diff import Change, log_changes
+from ..iis.edits import Edit, attribute_edits, child_step, item_step, set_edit
+from ..models.arr import ArrSettings, SLOTS, other_slot
+from ..models.extensions import HttpsSource, UncSource
+from ..models.release import ReleaseSettings
+from ..models.server import ProxySettings
+from ..models.site import Site
+from ..protocol import Secret, remote_call
+from ..release import services
+from ..sddl import ADMINISTRATORS, SYSTEM, app_pool_sid, protected_sddl
+from ._common import ReleaseStepError, call_host, controller_file, host_step, iis_of, validated
+from .release import HEALTHY_STATUS, _version, complete_versions, health_check, release_report
+
+#: The rewrite rule's section and name (under ``<location path="<site>">``).
+RULES = "system.webServer/rewrite/rules"
+RULE_NAME = "pyinfra-iis-arr"
+#: Server variables the rule sets (allow-listed at server level, ``allowedServerVariables``).
+#: ``{CACHE_URL}`` starts with the scheme the client used (``https://...``): the condition
+#: captures it, so one rule serves http and https bindings.
+FORWARDED_VARIABLES = {"HTTP_X_FORWARDED_PROTO": "{C:1}", "HTTP_X_FORWARDED_HOST": "{HTTP_HOST}"}
+SCHEME_CONDITION = {"input": "{CACHE_URL}", "pattern": "^(https?)://"}
+
+
+def wwwroot(settings: ReleaseSettings) -> str:
+    """``<root>\\wwwroot``: the site's physicalPath in ARR mode, an empty folder (IIS needs an
+    existing root to read configuration from; the app is not served from it)."""
+
+    return f"{settings.root}\\wwwroot"
+
+
+def target_url(port: int) -> str:
+    """The rewrite target of a slot: ``http://127.0.0.1:<port>/{R:1}``."""
+
+    return f"http://127.0.0.1:{port}/{{R:1}}"
+
+
+def rule_target_port(fact: dict, site: str) -> Optional[int]:
+    """The port the site's ARR rule proxies to now, or ``None`` (no rule, or not ours)."""
+
+    section = config.section(iis_of(fact), RULES, location=site)
+    action = config.child(config.find_item(section, "rule", {"name": RULE_NAME}), "action")
+    url = config.get_attribute(action, "url") or ""
+    prefix = "http://127.0.0.1:"
+    if not url.startswith(prefix):
+        return None
+    digits = url[len(prefix):].split("/", 1)[0]
+    return int(digits) if digits.isdigit() else None
+
+
+def active_slot(fact: dict, model: ReleaseSettings, site: str) -> Optional[str]:
+    """The slot the rewrite rule points at (``blue``/``green``), or ``None``."""
+
+    port = rule_target_port(fact, site)
+    arr = model.arr
+    return next((slot for slot in SLOTS if arr is not None and arr.port(slot) == port), None)
+
+
+def proxy_edits(arr: ArrSettings, iis: dict | None) -> tuple[list[Edit], list[Change]]:
+    """Edits of ARR's ``system.webServer/proxy`` (enabled, ``timeout`` = ``arr.proxy_timeout``,
+    preserveHostHeader true, reverseRewriteHostInResponseHeaders false, no port in
+    X-Forwarded-For) and the missing allow-listed server variables; only what differs."""
+
+    proxy = ProxySettings(timeout=arr.proxy_timeout)
+    changes, diff = differing(config.section(iis, PROXY), proxy.config_attributes(), PROXY_ATTRS, label=PROXY)
+    edits = attribute_edits(PROXY, [], changes)
+    variables = config.section(iis, SERVER_VARIABLES)
+    for name in FORWARDED_VARIABLES:
+        if config.find_item(variables, "add", {"name": name}) is None:
+            edits.append(set_edit(SERVER_VARIABLES, [item_step("add", name=name)]))
+            diff.append(Change(f"{SERVER_VARIABLES}: {name}", None, "allowed"))
+    return edits, diff
+
+
+def rule_edits(site: str, port: int, whole: bool) -> list[Edit]:
+    """Edits of the site's rewrite rule: with ``whole``, the rule itself (match, condition,
+    server variables, action); else only the action's target (the switch)."""
+
+    rule = [item_step("rule", name=RULE_NAME)]
+    action = set_edit(RULES, [*rule, child_step("action")], {"type": "Rewrite", "url": target_url(port)}, location=site)
+    if not whole:
+        return [action]
+    edits = [set_edit(RULES, rule, {"stopProcessing": "true"}, location=site),
+             set_edit(RULES, [*rule, child_step("match")], {"url": "(.*)"}, location=site),
+             set_edit(RULES, [*rule, child_step("conditions"), item_step("add", **SCHEME_CONDITION)], {}, location=site)]
+    edits += [set_edit(RULES, [*rule, child_step("serverVariables"), item_step("set", name=name)], {"value": value}, location=site)
+              for name, value in FORWARDED_VARIABLES.items()]
+    return [*edits, action]
+
+
+def rule_complete(fact: dict, site: str) -> bool:
+    """Whether the site's rule has every part :func:`rule_edits` writes (else it is rewritten)."""
+
+    section = config.section(iis_of(fact), RULES, location=site)
+    rule = config.find_item(section, "rule", {"name": RULE_NAME})
+    if rule is None or config.get_attribute(config.child(rule, "match"), "url") != "(.*)":
+        return False
+    if config.find_item(config.child(rule, "conditions"), "add", SCHEME_CONDITION) is None:
+        return False
+    holder = config.child(rule, "serverVariables")
+    return all(config.get_attribute(config.find_item(holder, "set", {"name": n}), "value") == v for n, v in FORWARDED_VARIABLES.items())
+
+
+def physical_path_edit(site: str, path: str) -> Edit:
+    """The site's root virtual directory → ``path``."""
+
+    return set_edit(SITES, [item_step("site", name=site), item_step("application", path="/"), item_step("virtualDirectory", path="/")],
+                    {"physicalPath": path})
+
+
+def directory_calls(settings: ReleaseSettings, app_pool: Optional[str]) -> list:
+    """``Initialize-Directory`` of ``services`` (the service account Read & Execute: WinSW reads
+    the XML as the service; nobody else, the XML holds the app secrets), ``logs\\services``
+    (the service account Modify), ``wwwroot`` (the pool Read & Execute), then each slot's folder
+    under ``services`` (inheriting its ACL)."""
+
+    account = services.SERVICE_ACCOUNT_SID
+    pool = [app_pool_sid(app_pool)] if app_pool else []
+    folders = [(services.services_dir(settings), protected_sddl((SYSTEM, ADMINISTRATORS), read_execute=[account])),
+               (services.service_logs_dir(settings), protected_sddl((SYSTEM, ADMINISTRATORS), modify=[account])),
+               (wwwroot(settings), protected_sddl((SYSTEM, ADMINISTRATORS), read_execute=pool))]
+    calls = [remote_call("Initialize-Directory", {"path": path, "sddl": sddl}) for path, sddl in folders]
+    # The slots' folders inherit the services folder's ACL (Write-TextFile does not create folders).
+    return calls + [remote_call("Initialize-Directory", {"path": services.slot_dir(settings, slot)}) for slot in SLOTS]
+
+
+def wrapper_source(arr: ArrSettings, settings: ReleaseSettings) -> tuple[str, Optional[str]]:
+    """``(source on the host, controller file to upload or None)``: a controller file goes to
+    ``<root>\\services\\WinSW-<sha256[:12]>.exe``; a URL or UNC path is fetched by the host."""
+
+    source = arr.winsw.source
+    if isinstance(source, (HttpsSource, UncSource)):
+        return str(source), None
+    local = controller_file(source, "settings", "arr.winsw.source")
+    return f"{services.services_dir(settings)}\\WinSW-{arr.winsw.sha256[:12]}.exe", str(local)
+
+
+def state_text(report: dict, version: str, ok: bool, slot: str, slots: dict[str, Optional[str]]) -> str:
+    """release-state.json after an attempt to serve ``version`` from ``slot`` (``ok``: it
+    serves): ``current``/``previous``/``history`` as ``operations.release.state_texts`` writes
+    them, plus ``mode``, ``active_slot`` and ``slots`` ({slot: version})."""
+
+    current, previous = report.get("current"), report.get("previous")
+    at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    history = [*list(report.get("history") or [])[-99:], {"at": at, "from": current, "to": version, "ok": ok, "slot": slot}]
+    active = report.get("active_slot")
+    if ok:
+        previous, current, active = (current if current != version else previous), version, slot
+    state = {"current": current, "previous": previous, "history": history, "mode": "arr", "active_slot": active, "slots": slots}
+    return json.dumps(state, indent=2) + "\n"
+
+
+class SwitchPlan:
+    """Everything :func:`switch_steps` needs, computed at plan time (picklable plain data)."""
+
+    def __init__(self, **values: Any):
+        self.__dict__.update(values)
+
+
+def _health_text(answer: dict) -> str:
+    return (f"status {answer.get('status')}, error {answer.get('error') or 'none'}, after {answer.get('seconds')} s; "
+            f"body: {(answer.get('body') or '')[:300]}")
+
+
+def switch_steps(host_: Any, plan: SwitchPlan) -> None:
+    """Steps 1-5 of the module docstring, one host call at a time (a ``FunctionCommand``).
+
+    Raises:
+        ReleaseStepError: a step failed; the old slot serves (the new one is stopped).
+    """
+
+    new, old = plan.slot, plan.old_slot
+    new_name = plan.names[new]
+
+    def fail(message: str) -> None:
+        try:
+            call_host(host_, "Stop-AppService", {"name": new_name})
+        except ReleaseStepError as exc:
+            message += f" (stopping the {new} slot failed too: {exc})"
+        call_host(host_, "Write-TextFile", {"path": plan.state_file, "text": plan.state_failed})
+        raise ReleaseStepError(message)
+
+    call_host(host_, "Write-TextFile", {"path": plan.xml_path, "text": Secret(plan.xml) if plan.secret_xml else plan.xml})
+    call_host(host_, "Stop-AppService", {"name": new_name})
+    try:
+        call_host(host_, "Install-AppService", {"name": new_name, "wrapper": plan.wrapper, "source": plan.source, "sha256": plan.sha256})
+    except ReleaseStepError as exc:
+        fail(f"release {plan.version}: the {new} slot's service could not be installed ({exc}); slot {old or 'none'} keeps serving")
+    started = call_host(host_, "Start-AppService", {"name": new_name, "health": plan.health, "log": plan.err_log})
+    answer = started.get("health") or {}
+    if not answer.get("ok"):
+        fail(f"release {plan.version}: health check {plan.health['url']} (Host: {plan.health['host']}) of the {new} slot failed: "
+             f"{_health_text(answer)}; slot {old or 'none'} keeps serving and the {new} slot was stopped; "
+             f"{plan.err_log} ends with:\n{started.get('log_tail') or '(nothing)'}")
+    host_.log(f"{new} slot healthy on 127.0.0.1:{plan.port} after {answer.get('seconds')} s", logger.info)
+    try:
+        call_host(host_, "Set-IisConfig", {"edits": plan.edits})
+    except ReleaseStepError as exc:
+        fail(f"release {plan.version}: switching the rewrite rule failed ({exc}); slot {old or 'none'} keeps serving")
+    call_host(host_, "Write-TextFile", {"path": plan.state_file, "text": plan.state_ok})
+    if old is None:
+        return
+    if plan.drain:
+        host_.log(f"draining the {old} slot for {plan.drain} s", logger.info)
+        time.sleep(plan.drain)
+    stopped = call_host(host_, "Stop-AppService", {"name": plan.names[old]})
+    if stopped.get("state") not in (None, "Stopped"):
+        host_.log(f"the {old} slot's service reports {stopped.get('state')} after the stop", logger.warning)
+
+
+@operation()
+def arr_release_switched(settings: Any, version: str, site: Any, app_pool: Optional[str] = None, entry_point: Optional[str] = None,
+                         force: bool = False):
+    """
+    Serve an installed release through ARR from a blue/green slot, only once it answers healthy
+    on its own port (the module docstring lists the steps).
+
+    + settings: the app's ``ReleaseSettings`` (or dict) with ``mode="arr"`` and ``arr``.
+    + version: an installed (complete) release under ``<root>\\releases``.
+    + site: the ``Site`` (or dict) IIS serves the app on: the rule goes under its location, its
+      first https (else http) binding's host name is the ``Host`` of the health check.
+    + app_pool: the site's pool (Read & Execute on ``wwwroot``).
+    + entry_point: ``module:attribute`` of the app (default ``main:app``; the deploy passes the
+      artifact manifest's).
+    + force: restart into the idle slot even when ``version`` is served (e.g. new app secrets).
+
+    Nothing happens when the rule points at the slot release-state.json says runs ``version``,
+    the rule is complete and ARR's proxy settings are as asked.
+
+    **Example:**
+
+    .. code:: python
+
+        arr_release_switched(name="Serve 1.4.2", settings=settings, version="1.4.2", site=site, app_pool="api")
+
+    Raises:
+        OperationError: ``version`` is not installed, or settings are not in ARR mode.
+    """
+
+    model = validated(ReleaseSettings, settings, "settings")
+    site_model = validated(Site, site, "site")
+    version = _version(version)
+    if model.mode != "arr" or model.arr is None:
+        raise OperationError(f"{model.app_name}: arr_release_switched needs release settings with mode 'arr'")
+    arr = model.arr
+    fact = host_state(host, release_roots=[model.root])
+    report = release_report(fact, model.root)
+    if version not in complete_versions(report):
+        raise OperationError(f"release {version} is not installed under {model.releases_dir}; install it first")
+    iis = iis_of(fact)
+    active = active_slot(fact, model, site_model.name)
+    slots = dict(report.get("slots") or {})
+    proxy, proxy_diff = proxy_edits(arr, iis)
+    whole = not rule_complete(fact, site_model.name)
+    if active and slots.get(active) == version and not proxy and not whole and not force:
+        host.noop(f"site {site_model.name} serves release {version} from the {active} slot (127.0.0.1:{arr.port(active)})")
+        return
+    slot = other_slot(active)
+    port = arr.port(slot)
+    release_dir = model.release_dir(version)
+    edits = [*proxy, *rule_edits(site_model.name, port, whole)]
+    if whole:
+        edits.append(physical_path_edit(site_model.name, wwwroot(model)))
+    names = {s: services.service_name(model, s) for s in SLOTS}
+    health = health_check(site_model, model, version)
+    health = {**health, "url": f"http://127.0.0.1:{port}{model.health_check_path}", "certificate_hash": None,
+              "expect_status": HEALTHY_STATUS}
+    source, upload = wrapper_source(arr, model)
+    xml = services.render_service_xml(model, slot, version, release_dir, port, entry_point)
+    state_report = {**report, "active_slot": active}
+    new_slots = {**{s: slots.get(s) for s in SLOTS}, slot: version}
+    plan = SwitchPlan(slot=slot, old_slot=active, port=port, version=version, names=names, xml=xml, secret_xml=bool(model.app_secrets),
+                      xml_path=services.xml_path(model, slot), wrapper=services.wrapper_path(model, slot), source=source,
+                      sha256=arr.winsw.sha256, health=health, err_log=f"{services.service_logs_dir(model)}\\{names[slot]}.err.log", edits=edits, drain=arr.drain.seconds,
+                      state_file=f"{model.root}\\release-state.json",
+                      state_ok=state_text(state_report, version, True, slot, new_slots),
+                      state_failed=state_text(state_report, version, False, slot, {**{s: slots.get(s) for s in SLOTS}}))
+    log_changes(host, f"Will serve {version} from the {slot} slot", [
+        Change(f"site {site_model.name}: ARR target", f"{active} (127.0.0.1:{arr.port(active)})" if active else None, f"{slot} (127.0.0.1:{port})"),
+        Change(f"site {site_model.name}: release", report.get("current"), version), *proxy_diff])
+    yield from directory_calls(model, app_pool)
+    if upload is not None:
+        yield FileUploadCommand(upload, source)
+    yield FunctionCommand(host_step(switch_steps), (plan,), {})
+
+
+@operation()
+def arr_rolled_back(settings: Any, site: Any, app_pool: Optional[str] = None, entry_point: Optional[str] = None):
+    """
+    Serve the release state's ``previous`` release again, from the idle slot (the slot that
+    served it, normally), health-checked like any ARR release.
+
+    + settings, site, app_pool, entry_point: as for :func:`arr_release_switched`.
+
+    Raises:
+        OperationError: no previous release, or it is no longer installed.
+    """
+
+    model = validated(ReleaseSettings, settings, "settings")
+    report = release_report(host_state(host, release_roots=[model.root]), model.root)
+    previous = report.get("previous")
+    if not previous:
+        raise OperationError(f"no previous release under {model.root} (current: {report.get('current') or 'none'}); nothing to roll back to")
+    if previous not in complete_versions(report):
+        raise OperationError(f"previous release {previous} is no longer installed under {model.releases_dir}")
+    yield from arr_release_switched._inner(settings=model, version=previous, site=site, app_pool=app_pool, entry_point=entry_point)
