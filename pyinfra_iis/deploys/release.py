@@ -173,6 +173,7 @@ def iis_overrides(target: Optional[ReleaseTarget], current_host: Any = None) -> 
         return {}
     settings = target.settings
     overrides: dict[str, Any] = {"release_variables": {target.app_pool: list(settings.app_secrets)}}
+    overrides["pool_attributes"] = {target.app_pool: release.release_pool_attributes(settings)}  # zero-downtime switch
     current = release_report(host_state(current_host or host, release_roots=[settings.root]), settings.root).get("current")
     if current:
         overrides["site_physical_paths"] = {target.site.name: settings.release_dir(current)}

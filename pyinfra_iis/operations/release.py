@@ -37,7 +37,7 @@ from ..iis.edits import child_step, item_step, set_edit
 from ..models.app_pool import AppPool
 from ..models.release import ReleaseSettings
 from ..models.site import Site
-from ..models.types import ReleaseVersion
+from ..models.types import Duration, ReleaseVersion
 from ..protocol import Secret, remote_call, secret_digest
 from ..release.manifest import MANIFEST_NAME, REQUIREMENTS_NAME, WHEELHOUSE_DIR, Manifest, sha256_file
 from ..release.webconfig import render_web_config
@@ -403,6 +403,28 @@ def secret_changes(pool: str, secrets: dict[str, Any], fact: dict) -> tuple[dict
             changed[name] = Secret(raw)
             diff.append(Change(f"app pool {pool}: environmentVariables[{name}]", current, "set", secret=True))
     return changed, diff
+
+
+def release_pool_attributes(settings: ReleaseSettings) -> dict[str, Any]:
+    """The application pool attributes the release switch relies on (docs/zero-downtime.md),
+    as ``AppPool.extra_attributes`` (``deploys/release.py`` ``iis_overrides`` gives them to the
+    site deploy; an inventory's own ``extra_attributes`` win):
+
+    * ``recycling.disallowOverlappingRotation`` false: the recycle after a switch starts the new
+      worker process while the old one keeps serving (IIS's default, written so a server set
+      otherwise is converged);
+    * ``processModel.shutdownTimeLimit``: the longer of ``pool_shutdown_time_limit`` and
+      ``request_timeout``, so the old worker may finish a request that is as long as
+      HttpPlatformHandler allows before WAS terminates it (IIS default 00:01:30 would cut a
+      3-minute request in flight at the switch).
+
+    With the models' defaults (pool ``startMode="AlwaysRunning"``, site ``preloadEnabled``, the
+    Web-AppInit feature) and web.config's ``applicationInitialization`` page, the new worker
+    starts the app before it takes traffic.
+    """
+
+    drain = max(settings.pool_shutdown_time_limit.seconds, settings.request_timeout.seconds)
+    return {"recycling.disallowOverlappingRotation": False, "processModel.shutdownTimeLimit": Duration(drain).to_timespan()}
 
 
 def switch_call(model: ReleaseSettings, report: dict, version: str, site_model: Site, app_pool: str,

@@ -1,0 +1,186 @@
+"""Issue 11 §1 on one simulated host: a release switch in HttpPlatformHandler mode with clients
+calling the app through the binding the whole time.
+
+The pool is set up as the site deploy converges it for a release (``startMode="AlwaysRunning"``,
+the site's ``preloadEnabled``, the Web-AppInit feature, ``operations.release.release_pool_attributes``)
+and the release's web.config has the health path as its Application Initialization page: the
+switch's recycle starts a new worker process that warms the new release up while the old one
+serves, then drains the old one. The same switch with ``disallowOverlappingRotation="true"`` (the
+old stop-then-start) fails requests, which is what issue 11 reported.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+
+import pytest
+
+from pyinfra_iis.demo import fetch
+from pyinfra_iis.operations.release import release_pool_attributes
+from pyinfra_iis.release.artifact import build_release
+from pyinfra_iis.release.variants import make_broken_app
+from pyinfra_iis.release.wheelhouse import default_cache_dir
+from pyinfra_iis.sim import SimServer, apps
+from pyinfra_iis.sim.apps.load import ClientLoad
+from support.sim_calls import run
+from test_sim_release_flow import EXAMPLE_APP, HOST, ROOT, configure_host, install, pfx, settings, switch  # noqa: F401 - pfx is a fixture
+
+#: A route added to the example app for these tests: an answer that takes ``seconds``.
+SLOW_ROUTE = '''
+
+import asyncio as _asyncio
+
+
+@app.get("/slow")
+async def slow(seconds: float = 1.0) -> dict:
+    """Answer after ``seconds`` (a long request in flight during a switch)."""
+
+    await _asyncio.sleep(seconds)
+    return {"slept": seconds, "version": RELEASE}
+'''
+
+
+@pytest.fixture(scope="module")
+def builds(tmp_path_factory):
+    """1.0.0 and 2.0.0 of the example app with a /slow route; 3.0.0 failing at import."""
+
+    folder = tmp_path_factory.mktemp("zero-downtime")
+    app = folder / "app"
+    shutil.copytree(EXAMPLE_APP, app, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(app / "main.py", "a", encoding="utf-8") as handle:
+        handle.write(SLOW_ROUTE)
+    broken = make_broken_app(app, folder / "broken", "import-error")
+    cache, out = default_cache_dir(), folder / "dist"
+    result = {v: build_release(app, v, "3.12", out, name="api", cache_dir=cache) for v in ("1.0.0", "2.0.0")}
+    result["3.0.0"] = build_release(broken, "3.0.0", "3.12", out, name="api", cache_dir=cache)
+    return result
+
+
+def converge_for_release(host, overlapped: bool = True, app_init: bool = True, **release) -> None:
+    """What ``deploys/site.py`` converges for a release pool and site (and, with
+    ``overlapped=False``, a pool set to stop-then-start)."""
+
+    if app_init:
+        run(host, "Install-WindowsFeatureSet", {"names": ["Web-AppInit"]})
+    attributes = release_pool_attributes(settings(**release))
+    pools, sites = "system.applicationHost/applicationPools", "system.applicationHost/sites"
+    pool = [{"item": "add", "key": {"name": "api"}}]
+    run(host, "Set-IisConfig", {"edits": [
+        {"section": pools, "path": pool, "action": "set", "attributes": {"startMode": "AlwaysRunning"}},
+        {"section": pools, "path": [*pool, {"child": "recycling"}], "action": "set",
+         "attributes": {"disallowOverlappingRotation": "false" if overlapped else "true"}},
+        {"section": pools, "path": [*pool, {"child": "processModel"}], "action": "set",
+         "attributes": {"shutdownTimeLimit": attributes["processModel.shutdownTimeLimit"]}},
+        {"section": sites, "path": [{"item": "site", "key": {"name": "api"}}, {"item": "application", "key": {"path": "/"}}],
+         "action": "set", "attributes": {"preloadEnabled": "true" if app_init else "false"}},
+    ]})
+
+
+@pytest.fixture
+def sim(tmp_path, pfx):  # noqa: F811 - the imported pfx fixture
+    with SimServer(tmp_path / "web01", user="admin", password="x", port=0, allow_unencrypted=True) as server:
+        configure_host(server.host, pfx)
+        yield server
+
+
+def version_of(server) -> str:
+    status, body = fetch(server, "/info")
+    assert status == 200, body
+    return json.loads(body)["version"]
+
+
+def events(server, kind: str) -> list[dict]:
+    return [e for e in apps.manager_for(server.host).events("api") if e["event"] == kind]
+
+
+def test_web_config_warms_the_app_up_on_its_health_path():
+    from pyinfra_iis.release.webconfig import render_web_config
+    from pyinfra_iis.sim.apps.httpplatform import InitializationPage, parse_initialization_pages
+
+    text = render_web_config(settings(health_check_path="/readyz"), f"{ROOT}\\releases\\1.0.0")
+    assert parse_initialization_pages(text) == [InitializationPage("/readyz")]
+    assert '<applicationInitialization doAppInitAfterRestart="true">' in text
+    attributes = release_pool_attributes(settings(request_timeout="4m", timeout_keep_alive="5m"))
+    assert attributes == {"recycling.disallowOverlappingRotation": False, "processModel.shutdownTimeLimit": "00:04:00"}
+
+
+def test_an_overlapped_warmed_up_switch_fails_no_request_and_drains_the_old_worker(sim, builds):
+    host = sim.host
+    converge_for_release(host)
+    install(host, builds, "1.0.0")
+    install(host, builds, "2.0.0")
+    switch(host, "1.0.0")
+    assert version_of(sim) == "1.0.0"
+    slow_answer: dict = {}
+    slow = threading.Thread(target=lambda: slow_answer.update(zip(("status", "body"), fetch(sim, "/slow?seconds=3", timeout=30))))
+    with ClientLoad([sim], "/info", clients=8) as load:
+        time.sleep(0.5)
+        load.step("switch")
+        slow.start()
+        time.sleep(0.3)  # the long request is in flight in the old worker when the switch starts
+        result = switch(host, "2.0.0")
+        load.step("after")
+        time.sleep(0.5)
+    slow.join(30)
+    figures = load.summary()
+    assert result["switched"] is True
+    assert all(step["failed"] == 0 for step in figures.values()), figures
+    assert figures["switch"]["requests"] > 20
+    assert slow_answer["status"] == 200 and json.loads(slow_answer["body"])["version"] == "1.0.0"  # drained, not cut
+    assert version_of(sim) == "2.0.0"
+    (initialized,) = [e for e in events(sim, "initialized") if e["worker"] > 1][-1:]
+    assert initialized["answers"] == [200]  # the health path, asked before the new worker took traffic
+    serving = [e for e in events(sim, "serving") if e["worker"] == initialized["worker"]]
+    assert serving and serving[0]["at"] >= initialized["at"]
+    deadline = time.monotonic() + 10
+    while not events(sim, "drained") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert events(sim, "drained") and events(sim, "killed") == []  # the old workers drained their requests
+
+
+def test_without_overlap_the_same_switch_fails_requests_as_issue_11_reports(sim, builds):
+    host = sim.host
+    converge_for_release(host, overlapped=False)
+    install(host, builds, "1.0.0")
+    install(host, builds, "2.0.0")
+    switch(host, "1.0.0")
+    assert version_of(sim) == "1.0.0"
+    slow_answer: dict = {}
+
+    def long_request() -> None:
+        try:
+            slow_answer.update(zip(("status", "body"), fetch(sim, "/slow?seconds=3", timeout=30)))
+        except OSError as exc:
+            slow_answer["error"] = exc
+
+    slow = threading.Thread(target=long_request)
+    slow.start()
+    time.sleep(0.5)
+    switch(host, "2.0.0")
+    slow.join(30)
+    assert slow_answer.get("status") == 502 and "502.3" in slow_answer["body"], slow_answer
+    assert any(e["in_flight"] >= 1 for e in events(sim, "killed"))
+
+
+def test_a_release_that_fails_at_import_is_refused_in_seconds_with_its_log_and_clients_see_no_failure(sim, builds):
+    host = sim.host
+    converge_for_release(host, health_deadline=120)
+    install(host, builds, "2.0.0")
+    switch(host, "2.0.0")
+    install(host, builds, "3.0.0")
+    from pyinfra_iis.sim.functions import SimFunctionError
+
+    with ClientLoad([sim], "/info", clients=4) as load:
+        load.step("broken")
+        started = time.monotonic()
+        with pytest.raises(SimFunctionError) as failure:
+            switch(host, "3.0.0", deadline=120)
+        refused = time.monotonic() - started
+    message = str(failure.value)
+    assert "deliberately broken release" in message  # the stdout log tail
+    assert refused < 60, refused  # not the 120 s deadline (a bound, not a timing: startupTimeLimit 20 s here)
+    assert version_of(sim) == "2.0.0"
+    print("refused after", round(refused, 1), "s; clients:", load.summary())
