@@ -167,7 +167,7 @@ def test_switch_goes_through_the_https_binding_with_its_host_name_and_deadline()
     [(name, payload)] = calls(result)
     assert name == "Switch-Release" and payload["path"] == f"{ROOT}\\releases\\2.0.0"
     assert payload["health"] == {"url": "https://127.0.0.1:8443/healthz", "host": "api.example.com", "deadline_seconds": 120, "expect_status": 200,
-                                 "certificate_hash": "A" * 40, "expect_version": "2.0.0"}
+                                 "certificate_hash": "A" * 40, "expect_version": "2.0.0", "give_up_statuses": [502, 503]}
     assert payload["environment"] == {"API_KEY": SECRET} and SECRET not in result.masked[0]  # secrets change with the switch (item 21)
     assert json.loads(payload["state_ok"])["current"] == "2.0.0" and json.loads(payload["state_ok"])["previous"] == "1.0.0"
     assert json.loads(payload["state_failed"])["current"] == "1.0.0"
@@ -177,7 +177,7 @@ def test_switch_over_http_uses_the_binding_ip_and_localhost_for_any_host_name():
     result = run_operation(release.release_switched._inner, fact(versions=["2.0.0"]), settings={**SETTINGS, "health_check_path": "/readyz",
                            "health_deadline": "90s"}, version="2.0.0", site=HTTP_SITE, app_pool="api")
     assert calls(result)[0][1]["health"] == {"url": "http://127.0.0.1:8080/readyz", "host": "localhost", "deadline_seconds": 90, "expect_status": 200,
-                                             "certificate_hash": None, "expect_version": "2.0.0"}
+                                             "certificate_hash": None, "expect_version": "2.0.0", "give_up_statuses": [502, 503]}
 
 
 def test_a_site_serving_the_release_yields_nothing_but_a_moved_physical_path_switches_again():

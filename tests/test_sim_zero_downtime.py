@@ -26,7 +26,13 @@ from pyinfra_iis.release.wheelhouse import default_cache_dir
 from pyinfra_iis.sim import SimServer, apps
 from pyinfra_iis.sim.apps.load import ClientLoad
 from support.sim_calls import run
-from test_sim_release_flow import EXAMPLE_APP, HOST, ROOT, configure_host, install, pfx, settings, switch  # noqa: F401 - pfx is a fixture
+from test_sim_release_flow import EXAMPLE_APP, HOST, ROOT, configure_host, install, pfx, report, settings  # noqa: F401 - pfx is a fixture
+
+from pyinfra_iis.operations import release
+from pyinfra_iis.release.startcheck import start_check
+from pyinfra_iis.sim.functions import SimFunctionError
+
+SECRET_VALUE = "s3cr3t-db-password"  # test_sim_release_flow.SECRET, the pool's and the start check's
 
 #: A route added to the example app for these tests: an answer that takes ``seconds``.
 SLOW_ROUTE = '''
@@ -84,6 +90,20 @@ def sim(tmp_path, pfx):  # noqa: F811 - the imported pfx fixture
     with SimServer(tmp_path / "web01", user="admin", password="x", port=0, allow_unencrypted=True) as server:
         configure_host(server.host, pfx)
         yield server
+
+
+def switch(host, version: str, deadline: int = 30, start_check_first: bool = True, give_up: bool = True) -> dict:
+    """``Switch-Release`` as ``operations.release.switch_call`` sends it (secrets raw), through https."""
+
+    ok, failed = release.state_texts(report(host), version)
+    health = {"url": "https://127.0.0.1:443/healthz", "host": HOST, "deadline_seconds": deadline, "expect_status": 200,
+              "expect_version": version, "give_up_statuses": list(release.GIVE_UP_STATUSES) if give_up else []}
+    payload = {"site": "api", "app_pool": "api", "path": f"{ROOT}\\releases\\{version}", "environment": {},
+               "state_file": f"{ROOT}\\release-state.json", "state_ok": ok, "state_failed": failed, "logs": f"{ROOT}\\logs",
+               "health": health}
+    if start_check_first:
+        payload["preflight"] = start_check(settings(), version)
+    return run(host, "Switch-Release", json.loads(json.dumps(payload, default=lambda secret: secret.get_secret_value())))
 
 
 def version_of(server) -> str:
@@ -152,27 +172,26 @@ def test_without_overlap_the_same_switch_fails_requests_as_issue_11_reports(sim,
 
     def long_request() -> None:
         try:
-            slow_answer.update(zip(("status", "body"), fetch(sim, "/slow?seconds=3", timeout=30)))
+            slow_answer.update(zip(("status", "body"), fetch(sim, "/slow?seconds=5", timeout=30)))
         except OSError as exc:
             slow_answer["error"] = exc
 
     slow = threading.Thread(target=long_request)
     slow.start()
     time.sleep(0.5)
-    switch(host, "2.0.0")
+    switch(host, "2.0.0", start_check_first=False)  # the switch as it was: commit and recycle at once
     slow.join(30)
     assert slow_answer.get("status") == 502 and "502.3" in slow_answer["body"], slow_answer
     assert any(e["in_flight"] >= 1 for e in events(sim, "killed"))
 
 
-def test_a_release_that_fails_at_import_is_refused_in_seconds_with_its_log_and_clients_see_no_failure(sim, builds):
+def test_a_release_that_fails_at_import_is_refused_by_its_start_check_before_any_commit(sim, builds):
     host = sim.host
-    converge_for_release(host, health_deadline=120)
+    converge_for_release(host)
     install(host, builds, "2.0.0")
     switch(host, "2.0.0")
     install(host, builds, "3.0.0")
-    from pyinfra_iis.sim.functions import SimFunctionError
-
+    switches = len(host.state["sim_releases"]["physical_path_history"])
     with ClientLoad([sim], "/info", clients=4) as load:
         load.step("broken")
         started = time.monotonic()
@@ -180,7 +199,34 @@ def test_a_release_that_fails_at_import_is_refused_in_seconds_with_its_log_and_c
             switch(host, "3.0.0", deadline=120)
         refused = time.monotonic() - started
     message = str(failure.value)
-    assert "deliberately broken release" in message  # the stdout log tail
-    assert refused < 60, refused  # not the 120 s deadline (a bound, not a timing: startupTimeLimit 20 s here)
+    assert "start check failed with exit code 3; nothing was switched" in message
+    assert "deliberately broken release" in message and "import failed" in message  # the traceback and the verdict
+    assert SECRET_VALUE not in message
+    assert refused < 60, refused  # a bound far below the 120 s deadline, not a timing
+    assert len(host.state["sim_releases"]["physical_path_history"]) == switches  # nothing committed
+    assert load.summary()["broken"]["failed"] == 0 and version_of(sim) == "2.0.0"
+    state = json.loads(host.path(ROOT + "\\release-state.json").read_text(encoding="utf-8"))
+    assert state["current"] == "2.0.0" and state["history"][-1]["ok"] is False
+    print(f"refused after {refused:.1f} s; clients: {load.summary()['broken']}")
+
+
+def test_without_the_start_check_the_health_wait_gives_up_on_a_502_3_in_seconds_with_the_log_tail(sim, builds):
+    host = sim.host
+    converge_for_release(host)
+    install(host, builds, "2.0.0")
+    switch(host, "2.0.0")
+    install(host, builds, "3.0.0", startup_retry_count=2)
+    started = time.monotonic()
+    with pytest.raises(SimFunctionError) as failure:
+        switch(host, "3.0.0", deadline=120, start_check_first=False)
+    refused = time.monotonic() - started
+    message = str(failure.value)
+    assert "got HTTP 502 (IIS answered 502 itself" in message and "deliberately broken release" in message, message
+    assert f"physicalPath restored to {ROOT}\\releases\\2.0.0" in message
+    assert refused < 60, refused  # HttpPlatformHandler's retries, not the 120 s deadline
+    # The restore's recycle warms 2.0.0 up in a new worker; the broken one answers 502.3 until
+    # then (the window the start check avoids).
+    deadline = time.monotonic() + 60
+    while fetch(sim, "/info")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert version_of(sim) == "2.0.0"
-    print("refused after", round(refused, 1), "s; clients:", load.summary())
