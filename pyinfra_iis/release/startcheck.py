@@ -47,7 +47,7 @@ started = time.monotonic()
 spec = json.loads(sys.argv[1])
 def answer(outcome, code, **more):
     sys.stderr.flush()
-    print('start check of %s: %s after %.1f s %s' % (spec['release'], outcome, time.monotonic() - started, json.dumps(more)))
+    print('start check of %s: %s after %.1f s %s' % (spec['label'], outcome, time.monotonic() - started, json.dumps(more)))
     sys.stdout.flush()
     os._exit(code)
 release = spec['release']
@@ -107,7 +107,7 @@ def start_check(settings: ReleaseSettings, version: str, expect_status: int = 20
     """
 
     release = settings.release_dir(version)
-    spec = {"release": release, "path": settings.health_check_path, "status": expect_status,
+    spec = {"release": release, "label": release, "path": settings.health_check_path, "status": expect_status,
             "seconds": settings.startup_time_limit.seconds, "loop": SELECTOR_LOOP}
     environment: dict[str, Any] = {"PYTHONUTF8": "1"}
     for name, value in settings.app_secrets.items():
