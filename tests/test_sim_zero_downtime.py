@@ -230,3 +230,32 @@ def test_without_the_start_check_the_health_wait_gives_up_on_a_502_3_in_seconds_
     while fetch(sim, "/info")[0] != 200 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert version_of(sim) == "2.0.0"
+
+
+@pytest.mark.e2e
+def test_a_three_minute_request_completes_across_a_switch_with_the_documented_timeouts(sim, builds):
+    """The WinError 64 case: a request longer than HttpPlatformHandler's 2 min requestTimeout
+    default. With request_timeout 4 min (timeout_keep_alive 5 min: it must not be shorter), web.config
+    lets the request run, and the pool's shutdownTimeLimit (release_pool_attributes: 4 min) lets the
+    old worker finish it although a switch to 2.0.0 happens meanwhile. Takes 3 real minutes."""
+
+    host = sim.host
+    timeouts = {"request_timeout": "4m", "timeout_keep_alive": "5m"}
+    converge_for_release(host, **timeouts)
+    install(host, builds, "1.0.0", **timeouts)
+    install(host, builds, "2.0.0", **timeouts)
+    assert 'requestTimeout="00:04:00"' in host.path(ROOT + "\\releases\\1.0.0\\web.config").read_text(encoding="utf-8")
+    switch(host, "1.0.0")
+    answer: dict = {}
+    started = time.monotonic()
+    long_request = threading.Thread(target=lambda: answer.update(zip(("status", "body"), fetch(sim, "/slow?seconds=180", timeout=300))))
+    long_request.start()
+    time.sleep(2)
+    assert switch(host, "2.0.0")["switched"] is True
+    assert version_of(sim) == "2.0.0"  # new requests go to the new worker while the long one runs on
+    long_request.join(300)
+    took = time.monotonic() - started
+    assert answer.get("status") == 200, answer
+    assert json.loads(answer["body"]) == {"slept": 180.0, "version": "1.0.0"}
+    assert events(sim, "killed") == [] and took >= 180
+    print(f"the 3-minute request completed after {took:.0f} s across a switch")

@@ -36,6 +36,10 @@ from ..models.release import ReleaseSettings
 from ..protocol import Secret
 from .webconfig import SELECTOR_LOOP
 
+#: The check waits this many times ``startupTimeLimit`` for a healthy answer: it is the first run of
+#: a new venv, which also writes the bytecode caches the IIS start then finds (an app slower than
+#: startupTimeLimit itself is still caught after the switch: the health wait gives up on 502.3).
+START_CHECK_FACTOR = 2
 #: Extra seconds the runner gives the check beyond ``startupTimeLimit`` (interpreter start, stop).
 RUNNER_MARGIN_SECONDS = 30
 
@@ -102,16 +106,17 @@ def start_check(settings: ReleaseSettings, version: str, expect_status: int = 20
 
     ``environment``: ``PYTHONUTF8=1`` and the app secrets as :class:`~pyinfra_iis.protocol.Secret`
     (sent raw, shown masked; the app may need them at import, as it gets them from the pool).
-    The check waits ``startup_time_limit`` seconds for a healthy answer, as HttpPlatformHandler
-    waits for the process to listen; the runner's limit adds :data:`RUNNER_MARGIN_SECONDS`.
+    The check waits :data:`START_CHECK_FACTOR` x ``startup_time_limit`` seconds for a healthy answer
+    (HttpPlatformHandler waits ``startupTimeLimit`` per start attempt); the runner's limit adds
+    :data:`RUNNER_MARGIN_SECONDS`.
     """
 
     release = settings.release_dir(version)
     spec = {"release": release, "label": release, "path": settings.health_check_path, "status": expect_status,
-            "seconds": settings.startup_time_limit.seconds, "loop": SELECTOR_LOOP}
+            "seconds": START_CHECK_FACTOR * settings.startup_time_limit.seconds, "loop": SELECTOR_LOOP}
     environment: dict[str, Any] = {"PYTHONUTF8": "1"}
     for name, value in settings.app_secrets.items():
         environment[name] = Secret(value.get_secret_value())
     return {"file": f"{release}\\venv\\Scripts\\python.exe", "arguments": ["-I", "-c", START_CHECK_SCRIPT, json.dumps(spec, separators=(",", ":"))],
             "working_directory": release, "environment": environment,
-            "timeout_seconds": settings.startup_time_limit.seconds + RUNNER_MARGIN_SECONDS}
+            "timeout_seconds": START_CHECK_FACTOR * settings.startup_time_limit.seconds + RUNNER_MARGIN_SECONDS}
