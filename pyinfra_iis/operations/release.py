@@ -43,6 +43,7 @@ from ..release.manifest import MANIFEST_NAME, REQUIREMENTS_NAME, WHEELHOUSE_DIR,
 from ..release.startcheck import start_check
 from ..release.webconfig import render_web_config
 from ..sddl import app_pool_sid, protected_sddl
+from .progress import timed_step
 from ._common import ReleaseStepError, call_host, controller_file, host_step, iis_of, validated, warn
 
 _VERSION = TypeAdapter(ReleaseVersion)
@@ -314,8 +315,9 @@ def install_steps(host_: Any, settings: ReleaseSettings, version: str, artifact:
     ]
     for step, program, arguments, timeout in programs:
         # PYTHONUTF8: a piped stdout of Python on Windows is in the ANSI code page; the runner decodes UTF-8.
-        run = call_host(host_, "Invoke-Program", {"file": program, "arguments": arguments, "working_directory": target,
-                                                   "environment": {"PYTHONUTF8": "1"}, "timeout_seconds": timeout})
+        with timed_step(host_, f"release {version}: {step}"):  # progress at normal verbosity (hph, issue 11)
+            run = call_host(host_, "Invoke-Program", {"file": program, "arguments": arguments, "working_directory": target,
+                                                       "environment": {"PYTHONUTF8": "1"}, "timeout_seconds": timeout})
         if run.get("exit_code") != 0:
             tail = "\n".join(((run.get("stderr") or "") + (run.get("stdout") or "")).strip().splitlines()[-30:])
             raise ReleaseStepError(f"release {version}: {step} failed with exit code {run.get('exit_code')}:\n{tail}")
