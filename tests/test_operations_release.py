@@ -274,6 +274,8 @@ def test_the_fact_asks_for_the_release_root_and_python_and_the_target_resolves_p
     # Issue 15 item 21: the pool operation leaves the app secrets alone; only the health-checked
     # switch changes them, so a converge never recycles the live release with new secrets.
     assert overrides["release_variables"] == {"api": ["API_KEY"]} and "pool_environment" not in overrides
+    # Issue 11: the release pool gets an overlapped recycle and a drain time >= request_timeout.
+    assert overrides["pool_attributes"] == {"api": release.release_pool_attributes(target.settings)}
     assert len(asked) == 1  # one Get-HostState served all of it
 
 

@@ -259,3 +259,27 @@ def test_a_three_minute_request_completes_across_a_switch_with_the_documented_ti
     assert json.loads(answer["body"]) == {"slept": 180.0, "version": "1.0.0"}
     assert events(sim, "killed") == [] and took >= 180
     print(f"the 3-minute request completed after {took:.0f} s across a switch")
+
+
+def test_the_site_deploy_gives_the_release_pool_its_switch_settings_unless_the_inventory_sets_them(monkeypatch):
+    from pyinfra import context
+
+    from pyinfra_iis.deploys import iis
+    from pyinfra_iis.operations import acl, app_pools, certificates, extensions, features, server, sites
+    from pyinfra_iis.operations.testing import make_host
+
+    pools: list = []
+    for module, names in ((features, ["windows_features"]), (extensions, ["msi_extension"]), (server, ["server_config"]),
+                          (certificates, ["certificate", "private_key_access"]), (sites, ["site"]), (acl, ["acl"])):
+        for op in names:
+            monkeypatch.setattr(module, op, lambda *a, **kw: None)
+    monkeypatch.setattr(app_pools, "app_pool", lambda *a, **kw: pools.append(kw["pool"]))
+    data = {"iis_app_pools": [{"name": "api"}, {"name": "other", "extra_attributes": {"recycling.disallowOverlappingRotation": True}}]}
+    state, host = make_host(data)
+    wanted = release_pool_attributes(settings())
+    with context.ctx_state.use(state), context.ctx_host.use(host):
+        iis.configure_iis._inner(pool_attributes={"API": wanted, "other": wanted})
+    api, other = pools
+    assert api.extra_attributes == {"recycling.disallowOverlappingRotation": False, "processModel.shutdownTimeLimit": "00:02:00"}
+    assert api.config_attributes()["recycling.disallowOverlappingRotation"] == "false"
+    assert other.extra_attributes["recycling.disallowOverlappingRotation"] is True  # the inventory's own value wins
