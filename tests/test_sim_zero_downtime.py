@@ -283,3 +283,15 @@ def test_the_site_deploy_gives_the_release_pool_its_switch_settings_unless_the_i
     assert api.extra_attributes == {"recycling.disallowOverlappingRotation": False, "processModel.shutdownTimeLimit": "00:02:00"}
     assert api.config_attributes()["recycling.disallowOverlappingRotation"] == "false"
     assert other.extra_attributes["recycling.disallowOverlappingRotation"] is True  # the inventory's own value wins
+
+
+def test_the_simulated_start_check_reports_what_the_hosts_runner_would(tmp_path):
+    from pyinfra_iis.sim.apps.startcheck import start_check_refusal
+
+    path = f"{ROOT}\\releases\\3.0.0"
+    assert start_check_refusal(path, {"exit_code": 0, "stdout": "ok", "stderr": ""}) is None
+    refusal = start_check_refusal(path, {"exit_code": 3, "stdout": "start check of x: import failed after 0.9 s {}",
+                                         "stderr": "Traceback (most recent call last):\nRuntimeError: broken"})
+    assert refusal.startswith(f"Switch-Release {path}: start check failed with exit code 3; nothing was switched. Last lines:\n")
+    assert refusal.endswith("RuntimeError: broken\nstart check of x: import failed after 0.9 s {}")
+    assert start_check_refusal(path, {"error": "did not finish within 150 s and was stopped"}) == "did not finish within 150 s and was stopped"

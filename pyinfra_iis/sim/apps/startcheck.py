@@ -31,7 +31,8 @@ TAIL_LINES = 30
 
 def run_start_check(host: "SimHost", preflight: dict[str, Any]) -> dict[str, Any]:
     """Run the start check; ``{"exit_code", "stdout", "stderr"}`` (tails), exit code 1 with the
-    reason on stderr when the simulator cannot run it."""
+    reason on stderr when the simulator cannot run it; ``{"error"}`` when the run exceeded
+    ``timeout_seconds`` (stopped; the host's runner throws then)."""
 
     try:
         python = _local_python(host, str(preflight["file"]))
@@ -47,17 +48,20 @@ def run_start_check(host: "SimHost", preflight: dict[str, Any]) -> dict[str, Any
     try:
         done = subprocess.run([python, *arguments], cwd=cwd, env=environment, stdin=subprocess.DEVNULL, capture_output=True,
                               text=True, errors="replace", timeout=float(preflight.get("timeout_seconds") or 60))
-    except subprocess.TimeoutExpired as exc:
-        return {"exit_code": -1, "stdout": str(exc.stdout or "")[-OUTPUT_LIMIT:],
-                "stderr": f"killed after timeout_seconds ({preflight.get('timeout_seconds')} s)"}
+    except subprocess.TimeoutExpired:
+        # As Invoke-HostProgram: the run is stopped and the call fails naming the step.
+        return {"error": f"Switch-Release: the release start check: {preflight['file']} did not finish within "
+                         f"{preflight.get('timeout_seconds')} s and was stopped"}
     return {"exit_code": done.returncode, "stdout": done.stdout[-OUTPUT_LIMIT:], "stderr": done.stderr[-OUTPUT_LIMIT:]}
 
 
 def start_check_refusal(path: str, run: dict[str, Any]) -> str | None:
     """The error of ``Switch-Release`` when the start check failed (``None`` when it passed):
     the same words as part 93 (``Switch-Release <path>: start check failed with exit code N;
-    nothing was switched. Last lines:`` and the output tail)."""
+    nothing was switched. Last lines:`` and the output tail), or the runner's timeout error."""
 
+    if run.get("error"):
+        return str(run["error"])
     if run.get("exit_code") == 0:
         return None
     tail = "\n".join(f"{run.get('stderr') or ''}\n{run.get('stdout') or ''}".strip().splitlines()[-TAIL_LINES:])
