@@ -134,8 +134,9 @@ def test_v2_then_a_broken_v3_stops_the_rollout_keeps_v2_serving_and_rollback_goe
     assert [served_version(fleet, i) for i in (0, 1)] == ["2.0.0", "2.0.0"]
 
     failed = run(fleet, "deploys/release.py", "--serial", "--fail-percent", "0", version="3.0.0", artifact=artifacts["3.0.0"], ok=False)
-    assert "health check https://127.0.0.1:443/healthz (Host: api.example.com) failed" in failed, failed
-    assert "deliberately broken release" in failed  # the stdout log tail reaches the operator
+    # Refused by its start check before any commit (issue 11: no client sees the broken release).
+    assert "Switch-Release C:\\sites\\api\\releases\\3.0.0: start check failed with exit code 3; nothing was switched" in failed, failed
+    assert "deliberately broken release" in failed  # the app's traceback reaches the operator
     assert [served_version(fleet, i) for i in (0, 1)] == ["2.0.0", "2.0.0"]
     attempted = [server.host for server in fleet.servers if server.host.path("C:\\sites\\api\\releases\\3.0.0").exists()]
     assert len(attempted) == 1  # --serial --fail-percent 0: the rollout stopped at the first failing host

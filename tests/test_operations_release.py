@@ -167,7 +167,7 @@ def test_switch_goes_through_the_https_binding_with_its_host_name_and_deadline()
     [(name, payload)] = calls(result)
     assert name == "Switch-Release" and payload["path"] == f"{ROOT}\\releases\\2.0.0"
     assert payload["health"] == {"url": "https://127.0.0.1:8443/healthz", "host": "api.example.com", "deadline_seconds": 120, "expect_status": 200,
-                                 "certificate_hash": "A" * 40, "expect_version": "2.0.0"}
+                                 "certificate_hash": "A" * 40, "expect_version": "2.0.0", "give_up_statuses": [502, 503]}
     assert payload["environment"] == {"API_KEY": SECRET} and SECRET not in result.masked[0]  # secrets change with the switch (item 21)
     assert json.loads(payload["state_ok"])["current"] == "2.0.0" and json.loads(payload["state_ok"])["previous"] == "1.0.0"
     assert json.loads(payload["state_failed"])["current"] == "1.0.0"
@@ -177,7 +177,7 @@ def test_switch_over_http_uses_the_binding_ip_and_localhost_for_any_host_name():
     result = run_operation(release.release_switched._inner, fact(versions=["2.0.0"]), settings={**SETTINGS, "health_check_path": "/readyz",
                            "health_deadline": "90s"}, version="2.0.0", site=HTTP_SITE, app_pool="api")
     assert calls(result)[0][1]["health"] == {"url": "http://127.0.0.1:8080/readyz", "host": "localhost", "deadline_seconds": 90, "expect_status": 200,
-                                             "certificate_hash": None, "expect_version": "2.0.0"}
+                                             "certificate_hash": None, "expect_version": "2.0.0", "give_up_statuses": [502, 503]}
 
 
 def test_a_site_serving_the_release_yields_nothing_but_a_moved_physical_path_switches_again():
@@ -274,6 +274,8 @@ def test_the_fact_asks_for_the_release_root_and_python_and_the_target_resolves_p
     # Issue 15 item 21: the pool operation leaves the app secrets alone; only the health-checked
     # switch changes them, so a converge never recycles the live release with new secrets.
     assert overrides["release_variables"] == {"api": ["API_KEY"]} and "pool_environment" not in overrides
+    # Issue 11: the release pool gets an overlapped recycle and a drain time >= request_timeout.
+    assert overrides["pool_attributes"] == {"api": release.release_pool_attributes(target.settings)}
     assert len(asked) == 1  # one Get-HostState served all of it
 
 

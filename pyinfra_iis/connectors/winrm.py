@@ -329,7 +329,10 @@ class WinrmConnector(BaseConnector):
         if print_input:
             echo(f"{self.host.print_prefix}>>> put {remote_filename}", err=True)
         try:
-            result = files.put(self._session(), filename_or_io, remote_filename)
+            from ..operations.progress import UploadProgress  # bytes uploaded, at normal verbosity (issue 11)
+
+            progress = UploadProgress.for_source(filename_or_io, remote_filename, self.host.print_prefix)
+            result = files.put(self._session(), filename_or_io, remote_filename, on_sent=progress)
         except FileTransferError as exc:
             pyinfra_logger.error(f"{self.host.print_prefix}{format_text(str(exc), 'red')}")
             self.fact_cache.clear()

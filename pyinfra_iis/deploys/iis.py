@@ -17,7 +17,8 @@ from ..operations._common import iis_of
 @deploy("Configure IIS")
 def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = None,
                   site_physical_paths: Optional[Mapping[str, str]] = None,
-                  release_variables: Optional[Mapping[str, Iterable[str]]] = None) -> None:
+                  release_variables: Optional[Mapping[str, Iterable[str]]] = None,
+                  pool_attributes: Optional[Mapping[str, Mapping[str, Any]]] = None) -> None:
     """Converge the IIS part of the current host from its ``iis_*`` host data.
 
     Args:
@@ -27,6 +28,9 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
             (the release currently served, so a converge never moves traffic; default none).
         release_variables: ``{pool name: [VARIABLE, ...]}`` the pool operations leave alone (the
             release's app secrets, set only by its health-checked switch; default none).
+        pool_attributes: ``{pool name: {attribute path: value}}`` added to the pools'
+            ``extra_attributes`` where the inventory does not set them (the overlapped recycle and
+            drain time a release switch needs: ``operations.release.release_pool_attributes``).
 
     Order: Windows features → MSI extensions (install order: HttpPlatformHandler, URL Rewrite,
     ARR) → server-level configuration → certificates → application pools → private-key access
@@ -64,6 +68,9 @@ def configure_iis(pool_environment: Optional[Mapping[str, Mapping[str, Any]]] = 
     for pool in config.app_pools:
         if pool.name.lower() in extra_env:
             pool = pool.model_copy(update={"environment_variables": {**pool.environment_variables, **extra_env[pool.name.lower()]}})
+        wanted = {name.lower(): dict(values) for name, values in (pool_attributes or {}).items()}.get(pool.name.lower())
+        if wanted:
+            pool = pool.model_copy(update={"extra_attributes": {**wanted, **pool.extra_attributes}})
         app_pools.app_pool(name=f"App pool {pool.name}", pool=pool, keep_variables=kept.get(pool.name.lower(), []),
                            serves_release=pool.name.lower() in kept)
     pool_principals = [pool.principal for pool in config.app_pools]

@@ -416,6 +416,7 @@ def iis_overrides(target: Any, current_host: Any = None) -> dict[str, Any]:
         if settings.mode == "arr":  # ARR mode: the site's root is the empty wwwroot, the app runs as services (deploys/arr.py)
             overrides.setdefault("site_physical_paths", {})[one.site.name] = arr_ops.wwwroot(settings)
             continue
+        overrides.setdefault("pool_attributes", {})[one.app_pool] = release.release_pool_attributes(settings)  # zero-downtime switch
         current = release_report(fact, settings.root).get("current")
         if current:
             overrides.setdefault("site_physical_paths", {})[one.site.name] = settings.release_dir(current)

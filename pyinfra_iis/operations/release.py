@@ -38,17 +38,24 @@ from ..iis.edits import child_step, item_step, set_edit
 from ..models.app_pool import AppPool
 from ..models.release import ReleaseSettings
 from ..models.site import Site
-from ..models.types import ReleaseVersion
+from ..models.types import Duration, ReleaseVersion
 from ..protocol import Secret, remote_call, secret_digest
 from ..release.manifest import MANIFEST_NAME, REQUIREMENTS_NAME, WHEELHOUSE_DIR, Manifest, sha256_file
+from ..release.startcheck import start_check
 from ..release.webconfig import RELEASE_VARIABLE, render_web_config
 from ..sddl import app_pool_sid, protected_sddl
+from .progress import timed_step
 from ._common import ReleaseStepError, call_host, controller_file, host_step, iis_of, validated, warn
 
 _VERSION = TypeAdapter(ReleaseVersion)
 
 #: ``expect_status`` of the health check: FastAPI's /healthz answers 200 when healthy.
 HEALTHY_STATUS = 200
+#: Answers IIS gives itself that end the health wait early: 502 (HttpPlatformHandler's 502.3: the
+#: process failed to start ``startupRetryCount`` times, or ``rapidFailsPerMinute`` holds it for the
+#: rest of the minute) and 503 (the pool stopped, e.g. by rapid-fail protection). Neither
+#: recovers within a health deadline of minutes (docs/field-facts.md, HttpPlatformHandler 1.2).
+GIVE_UP_STATUSES = (502, 503)
 #: The completion marker: written last into a release folder; it alone defines "complete".
 COMPLETE_MARKER = ".pyinfra-iis-complete"
 #: Stdout logs kept in ``<root>\\logs``: at most this many, none older than LOG_MAX_AGE (the
@@ -177,10 +184,13 @@ def health_check(site: Site, settings: ReleaseSettings, version: Optional[str] =
     without a host name would otherwise fail the name check and roll back every switch).
     ``expect_version``: the answer must come from that release (header ``X-Release-Version`` or
     the version in the body), not from an old worker process still answering.
+    ``give_up_statuses``: :data:`GIVE_UP_STATUSES`; an answer IIS gives itself (no
+    ``X-Release-Version``) with one of them ends the wait at once (it cannot get better before
+    the deadline), reported with the new stdout log's tail.
 
     Returns:
         ``{"url", "host", "certificate_hash", "expect_version", "deadline_seconds",
-        "expect_status"}`` (deadline from ``settings.health_deadline``, seconds).
+        "expect_status", "give_up_statuses"}`` (deadline from ``settings.health_deadline``, seconds).
 
     Raises:
         OperationValueError: the site has no binding.
@@ -202,6 +212,7 @@ def health_check(site: Site, settings: ReleaseSettings, version: Optional[str] =
         "expect_version": version,
         "deadline_seconds": settings.health_deadline.seconds,
         "expect_status": HEALTHY_STATUS,
+        "give_up_statuses": list(GIVE_UP_STATUSES),
     }
 
 
@@ -377,8 +388,9 @@ def install_steps(host_: Any, settings: ReleaseSettings, version: str, artifact:
     ]
     for step, program, arguments, timeout in programs:
         # PYTHONUTF8: a piped stdout of Python on Windows is in the ANSI code page; the runner decodes UTF-8.
-        run = call_host(host_, "Invoke-Program", {"file": program, "arguments": arguments, "working_directory": target,
-                                                   "environment": {"PYTHONUTF8": "1"}, "timeout_seconds": timeout})
+        with timed_step(host_, f"release {version}: {step}"):  # progress at normal verbosity (hph, issue 11)
+            run = call_host(host_, "Invoke-Program", {"file": program, "arguments": arguments, "working_directory": target,
+                                                       "environment": {"PYTHONUTF8": "1"}, "timeout_seconds": timeout})
         if run.get("exit_code") != 0:
             tail = "\n".join(((run.get("stderr") or "") + (run.get("stdout") or "")).strip().splitlines()[-30:])
             raise ReleaseStepError(f"release {version}: {step} failed with exit code {run.get('exit_code')}:\n{tail}")
@@ -530,16 +542,43 @@ def secret_changes(pool: str, secrets: dict[str, Any], fact: dict) -> tuple[dict
     return changed, diff
 
 
+def release_pool_attributes(settings: ReleaseSettings) -> dict[str, Any]:
+    """The application pool attributes the release switch relies on (docs/zero-downtime.md),
+    as ``AppPool.extra_attributes`` (``deploys/release.py`` ``iis_overrides`` gives them to the
+    site deploy; an inventory's own ``extra_attributes`` win):
+
+    * ``recycling.disallowOverlappingRotation`` false: the recycle after a switch starts the new
+      worker process while the old one keeps serving (IIS's default, written so a server set
+      otherwise is converged);
+    * ``processModel.shutdownTimeLimit``: the longer of ``pool_shutdown_time_limit`` and
+      ``request_timeout``, so the old worker may finish a request that is as long as
+      HttpPlatformHandler allows before WAS terminates it (IIS default 00:01:30 would cut a
+      3-minute request in flight at the switch).
+
+    With the models' defaults (pool ``startMode="AlwaysRunning"``, site ``preloadEnabled``, the
+    Web-AppInit feature) and web.config's ``applicationInitialization`` page, the new worker
+    starts the app before it takes traffic.
+    """
+
+    drain = max(settings.pool_shutdown_time_limit.seconds, settings.request_timeout.seconds)
+    return {"recycling.disallowOverlappingRotation": False, "processModel.shutdownTimeLimit": Duration(drain).to_timespan()}
+
+
 def switch_call(model: ReleaseSettings, report: dict, version: str, site_model: Site, app_pool: str,
                 environment: Optional[dict] = None) -> Any:
-    """ONE ``Switch-Release``: physicalPath (and changed secrets) in one commit, recycle, health
-    check of ``version``, restore on failure, release-state.json written either way."""
+    """ONE ``Switch-Release``: the release's start check (``preflight``,
+    :func:`pyinfra_iis.release.startcheck.start_check`: a release whose app does not start is
+    refused before anything is committed), then physicalPath (and changed secrets) in one commit,
+    recycle (overlapped: the old worker process serves until the new one has warmed up), health
+    check of ``version`` (ending early on :data:`GIVE_UP_STATUSES`), restore on failure,
+    release-state.json written either way (docs/zero-downtime.md)."""
 
     ok_text, failed_text = state_texts(report, version)
     return remote_call("Switch-Release", {
         "site": site_model.name, "app_pool": app_pool, "path": model.release_dir(version), "environment": environment or {},
         "health": health_check(site_model, model, version), "state_file": f"{model.root}\\release-state.json",
-        "state_ok": ok_text, "state_failed": failed_text, "logs": model.logs_dir})
+        "state_ok": ok_text, "state_failed": failed_text, "logs": model.logs_dir,
+        "preflight": start_check(model, version, HEALTHY_STATUS)})
 
 
 @operation()

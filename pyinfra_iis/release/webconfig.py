@@ -15,6 +15,13 @@ value is XML-escaped). What it writes and why (docs/field-facts.md, "HttpPlatfor
 * ``startupTimeLimit``, ``startupRetryCount``, ``requestTimeout`` (whole minutes) from the
   settings, always written (the schema copies disagree on defaults).
 * ``processesPerApplication="1"``: one uvicorn process, one port.
+* ``<applicationInitialization doAppInitAfterRestart="true">`` with the health path as its
+  initialization page: with the pool ``AlwaysRunning`` and the site ``preloadEnabled`` (both
+  defaults of the models, Web-AppInit installed by default), a recycled pool's NEW worker process
+  starts the app and requests the health path before it takes traffic, while the old worker
+  keeps serving (docs/zero-downtime.md). ``doAppInitAfterRestart`` repeats it after an application
+  restart inside a running worker (Microsoft Learn, "Application Initialization
+  <applicationInitialization>").
 * Non-secret app settings as environment variables. Secrets are never written here: web.config
   is readable by the pool identity and IIS_IUSRS; they belong to the pool (docs/design.md "Releases").
 
@@ -177,4 +184,5 @@ def render_web_config(settings: ReleaseSettings, release_dir: str, entry_point: 
         startup_retry_count=settings.startup_retry_count,
         request_timeout=settings.request_timeout.to_timespan(),
         environment=environment,
+        initialization_page=settings.health_check_path,
     )

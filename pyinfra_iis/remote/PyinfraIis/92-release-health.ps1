@@ -51,7 +51,8 @@ function Invoke-HealthRequest {
 
 function Wait-ReleaseHealthy {
     # Request the health URL every 250 ms until ExpectStatus from release ExpectVersion (header
-    # X-Release-Version, or the version as a JSON string in the body) or the deadline.
+    # X-Release-Version, or the version as a JSON string in the body), the deadline, or an answer of
+    # IIS itself with one of give_up_statuses (502.3: HttpPlatformHandler gave up; 503: pool stopped).
     # Returns {ok, status, body, error, seconds}.
     # Docs: https://learn.microsoft.com/dotnet/api/system.diagnostics.stopwatch?view=netframework-4.8
     [CmdletBinding()]
@@ -62,15 +63,42 @@ function Wait-ReleaseHealthy {
     $version = Get-CallValue -Call $Health -Name 'expect_version' -Type string -Default '' -Function $Function
     $expect = Get-CallValue -Call $Health -Name 'expect_status' -Type integer -Default 200 -Minimum 100 -Maximum 599 -Function $Function
     $deadline = Get-CallValue -Call $Health -Name 'deadline_seconds' -Type integer -Default 120 -Minimum 1 -Maximum 7200 -Function $Function
+    # IIS's own answers (no release header) with these statuses end the wait: the controller decides which.
+    $giveUp = Get-CallValue -Call $Health -Name 'give_up_statuses' -Type array -Function $Function
     $clock = [System.Diagnostics.Stopwatch]::StartNew()
     while ($true) {
         $answer = Invoke-HealthRequest -Url $url -HostName $hostName -CertificateHash $hash -TimeoutSeconds 10
         $fromRelease = [string]::IsNullOrEmpty($version) -or $answer['release'] -ceq $version -or $answer['body'].Contains('"' + $version + '"')
         $answer['ok'] = ($answer['status'] -eq $expect) -and $fromRelease
         if ($answer['status'] -eq $expect -and -not $fromRelease) { $answer['error'] = 'the answer came from release {0}, not {1}' -f $answer['release'], $version }
+        if ($null -eq $answer['release'] -and $null -ne $answer['status'] -and @($giveUp) -contains $answer['status']) {
+            $answer['error'] = 'IIS answered {0} itself: the app cannot start or its pool stopped; not waiting for the deadline' -f $answer['status']
+            break
+        }
         if ($answer['ok'] -or $clock.Elapsed.TotalSeconds + 0.25 -ge $deadline) { break }
         Start-Sleep -Milliseconds 250
     }
     $answer['seconds'] = [math]::Round($clock.Elapsed.TotalSeconds, 2)
     return $answer
+}
+
+function Assert-ReleaseStart {
+    # The release's start check, run by Switch-Release BEFORE anything is committed, so a release whose
+    # app does not start never takes traffic (docs/zero-downtime.md): the controller's script run by the
+    # release's venv through the program runner. Check: {file, arguments, working_directory,
+    # environment, timeout_seconds}; exit code 0 = the app imported, started and answered healthy;
+    # otherwise throws with the last 30 lines it printed (its traceback and verdict).
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)] [psobject] $Check, [Parameter(Mandatory = $true)] [string] $Path, [string] $Function = 'remote call')
+    $file = Get-CallValue -Call $Check -Name 'file' -Type string -Required -Function $Function
+    $arguments = Get-CallValue -Call $Check -Name 'arguments' -Type strings -Function $Function
+    $directory = Get-CallValue -Call $Check -Name 'working_directory' -Type string -Default '' -Function $Function
+    $timeout = Get-CallValue -Call $Check -Name 'timeout_seconds' -Type integer -Default 120 -Minimum 1 -Maximum 7200 -Function $Function
+    $variables = Get-CallValue -Call $Check -Name 'environment' -Type object -Function $Function
+    $environment = @{}
+    foreach ($name in (Get-CallMemberNames -Object $variables)) { $environment[$name] = [string]$variables.$name }
+    $run = Invoke-HostProgram -FilePath $file -Arguments $arguments -WorkingDirectory $directory -Environment $environment -TimeoutSeconds ([int]$timeout) -Step 'the release start check' -Function $Function
+    if ($run['exit_code'] -eq 0) { return }
+    $lines = @(([string]$run['stderr'] + "`n" + [string]$run['stdout']).Trim() -split "`r?`n" | Select-Object -Last 30)
+    throw ('{0} {1}: start check failed with exit code {2}; nothing was switched. Last lines:{3}{4}' -f $Function, $Path, $run['exit_code'], "`n", ($lines -join "`n"))
 }

@@ -51,7 +51,8 @@ function Restart-ReleasePool {
 function Switch-Release {
     # {"site", "app_pool", "path": release folder (must hold the completion marker), "environment":
     #  {name: value}, "health": {url, host, certificate_hash, expect_version, expect_status,
-    #  deadline_seconds}, "state_file", "state_ok", "state_failed", "logs": stdout log folder}
+    #  deadline_seconds, give_up_statuses}, "state_file", "state_ok", "state_failed", "logs": stdout log folder,
+    #  "preflight": the start check, run before the commit (Invoke-ReleaseStartCheck)}
     # -> {"switched": bool, "health": {status, body, seconds}}: false when already so and healthy. Unhealthy: physicalPath and the
     # variables restored (one commit), recycle, state_failed written, and the error carries the
     # answer and the tail of the log the NEW process wrote (a file that did not exist before).
@@ -95,6 +96,10 @@ function Switch-Release {
             Write-CallResult -InputObject ([ordered]@{ switched = $false; health = [ordered]@{ status = $answer['status']; body = $answer['body']; seconds = $answer['seconds'] } })
             return
         }
+    }
+    $preflight = Get-CallValue -Call $call -Name 'preflight' -Type object -Function $function
+    if ($null -ne $preflight) {
+        try { Assert-ReleaseStart -Check $preflight -Path $path -Function $function } catch { Write-TextFile -Json (ConvertTo-Json -InputObject @{ path = $stateFile; text = $stateFailed } -Depth 3 -Compress) | Out-Null; throw }
     }
     $old = Set-ReleaseConfig -Site $site -AppPool $pool -Path $path -Environment $environment -Function $function
     try {

@@ -87,8 +87,10 @@ class Binding:
         return f"{self.protocol}|{self.information}".casefold()
 
 
-#: ``resolve()`` → the app's port (int); raises :class:`HttpError` for an answer of IIS's own.
-Resolver = Callable[[], tuple[int, float]]
+#: ``resolve()`` → ``(app port, requestTimeout seconds)`` or ``(port, timeout, done)`` where
+#: ``done()`` is called once the request is over (the manager counts a worker process's requests
+#: in flight with it); raises :class:`HttpError` for an answer of IIS's own.
+Resolver = Callable[[], tuple]
 
 
 #: Per connection → the TLS context of the binding's HTTP.sys SSL binding, or ``None`` (reset).
@@ -259,8 +261,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         try:
             self._check_host()
             body = self._read_body()
-            port, request_timeout = self.server.resolve()
-            self._relay(port, request_timeout, body)
+            resolved = self.server.resolve()
+            port, request_timeout = resolved[0], resolved[1]
+            try:
+                self._relay(port, request_timeout, body)
+            finally:
+                if len(resolved) > 2:
+                    resolved[2]()
         except HttpError as error:
             self._error(error)
 

@@ -185,3 +185,33 @@ def resolve_site_relative(path: str, site_root: str) -> str:
     if path.startswith("."):
         return ntpath.normpath(ntpath.join(site_root, path))
     return path
+
+
+@dataclass(frozen=True)
+class InitializationPage:
+    """One ``system.webServer/applicationInitialization/add``: ``page`` (``initializationPage``)
+    and ``host_name`` (``hostName``, the Host header of the warm-up request; default localhost)."""
+
+    page: str
+    host_name: str = "localhost"
+
+
+def parse_initialization_pages(text: str) -> list[InitializationPage] | None:
+    """The ``<applicationInitialization>`` pages of a web.config text (Microsoft Learn,
+    "Application Initialization <applicationInitialization>"): ``None`` when the section is
+    absent or the text unreadable, else the listed pages in order (may be empty)."""
+
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError:
+        return None
+    element = root.find("system.webServer/applicationInitialization")
+    if element is None:
+        return None
+    pages = []
+    for item in element:
+        if item.tag == "clear":
+            pages.clear()
+        elif item.tag == "add" and item.get("initializationPage"):
+            pages.append(InitializationPage(item.get("initializationPage"), item.get("hostName") or "localhost"))
+    return pages

@@ -113,3 +113,66 @@ def site_by_name(sites: list[SiteInfo], name: str) -> SiteInfo | None:
 
     return next((s for s in sites if s.name.casefold() == name.casefold()), None)
 
+
+
+#: IIS_schema.xml defaults of what the worker-process rotation reads (seconds for times).
+SHUTDOWN_TIME_LIMIT_DEFAULT = 90.0
+
+
+@dataclass(frozen=True)
+class PoolRotation:
+    """How WAS replaces a pool's worker process (``applicationPools/add``; defaults from
+    ``applicationPoolDefaults``, then IIS_schema.xml):
+
+    * ``overlapped``: not ``recycling/@disallowOverlappingRotation`` (default false: overlapped);
+    * ``shutdown_time_limit``: ``processModel/@shutdownTimeLimit`` in seconds (default 00:01:30),
+      how long an old worker may drain its requests before WAS terminates it;
+    * ``always_running``: ``startMode="AlwaysRunning"`` (default OnDemand).
+    """
+
+    overlapped: bool = True
+    shutdown_time_limit: float = SHUTDOWN_TIME_LIMIT_DEFAULT
+    always_running: bool = False
+
+
+def _timespan(text: str | None, default: float) -> float:
+    from .httpplatform import WebConfigError, timespan_seconds
+
+    if not text:
+        return default
+    try:
+        return timespan_seconds(text)
+    except WebConfigError:
+        return default
+
+
+def pool_rotation(config: AppHostConfig, pool: str) -> PoolRotation:
+    """The :class:`PoolRotation` of application pool ``pool`` (name case-insensitive)."""
+
+    pools = config.section_element("system.applicationHost/applicationPools")
+    values: dict[str, str] = {}
+    for element in real_children(pools) if pools is not None else []:
+        if element.tag == "applicationPoolDefaults" or (element.tag == "add" and element.get("name", "").casefold() == pool.casefold()):
+            recycling, model = first_child(element, "recycling"), first_child(element, "processModel")
+            for key, holder, attribute in (("overlap", recycling, "disallowOverlappingRotation"),
+                                           ("limit", model, "shutdownTimeLimit"), ("mode", element, "startMode")):
+                if holder is not None and holder.get(attribute) is not None:
+                    values[key] = holder.get(attribute)
+    return PoolRotation(overlapped=values.get("overlap", "false").lower() != "true",
+                        shutdown_time_limit=_timespan(values.get("limit"), SHUTDOWN_TIME_LIMIT_DEFAULT),
+                        always_running=values.get("mode", "OnDemand") == "AlwaysRunning")
+
+
+def preload_enabled(config: AppHostConfig, site_name: str) -> bool:
+    """The root application's ``preloadEnabled`` of site ``site_name`` (IIS default false;
+    ``applicationDefaults`` considered)."""
+
+    sites = config.section_element("system.applicationHost/sites")
+    defaults = first_child(sites, "applicationDefaults") if sites is not None else None
+    value = defaults.get("preloadEnabled") if defaults is not None else None
+    for site in site_elements(config):
+        if site.get("name", "").casefold() == site_name.casefold():
+            application = _item(site, "application", "/")
+            if application is not None and application.get("preloadEnabled") is not None:
+                value = application.get("preloadEnabled")
+    return (value or "false").lower() == "true"

@@ -414,6 +414,11 @@ def health_check(manager, site: str, health: dict[str, Any]) -> dict[str, Any]:
                     break
                 if status == expect:
                     answer["error"] = f"the answer came from release {release or 'unknown'}, not {health.get('expect_version')}"
+                if release is None and status in (health.get("give_up_statuses") or []):
+                    # IIS answered itself (no release header): 502.3 = HttpPlatformHandler gave up starting
+                    # the app, 503 = the pool is stopped (rapid-fail protection). Waiting cannot help (hph).
+                    answer["error"] = f"IIS answered {status} itself: the app cannot start or its pool stopped; not waiting for the deadline"
+                    break
             except (OSError, http.client.HTTPException) as exc:
                 # A request cut short by the deadline must not hide the last real answer.
                 answer["error"] = f"{type(exc).__name__}: {exc}"
@@ -491,6 +496,14 @@ def switch_release(host: "SimHost", payload: dict[str, Any]) -> str:
             if answer["ok"]:
                 _write(host, state_file, _text(payload, "state_ok"))
                 return json.dumps({"switched": False, "health": _public(answer)})
+        preflight = payload.get("preflight")
+        if isinstance(preflight, dict):  # the release's start check, before anything is committed (hph)
+            from ..apps.startcheck import run_start_check, start_check_refusal
+
+            refusal = start_check_refusal(target, run_start_check(host, preflight))
+            if refusal:
+                _write(host, state_file, _text(payload, "state_failed"))
+                raise SimFunctionError(refusal)
         logs_before = _logs(host, logs)
         _commit(host, site.name, pool_key, target, dict(environment))
         _recycle(host, pool_key)
