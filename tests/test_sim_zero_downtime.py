@@ -265,12 +265,13 @@ def test_the_site_deploy_gives_the_release_pool_its_switch_settings_unless_the_i
     from pyinfra import context
 
     from pyinfra_iis.deploys import iis
-    from pyinfra_iis.operations import acl, app_pools, certificates, extensions, features, server, sites
+    from pyinfra_iis.operations import acl, app_pools, certificates, extensions, features, rights, server, sites
     from pyinfra_iis.operations.testing import make_host
 
     pools: list = []
     for module, names in ((features, ["windows_features"]), (extensions, ["msi_extension"]), (server, ["server_config"]),
-                          (certificates, ["certificate", "private_key_access"]), (sites, ["site"]), (acl, ["acl"])):
+                          (certificates, ["certificate", "private_key_access"]), (sites, ["site"]), (acl, ["acl"]),
+                          (rights, ["granted_rights"])):
         for op in names:
             monkeypatch.setattr(module, op, lambda *a, **kw: None)
     monkeypatch.setattr(app_pools, "app_pool", lambda *a, **kw: pools.append(kw["pool"]))
