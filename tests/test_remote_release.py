@@ -118,3 +118,22 @@ def test_switch_checks_everything_before_it_commits():
     assert after.index("try {") < after.index("Restart-ReleasePool") < after.index("} catch {") < after.index("physicalPath restored")
     assert "-Maximum 7200" in BODIES["Wait-ReleaseHealthy"]
     assert "$environment[$name] = $null" in body  # a JSON null removes a variable
+
+
+def test_the_simulated_write_text_file_refuses_a_missing_folder_as_the_module_does(tmp_path):
+    """The module's ``FileStream(CreateNew)`` does not create folders (it throws "Could not find
+    a part of the path"); the simulator created them, so a caller that forgot its folder passed
+    here and would fail on Windows."""
+
+    import json
+
+    from pyinfra_iis.sim.functions import SimFunctionError
+    from pyinfra_iis.sim.functions.release import _local, write_text_file
+    from pyinfra_iis.sim.host import SimHost
+
+    host = SimHost(tmp_path / "web01")
+    with pytest.raises(SimFunctionError, match="cannot write C:\\\\nowhere\\\\state.json"):
+        write_text_file(host, {"path": "C:\\nowhere\\state.json", "text": "{}"})
+    assert not _local(host, "C:\\nowhere").exists()
+    _local(host, "C:\\data").mkdir(parents=True)
+    assert json.loads(write_text_file(host, {"path": "C:\\data\\state.json", "text": "{}"})) == {"written": True}

@@ -254,12 +254,14 @@ def invoke_program(host: "SimHost", payload: dict[str, Any]) -> str:
 @sim_function("Write-TextFile")
 def write_text_file(host: "SimHost", payload: dict[str, Any]) -> str:
     """``{"path","text"}`` → ``{"written": true}``: UTF-8 without BOM, through a temporary file
-    renamed over the target (a reader never sees half a file)."""
+    renamed over the target (a reader never sees half a file). Like the module, a missing
+    parent folder is an error (nothing creates it)."""
 
     path, text = _local(host, _text(payload, "path")), payload.get("text")
     if not isinstance(text, str):
         raise SimFunctionError("Write-TextFile: 'text' must be a string")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():  # FileStream(CreateNew) does not create folders: the module throws
+        raise SimFunctionError(f"Write-TextFile: cannot write {_text(payload, 'path')}: Could not find a part of the path.")
     temp = path.with_name(f".{path.name}.{os.urandom(4).hex()}.tmp")
     temp.write_bytes(text.encode("utf-8"))
     os.replace(temp, path)
