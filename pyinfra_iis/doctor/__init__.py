@@ -13,7 +13,7 @@ From Python (any way to run a remote call will do; see :mod:`.evidence`)::
 A check is a pure function from :class:`Evidence` to :class:`Check` rows (check, status
 ``ok``/``warn``/``fail``, evidence, fix); one module per group: :mod:`.access` (effective
 access from SDDL), :mod:`.modules` (extensions, web.config sections and locks), :mod:`.https`,
-:mod:`.pool`, :mod:`.app`, :mod:`.timeouts` (and proxy headers), :mod:`.system` (firewall,
+:mod:`.pool`, :mod:`.app`, :mod:`.arr` (ARR mode: rule, slots, services), :mod:`.timeouts` (and proxy headers), :mod:`.system` (firewall,
 reboot, disk). ``docs/doctor.md`` lists every check with its evidence and fix.
 
 A check whose failure follows from another failed check (``symptom_of``: the request fails
@@ -27,6 +27,7 @@ import json
 from typing import Iterable
 
 from .access import check_access
+from .arr import check_arr
 from .app import check_process, check_release, check_request, check_stdout_log
 from .evidence import Call, gather, target_from_host_data
 from .https import check_https
@@ -42,7 +43,7 @@ __all__ = ["CHECKS", "Check", "Evidence", "FAIL", "OK", "STATUSES", "Target", "W
 #: Every check group, in the order of the table.
 CHECKS: tuple[CheckFunction, ...] = (
     check_extensions, check_web_config_sections, check_access, check_pool, check_https, check_release,
-    check_process, check_stdout_log, check_timeouts, check_proxy_headers, check_firewall, check_host, check_request,
+    check_arr, check_process, check_stdout_log, check_timeouts, check_proxy_headers, check_firewall, check_host, check_request,
 )
 
 

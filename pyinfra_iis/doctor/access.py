@@ -191,6 +191,10 @@ def check_access(evidence: Evidence) -> list[Check]:
     target = evidence.target
     if not target.site or not target.pool or evidence.config is None:
         return []
+    if target.arr:
+        from .arr import check_arr_access
+
+        return check_arr_access(evidence)
     token, identity = pool_token(evidence, target.pool)
     release = evidence.physical_path()
     python = paths_of(evidence)["python"]
@@ -209,7 +213,8 @@ def check_access(evidence: Evidence) -> list[Check]:
 
 def paths_of(evidence: Evidence) -> dict[str, str | None]:
     """The host paths the access checks read: the release folder the site serves, its venv and
-    web.config, the base Python and the logs folder."""
+    web.config, the base Python and the logs folder (ARR mode: the active slot's release, the
+    site's ``wwwroot\\web.config`` and ``<root>\\logs\\services``; :func:`pyinfra_iis.doctor.arr.arr_paths`)."""
 
     release = evidence.physical_path()
     python = evidence.target.python_dir
@@ -217,6 +222,10 @@ def paths_of(evidence: Evidence) -> dict[str, str | None]:
     entry = pythons.get(evidence.target.python_version or "") or {}
     if entry.get("installed") and entry.get("target_dir"):
         python = entry["target_dir"]
+    if evidence.target.arr:
+        from .arr import arr_paths
+
+        return arr_paths(evidence, python)
     return {"release": release, "venv": f"{release}\\venv" if release else None,
             "web_config": f"{release}\\web.config" if release else None, "python": python,
             "logs": evidence.target.logs_dir}

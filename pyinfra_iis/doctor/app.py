@@ -39,6 +39,10 @@ def check_release(evidence: Evidence) -> list[Check]:
     target = evidence.target
     if not target.site or not target.root or evidence.config is None:
         return []
+    if target.arr:  # the release is the active slot's, not the site's physicalPath (wwwroot)
+        from .arr import check_release as arr_release
+
+        return arr_release(evidence)
     path = evidence.physical_path()
     report = _release_report(evidence)
     current = report.get("current")
@@ -70,8 +74,8 @@ def check_process(evidence: Evidence) -> list[Check]:
     ``app.restarts`` (app starts within the last hour, from the stdout log names)."""
 
     target = evidence.target
-    if not target.site or not target.root or evidence.config is None:
-        return []
+    if not target.site or not target.root or evidence.config is None or target.arr:
+        return []  # ARR mode: no process under HttpPlatformHandler, no stdout log per start (arr.service instead)
     release = evidence.physical_path() or target.root
     processes, error = evidence.part("processes")
     running = [p for p in processes or [] if release.casefold() in str(p.get("command_line", "")).casefold()]
@@ -139,11 +143,15 @@ def check_request(evidence: Evidence) -> list[Check]:
     body = " ".join(str(request.get("body") or "").split())[:120]
     if status == 200:
         served = ntpath.basename((evidence.physical_path() or "").rstrip("\\"))
+        if evidence.target.arr:  # ARR mode: the active slot's release answers
+            from .arr import active
+
+            served = active(evidence)[1] or ""
         release = request.get("release")
         from_served = not served or release == served or f'"{served}"' in str(request.get("body") or "")
         if evidence.target.root and (release or '"version"' in str(request.get("body") or "")) and not from_served:
             return [Check("app.request", WARN, f"GET {url} -> 200 from release {release or 'in the body'}, but the site serves {served}: "
-                          "an old process still answers?", f"Restart-WebAppPool {evidence.target.pool}")]
+                          "an old process still answers?", "see arr.rule_target" if evidence.target.arr else f"Restart-WebAppPool {evidence.target.pool}")]
         return [Check("app.request", OK, f"GET {url} -> 200 {body}")]
     got = f"{status} {body}" if status is not None else f"no answer: {request.get('error')}"
     return [Check("app.request", FAIL, f"GET {url} -> {got}", "the failing checks above; app.stdout_log", symptom_of=ANY_OTHER)]

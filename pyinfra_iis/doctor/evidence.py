@@ -1,4 +1,5 @@
-"""Read a host for the doctor: one ``Get-HostState`` and one ``Get-DoctorState``, both read-only.
+"""Read a host for the doctor: one ``Get-HostState`` and one ``Get-DoctorState``, both read-only
+(in ARR mode a third, ``Get-AppServiceState`` of the two slots' services).
 
 ``call(function, payload) -> dict`` runs one remote call and returns its JSON answer: from a
 pyinfra ``FunctionCommand`` it is :func:`pyinfra_iis.operations._common.call_host`; in tests, the
@@ -10,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ntpath
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
@@ -69,6 +71,7 @@ def target_from_host_data(name: str, data: Mapping[str, Any]) -> Target:
         target.python_dir = release.python.target_dir
         every = load_release_configs({k: v for k, v in data.items() if k != "release_only"}, name, environ={}, rollback=True)
         target.secrets = tuple(value for one in every for value in one.app.app_secrets.values())  # SecretStr: masked in any repr
+        target.mode, target.settings = settings.mode, settings
     return target
 
 
@@ -135,6 +138,8 @@ def doctor_payload(evidence: Evidence) -> dict[str, Any]:
 
     paths = paths_of(evidence)
     acl_paths = [p for p in (paths["release"], paths["venv"], paths["web_config"], paths["python"], paths["logs"]) if p]
+    if evidence.target.arr:  # ARR mode: the pool reads the empty wwwroot (and its web.config, if any)
+        acl_paths.append(ntpath.dirname(paths["web_config"]))
     root = evidence.target.root or ""
     return {
         "acl_paths": acl_paths,
@@ -200,6 +205,10 @@ def gather(call: Call, target: Target) -> Evidence:
         acls[path] = {**acl_state.convert_path(report), "sddl": report.get("sddl"), "sids": report.get("sids") or {}} \
             if report.get("exists") else {"exists": False}
     answer["acls"] = acls
+    if target.arr:  # ARR mode: the slots' Windows services (95-services.ps1, read-only)
+        from .arr import service_names
+
+        answer["services"] = call("Get-AppServiceState", {"names": list(service_names(target).values())}).get("services") or {}
     evidence.doctor = answer
     evidence.now = _now(answer.get("now"))
     return evidence

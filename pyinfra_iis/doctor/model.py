@@ -74,6 +74,10 @@ class Target:
         secrets: the release's ``release_app.app_secrets`` values (:class:`pyinfra_iis.protocol.Secret`,
             never in ``repr``): every check's evidence and fix is redacted of them
             (:func:`redact`), since the stdout log or a response body may print one.
+        mode: the release's hosting mode (``release_app.mode``): ``httpplatform`` (default) or
+            ``arr`` (docs/hosting-modes.md; the ARR checks are in :mod:`pyinfra_iis.doctor.arr`).
+        settings: the release's :class:`~pyinfra_iis.models.release.ReleaseSettings` (ARR mode:
+            its ``arr`` ports and timeouts; never in ``repr``, it holds the secrets).
     """
 
     host: str
@@ -88,10 +92,18 @@ class Target:
     extensions: list[str] = field(default_factory=list)
     certificates: dict[str, tuple[str, str]] = field(default_factory=dict)
     secrets: tuple[Any, ...] = field(default=(), repr=False)
+    mode: str = "httpplatform"
+    settings: Any = field(default=None, repr=False)
 
     @property
     def logs_dir(self) -> str | None:
         return f"{self.root}\\logs" if self.root else None
+
+    @property
+    def arr(self) -> bool:
+        """Whether the inventory runs this release in ARR mode (``release_app.mode: arr``)."""
+
+        return self.mode == "arr" and self.settings is not None and getattr(self.settings, "arr", None) is not None
 
 
 @dataclass

@@ -191,6 +191,9 @@ def check_web_config_sections(evidence: Evidence) -> list[Check]:
     fix = "the release's web.config (templates/web.config.j2) or iis_extensions / iis_server"
     if error:  # not well-formed: fail; not read (or too large to read whole): warn
         return [Check("webconfig.sections", FAIL if "not well-formed" in error else WARN, error, fix)]
+    if root is None and target.arr:
+        return [Check("webconfig.sections", OK, f"no web.config at {path}: ARR mode, the rule is in applicationHost.config "
+                      f"(<location path=\"{target.site}\">)")]
     if root is None:
         return [Check("webconfig.sections", FAIL, f"no web.config at {path}: the site serves no release (HttpPlatformHandler is not configured)",
                       "deploy a release: pyinfra INVENTORY deploys/release.py --data release_version=X")]

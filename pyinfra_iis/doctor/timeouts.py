@@ -29,6 +29,10 @@ def check_timeouts(evidence: Evidence) -> list[Check]:
 
     if not evidence.target.site or evidence.config is None:
         return []
+    if evidence.target.arr:  # ARR mode: no HttpPlatformHandler on the request path; ARR's timeout vs uvicorn's
+        from .arr import proxy_timeout
+
+        return [proxy_timeout(evidence)]
     platform = http_platform(evidence)
     checks = []
     if platform is not None:
@@ -133,6 +137,10 @@ def check_proxy_headers(evidence: Evidence) -> list[Check]:
 
     if not evidence.target.site or evidence.config is None:
         return []
+    if evidence.target.arr:  # ARR mode: the rule is in applicationHost.config's location for the site
+        from .arr import proxy_headers
+
+        return proxy_headers(evidence)
     if not arr_mode(evidence):
         platform = http_platform(evidence) or {}
         allowed = argument_value(platform.get("arguments", ""), "--forwarded-allow-ips")

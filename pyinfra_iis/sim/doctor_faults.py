@@ -653,3 +653,73 @@ MODES: dict[str, Mode] = {
     "reboot_pending": Mode(inject_reboot_pending, "host.reboot_pending", "warn"),
     "disk_full": Mode(inject_disk_full, "host.disk"),
 }
+
+
+# --- ARR reverse-proxy mode (release_app.mode: arr; docs/hosting-modes.md) ---------------------
+# The host is the example converged by ``deploys/site.py`` with the ARR group data of
+# tests/test_e2e_arr.py: slots blue (8001) and green (8002), services ``pyinfra-iis-api-<slot>``,
+# the rule ``pyinfra-iis-arr`` under ``<location path="api">``.
+
+ARR_PORTS = {"blue": 8001, "green": 8002}
+
+
+def arr_active_slot(host: "SimHost") -> str:
+    """The active slot release-state.json names on the host."""
+
+    return json.loads(host.path(f"{ROOT}\\release-state.json").read_text(encoding="utf-8"))["active_slot"]
+
+
+def _arr_rule_action(config) -> ET.Element:
+    rules = config.section_element("system.webServer/rewrite/rules", location=SITE)
+    rule = next(r for r in rules if r.tag == "rule" and r.get("name") == "pyinfra-iis-arr")
+    return rule.find("action")
+
+
+def inject_arr_service_stopped(host: "SimHost") -> Undo:
+    """The active slot's service stopped (by hand, or it crashed and WinSW gave up)."""
+
+    from .functions import services
+
+    name = f"pyinfra-iis-{SITE}-{arr_active_slot(host)}"
+    sim_call(host, "Stop-AppService", {"name": name}, {})
+
+    def undo() -> None:
+        services._launch(host, name)
+        with host.lock:
+            host.state[services.STATE_KEY][name]["state"] = "Running"
+            host.save()
+
+    return undo
+
+
+def inject_arr_proxy_timeout(host: "SimHost") -> Undo:
+    """ARR's ``proxy/@timeout`` set to 5 minutes on the host, above uvicorn's keep-alive (120 s)."""
+
+    return _edit_config(host, lambda config: config.section_element("system.webServer/proxy").set("timeout", "00:05:00"))
+
+
+def inject_arr_rule_idle(host: "SimHost") -> Undo:
+    """The site's rewrite rule pointing at the idle slot's port (a switch edited back by hand)."""
+
+    idle = "green" if arr_active_slot(host) == "blue" else "blue"
+    return _edit_config(host, lambda config: _arr_rule_action(config).set("url", f"http://127.0.0.1:{ARR_PORTS[idle]}/{{R:1}}"))
+
+
+def inject_arr_variable_not_allowed(host: "SimHost") -> Undo:
+    """``HTTP_X_FORWARDED_HOST`` removed from ``rewrite/allowedServerVariables`` (the rule still sets it)."""
+
+    def edit(config) -> None:
+        variables = config.section_element("system.webServer/rewrite/allowedServerVariables")
+        for item in [v for v in variables if v.tag == "add" and v.get("name") == "HTTP_X_FORWARDED_HOST"]:
+            variables.remove(item)
+
+    return _edit_config(host, edit)
+
+
+#: ARR-mode failure modes (a host converged in ARR mode): name → :class:`Mode`.
+ARR_MODES: dict[str, Mode] = {
+    "arr_service_stopped": Mode(inject_arr_service_stopped, "arr.service[blue]"),
+    "arr_proxy_timeout": Mode(inject_arr_proxy_timeout, "timeouts.arr_proxy"),
+    "arr_rule_idle": Mode(inject_arr_rule_idle, "arr.rule_target"),
+    "arr_variable_not_allowed": Mode(inject_arr_variable_not_allowed, "proxy.headers"),
+}
