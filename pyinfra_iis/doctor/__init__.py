@@ -87,7 +87,7 @@ def run_checks(evidence: Evidence, checks: Iterable[CheckFunction] = CHECKS) -> 
 
 
 def diagnose(call: Call, target: Target) -> list[Check]:
-    """Read the host through ``call`` (two read-only remote calls) and run every check."""
+    """Read the host through ``call`` (two read-only remote calls, three in ARR mode) and run every check."""
 
     return run_checks(gather(call, target))
 

@@ -114,8 +114,15 @@ def check_arr(evidence: Evidence) -> list[Check]:
     ``arr.service[<slot>]`` (the active slot's service Running; the idle one's state reported)."""
 
     target = evidence.target
-    if not target.arr or not target.site or evidence.config is None:
+    if not target.site or evidence.config is None:
         return []
+    if not target.arr:  # the inventory says HttpPlatformHandler: the host must not front the site with our ARR rule
+        if _rule(evidence) is None:
+            return []
+        return [Check("arr.mode", FAIL, f"release_app.mode is {target.mode} but applicationHost.config holds rule {RULE_NAME} in "
+                      f"<location path=\"{target.site}\">: requests go to a slot service, not to HttpPlatformHandler",
+                      "release_app.mode: arr (with its arr settings), or remove the rule: appcmd clear config "
+                      f"\"{target.site}\" -section:system.webServer/rewrite/rules -commit:apphost")]
     arr = target.settings.arr
     report = release_state(evidence)
     slot, version = active(evidence)

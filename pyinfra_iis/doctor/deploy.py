@@ -1,7 +1,7 @@
 """The pyinfra side of the doctor: ``pyinfra INVENTORY deploys/doctor.py``.
 
 One operation per host, ``doctor``, whose ``FunctionCommand`` reads the host (one
-``Get-HostState`` and one ``Get-DoctorState``, both read-only: the ``@winrm`` connector keeps its
+``Get-HostState`` and one ``Get-DoctorState``, plus ``Get-AppServiceState`` in ARR mode, all read-only: the ``@winrm`` connector keeps its
 fact cache, nothing on the host changes), runs every check (:func:`pyinfra_iis.doctor.run_checks`),
 prints the host's table and returns ``False`` when a check failed, so pyinfra reports the host
 as failed and exits non-zero.

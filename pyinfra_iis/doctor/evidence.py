@@ -177,7 +177,7 @@ def _now(text: Any) -> datetime:
 
 
 def gather(call: Call, target: Target) -> Evidence:
-    """Read the host (two read-only calls) and return the :class:`Evidence` the checks take.
+    """Read the host (two read-only calls; a third, ``Get-AppServiceState``, in ARR mode) and return the :class:`Evidence` the checks take.
 
     Raises:
         whatever ``call`` raises (a failed call); ``FactProcessError`` for a host whose IIS uses
