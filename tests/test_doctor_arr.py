@@ -124,3 +124,20 @@ def test_each_arr_failure_mode_is_reported_by_exactly_its_check(demo, target, mo
     assert row.status == FAIL and EVIDENCE[mode] in row.evidence and row.fix, table
     assert [c.check for c in failed(checks)] == [spec.check], table
 
+
+
+def test_after_a_blue_green_switch_the_green_slot_is_checked_and_the_drained_blue_one_reported(demo, target, tmp_path):
+    """Last in this module: release 2.0.0 moves the host to the green slot; the doctor follows."""
+
+    server = demo.servers[0]
+    settle(server)
+    artifact = build_artifact("2.0.0", tmp_path / "dist")
+    result = demo.pyinfra("deploys/release.py", version="2.0.0", artifact=artifact, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    checks = run_checks(gather(local_call(server.host), target))
+    table = render_table("web01", checks)
+    assert not failed(checks) and {c.status for c in checks} == {OK}, table
+    rows = {c.check: c.evidence for c in checks}
+    assert "127.0.0.1:8002, the green slot's port" in rows["arr.rule_target"], table
+    assert "pyinfra-iis-api-blue is Stopped (idle slot, release 1.0.0, port 8001)" in rows["arr.service[blue]"], table
+    assert "release 2.0.0" in rows["app.release"] and "C:\\sites\\api\\releases\\2.0.0" in rows["access.app_folder"], table
