@@ -113,3 +113,17 @@ def test_an_arr_rule_on_a_host_the_inventory_runs_with_httpplatformhandler_fails
     assert row.check == "arr.mode" and row.status == FAIL and "release_app.mode is httpplatform" in row.evidence
     hph.state["iis"]["locations"] = {}
     assert check_arr(hph) == []
+
+
+def test_service_states_the_host_could_not_read_warn_and_a_failed_call_does_not_stop_the_doctor():
+    found = rows(check_arr(evidence(services={"error": "Access is denied"})))
+    assert found["arr.service[blue]"] == (WARN, "could not read the state of pyinfra-iis-api-blue: Access is denied")
+    from pyinfra_iis.doctor import gather
+
+    def call(function: str, payload: dict) -> dict:
+        if function == "Get-AppServiceState":
+            raise RuntimeError("Get-AppServiceState: the service control manager is busy")
+        return {}
+
+    gathered = gather(call, evidence().target)
+    assert gathered.doctor["services"] == {"error": "Get-AppServiceState: the service control manager is busy"}

@@ -147,11 +147,14 @@ def check_arr(evidence: Evidence) -> list[Check]:
             checks.append(Check("arr.rule_target", FAIL, f"rule proxies to 127.0.0.1:{port}, {which}; the active slot {slot} "
                                 f"(release {version}) listens on {expected}", f"release_app.arr.{slot}_port; switch back: "
                                 f"pyinfra INVENTORY deploys/release.py --data release_version={version}"))
-    states, names = evidence.doctor.get("services") or {}, service_names(target)
+    states, error = evidence.part("services")
+    states, names = states or {}, service_names(target)
     for one in SLOTS:
         name, state = names[one], states.get(names[one])
         runs = (report.get("slots") or {}).get(one)
-        if one == slot:
+        if error is not None:
+            checks.append(Check(f"arr.service[{one}]", WARN, f"could not read the state of {name}: {error}", f"check with: Get-Service {name}"))
+        elif one == slot:
             if state == "Running":
                 checks.append(Check(f"arr.service[{one}]", OK, f"{name} is Running (active slot, release {runs}, port {arr.port(one)})"))
             else:

@@ -208,7 +208,10 @@ def gather(call: Call, target: Target) -> Evidence:
     if target.arr:  # ARR mode: the slots' Windows services (95-services.ps1, read-only)
         from .arr import service_names
 
-        answer["services"] = call("Get-AppServiceState", {"names": list(service_names(target).values())}).get("services") or {}
+        try:
+            answer["services"] = call("Get-AppServiceState", {"names": list(service_names(target).values())}).get("services") or {}
+        except Exception as exc:  # noqa: BLE001 - as a part Get-DoctorState could not read: arr.service warns, the rest runs
+            answer["services"] = {"error": str(exc) or type(exc).__name__}
     evidence.doctor = answer
     evidence.now = _now(answer.get("now"))
     return evidence
