@@ -126,6 +126,22 @@ def test_each_arr_failure_mode_is_reported_by_exactly_its_check(demo, target, mo
 
 
 
+def test_an_arr_failure_through_the_cli_exits_non_zero_and_names_the_check(demo, tmp_path):
+    server = demo.servers[0]
+    settle(server)
+    undo = ARR_MODES["arr_rule_idle"].inject(server.host)
+    try:
+        result = demo.pyinfra("deploys/doctor.py", "--data", "doctor_format=json", timeout=300)
+    finally:
+        undo()
+        settle(server)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    (line,) = [json.loads(text) for text in result.stdout.splitlines() if text.startswith("{")]
+    assert [c["check"] for c in line["checks"] if c["status"] == FAIL] == ["arr.rule_target"]
+    assert "1 check(s) failed: arr.rule_target" in output
+
+
 def test_after_a_blue_green_switch_the_green_slot_is_checked_and_the_drained_blue_one_reported(demo, target, tmp_path):
     """Last in this module: release 2.0.0 moves the host to the green slot; the doctor follows."""
 
