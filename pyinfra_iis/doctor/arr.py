@@ -236,4 +236,4 @@ def proxy_headers(evidence: Evidence) -> list[Check]:
     if unset:
         return [Check("proxy.headers", WARN, f"rule {RULE_NAME} does not set {', '.join(unset)}: the app "
                       "builds URLs with the wrong scheme or host", "pyinfra INVENTORY deploys/release.py (rewrites the whole rule)")]
-    return [Check("proxy.headers", OK, f"rule {RULE_NAME} sets {', '.join(used)}; all allow-listed; uvicorn trusts them from 127.0.0.1")]
+    return [Check("proxy.headers", OK, f"rule {RULE_NAME} sets {', '.join(used)}; all allow-listed (the service XML has uvicorn trust them from 127.0.0.1 only)")]
