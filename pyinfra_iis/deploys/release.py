@@ -492,6 +492,7 @@ def release_app(target: Optional[ReleaseTarget] = None, with_runtime: bool = Tru
     rights.granted_rights(name="Granted rights: revoke what the inventory no longer names")
     if release_config.version is None and settings.mode == "arr":  # ARR mode: secrets live in the service XML, not the pool
         arr_release(target, None)
+        rights.granted_rights(name="Granted rights: record the services' rights")  # arr_release granted them
         return
     if release_config.version is None:
         revised = served_revision(target)
@@ -511,6 +512,7 @@ def release_app(target: Optional[ReleaseTarget] = None, with_runtime: bool = Tru
                                   artifact=str(release_config.artifact_path()), python_exe=release_config.python.python_exe,
                                   app_pool=target.app_pool)
         arr_release(target, version)
+        rights.granted_rights(name="Granted rights: record the release folders and the services' rights")  # the install and arr_release made them
         release.old_releases_removed(name=f"Keep {settings.keep_releases} releases of {settings.app_name}", settings=settings)
         return
     release.release_installed(name=f"Install {settings.app_name} {version}", settings=settings, version=version,

@@ -85,13 +85,14 @@ def inventory_grants(current_host: Any = None) -> list[dict[str, str]]:
     """Every grant the host's inventory names: ``iis_acls`` rules (present), Read on the private
     key of each certificate with ``grant_private_key_to_pools`` for every pool, and the release
     deploy's rules for every app of the ``release_*`` data, whichever this run releases
-    (``release_only``). Both deploys compute the same list, so each may revoke.
+    (``release_only``), with the slot services' rules of an app in ARR mode. Both deploys compute the same list, so each may revoke.
 
     Raises:
         InventoryError: invalid host data (as the deploys would).
         OperationValueError: a PFX that cannot be opened (its thumbprint is needed).
     """
 
+    from ..deploys.arr import service_acl_rules
     from ..deploys.release import acl_rules, declared_release_targets
     from ..models import load_host_config
 
@@ -105,6 +106,8 @@ def inventory_grants(current_host: Any = None) -> list[dict[str, str]]:
             wanted += [key_grant(thumbprint, cert.store, principal) for principal in principals]
     for target in declared_release_targets(None if current_host is host else current_host):  # the context proxy has no truth value
         wanted += [path_grant(rule) for rule in [*acl_rules(target), *release_folder_rules(target)]]
+        if target.settings.mode == "arr":  # the slot services' account (deploys/arr.py)
+            wanted += [path_grant(rule) for rule in service_acl_rules(target)]
     return wanted
 
 
