@@ -578,7 +578,7 @@ def switch_call(model: ReleaseSettings, report: dict, version: str, site_model: 
         "site": site_model.name, "app_pool": app_pool, "path": model.release_dir(version), "environment": environment or {},
         "health": health_check(site_model, model, version), "state_file": f"{model.root}\\release-state.json",
         "state_ok": ok_text, "state_failed": failed_text, "logs": model.logs_dir,
-        "preflight": start_check(model, version, HEALTHY_STATUS)})
+        "preflight": start_check(model, version, HEALTHY_STATUS, code_version=revision_of(version)[0])})
 
 
 @operation()

@@ -10,7 +10,8 @@ health path that does not answer ``expect_status``) in the time the app takes to
 traceback, while the old release keeps serving untouched.
 
 The check is :data:`START_CHECK_SCRIPT`, run by the release's own venv interpreter
-(``<release>\\venv\\Scripts\\python.exe -I -c SCRIPT SPEC``) through the host's program runner
+(``<release>\\venv\\Scripts\\python.exe -I -c SCRIPT SPEC``; a config revision runs its version's
+venv and app with its own web.config) through the host's program runner
 (``Invoke-HostProgram``, part 15). It reads ``<release>\\web.config`` (the environment variables and
 the entry point IIS will use; the app secrets come in the runner's environment, as the pool gives
 them), imports the app from ``<release>\\app``, serves it with uvicorn on a free loopback port in
@@ -62,8 +63,8 @@ for item in (list(variables) if variables is not None else []):
         os.environ[item.get('name')] = item.get('value', '')
 words = platform.get('arguments', '').split()
 entry = words[words.index('uvicorn') + 1]
-sys.path.insert(0, os.path.join(release, 'app'))
-os.chdir(release)
+sys.path.insert(0, os.path.join(spec.get('code', release), 'app'))
+os.chdir(spec.get('code', release))
 try:
     import importlib
     module, _, attribute = entry.partition(':')
@@ -99,7 +100,7 @@ answer('timeout', 6, error=last)
 """
 
 
-def start_check(settings: ReleaseSettings, version: str, expect_status: int = 200) -> dict[str, Any]:
+def start_check(settings: ReleaseSettings, version: str, expect_status: int = 200, code_version: str | None = None) -> dict[str, Any]:
     """The ``preflight`` member of ``Switch-Release``: an ``Invoke-Program``-shaped payload
     ``{"file", "arguments", "working_directory", "environment", "timeout_seconds"}`` that runs
     :data:`START_CHECK_SCRIPT` for release ``version``.
@@ -109,14 +110,18 @@ def start_check(settings: ReleaseSettings, version: str, expect_status: int = 20
     The check waits :data:`START_CHECK_FACTOR` x ``startup_time_limit`` seconds for a healthy answer
     (HttpPlatformHandler waits ``startupTimeLimit`` per start attempt); the runner's limit adds
     :data:`RUNNER_MARGIN_SECONDS`.
+
+    ``code_version``: the release whose venv and app run (default ``version``); a config revision
+    (``1.4.2+r2``) holds only its web.config and runs its version's venv and app.
     """
 
     release = settings.release_dir(version)
-    spec = {"release": release, "label": release, "path": settings.health_check_path, "status": expect_status,
+    code = settings.release_dir(code_version or version)
+    spec = {"release": release, "code": code, "label": release, "path": settings.health_check_path, "status": expect_status,
             "seconds": START_CHECK_FACTOR * settings.startup_time_limit.seconds, "loop": SELECTOR_LOOP}
     environment: dict[str, Any] = {"PYTHONUTF8": "1"}
     for name, value in settings.app_secrets.items():
         environment[name] = Secret(value.get_secret_value())
-    return {"file": f"{release}\\venv\\Scripts\\python.exe", "arguments": ["-I", "-c", START_CHECK_SCRIPT, json.dumps(spec, separators=(",", ":"))],
-            "working_directory": release, "environment": environment,
+    return {"file": f"{code}\\venv\\Scripts\\python.exe", "arguments": ["-I", "-c", START_CHECK_SCRIPT, json.dumps(spec, separators=(",", ":"))],
+            "working_directory": code, "environment": environment,
             "timeout_seconds": START_CHECK_FACTOR * settings.startup_time_limit.seconds + RUNNER_MARGIN_SECONDS}

@@ -39,6 +39,8 @@ def run_start_check(host: "SimHost", preflight: dict[str, Any]) -> dict[str, Any
         arguments = list(preflight["arguments"])
         spec = json.loads(arguments[-1])
         spec["release"] = str(host.path(spec["release"]))
+        if spec.get("code"):  # a config revision runs its version's venv and app
+            spec["code"] = str(host.path(spec["code"]))
         arguments[-1] = json.dumps(spec)
         cwd = host.path(str(preflight.get("working_directory") or spec["release"]))
     except (HttpError, SimPathError, KeyError, ValueError, IndexError) as exc:
