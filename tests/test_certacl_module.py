@@ -90,5 +90,9 @@ def test_certificate_removal_deletes_capi_keys_through_the_csp_and_never_a_share
     assert body.index("$certificate.PrivateKey") < body.index("GetRSAPrivateKey")
     assert body.index("[void]$store.Remove($certificate)") < body.index("Test-SharedCertificateKey") < body.index("PersistKeyInCsp")
     assert "$key.Key.Delete()" in body
+    # HasPrivateKey only says the certificate names a key: a key container already gone ("Keyset does not exist")
+    # must not keep the certificate in the store.
+    opened = body[body.index("GetRSAPrivateKey"):body.index("[void]$store.Remove")]
+    assert "catch { $key = $null }" in opened
     shared = BODIES["Test-SharedCertificateKey"]
     assert "GetPublicKeyString() -ceq $PublicKey" in shared and "HasPrivateKey" in shared and "$other.Close()" in shared

@@ -193,8 +193,8 @@ function Remove-IisCertificate {
         $found = @($store.Certificates.Find([System.Security.Cryptography.X509Certificates.X509FindType]::FindByThumbprint, $thumbprint, $false))
         foreach ($certificate in $found) {
             $key = $null; if ($certificate.HasPrivateKey) { try { $key = $certificate.PrivateKey } catch { $key = $null }
-                if ($key -isnot [System.Security.Cryptography.RSACryptoServiceProvider]) { $key = [System.Security.Cryptography.X509Certificates.RSACertificateExtensions]::GetRSAPrivateKey($certificate) }
-                if ($null -eq $key) { $key = [System.Security.Cryptography.X509Certificates.ECDsaCertificateExtensions]::GetECDsaPrivateKey($certificate) } }
+                try { if ($key -isnot [System.Security.Cryptography.RSACryptoServiceProvider]) { $key = [System.Security.Cryptography.X509Certificates.RSACertificateExtensions]::GetRSAPrivateKey($certificate) }
+                    if ($null -eq $key) { $key = [System.Security.Cryptography.X509Certificates.ECDsaCertificateExtensions]::GetECDsaPrivateKey($certificate) } } catch { $key = $null } }  # key gone: the certificate still goes
             [void]$store.Remove($certificate)
             if ($null -eq $key -or (Test-SharedCertificateKey -PublicKey $certificate.GetPublicKeyString() -Store $storeName)) { if ($null -ne $key) { $key.Dispose() }; continue }
             if ($key -is [System.Security.Cryptography.RSACryptoServiceProvider]) { $key.PersistKeyInCsp = $false; $key.Clear() }
