@@ -182,6 +182,20 @@ def test_any_failing_step_stops_the_new_slot_and_leaves_the_old_one_serving(fail
         assert "ImportError: x" in str(error.value)
 
 
+def test_the_slot_health_check_goes_to_uvicorn_and_never_gives_up_on_the_apps_own_503():
+    # Start-AppService runs Wait-ReleaseHealthy (92-release-health.ps1), which stops waiting at the first
+    # answer without X-Release-Version whose status is in give_up_statuses: meant for IIS's own 502.3/503,
+    # but a slot is requested directly, so a 503 there is the app still starting (the simulator waits).
+    from pyinfra_iis.models.site import Site
+
+    site = Site.model_validate({"name": "api", "physical_path": "C:\\x", "app_pool": "api",
+                                "bindings": [{"protocol": "https", "port": 443, "host_name": "api.example.com", "certificate": "b" * 40}]})
+    health = arr.slot_health(site, settings(), "2.0.0", 8002)
+    assert health["url"] == "http://127.0.0.1:8002/healthz" and health["certificate_hash"] is None
+    assert health["host"] == "api.example.com" and health["expect_version"] == "2.0.0"
+    assert health["give_up_statuses"] == []
+
+
 def test_the_state_records_the_active_slot_and_each_slots_version():
     report = {"current": "1.0.0", "previous": None, "history": [], "active_slot": "blue"}
     ok = json.loads(arr.state_text(report, "2.0.0", True, "green", {"blue": "1.0.0", "green": "2.0.0"}))

@@ -78,3 +78,21 @@ def test_rules_take_a_sid_and_protected_folders_check_owner_and_reparse_points()
 ])
 def test_module_reads_the_keys_the_operations_send(function, sent):
     assert keys_read(function) == sent
+
+
+def test_certificate_removal_deletes_capi_keys_through_the_csp_and_never_a_shared_key():
+    """Review of Remove-IisCertificate: on .NET Framework GetRSAPrivateKey wraps a software CAPI key in RSACng
+    (CryptAcquireCertificatePrivateKey "ncrypt only" up-converts it, dotnet/corefx#3502), so the CSP branch was dead
+    and CAPI keys went through CngKey.Delete; and a key another certificate still used (renewal with the same key,
+    a copy in WebHosting) was deleted with the removed certificate."""
+
+    body = code_without_strings_and_comments(BODIES["Remove-IisCertificate"])
+    assert body.index("$certificate.PrivateKey") < body.index("GetRSAPrivateKey")
+    assert body.index("[void]$store.Remove($certificate)") < body.index("Test-SharedCertificateKey") < body.index("PersistKeyInCsp")
+    assert "$key.Key.Delete()" in body
+    # HasPrivateKey only says the certificate names a key: a key container already gone ("Keyset does not exist")
+    # must not keep the certificate in the store.
+    opened = body[body.index("GetRSAPrivateKey"):body.index("[void]$store.Remove")]
+    assert "catch { $key = $null }" in opened
+    shared = BODIES["Test-SharedCertificateKey"]
+    assert "GetPublicKeyString() -ceq $PublicKey" in shared and "HasPrivateKey" in shared and "$other.Close()" in shared

@@ -82,6 +82,8 @@ CASES = [
     ("ENCODING-DEFAULT", "$a = 1\nAdd-Content -Path C:\\x -Value $a", "$a = 1\nAdd-Content -Path C:\\x -Value $a -Encoding UTF8"),
     ("REDIRECTION", "$a = 1\n$a > C:\\x.txt", "$a = 1\n$a > $null"),
     ("REDIRECTION", "$a = 1\nGet-Item C:\\x 2>> C:\\err.txt", "$a = 1\nGet-Item C:\\x 2> $null"),
+    ("SERVICE-WAIT", "$a = 1\nStart-Service -Name $n", "$a = Get-Service -Name $n\n$a.Start(); $a.WaitForStatus('Running', [TimeSpan]::FromSeconds(120))"),
+    ("SERVICE-WAIT", "$a = 1\nStop-Service -Name $n -WarningAction SilentlyContinue", "$a = 1\nStop-Service -Name $n -NoWait"),
     ("JSON-DEPTH", "$a = 1\n$j = ConvertTo-Json -InputObject $a -Compress", "$a = 1\n$j = ConvertTo-Json -InputObject $a -Depth 8 -Compress"),
     ("JSON-DEPTH", "$a = 1\n$j = $a | ConvertTo-Json", "$a = 1\n$j = $a | ConvertTo-Json -Depth 8 -Compress"),
     # Output leaks

@@ -158,3 +158,22 @@ def test_key_access_through_grant_path_access_on_the_key_file(host):
     [entry] = certificates(host)
     assert entry["key_readers"] == ["BUILTIN\\Administrators", "IIS APPPOOL\\api", "NT AUTHORITY\\SYSTEM"]
     assert sddl.app_pool_sid("api") in entry["key_reader_sids"]
+
+
+def test_removal_keeps_a_private_key_another_certificate_still_uses(host):
+    # Remove-IisCertificate (70-certificates.ps1) deletes the key only when no certificate left in My, WebHosting
+    # or its store has that public key and a private key: a copy MMC made into WebHosting shares the key container.
+    from pyinfra_iis.sim.functions.certificates import certificate_store
+
+    data, cert, _ = make_pfx()
+    run(host, "Import-IisCertificate", payload(data))
+    records = certificate_store(host)
+    [mine] = [r for k, r in records.items() if k.startswith("My/")]
+    records[f"WebHosting/{mine['thumbprint']}"] = {**mine, "store": "WebHosting"}
+    host.save()
+    assert run(host, "Remove-IisCertificate", {"thumbprint": thumb(cert), "store": "My"}) == {"removed": True}
+    [left] = certificates(host)
+    assert left["store"] == "WebHosting" and left["key_path"] == mine["key_file"]
+    assert host.path(mine["key_file"]).is_file()
+    assert run(host, "Remove-IisCertificate", {"thumbprint": thumb(cert), "store": "WebHosting"}) == {"removed": True}
+    assert not host.path(mine["key_file"]).exists() and certificates(host) == []

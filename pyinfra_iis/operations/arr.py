@@ -246,6 +246,17 @@ def switch_steps(host_: Any, plan: SwitchPlan) -> None:
         host_.log(f"the {old} slot's service reports {stopped.get('state')} after the stop", logger.warning)
 
 
+def slot_health(site_model: Any, model: Any, version: str, port: int) -> dict:
+    """The health check of a slot: ``health_check``'s, sent DIRECTLY to ``127.0.0.1:<port>``
+    (Uvicorn, no TLS) and without ``give_up_statuses``: no IIS stands between, so a 502/503
+    without the release header is the app's own answer (still starting), not IIS giving up;
+    ``Start-AppService`` (``Wait-ReleaseHealthy``) would otherwise stop waiting at once."""
+
+    health = health_check(site_model, model, version)
+    return {**health, "url": f"http://127.0.0.1:{port}{model.health_check_path}", "certificate_hash": None,
+            "expect_status": HEALTHY_STATUS, "give_up_statuses": []}
+
+
 @operation()
 def arr_release_switched(settings: Any, version: str, site: Any, app_pool: Optional[str] = None, entry_point: Optional[str] = None,
                          force: bool = False):
@@ -300,9 +311,7 @@ def arr_release_switched(settings: Any, version: str, site: Any, app_pool: Optio
     if whole:
         edits.append(physical_path_edit(site_model.name, wwwroot(model)))
     names = {s: services.service_name(model, s) for s in SLOTS}
-    health = health_check(site_model, model, version)
-    health = {**health, "url": f"http://127.0.0.1:{port}{model.health_check_path}", "certificate_hash": None,
-              "expect_status": HEALTHY_STATUS}
+    health = slot_health(site_model, model, version, port)
     source, upload = wrapper_source(arr, model)
     xml = services.render_service_xml(model, slot, version, release_dir, port, entry_point)
     state_report = {**report, "active_slot": active}

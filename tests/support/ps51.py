@@ -136,6 +136,7 @@ RULES = {
     "ENCODING-DEFAULT": "text written with the default encoding",
     "REDIRECTION": "> / >> redirection into a file",
     "JSON-DEPTH": "ConvertTo-Json without -Depth",
+    "SERVICE-WAIT": "service cmdlet that waits without a time limit",
     "OUTPUT-LEAK": "result leaks into the output",
     "SPLIT-MULTICHAR": ".Split with a multi-character string",
     "RSCA-ATTRIBUTE": "RSCA runtime attribute read or written as a plain attribute",
@@ -384,6 +385,9 @@ LEAKING_COMMANDS = frozenset({"new-item", "mkdir", "md"})
 #: Commands writing text files with an encoding default that differs between 5.1 and 7.
 TEXT_WRITERS = frozenset({"out-file", "set-content", "add-content"})
 WEB_CMDLETS = frozenset({"invoke-webrequest", "invoke-restmethod"})
+#: Service cmdlets that wait for the target state without a limit while the service is pending
+#: (5.1's ServiceOperationBaseCommand.DoWaitForStatus loops on 2-second WaitForStatus calls).
+SERVICE_WAITERS = frozenset({"start-service", "stop-service", "restart-service", "suspend-service", "resume-service"})
 
 #: Receivers of ``.Attributes`` that are not MWA elements: XML nodes and files.
 _NOT_MWA = re.compile(
@@ -710,7 +714,7 @@ def _rule_syntax(ctx: _Context) -> None:
 
 def _rule_commands(ctx: _Context) -> None:
     """PS7-CMDLET, PS7-PARAMETER, PS7-ENCODING, JOIN-PATH, BASIC-PARSING, ENCODING-DEFAULT,
-    JSON-DEPTH on every command call (aliases resolved through the 5.1 alias table)."""
+    SERVICE-WAIT, JSON-DEPTH on every command call (aliases resolved through the 5.1 alias table)."""
 
     for call in ctx.calls.calls:
         if call.name is None:
@@ -747,6 +751,10 @@ def _rule_commands(ctx: _Context) -> None:
             ctx.add(call, "BASIC-PARSING", f"{call.name} without -UseBasicParsing fails where Internet Explorer was never run (Server Core, service accounts): add -UseBasicParsing")
         if cmdlet in TEXT_WRITERS and "encoding" not in names:
             ctx.add(call, "ENCODING-DEFAULT", f"{call.name} without -Encoding writes UTF-16 LE / ANSI in 5.1: write with [System.IO.File]::WriteAllText($path, $text, (New-Object System.Text.UTF8Encoding $false)) or give -Encoding")
+        if cmdlet in SERVICE_WAITERS and "nowait" not in names:
+            ctx.add(call, "SERVICE-WAIT", f"{call.name} waits without a time limit while the service stays StartPending/StopPending "
+                    "(its DoWaitForStatus loop), hanging the call: use the ServiceController's Start()/Stop() and "
+                    "WaitForStatus(<status>, [TimeSpan]::FromSeconds(<limit>)), which throws after the limit")
         if cmdlet == "convertto-json" and "depth" not in names:
             ctx.add(call, "JSON-DEPTH", "ConvertTo-Json without -Depth truncates nested objects at depth 2 (to their type name): add -Depth (and -Compress)")
 

@@ -159,10 +159,25 @@ function Import-IisCertificate {
     Write-CallResult -InputObject $result
 }
 
+function Test-SharedCertificateKey {
+    # Whether a certificate in LocalMachine\My, WebHosting or Store has a private key and PublicKey: it uses the same
+    # key (a renewal that kept it, a copy MMC made in another store), which must then stay.
+    # Docs: https://learn.microsoft.com/dotnet/api/system.security.cryptography.x509certificates.x509certificate.getpublickeystring
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)] [string] $PublicKey, [Parameter(Mandatory = $true)] [string] $Store)
+    foreach ($name in @(@('My', 'WebHosting', $Store) | Select-Object -Unique)) {
+        $other = Open-MachineCertificateStore -Store $name
+        if ($null -ne $other) { try { foreach ($certificate in $other.Certificates) { if ($certificate.HasPrivateKey -and $certificate.GetPublicKeyString() -ceq $PublicKey) { return $true } } } finally { $other.Close() } }
+    }
+    return $false
+}
+
 function Remove-IisCertificate {
-    # {"thumbprint", "store"?} -> {"removed": bool}: remove the certificate from LocalMachine\<store> and delete its
-    # persisted private key (CNG: CngKey.Delete; CAPI: PersistKeyInCsp false, then Clear); chain certificates stay.
+    # {"thumbprint", "store"?} -> {"removed": bool}: remove the certificate from LocalMachine\<store>, then its key unless shared
+    # (Test-SharedCertificateKey): CAPI (.PrivateKey, which throws for CNG; GetRSAPrivateKey wraps software CAPI keys in RSACng
+    # too): PersistKeyInCsp false, then Clear; CNG: CngKey.Delete. Chain certificates stay.
     # Docs: https://learn.microsoft.com/dotnet/api/system.security.cryptography.x509certificates.x509store.remove
+    # Docs: https://learn.microsoft.com/dotnet/api/system.security.cryptography.x509certificates.x509certificate2.privatekey
     # Docs: https://learn.microsoft.com/dotnet/api/system.security.cryptography.cngkey.delete
     # Docs: https://learn.microsoft.com/dotnet/api/system.security.cryptography.rsacryptoserviceprovider.persistkeyincsp
     [CmdletBinding()]
@@ -177,11 +192,13 @@ function Remove-IisCertificate {
     try {
         $found = @($store.Certificates.Find([System.Security.Cryptography.X509Certificates.X509FindType]::FindByThumbprint, $thumbprint, $false))
         foreach ($certificate in $found) {
-            $key = $null; if ($certificate.HasPrivateKey) { $key = [System.Security.Cryptography.X509Certificates.RSACertificateExtensions]::GetRSAPrivateKey($certificate)
-                if ($null -eq $key) { $key = [System.Security.Cryptography.X509Certificates.ECDsaCertificateExtensions]::GetECDsaPrivateKey($certificate) } }
+            $key = $null; if ($certificate.HasPrivateKey) { try { $key = $certificate.PrivateKey } catch { $key = $null }
+                try { if ($key -isnot [System.Security.Cryptography.RSACryptoServiceProvider]) { $key = [System.Security.Cryptography.X509Certificates.RSACertificateExtensions]::GetRSAPrivateKey($certificate) }
+                    if ($null -eq $key) { $key = [System.Security.Cryptography.X509Certificates.ECDsaCertificateExtensions]::GetECDsaPrivateKey($certificate) } } catch { $key = $null } }  # key gone: the certificate still goes
             [void]$store.Remove($certificate)
+            if ($null -eq $key -or (Test-SharedCertificateKey -PublicKey $certificate.GetPublicKeyString() -Store $storeName)) { if ($null -ne $key) { $key.Dispose() }; continue }
             if ($key -is [System.Security.Cryptography.RSACryptoServiceProvider]) { $key.PersistKeyInCsp = $false; $key.Clear() }
-            elseif ($null -ne $key -and $null -ne $key.PSObject.Properties['Key']) { $key.Key.Delete(); $key.Dispose() }
+            elseif ($null -ne $key.PSObject.Properties['Key']) { $key.Key.Delete(); $key.Dispose() }
         }
     } catch { throw ('{0}: cannot remove {1} from LocalMachine\{2}: {3}' -f $function, $thumbprint, $storeName, $_.Exception.Message) } finally { $store.Close() }
     Write-CallResult -InputObject ([ordered]@{ removed = ($found.Count -gt 0) })

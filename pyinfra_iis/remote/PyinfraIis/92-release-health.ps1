@@ -93,7 +93,7 @@ function Assert-ReleaseStart {
     $file = Get-CallValue -Call $Check -Name 'file' -Type string -Required -Function $Function
     $arguments = Get-CallValue -Call $Check -Name 'arguments' -Type strings -Function $Function
     $directory = Get-CallValue -Call $Check -Name 'working_directory' -Type string -Default '' -Function $Function
-    $timeout = Get-CallValue -Call $Check -Name 'timeout_seconds' -Type integer -Default 120 -Minimum 1 -Maximum 7200 -Function $Function
+    $timeout = Get-CallValue -Call $Check -Name 'timeout_seconds' -Type integer -Default 120 -Minimum 1 -Maximum 86400 -Function $Function
     $variables = Get-CallValue -Call $Check -Name 'environment' -Type object -Function $Function
     $environment = @{}
     foreach ($name in (Get-CallMemberNames -Object $variables)) { $environment[$name] = [string]$variables.$name }

@@ -54,11 +54,11 @@ function Install-AppService {
 }
 
 function Start-AppService {
-    # Remote primitive: start the service (Start-Service waits for Running), then request its
+    # Remote primitive: start the service (startup type Automatic; at most 120 s until Running), then request its
     # health URL on 127.0.0.1:<slot port> until healthy or the deadline (Wait-ReleaseHealthy, part 92);
     # unhealthy: the last 30 lines of "log" (the service's stderr log) in log_tail.
     # {"name", "health": {url, host, expect_version, expect_status, deadline_seconds}, "log"} -> {"name", "state", "health", "log_tail"}
-    # Docs: https://learn.microsoft.com/powershell/module/microsoft.powershell.management/start-service?view=powershell-5.1
+    # Docs: https://learn.microsoft.com/dotnet/api/system.serviceprocess.servicecontroller.waitforstatus?view=netframework-4.8
     [CmdletBinding()]
     param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json)
     $function = 'Start-AppService'
@@ -68,7 +68,8 @@ function Start-AppService {
     $log = Get-CallValue -Call $call -Name 'log' -Type string -Default '' -Function $function
     if ($null -eq (Get-AppServiceStatus -Name $name)) { throw ('{0}: service {1} is not installed' -f $function, $name) }
     $answer = [ordered]@{ ok = $false; status = $null; body = ''; error = $null; seconds = 0 }
-    try { Start-Service -Name $name -WarningAction SilentlyContinue } catch { $answer['error'] = ('start failed: {0}' -f $_.Exception.Message) }
+    # Start-Service would wait without limit while StartPending (its DoWaitForStatus loop); WaitForStatus throws after 120 s.
+    try { Set-Service -Name $name -StartupType Automatic; $service = Get-Service -Name $name; if ($service.Status -eq 'Stopped') { $service.Start() }; $service.WaitForStatus('Running', [TimeSpan]::FromSeconds(120)) } catch { $answer['error'] = ('start failed: {0}' -f $_.Exception.GetBaseException().Message) }
     if ($null -eq $answer['error']) { $answer = Wait-ReleaseHealthy -Health $health -Function $function }
     $tail = $null
     if (-not $answer['ok'] -and $log.Length -gt 0) { $tail = Get-TextFileTail -Path $log -Count 30 }
@@ -77,17 +78,22 @@ function Start-AppService {
 
 function Stop-AppService {
     # Remote primitive: stop the service (WinSW sends Ctrl+C, waits its stoptimeout, then kills;
-    # Stop-Service waits for Stopped). Not installed or already stopped: nothing to do.
+    # we wait for Stopped), startup type Disabled. Not installed: nothing to do.
     # {"name"} -> {"name", "state"}
-    # Docs: https://learn.microsoft.com/powershell/module/microsoft.powershell.management/stop-service?view=powershell-5.1
+    # Docs: https://learn.microsoft.com/dotnet/api/system.serviceprocess.servicecontroller.stop?view=netframework-4.8
     [CmdletBinding()]
     param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json)
     $function = 'Stop-AppService'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
     $name = Get-CallValue -Call $call -Name 'name' -Type string -Required -Function $function
-    $state = Get-AppServiceStatus -Name $name
-    if ($null -ne $state -and $state -ne 'Stopped') {
-        try { Stop-Service -Name $name -WarningAction SilentlyContinue } catch { throw ('{0}: cannot stop {1}: {2}' -f $function, $name, $_.Exception.Message) }
+    $service = Get-Service -Name $name -ErrorAction SilentlyContinue
+    # Disabled: neither a reboot (<startmode> Automatic) nor the SCM restarting a crashed slot (<onfailure>) runs an idle slot.
+    if ($null -ne $service) { Set-Service -Name $name -StartupType Disabled }
+    if ($null -ne $service -and $service.Status -ne 'Stopped') {
+        # Bounded waits (Stop-Service has none): StartPending cannot take a stop; WinSW kills after <stoptimeout> (at most 3600 s).
+        try { if ($service.Status -eq 'StartPending') { $service.WaitForStatus('Running', [TimeSpan]::FromSeconds(120)) }
+            if ($service.Status -ne 'StopPending') { $service.Stop() }; $service.WaitForStatus('Stopped', [TimeSpan]::FromSeconds(3720))
+        } catch { throw ('{0}: cannot stop {1}: {2}' -f $function, $name, $_.Exception.GetBaseException().Message) }
     }
     Write-CallResult -InputObject ([ordered]@{ name = $name; state = (Get-AppServiceStatus -Name $name) })
 }

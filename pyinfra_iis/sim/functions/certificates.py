@@ -190,11 +190,27 @@ def _import(host: "SimHost", store: str, key, cert: x509.Certificate, chain: lis
     return json.dumps({"thumbprint": thumbprint, "subject": leaf["subject"], "store": store, "imported": True, "chain": added})
 
 
+def _public_key(record: dict[str, Any]) -> bytes:
+    certificate = x509.load_der_x509_certificate(base64.b64decode(record["der"]))
+    return certificate.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _shared_key(host: "SimHost", removed: dict[str, Any]) -> bool:
+    """``Test-SharedCertificateKey``: a certificate left in My, WebHosting or the removed one's store
+    with a private key and the same public key (a renewal that kept the key, a copy in another
+    store) uses that key, which then stays."""
+
+    stores = {"my", "webhosting", removed["store"].casefold()}
+    return any(other.get("has_private_key") and str(other.get("store")).casefold() in stores and _public_key(other) == _public_key(removed)
+               for other in certificate_store(host).values())
+
+
 @sim_function("Remove-IisCertificate")
 def remove_iis_certificate(host: "SimHost", payload: dict[str, Any]) -> str:
     """``{"thumbprint", "store"?}`` → ``{"removed": bool}``: the certificate leaves
     ``LocalMachine\\<store>`` and its private key file (with that file's ACL, key readers
-    included) is deleted, as ``CngKey.Delete`` does; chain certificates in ``CA`` stay. A store
+    included) is deleted, as ``CngKey.Delete`` does, unless another certificate uses that key
+    (:func:`_shared_key`); chain certificates in ``CA`` stay. A store
     that does not exist or a certificate that is not there: ``removed`` false. The controller
     refuses the call first while a binding uses the certificate."""
 
@@ -207,6 +223,8 @@ def remove_iis_certificate(host: "SimHost", payload: dict[str, Any]) -> str:
         if record is None:
             return json.dumps({"removed": False})
         key_file = record.get("key_file")
+        if key_file and _shared_key(host, record):
+            key_file = None
         if key_file:
             host.path(key_file).unlink(missing_ok=True)
             acl_store(host).pop(_key(key_file), None)

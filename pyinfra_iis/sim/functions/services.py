@@ -17,7 +17,9 @@ Differences from Windows, said rather than guessed: WinSW's ``roll-by-size`` rot
 simulated (the logs only grow); ``onfailure`` restarts are not simulated (a dead process shows
 as ``Stopped``); the service account is not enforced. State: ``host.state["services"]``
 (``{id: {"wrapper", "state"}}``); a simulator restarted with a service marked Running starts it
-again on first use, as the Automatic start mode does after a reboot (:func:`autostart`).
+again on first use, as the Automatic start mode does after a reboot (:func:`autostart`); a stopped
+one stays stopped, as ``Stop-AppService`` sets its startup type to Disabled (which also keeps the
+SCM from restarting a crashed idle slot).
 """
 
 from __future__ import annotations
