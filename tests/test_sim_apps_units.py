@@ -211,3 +211,19 @@ def test_proxy_answers_502_when_the_app_is_down_and_iis_errors_as_given():
         assert request(listener.port, "any")[0] == 503
     finally:
         listener.close()
+
+
+def test_platform_environment_applies_the_collection_in_order_and_names_compare_case_insensitively():
+    """One reading of ``<environmentVariables>`` for the simulator's HttpPlatformHandler and the
+    doctor: clear, add, remove in order; ``Path`` and ``PATH`` are one variable on Windows."""
+
+    import xml.etree.ElementTree as ET
+
+    from pyinfra_iis.release.webconfig import platform_environment
+
+    element = ET.fromstring(
+        '<httpPlatform><environmentVariables><environmentVariable name="A" value="1"/><clear/>'
+        '<environmentVariable name="Path" value="x"/><add name="PATH" value="y"/><environmentVariable name="B" value="2"/>'
+        '<remove name="b"/></environmentVariables></httpPlatform>')
+    assert platform_environment(element) == {"PATH": "y"}
+    assert platform_environment(ET.fromstring("<httpPlatform/>")) == {}

@@ -8,6 +8,7 @@ import re
 import shlex
 from typing import Any
 
+from ..release.webconfig import platform_environment
 from .model import Evidence
 from .modules import parse_web_config
 
@@ -33,15 +34,7 @@ def http_platform(evidence: Evidence) -> dict[str, Any] | None:
     element = root.find("system.webServer/httpPlatform") if root is not None else None
     if element is None:
         return None
-    environment: dict[str, str] = {}
-    variables = element.find("environmentVariables")
-    for item in list(variables) if variables is not None else []:
-        if item.tag == "clear":
-            environment.clear()
-        elif item.tag in ("environmentVariable", "add") and item.get("name"):
-            environment[item.get("name", "").upper()] = item.get("value", "")
-        elif item.tag == "remove":
-            environment.pop(item.get("name", "").upper(), None)
+    environment = {name.upper(): value for name, value in platform_environment(element).items()}
     try:
         startup = float(element.get("startupTimeLimit", "10"))
     except ValueError:

@@ -8,7 +8,7 @@ from pydantic import BeforeValidator, model_validator
 from pydantic_core import PydanticCustomError
 
 from .types import show
-from .base import IisModel, present_as_ensure
+from .base import EnsureModel
 from .types import Principal, WindowsPath
 
 #: ``System.Security.AccessControl.FileSystemRights`` names (Microsoft .NET API reference).
@@ -52,7 +52,7 @@ Inheritance = Annotated[tuple[str, ...], _flag_list(INHERITANCE_FLAGS, "inherita
 Propagation = Annotated[tuple[str, ...], _flag_list(PROPAGATION_FLAGS, "propagation")]
 
 
-class AclRule(IisModel):
+class AclRule(EnsureModel):
     """One entry of host data ``iis_acls``: an access rule on a folder or file.
 
     Attributes:
@@ -74,11 +74,6 @@ class AclRule(IisModel):
     inheritance: Inheritance = ("ContainerInherit", "ObjectInherit")
     propagation: Propagation = ("None",)
     ensure: Literal["present", "absent"] = "present"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _present_spelling(cls, data: Any) -> Any:
-        return present_as_ensure(data)
 
     @model_validator(mode="after")
     def _propagation_needs_inheritance(self) -> "AclRule":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
 
 
@@ -47,3 +47,13 @@ def present_as_ensure(data: Any) -> Any:
         raise PydanticCustomError("present", "present and ensure disagree; give one of them")
     data["ensure"] = ensure
     return data
+
+
+class EnsureModel(IisModel):
+    """Base of the models that spell removal ``ensure: absent`` (ACL rules, certificates): they
+    also take ``present: false`` (:func:`present_as_ensure`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _present_spelling(cls, data: Any) -> Any:
+        return present_as_ensure(data)

@@ -9,7 +9,7 @@ from pydantic import AfterValidator, Field, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
 
 from .types import show
-from .base import IisModel, present_as_ensure
+from .base import EnsureModel
 from .types import ControllerPath, Thumbprint
 
 
@@ -24,7 +24,7 @@ def _certificate_name(value: Any) -> str:
 CertificateName = Annotated[str, AfterValidator(_certificate_name)]
 
 
-class Certificate(IisModel):
+class Certificate(EnsureModel):
     """One entry of host data ``iis_certificates``: a PFX imported into ``Cert:\\LocalMachine\\<store>``.
 
     Attributes:
@@ -56,11 +56,6 @@ class Certificate(IisModel):
     grant_private_key_to_pools: bool = False
     thumbprint: Optional[Thumbprint] = None
     ensure: Literal["present", "absent"] = "present"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _present_spelling(cls, data: Any) -> Any:
-        return present_as_ensure(data)
 
     @model_validator(mode="after")
     def _source(self) -> "Certificate":

@@ -186,3 +186,25 @@ def render_web_config(settings: ReleaseSettings, release_dir: str, entry_point: 
         environment=environment,
         initialization_page=settings.health_check_path,
     )
+
+
+def platform_environment(platform) -> dict[str, str]:
+    """The environment an ``<httpPlatform>`` element (an ElementTree element) gives its process:
+    its ``<environmentVariables>`` applied in order as IIS applies a collection (``clear``
+    empties it, ``environmentVariable`` or ``add`` sets, ``remove`` deletes). Names compare
+    case-insensitively, as Windows environment names do; the last spelling written is kept."""
+
+    environment: dict[str, str] = {}
+    variables = platform.find("environmentVariables")
+    for item in list(variables) if variables is not None else []:
+        name = item.get("name") or ""
+        if item.tag == "clear":
+            environment.clear()
+            continue
+        if not name or item.tag not in ("environmentVariable", "add", "remove"):
+            continue
+        for key in [key for key in environment if key.upper() == name.upper()]:
+            del environment[key]
+        if item.tag != "remove":
+            environment[name] = item.get("value", "")
+    return environment

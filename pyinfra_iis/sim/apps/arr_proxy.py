@@ -27,9 +27,7 @@ outbound rules, rewrite maps, global rules, response buffering.
 
 from __future__ import annotations
 
-import http.client
 import re
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -37,7 +35,7 @@ from urllib.parse import urlsplit
 
 from ...iis.appconfig import first_child, real_children
 from ..iis.store import config_file, load_config
-from .bindings import HttpError
+from .bindings import HttpError, relay
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..host import SimHost
@@ -211,22 +209,8 @@ class _FrontHandler(BaseHTTPRequestHandler):
         self._relay(port, url, headers, body, route.timeout)
 
     def _relay(self, port: int, url: str, headers: list[tuple[str, str]], body: bytes, timeout: float) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        try:
-            connection.putrequest(self.command, url, skip_host=True, skip_accept_encoding=True)
-            for name, value in headers:
-                connection.putheader(name, value)
-            if body or self.command in ("POST", "PUT", "PATCH"):
-                connection.putheader("Content-Length", str(len(body)))
-            connection.endheaders(body or None)
-            response = connection.getresponse()
-            data = response.read()
-        except socket.timeout:
-            raise HttpError(502, "Bad Gateway", f"502.3: the operation timed out (ARR proxy timeout {timeout:g} s)") from None
-        except (ConnectionError, http.client.HTTPException, OSError) as exc:
-            raise HttpError(502, "Bad Gateway", f"502.3: the connection to the backend failed ({type(exc).__name__})") from None
-        finally:
-            connection.close()
+        response, data = relay(self.command, port, url, headers, body, timeout,
+                               f"the operation timed out (ARR proxy timeout {timeout:g} s)", "the connection to the backend failed")
         self._answer(response.status, response.reason,
                      [(n, v) for n, v in response.getheaders() if n.lower() not in _HOP_BY_HOP and n.lower() not in ("server", "date")], data)
 

@@ -60,6 +60,35 @@ class HttpError(Exception):
         self.status, self.reason, self.detail = status, reason, detail
 
 
+def relay(command: str, port: int, url: str, headers: list[tuple[str, str]], body: bytes, timeout: float,
+          timed_out: str, failed: str) -> tuple[http.client.HTTPResponse, bytes]:
+    """Send one request to ``127.0.0.1:port`` as a reverse proxy does (no Host or
+    Accept-Encoding of its own, ``headers`` as given, a Content-Length for a body) and read the
+    whole answer: ``(response, body)``.
+
+    Raises:
+        HttpError: 502.3 with ``timed_out`` when no answer came within ``timeout`` seconds, or
+            with ``failed`` and the error's name when the connection failed.
+    """
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.putrequest(command, url, skip_host=True, skip_accept_encoding=True)
+        for name, value in headers:
+            connection.putheader(name, value)
+        if body or command in ("POST", "PUT", "PATCH"):
+            connection.putheader("Content-Length", str(len(body)))
+        connection.endheaders(body or None)
+        response = connection.getresponse()
+        return response, response.read()
+    except socket.timeout:
+        raise HttpError(502, "Bad Gateway", f"502.3: {timed_out}") from None
+    except (ConnectionError, http.client.HTTPException, OSError) as exc:
+        raise HttpError(502, "Bad Gateway", f"502.3: {failed} ({type(exc).__name__})") from None
+    finally:
+        connection.close()
+
+
 @dataclass(frozen=True)
 class Binding:
     """A site binding: ``protocol`` (http/https), and ``bindingInformation`` split into
@@ -272,22 +301,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._error(error)
 
     def _relay(self, port: int, request_timeout: float, body: bytes) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=request_timeout)
-        try:
-            connection.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
-            for name, value in self._forward_headers():
-                connection.putheader(name, value)
-            if body or self.command in ("POST", "PUT", "PATCH"):
-                connection.putheader("Content-Length", str(len(body)))
-            connection.endheaders(body or None)
-            response = connection.getresponse()
-            data = response.read()
-        except socket.timeout:
-            raise HttpError(502, "Bad Gateway", f"502.3: the app did not answer within requestTimeout ({request_timeout:g} s)") from None
-        except (ConnectionError, http.client.HTTPException, OSError) as exc:
-            raise HttpError(502, "Bad Gateway", f"502.3: the connection to the app failed ({type(exc).__name__})") from None
-        finally:
-            connection.close()
+        response, data = relay(self.command, port, self.path, self._forward_headers(), body, request_timeout,
+                               f"the app did not answer within requestTimeout ({request_timeout:g} s)", "the connection to the app failed")
         headers = [(n, v) for n, v in response.getheaders()
                    if n.lower() not in _HOP_BY_HOP and n.lower() not in ("content-length", "server", "date")]
         self._send(response.status, response.reason, headers, data)

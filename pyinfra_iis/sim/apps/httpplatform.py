@@ -15,6 +15,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
+from ...release.webconfig import platform_environment
+
 #: IIS sets this to the port the process must listen on (docs/field-facts.md).
 PORT_VARIABLE = "HTTP_PLATFORM_PORT"
 
@@ -86,15 +88,7 @@ def parse_web_config(text: str) -> HttpPlatform | None:
     process_path = element.get("processPath")
     if not process_path:
         raise WebConfigError("httpPlatform has no processPath (a required attribute)")
-    environment: dict[str, str] = {}
-    variables = element.find("environmentVariables")
-    for item in list(variables) if variables is not None else []:
-        if item.tag == "clear":
-            environment.clear()
-        elif item.tag in ("environmentVariable", "add") and item.get("name"):
-            environment[item.get("name")] = item.get("value", "")
-        elif item.tag == "remove" and item.get("name"):
-            environment.pop(item.get("name"), None)
+    environment = platform_environment(element)
     return HttpPlatform(
         process_path=process_path,
         arguments=element.get("arguments", ""),

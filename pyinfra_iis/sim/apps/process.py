@@ -110,6 +110,22 @@ def base_environment() -> dict[str, str]:
 _LIVE: "weakref.WeakSet[AppProcess]" = weakref.WeakSet()
 
 
+def kill_process_group(process: subprocess.Popen) -> None:
+    """Kill ``process`` and its process group (uvicorn's worker processes) at once, and reap it;
+    nothing when it has already exited."""
+
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        process.kill()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not refused
+        pass
+
+
 @atexit.register
 def _kill_live_processes() -> None:
     for app in list(_LIVE):
@@ -261,13 +277,5 @@ class AppProcess:
 
     def _kill(self) -> None:
         process, self._process, self._port = self._process, None, None
-        if process is None or process.poll() is not None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            process.kill()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not refused
-            pass
+        if process is not None:
+            kill_process_group(process)

@@ -29,7 +29,6 @@ import hashlib
 import http.client
 import json
 import ntpath
-import os
 import signal
 import socket
 import subprocess
@@ -42,7 +41,7 @@ from urllib.parse import urlsplit
 from ...release.services import parse_service_xml
 from ..apps.httpplatform import map_argument, split_windows_arguments
 from ..apps.launch import SIM_VENV_MARKER
-from ..apps.process import base_environment, free_port
+from ..apps.process import base_environment, free_port, kill_process_group
 from ..apps.venv import venv_python
 from ..host import SimPathError
 from . import SimFunctionError, sim_function
@@ -69,16 +68,7 @@ _RUNNING: dict[tuple[Path, str], _Running] = {}
 
 
 def _kill(running: _Running) -> None:
-    process = running.process
-    if process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            process.kill()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:  # pragma: no cover
-        pass
+    kill_process_group(running.process)
 
 
 @atexit.register
