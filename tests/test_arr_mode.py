@@ -191,6 +191,17 @@ def test_the_state_records_the_active_slot_and_each_slots_version():
     assert (failed["current"], failed["active_slot"], failed["history"][-1]["ok"]) == ("1.0.0", "blue", False)
 
 
+def test_a_rollback_records_rolled_back_from_and_only_a_release_switch_clears_it():
+    report = {"current": "2.0.0", "previous": "1.0.0", "history": [], "active_slot": "green", "rollback_from": "2.0.0"}
+    slots = {"blue": "1.0.0", "green": "2.0.0"}
+    back = json.loads(arr.state_text(report, "1.0.0", True, "blue", slots))
+    assert (back["current"], back["previous"], back["rolled_back_from"], back["history"][-1]["rollback"]) == ("1.0.0", "2.0.0", "2.0.0", True)
+    kept = json.loads(arr.state_text({**back, "rollback_from": None}, "3.0.0", False, "green", slots))
+    assert kept["rolled_back_from"] == "2.0.0" and kept["current"] == "1.0.0"  # a failed release keeps the record
+    cleared = json.loads(arr.state_text({**back, "rollback_from": None}, "3.0.0", True, "green", slots))
+    assert "rolled_back_from" not in cleared and "rollback" not in cleared["history"][-1]
+
+
 # --- the simulator's twins ---------------------------------------------------------------------
 
 
@@ -252,3 +263,25 @@ def test_the_folders_exist_with_their_acls_before_anything_is_written_into_them(
     assert services_sddl == "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;LS)"
     assert logs_sddl == "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1301bf;;;LS)"  # Modify: WinSW writes its logs
     assert all("sddl" not in p for _, p in calls[3:])  # the slot folders inherit
+
+
+# --- the host's give-up on a slot whose process died ---------------------------------------------
+
+
+def test_a_slot_whose_service_stopped_ends_the_health_wait_instead_of_waiting_for_the_deadline():
+    """On Windows, WinSW exits when the app's process exits (its OnMainProcessExited), so the
+    service is Stopped (until the SCM's restart recovery action, 10 s later): Start-AppService's
+    health wait polls the service's status in the same loop and gives up at once, as the
+    simulator's twin does when its process exits."""
+
+    from pyinfra_iis.remote import read_remote_file
+    from test_remote_contract import function_bodies
+
+    wait = function_bodies(read_remote_file("PyinfraIis/92-release-health.ps1"))["Wait-ReleaseHealthy"]
+    start = function_bodies(read_remote_file("PyinfraIis/95-services.ps1"))["Start-AppService"]
+    assert "Wait-ReleaseHealthy -Health $health -Function $function -ServiceName $name" in start
+    loop = wait[wait.index("while ($true)"):]
+    stopped = loop.index("(Get-AppServiceStatus -Name $ServiceName) -eq 'Stopped'")
+    assert stopped < loop.index("Start-Sleep -Milliseconds 250")
+    assert "not waiting for the deadline" in loop[stopped:loop.index("Start-Sleep")]
+    assert "[string] $ServiceName = ''" in wait  # Switch-Release's wait (no service) is unchanged

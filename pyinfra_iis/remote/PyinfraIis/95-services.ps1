@@ -55,7 +55,8 @@ function Install-AppService {
 
 function Start-AppService {
     # Remote primitive: start the service (Start-Service waits for Running), then request its
-    # health URL on 127.0.0.1:<slot port> until healthy or the deadline (Wait-ReleaseHealthy, part 92);
+    # health URL on 127.0.0.1:<slot port> until healthy, the deadline or the service Stopped (its process
+    # exited: WinSW exits with it; Wait-ReleaseHealthy, part 92);
     # unhealthy: the last 30 lines of "log" (the service's stderr log) in log_tail.
     # {"name", "health": {url, host, expect_version, expect_status, deadline_seconds}, "log"} -> {"name", "state", "health", "log_tail"}
     # Docs: https://learn.microsoft.com/powershell/module/microsoft.powershell.management/start-service?view=powershell-5.1
@@ -69,7 +70,7 @@ function Start-AppService {
     if ($null -eq (Get-AppServiceStatus -Name $name)) { throw ('{0}: service {1} is not installed' -f $function, $name) }
     $answer = [ordered]@{ ok = $false; status = $null; body = ''; error = $null; seconds = 0 }
     try { Start-Service -Name $name -WarningAction SilentlyContinue } catch { $answer['error'] = ('start failed: {0}' -f $_.Exception.Message) }
-    if ($null -eq $answer['error']) { $answer = Wait-ReleaseHealthy -Health $health -Function $function }
+    if ($null -eq $answer['error']) { $answer = Wait-ReleaseHealthy -Health $health -Function $function -ServiceName $name }
     $tail = $null
     if (-not $answer['ok'] -and $log.Length -gt 0) { $tail = Get-TextFileTail -Path $log -Count 30 }
     Write-CallResult -InputObject ([ordered]@{ name = $name; state = (Get-AppServiceStatus -Name $name); health = $answer; log_tail = $tail })
