@@ -176,15 +176,28 @@ def wrapper_source(arr: ArrSettings, settings: ReleaseSettings) -> tuple[str, Op
 def state_text(report: dict, version: str, ok: bool, slot: str, slots: dict[str, Optional[str]]) -> str:
     """release-state.json after an attempt to serve ``version`` from ``slot`` (``ok``: it
     serves): ``current``/``previous``/``history`` as ``operations.release.state_texts`` writes
-    them, plus ``mode``, ``active_slot`` and ``slots`` ({slot: version})."""
+    them, plus ``mode``, ``active_slot`` and ``slots`` ({slot: version}).
+
+    A rollback passes ``report["rollback_from"]`` (the release it leaves): as in the
+    HttpPlatformHandler mode the success state records it as ``rolled_back_from`` (its history
+    entry gets ``"rollback": true``), which makes a retried unnamed rollback a no-op; any other
+    successful switch clears it, a failed one keeps what the state had.
+    """
 
     current, previous = report.get("current"), report.get("previous")
+    rollback_from = report.get("rollback_from")
     at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    history = [*list(report.get("history") or [])[-99:], {"at": at, "from": current, "to": version, "ok": ok, "slot": slot}]
+    entry = {"at": at, "from": current, "to": version, "ok": ok, "slot": slot}
+    if rollback_from:
+        entry["rollback"] = True
+    history = [*list(report.get("history") or [])[-99:], entry]
     active = report.get("active_slot")
     if ok:
         previous, current, active = (current if current != version else previous), version, slot
     state = {"current": current, "previous": previous, "history": history, "mode": "arr", "active_slot": active, "slots": slots}
+    kept = rollback_from if ok else report.get("rolled_back_from")
+    if kept:
+        state["rolled_back_from"] = kept
     return json.dumps(state, indent=2) + "\n"
 
 
@@ -248,7 +261,7 @@ def switch_steps(host_: Any, plan: SwitchPlan) -> None:
 
 @operation()
 def arr_release_switched(settings: Any, version: str, site: Any, app_pool: Optional[str] = None, entry_point: Optional[str] = None,
-                         force: bool = False):
+                         force: bool = False, rollback_from: Optional[str] = None):
     """
     Serve an installed release through ARR from a blue/green slot, only once it answers healthy
     on its own port (the module docstring lists the steps).
@@ -261,6 +274,8 @@ def arr_release_switched(settings: Any, version: str, site: Any, app_pool: Optio
     + entry_point: ``module:attribute`` of the app (default ``main:app``; the deploy passes the
       artifact manifest's).
     + force: restart into the idle slot even when ``version`` is served (e.g. new app secrets).
+    + rollback_from: set by :func:`arr_rolled_back` (the release a rollback leaves): recorded
+      as ``rolled_back_from`` in release-state.json (:func:`state_text`).
 
     Nothing happens when the rule points at the slot release-state.json says runs ``version``,
     the rule is complete and ARR's proxy settings are as asked.
@@ -305,7 +320,7 @@ def arr_release_switched(settings: Any, version: str, site: Any, app_pool: Optio
               "expect_status": HEALTHY_STATUS}
     source, upload = wrapper_source(arr, model)
     xml = services.render_service_xml(model, slot, version, release_dir, port, entry_point)
-    state_report = {**report, "active_slot": active}
+    state_report = {**report, "active_slot": active, "rollback_from": rollback_from}
     new_slots = {**{s: slots.get(s) for s in SLOTS}, slot: version}
     plan = SwitchPlan(slot=slot, old_slot=active, port=port, version=version, names=names, xml=xml, secret_xml=bool(model.app_secrets),
                       xml_path=services.xml_path(model, slot), wrapper=services.wrapper_path(model, slot), source=source,
@@ -322,23 +337,57 @@ def arr_release_switched(settings: Any, version: str, site: Any, app_pool: Optio
     yield FunctionCommand(host_step(switch_steps), (plan,), {})
 
 
+def served_version(report: dict, active: Optional[str]) -> Optional[str]:
+    """The version the active slot runs (release-state.json's ``slots``), or ``None``."""
+
+    return (report.get("slots") or {}).get(active) if active else None
+
+
 @operation()
-def arr_rolled_back(settings: Any, site: Any, app_pool: Optional[str] = None, entry_point: Optional[str] = None):
+def arr_rolled_back(settings: Any, site: Any, app_pool: Optional[str] = None, entry_point: Optional[str] = None,
+                    version: Optional[str] = None):
     """
-    Serve the release state's ``previous`` release again, from the idle slot (the slot that
-    served it, normally), health-checked like any ARR release.
+    Serve an earlier installed release again, from the idle slot, health-checked like any ARR
+    release; the same rule as the HttpPlatformHandler mode's ``release_rolled_back``, so a
+    retried pipeline job never undoes a rollback:
+
+    * ``version`` named (``--data release_version=1.0.0``): that installed release
+      (``operations.release.rollback_target``); nothing happens when the active slot runs it;
+    * unnamed: the release state's ``previous``, except when the last switch was a rollback
+      (release-state.json's ``rolled_back_from``): then it stays at what that rollback went
+      back to (nothing happens when the active slot serves it). Name a version to go further.
 
     + settings, site, app_pool, entry_point: as for :func:`arr_release_switched`.
+    + version: the release to go back to; none: as above.
+
+    **Example:**
+
+    .. code:: python
+
+        arr_rolled_back(name="Roll back api", settings=settings, site=site, app_pool="api", version="1.4.1")
 
     Raises:
-        OperationError: no previous release, or it is no longer installed.
+        OperationError: the named release is not installed and complete, or (unnamed) there is
+            no previous release or it is no longer installed; before any command.
     """
 
+    from .release import rollback_target
+
     model = validated(ReleaseSettings, settings, "settings")
-    report = release_report(host_state(host, release_roots=[model.root]), model.root)
-    previous = report.get("previous")
-    if not previous:
-        raise OperationError(f"no previous release under {model.root} (current: {report.get('current') or 'none'}); nothing to roll back to")
-    if previous not in complete_versions(report):
-        raise OperationError(f"previous release {previous} is no longer installed under {model.releases_dir}")
-    yield from arr_release_switched._inner(settings=model, version=previous, site=site, app_pool=app_pool, entry_point=entry_point)
+    site_model = validated(Site, site, "site")
+    version = _version(version) if version else None
+    fact = host_state(host, release_roots=[model.root])
+    report = release_report(fact, model.root)
+    current = report.get("current")
+    served = served_version(report, active_slot(fact, model, site_model.name))
+    if not version and report.get("rolled_back_from") and current in complete_versions(report):
+        # The last switch was a rollback: an unnamed one (a retried job) stays there.
+        if served == current:
+            host.noop(f"site {site_model.name} was rolled back from {report['rolled_back_from']} to {current}; "
+                      f"name a version (--data release_version=...) to go further")
+            return
+        target = current
+    else:
+        target = rollback_target(report, version)
+    yield from arr_release_switched._inner(settings=model, version=target, site=site, app_pool=app_pool, entry_point=entry_point,
+                                           rollback_from=current if current != target else report.get("rolled_back_from"))
