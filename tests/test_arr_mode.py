@@ -202,6 +202,27 @@ def test_a_rollback_records_rolled_back_from_and_only_a_release_switch_clears_it
     assert "rolled_back_from" not in cleared and "rollback" not in cleared["history"][-1]
 
 
+def test_a_config_revision_is_numbered_after_every_one_the_state_names_and_runs_its_versions_folder():
+    report = {"current": "2.0.0+r2", "previous": "1.0.0", "slots": {"blue": "1.0.0", "green": "2.0.0+r2"},
+              "history": [{"to": "2.0.0+r3", "ok": False}], "versions": [{"version": "1.0.0", "complete": True},
+                                                                        {"version": "2.0.0", "complete": True}]}
+    assert arr.next_revision(report, "2.0.0") == "2.0.0+r4" and arr.next_revision(report, "1.0.0") == "1.0.0+r2"
+    assert arr.installed(report, "2.0.0+r7") and not arr.installed(report, "3.0.0") and not arr.installed(report, None)
+
+
+def test_the_slot_config_is_current_only_when_the_hosts_keyed_digest_of_its_xml_matches():
+    from pyinfra_iis.protocol import secret_digest
+
+    model = settings()
+    xml = services.render_service_xml(model, "blue", "1.0.0", f"{ROOT}\\releases\\1.0.0", 8001)
+    report = {"services": {"blue\\pyinfra-iis-api-blue.xml": secret_digest(xml)}}
+    assert arr.config_current(report, model, "blue", xml)
+    changed = services.render_service_xml(settings().model_copy(update={"app_settings": {"FLAG": "on"}}), "blue", "1.0.0",
+                                          f"{ROOT}\\releases\\1.0.0", 8001)
+    assert not arr.config_current(report, model, "blue", changed) and not arr.config_current(report, model, "green", xml)
+    assert "s3cret-value" not in json.dumps(report)  # only the keyed digest of the XML holding the secret
+
+
 # --- the simulator's twins ---------------------------------------------------------------------
 
 

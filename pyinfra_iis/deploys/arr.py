@@ -85,7 +85,9 @@ def arr_release(target: "ReleaseTarget", version: Optional[str] = None, rollback
     A rollback (:func:`~pyinfra_iis.operations.arr.arr_rolled_back`) with a ``version``
     (``--data release_version=1.0.0``) switches to that installed release; without one to the
     release state's ``previous``, or, when the last switch was a rollback, stays where it went
-    (``rolled_back_from``): a retry is a no-op either way.
+    (``rolled_back_from``): a retry is a no-op either way. Without a ``version`` (and no
+    rollback), changed ``app_settings``/``app_secrets`` make a config revision
+    (:func:`~pyinfra_iis.operations.arr.arr_config_revised`).
     """
 
     settings = target.settings
@@ -96,8 +98,9 @@ def arr_release(target: "ReleaseTarget", version: Optional[str] = None, rollback
         arr.arr_rolled_back(name=f"Roll back {target.site.name}{f' to {version}' if version else ''} (ARR)", settings=settings,
                             site=target.site, app_pool=target.app_pool, entry_point=entry_point, version=version)
         return
-    if version is None:
-        host.noop(f"no release version given: {settings.app_name} keeps its current slot")
+    if version is None:  # today's app_settings/app_secrets for the served release: a config revision if they changed
+        arr.arr_config_revised(name=f"Config of {settings.app_name} (ARR)", settings=settings, site=target.site,
+                               app_pool=target.app_pool, entry_point=entry_point)
         return
     arr.arr_release_switched(name=f"Switch {target.site.name} to {version} (ARR)", settings=settings, version=version,
                              site=target.site, app_pool=target.app_pool, entry_point=entry_point)

@@ -511,6 +511,7 @@ def release_app(target: Optional[ReleaseTarget] = None, with_runtime: bool = Tru
                                   artifact=str(release_config.artifact_path()), python_exe=release_config.python.python_exe,
                                   app_pool=target.app_pool)
         arr_release(target, version)
+        rights.granted_rights(name="Granted rights: record the release folders")  # created by the install, the service account's ACLs
         release.old_releases_removed(name=f"Keep {settings.keep_releases} releases of {settings.app_name}", settings=settings)
         return
     release.release_installed(name=f"Install {settings.app_name} {version}", settings=settings, version=version,

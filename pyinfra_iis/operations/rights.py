@@ -85,7 +85,8 @@ def inventory_grants(current_host: Any = None) -> list[dict[str, str]]:
     """Every grant the host's inventory names: ``iis_acls`` rules (present), Read on the private
     key of each certificate with ``grant_private_key_to_pools`` for every pool, and the release
     deploy's rules for every app of the ``release_*`` data, whichever this run releases
-    (``release_only``). Both deploys compute the same list, so each may revoke.
+    (``release_only``), with the ARR mode's service account rules for an app in that mode. Both
+    deploys compute the same list, so each may revoke.
 
     Raises:
         InventoryError: invalid host data (as the deploys would).
@@ -105,6 +106,10 @@ def inventory_grants(current_host: Any = None) -> list[dict[str, str]]:
             wanted += [key_grant(thumbprint, cert.store, principal) for principal in principals]
     for target in declared_release_targets(None if current_host is host else current_host):  # the context proxy has no truth value
         wanted += [path_grant(rule) for rule in [*acl_rules(target), *release_folder_rules(target)]]
+        if target.settings.mode == "arr":  # the ARR slots' service account (deploys/arr.py): named, so never revoked
+            from ..deploys.arr import service_acl_rules
+
+            wanted += [path_grant(rule) for rule in service_acl_rules(target)]
     return wanted
 
 
