@@ -182,6 +182,26 @@ def test_any_failing_step_stops_the_new_slot_and_leaves_the_old_one_serving(fail
         assert "ImportError: x" in str(error.value)
 
 
+def test_a_release_whose_start_check_fails_is_refused_before_its_service_starts():
+    """uvicorn's multiprocess supervisor keeps a slot's service running while workers die at
+    import, so the health wait alone would last health_deadline: the start check refuses first."""
+
+    from pyinfra_iis.release.startcheck import start_check
+
+    model = settings()
+    failing = {"exit_code": 1, "stdout": "", "stderr": "Traceback ...\nImportError: deliberately broken"}
+    host = ScriptedHost(answers(**{"Invoke-Program": failing}))
+    checked = plan()
+    checked.preflight = start_check(model, "2.0.0", 200)
+    with pytest.raises(ReleaseStepError, match="start check of the green slot's release failed with exit code 1") as error:
+        arr.switch_steps(host, checked)
+    assert "ImportError: deliberately broken" in str(error.value) and "slot blue keeps serving" in str(error.value)
+    functions = [f for f, _ in host.calls]
+    assert "Start-AppService" not in functions and "Set-IisConfig" not in functions
+    assert functions[-2:] == ["Stop-AppService", "Write-TextFile"] and host.calls[-1][1]["text"] == "FAILED"
+    assert host.calls[functions.index("Invoke-Program")][1]["file"] == f"{ROOT}\\releases\\2.0.0\\venv\\Scripts\\python.exe"
+
+
 def test_the_state_records_the_active_slot_and_each_slots_version():
     report = {"current": "1.0.0", "previous": None, "history": [], "active_slot": "blue"}
     ok = json.loads(arr.state_text(report, "2.0.0", True, "green", {"blue": "1.0.0", "green": "2.0.0"}))

@@ -6,7 +6,11 @@ A release (:func:`arr_release_switched`) goes into the IDLE slot and is served o
 1. ``Write-TextFile`` the slot's WinSW XML (``release/services.py``; sent as a ``Secret``
    when it holds app secrets), ``Stop-AppService`` the idle slot (normally already stopped),
    ``Install-AppService`` (the pinned wrapper, its SHA-256 checked on the host);
-2. ``Start-AppService``: start, then health-check the slot DIRECTLY on
+2. ``Invoke-Program``: the release's start check (``release/startcheck.py``, as
+   ``Switch-Release``'s ``preflight``): an app that cannot import or answer is refused in
+   seconds, before its service starts (uvicorn's multiprocess supervisor keeps the service
+   running while its workers die, so the health wait would last ``health_deadline``); then
+   ``Start-AppService``: start, then health-check the slot DIRECTLY on
    ``http://127.0.0.1:<slot port><health path>`` from the host, with the site's host name and
    the release version expected (``X-Release-Version``);
 3. ONE ``Set-IisConfig``: the rewrite rule's target becomes the slot's port (on a first release
@@ -46,6 +50,7 @@ from ..models.server import ProxySettings
 from ..models.site import Site
 from ..protocol import Secret, remote_call, secret_digest
 from ..release import services
+from ..release.startcheck import start_check
 from ..sddl import ADMINISTRATORS, SYSTEM, app_pool_sid, protected_sddl
 from ._common import ReleaseStepError, call_host, controller_file, host_step, iis_of, validated
 from .release import HEALTHY_STATUS, _version, complete_versions, health_check, release_report, revision_name, revision_of
@@ -269,6 +274,13 @@ def switch_steps(host_: Any, plan: SwitchPlan) -> None:
         call_host(host_, "Install-AppService", {"name": new_name, "wrapper": plan.wrapper, "source": plan.source, "sha256": plan.sha256})
     except ReleaseStepError as exc:
         fail(f"release {plan.version}: the {new} slot's service could not be installed ({exc}); slot {old or 'none'} keeps serving")
+    preflight = getattr(plan, "preflight", None)
+    if preflight:  # the release's start check, as Switch-Release runs it: a broken app is refused in seconds
+        run = call_host(host_, "Invoke-Program", preflight)
+        if run.get("exit_code") != 0:
+            lines = f"{run.get('stderr') or ''}\n{run.get('stdout') or ''}".strip().splitlines()[-30:]
+            fail(f"release {plan.version}: the start check of the {new} slot's release failed with exit code {run.get('exit_code')}; "
+                 f"slot {old or 'none'} keeps serving and the {new} slot was not started. Last lines:\n" + "\n".join(lines))
     started = call_host(host_, "Start-AppService", {"name": new_name, "health": plan.health, "log": plan.err_log})
     answer = started.get("health") or {}
     if not answer.get("ok"):
@@ -366,6 +378,7 @@ def arr_release_switched(settings: Any, version: str, site: Any, app_pool: Optio
     state_report = {**report, "active_slot": active, "rollback_from": rollback_from}
     new_slots = {**{s: slots.get(s) for s in SLOTS}, slot: version}
     plan = SwitchPlan(slot=slot, old_slot=active, port=port, version=version, names=names, xml=xml, secret_xml=bool(model.app_secrets),
+                      preflight=start_check(model, revision_of(version)[0], HEALTHY_STATUS),
                       xml_path=services.xml_path(model, slot), wrapper=services.wrapper_path(model, slot), source=source,
                       sha256=arr.winsw.sha256, health=health, err_log=f"{services.service_logs_dir(model)}\\{names[slot]}.err.log", edits=edits, drain=arr.drain.seconds,
                       state_file=f"{model.root}\\release-state.json",

@@ -236,6 +236,9 @@ def _sim_pip(host: "SimHost", python: str, arguments: list[str]) -> tuple[int, s
     return 0, "Successfully installed " + " ".join(requirements), ""
 
 
+from ...release.startcheck import START_CHECK_SCRIPT  # noqa: E402
+
+
 @sim_function("Invoke-Program")
 def invoke_program(host: "SimHost", payload: dict[str, Any]) -> str:
     """``{"file","arguments","working_directory","environment","timeout_seconds"}`` →
@@ -250,6 +253,14 @@ def invoke_program(host: "SimHost", payload: dict[str, Any]) -> str:
         code, out, err = _sim_venv(host, program, arguments)
     elif arguments[:4] == ["-I", "-m", "pip", "install"] and "--find-links" in arguments and "-r" in arguments:
         code, out, err = _sim_pip(host, program, arguments)
+    elif arguments[:2] == ["-I", "-c"] and len(arguments) == 4 and arguments[2] == START_CHECK_SCRIPT:
+        # the release's start check run on its own (ARR mode, operations/arr.py), as Switch-Release's preflight runs it
+        from ..apps.startcheck import run_start_check
+
+        run = run_start_check(host, payload)
+        if run.get("error"):
+            raise SimFunctionError(str(run["error"]).replace("Switch-Release:", "Invoke-Program:"))
+        code, out, err = run["exit_code"], run["stdout"], run["stderr"]
     else:
         raise SimFunctionError(f"Invoke-Program: the simulator cannot run {program} {' '.join(arguments)}")
     return json.dumps({"exit_code": code, "stdout": _tail(out), "stderr": _tail(err)})
