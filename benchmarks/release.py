@@ -78,7 +78,16 @@ class StepResult:
 #: Per mode, the simulator functions that make its switch: the clients count for
 #: ``"<step> switch"`` while any host is in one; the first one's seconds are the switch seconds
 #: (and, for the broken release, its refusal time).
-WATCHED = {"httpplatform": ("switch-release",), "arr": ("start-appservice", "set-iisconfig", "stop-appservice")}
+#: In the ARR mode the release's start check (an ``Invoke-Program`` of the start-check script,
+#: never the install's venv/pip runs) comes first and refuses a broken release before its slot
+#: starts: its seconds are that release's refusal time.
+WATCHED = {"httpplatform": ("switch-release",), "arr": ("start-appservice", "set-iisconfig", "stop-appservice", "invoke-program")}
+
+
+def start_check_call(key: str, payload: Any) -> bool:
+    """Whether an ``Invoke-Program`` call is a release's start check (``python -I -c <script>``)."""
+
+    return key != "invoke-program" or (isinstance(payload, dict) and (payload.get("arguments") or [])[:2] == ["-I", "-c"])
 
 
 class SwitchWatch:
@@ -87,7 +96,7 @@ class SwitchWatch:
     each call of the first key."""
 
     def __init__(self, load: ClientLoad, keys: tuple[str, ...] = ("switch-release",)):
-        self.load, self.step, self.seconds, self.active = load, "start", [], 0
+        self.load, self.step, self.seconds, self.checks, self.active = load, "start", [], [], 0
         self._lock = threading.Lock()
         sim_functions.load_all()
         self._keys = keys
@@ -95,6 +104,8 @@ class SwitchWatch:
 
     def _watched(self, key: str, original: Callable) -> Callable:
         def watched(host, payload):
+            if not start_check_call(key, payload):
+                return original(host, payload)
             with self._lock:
                 self.active += 1
                 self.load.step(f"{self.step} switch")
@@ -105,6 +116,8 @@ class SwitchWatch:
                 with self._lock:
                     if key == self._keys[0]:
                         self.seconds.append(round(time.monotonic() - started, 2))
+                    elif key == "invoke-program":
+                        self.checks.append(round(time.monotonic() - started, 2))
                     self.active -= 1
                     if not self.active:
                         self.load.step(self.step)
@@ -121,8 +134,15 @@ class SwitchWatch:
 
     def begin(self, step: str) -> None:
         with self._lock:
-            self.step, self.seconds = step, []
+            self.step, self.seconds, self.checks = step, [], []
             self.load.step(step)
+
+
+def refusal_seconds(watch: SwitchWatch) -> float | None:
+    """A refused release's seconds: its longest switch call, else (ARR mode: refused by the start
+    check before its slot started) its longest start check."""
+
+    return max(watch.seconds or watch.checks) if (watch.seconds or watch.checks) else None
 
 
 def release_steps(mode: str, demo: Demo, artifacts: dict[str, Path], clients: int, path: str) -> list[StepResult]:
@@ -147,7 +167,7 @@ def release_steps(mode: str, demo: Demo, artifacts: dict[str, Path], clients: in
                      "failed": outside.get("failed", 0) + during.get("failed", 0),
                      "failures": [*during.get("failures", []), *outside.get("failures", [])]}
             results.append(StepResult(mode, name, run.returncode == 0, round(seconds, 1), whole, during, list(watch.seconds),
-                                      max(watch.seconds) if not must_pass and watch.seconds else None))
+                                      refusal_seconds(watch) if not must_pass else None))
     return results
 
 
