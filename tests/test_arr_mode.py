@@ -326,3 +326,19 @@ def test_a_slot_whose_service_stopped_ends_the_health_wait_instead_of_waiting_fo
     assert stopped < loop.index("Start-Sleep -Milliseconds 250")
     assert "not waiting for the deadline" in loop[stopped:loop.index("Start-Sleep")]
     assert "[string] $ServiceName = ''" in wait  # Switch-Release's wait (no service) is unchanged
+
+
+def test_a_config_revisions_start_check_runs_its_versions_venv_in_either_mode():
+    """A config revision folder (1.0.0+r2) holds web.config and the marker only: the start check
+    Switch-Release runs before committing must use 1.0.0's venv and app (it failed on every
+    HttpPlatformHandler config revision before)."""
+
+    from pyinfra_iis.models.site import Site
+    from pyinfra_iis.operations.release import switch_call
+    from pyinfra_iis.protocol import parse_remote_call
+
+    model = ReleaseSettings.model_validate({"app_name": "api", "root": ROOT})
+    site = Site.model_validate({"name": "api", "app_pool": "api", "physical_path": ROOT, "bindings": [{"protocol": "http", "port": 80}]})
+    _, payload = parse_remote_call(switch_call(model, {}, "1.0.0+r2", site, "api").get_raw_value())
+    assert payload["path"] == f"{ROOT}\\releases\\1.0.0+r2"
+    assert payload["preflight"]["file"] == f"{ROOT}\\releases\\1.0.0\\venv\\Scripts\\python.exe"

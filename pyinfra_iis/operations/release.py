@@ -578,7 +578,8 @@ def switch_call(model: ReleaseSettings, report: dict, version: str, site_model: 
         "site": site_model.name, "app_pool": app_pool, "path": model.release_dir(version), "environment": environment or {},
         "health": health_check(site_model, model, version), "state_file": f"{model.root}\\release-state.json",
         "state_ok": ok_text, "state_failed": failed_text, "logs": model.logs_dir,
-        "preflight": start_check(model, version, HEALTHY_STATUS)})
+        # a config revision (1.4.2+r2) runs its version's venv and app: the start check runs them
+        "preflight": start_check(model, revision_of(version)[0], HEALTHY_STATUS)})
 
 
 @operation()
