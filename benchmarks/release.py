@@ -1,10 +1,11 @@
 """Release benchmark: do clients see a failed request while a fleet moves from release to release?
 (a script, not a test)
 
-    /work/venv/bin/python benchmarks/release.py [--mode httpplatform] [--hosts 2] [--clients 8]
+    /work/venv/bin/python benchmarks/release.py [--mode httpplatform|arr|both] [--hosts 2] [--clients 8]
         [--path /info] [--workdir DIR] [--json FILE]
 
-Per hosting mode (``--mode``, repeatable; default every mode in :data:`MODES`): ``--hosts`` fresh
+Per hosting mode (``--mode``, repeatable; ``both`` or none: every mode in :data:`MODES`,
+``httpplatform`` then ``arr``): ``--hosts`` fresh
 simulated hosts (in this process, ``pyinfra_iis.demo.Demo``) are converged with release 1.0.0 of
 ``examples/app`` by ``deploys/site.py`` (the shipped inventory and deploys, through pyinfra's
 command line). Then ``--clients`` threads call ``--path`` through the hosts' https bindings
@@ -20,13 +21,17 @@ run and, for the broken release, the seconds from its ``Switch-Release`` call to
 Figures only: the exit code is non-zero on errors (a deploy that should have passed failed, or
 the broken one passed), never on a missed target.
 
-A second mode is one more function in :data:`MODES` (``mode(args, work, artifacts) ->
-list[StepResult]``) that prepares its hosts and runs :func:`release_steps`.
+A mode is one function in :data:`MODES` (``mode(args, work, artifacts) -> list[StepResult]``)
+that prepares its hosts and runs :func:`release_steps`. In the ARR mode (:func:`arr`) the
+"switch" is the ARR release's host calls (``Start-AppService`` with its health check, the
+rewrite rule's ``Set-IisConfig``, ``Stop-AppService``; :data:`WATCHED`), and the broken release's
+refusal is timed from its ``Start-AppService`` call.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -70,42 +75,74 @@ class StepResult:
     refused_after: float | None = None
 
 
-class SwitchWatch:
-    """Wraps the simulator's ``Switch-Release`` (the hosts run in this process): while any host
-    switches, the clients count for ``"<step> switch"``; records each call's seconds."""
+#: Per mode, the simulator functions that make its switch: the clients count for
+#: ``"<step> switch"`` while any host is in one; the first one's seconds are the switch seconds
+#: (and, for the broken release, its refusal time).
+#: In the ARR mode the release's start check (an ``Invoke-Program`` of the start-check script,
+#: never the install's venv/pip runs) comes first and refuses a broken release before its slot
+#: starts: its seconds are that release's refusal time.
+WATCHED = {"httpplatform": ("switch-release",), "arr": ("start-appservice", "set-iisconfig", "stop-appservice", "invoke-program")}
 
-    def __init__(self, load: ClientLoad):
-        self.load, self.step, self.seconds, self.active = load, "start", [], 0
+
+def start_check_call(key: str, payload: Any) -> bool:
+    """Whether an ``Invoke-Program`` call is a release's start check (``python -I -c <script>``)."""
+
+    return key != "invoke-program" or (isinstance(payload, dict) and (payload.get("arguments") or [])[:2] == ["-I", "-c"])
+
+
+class SwitchWatch:
+    """Wraps the simulator's ``Switch-Release`` (or ``keys``; the hosts run in this process):
+    while any host switches, the clients count for ``"<step> switch"``; records the seconds of
+    each call of the first key."""
+
+    def __init__(self, load: ClientLoad, keys: tuple[str, ...] = ("switch-release",)):
+        self.load, self.step, self.seconds, self.checks, self.active = load, "start", [], [], 0
         self._lock = threading.Lock()
         sim_functions.load_all()
-        key = "switch-release"
-        self._key, (self._name, self._original) = key, sim_functions._REGISTRY[key]
+        self._keys = keys
+        self._originals = {key: sim_functions._REGISTRY[key] for key in keys}
 
-    def __enter__(self) -> "SwitchWatch":
+    def _watched(self, key: str, original: Callable) -> Callable:
         def watched(host, payload):
+            if not start_check_call(key, payload):
+                return original(host, payload)
             with self._lock:
                 self.active += 1
                 self.load.step(f"{self.step} switch")
             started = time.monotonic()
             try:
-                return self._original(host, payload)
+                return original(host, payload)
             finally:
                 with self._lock:
-                    self.seconds.append(round(time.monotonic() - started, 2))
+                    if key == self._keys[0]:
+                        self.seconds.append(round(time.monotonic() - started, 2))
+                    elif key == "invoke-program":
+                        self.checks.append(round(time.monotonic() - started, 2))
                     self.active -= 1
                     if not self.active:
                         self.load.step(self.step)
 
-        sim_functions._REGISTRY[self._key] = (self._name, watched)
+        return watched
+
+    def __enter__(self) -> "SwitchWatch":
+        for key, (name, original) in self._originals.items():
+            sim_functions._REGISTRY[key] = (name, self._watched(key, original))
         return self
 
     def __exit__(self, *exc) -> None:
-        sim_functions._REGISTRY[self._key] = (self._name, self._original)
+        sim_functions._REGISTRY.update(self._originals)
 
     def begin(self, step: str) -> None:
         with self._lock:
-            self.step, self.seconds = step, []
+            self.step, self.seconds, self.checks = step, [], []
             self.load.step(step)
+
+
+def refusal_seconds(watch: SwitchWatch) -> float | None:
+    """A refused release's seconds: its longest switch call, else (ARR mode: refused by the start
+    check before its slot started) its longest start check."""
+
+    return max(watch.seconds or watch.checks) if (watch.seconds or watch.checks) else None
 
 
 def release_steps(mode: str, demo: Demo, artifacts: dict[str, Path], clients: int, path: str) -> list[StepResult]:
@@ -114,7 +151,7 @@ def release_steps(mode: str, demo: Demo, artifacts: dict[str, Path], clients: in
     steps = [("v2", "deploys/release.py", "2.0.0", True), ("broken v3", "deploys/release.py", "3.0.0", False),
              ("rollback", "deploys/rollback.py", None, True)]
     results = []
-    with ClientLoad(demo.servers, path, clients=clients) as load, SwitchWatch(load) as watch:
+    with ClientLoad(demo.servers, path, clients=clients) as load, SwitchWatch(load, WATCHED[mode]) as watch:
         time.sleep(1.0)
         for name, deploy, version, must_pass in steps:
             watch.begin(name)
@@ -130,7 +167,7 @@ def release_steps(mode: str, demo: Demo, artifacts: dict[str, Path], clients: in
                      "failed": outside.get("failed", 0) + during.get("failed", 0),
                      "failures": [*during.get("failures", []), *outside.get("failures", [])]}
             results.append(StepResult(mode, name, run.returncode == 0, round(seconds, 1), whole, during, list(watch.seconds),
-                                      max(watch.seconds) if not must_pass and watch.seconds else None))
+                                      refusal_seconds(watch) if not must_pass else None))
     return results
 
 
@@ -148,8 +185,48 @@ def httpplatform(args: argparse.Namespace, work: Path, artifacts: dict[str, Path
         return release_steps("httpplatform", demo, artifacts, args.clients, args.path)
 
 
-#: Hosting modes: name -> function(args, work folder, artifacts) -> step results.
-MODES: dict[str, Callable[[argparse.Namespace, Path, dict[str, Path]], list[StepResult]]] = {"httpplatform": httpplatform}
+#: The ARR mode's group data (appended to the shipped inventory's): the shipped release_app
+#: with ``mode="arr"``, a stand-in for the pinned WinSW (the simulator runs the services itself)
+#: and timeouts shortened so a run takes minutes, aligned as ``models.arr.check_arr_timeouts``
+#: demands (proxy_timeout 10 s <= drain 8 s + graceful shutdown 3 s; keep-alive 120 s).
+ARR_GROUP_DATA = """
+release_app = {{**release_app, "mode": "arr", "timeout_keep_alive": "120s", "timeout_graceful_shutdown": "3s",
+                "arr": {{"winsw": {{"source": {winsw!r}, "sha256": "{sha256}"}}, "workers": 2,
+                        "proxy_timeout": "10s", "drain": "8s", "stop_timeout": "10s"}}}}
+iis_server = {{**iis_server, "proxy": {{**iis_server["proxy"], "timeout": "10s"}}}}
+"""
+
+
+def arr(args: argparse.Namespace, work: Path, artifacts: dict[str, Path]) -> list[StepResult]:
+    """ARR reverse-proxy mode (docs/hosting-modes.md): the shipped inventory with
+    :data:`ARR_GROUP_DATA`; each release goes to the idle blue/green slot, is health-checked on
+    its port, the rewrite rule switches, the old slot drains and stops."""
+
+    root = work / "project"
+    for folder in ("inventories", "deploys"):
+        shutil.copytree(PROJECT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    winsw = work / "winsw" / "WinSW-x64.exe"
+    winsw.parent.mkdir(parents=True, exist_ok=True)
+    winsw.write_bytes(b"MZ pyinfra-iis benchmark stand-in for WinSW 2.12 x64\r\n")
+    with open(root / "inventories" / "group_data" / "all.py", "a", encoding="utf-8") as handle:
+        handle.write(ARR_GROUP_DATA.format(winsw=str(winsw), sha256=hashlib.sha256(winsw.read_bytes()).hexdigest()))
+    with Demo(work / "hosts", hosts=args.hosts, root=root) as demo:
+        first = demo.pyinfra("deploys/site.py", version="1.0.0", artifact=artifacts["1.0.0"], timeout=RUN_TIMEOUT)
+        if first.returncode != 0:
+            raise BenchmarkError(f"arr: the first converge failed:\n{(first.stdout + first.stderr)[-3000:]}")
+        return release_steps("arr", demo, artifacts, args.clients, args.path)
+
+
+#: Hosting modes: name -> function(args, work folder, artifacts) -> step results (run in this order).
+MODES: dict[str, Callable[[argparse.Namespace, Path, dict[str, Path]], list[StepResult]]] = {"httpplatform": httpplatform, "arr": arr}
+
+
+def chosen_modes(asked: list[str] | None) -> list[str]:
+    """The modes to run for ``--mode`` values: none or ``both``: every mode of :data:`MODES`."""
+
+    if not asked or "both" in asked:
+        return list(MODES)
+    return list(dict.fromkeys(asked))
 
 
 def build_artifacts(folder: Path) -> dict[str, Path]:
@@ -183,7 +260,7 @@ def report(results: list[StepResult]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", action="append", choices=sorted(MODES), help="hosting mode (repeatable; default: all)")
+    parser.add_argument("--mode", action="append", choices=[*MODES, "both"], help="hosting mode (repeatable; both or none: all)")
     parser.add_argument("--hosts", type=int, default=2)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--path", default="/info")
@@ -197,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         artifacts = build_artifacts(work / "dist")
         results: list[StepResult] = []
-        for mode in args.mode or sorted(MODES):
+        for mode in chosen_modes(args.mode):
             results += MODES[mode](args, work / mode, artifacts)
         print("\n".join(report(results)))
         if args.json:

@@ -196,6 +196,26 @@ def test_the_slot_health_check_goes_to_uvicorn_and_never_gives_up_on_the_apps_ow
     assert health["give_up_statuses"] == []
 
 
+def test_a_release_whose_start_check_fails_is_refused_before_its_service_starts():
+    """uvicorn's multiprocess supervisor keeps a slot's service running while workers die at
+    import, so the health wait alone would last health_deadline: the start check refuses first."""
+
+    from pyinfra_iis.release.startcheck import start_check
+
+    model = settings()
+    failing = {"exit_code": 1, "stdout": "", "stderr": "Traceback ...\nImportError: deliberately broken"}
+    host = ScriptedHost(answers(**{"Invoke-Program": failing}))
+    checked = plan()
+    checked.preflight = start_check(model, "2.0.0", 200)
+    with pytest.raises(ReleaseStepError, match="start check of the green slot's release failed with exit code 1") as error:
+        arr.switch_steps(host, checked)
+    assert "ImportError: deliberately broken" in str(error.value) and "slot blue keeps serving" in str(error.value)
+    functions = [f for f, _ in host.calls]
+    assert "Start-AppService" not in functions and "Set-IisConfig" not in functions
+    assert functions[-2:] == ["Stop-AppService", "Write-TextFile"] and host.calls[-1][1]["text"] == "FAILED"
+    assert host.calls[functions.index("Invoke-Program")][1]["file"] == f"{ROOT}\\releases\\2.0.0\\venv\\Scripts\\python.exe"
+
+
 def test_the_state_records_the_active_slot_and_each_slots_version():
     report = {"current": "1.0.0", "previous": None, "history": [], "active_slot": "blue"}
     ok = json.loads(arr.state_text(report, "2.0.0", True, "green", {"blue": "1.0.0", "green": "2.0.0"}))
@@ -203,6 +223,38 @@ def test_the_state_records_the_active_slot_and_each_slots_version():
                                                                                {"blue": "1.0.0", "green": "2.0.0"})
     failed = json.loads(arr.state_text(report, "2.0.0", False, "green", {"blue": "1.0.0", "green": None}))
     assert (failed["current"], failed["active_slot"], failed["history"][-1]["ok"]) == ("1.0.0", "blue", False)
+
+
+def test_a_rollback_records_rolled_back_from_and_only_a_release_switch_clears_it():
+    report = {"current": "2.0.0", "previous": "1.0.0", "history": [], "active_slot": "green", "rollback_from": "2.0.0"}
+    slots = {"blue": "1.0.0", "green": "2.0.0"}
+    back = json.loads(arr.state_text(report, "1.0.0", True, "blue", slots))
+    assert (back["current"], back["previous"], back["rolled_back_from"], back["history"][-1]["rollback"]) == ("1.0.0", "2.0.0", "2.0.0", True)
+    kept = json.loads(arr.state_text({**back, "rollback_from": None}, "3.0.0", False, "green", slots))
+    assert kept["rolled_back_from"] == "2.0.0" and kept["current"] == "1.0.0"  # a failed release keeps the record
+    cleared = json.loads(arr.state_text({**back, "rollback_from": None}, "3.0.0", True, "green", slots))
+    assert "rolled_back_from" not in cleared and "rollback" not in cleared["history"][-1]
+
+
+def test_a_config_revision_is_numbered_after_every_one_the_state_names_and_runs_its_versions_folder():
+    report = {"current": "2.0.0+r2", "previous": "1.0.0", "slots": {"blue": "1.0.0", "green": "2.0.0+r2"},
+              "history": [{"to": "2.0.0+r3", "ok": False}], "versions": [{"version": "1.0.0", "complete": True},
+                                                                        {"version": "2.0.0", "complete": True}]}
+    assert arr.next_revision(report, "2.0.0") == "2.0.0+r4" and arr.next_revision(report, "1.0.0") == "1.0.0+r2"
+    assert arr.installed(report, "2.0.0+r7") and not arr.installed(report, "3.0.0") and not arr.installed(report, None)
+
+
+def test_the_slot_config_is_current_only_when_the_hosts_keyed_digest_of_its_xml_matches():
+    from pyinfra_iis.protocol import secret_digest
+
+    model = settings()
+    xml = services.render_service_xml(model, "blue", "1.0.0", f"{ROOT}\\releases\\1.0.0", 8001)
+    report = {"services": {"blue\\pyinfra-iis-api-blue.xml": secret_digest(xml)}}
+    assert arr.config_current(report, model, "blue", xml)
+    changed = services.render_service_xml(settings().model_copy(update={"app_settings": {"FLAG": "on"}}), "blue", "1.0.0",
+                                          f"{ROOT}\\releases\\1.0.0", 8001)
+    assert not arr.config_current(report, model, "blue", changed) and not arr.config_current(report, model, "green", xml)
+    assert "s3cret-value" not in json.dumps(report)  # only the keyed digest of the XML holding the secret
 
 
 # --- the simulator's twins ---------------------------------------------------------------------
@@ -266,3 +318,41 @@ def test_the_folders_exist_with_their_acls_before_anything_is_written_into_them(
     assert services_sddl == "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;LS)"
     assert logs_sddl == "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1301bf;;;LS)"  # Modify: WinSW writes its logs
     assert all("sddl" not in p for _, p in calls[3:])  # the slot folders inherit
+
+
+# --- the host's give-up on a slot whose process died ---------------------------------------------
+
+
+def test_a_slot_whose_service_stopped_ends_the_health_wait_instead_of_waiting_for_the_deadline():
+    """On Windows, WinSW exits when the app's process exits (its OnMainProcessExited), so the
+    service is Stopped (until the SCM's restart recovery action, 10 s later): Start-AppService's
+    health wait polls the service's status in the same loop and gives up at once, as the
+    simulator's twin does when its process exits."""
+
+    from pyinfra_iis.remote import read_remote_file
+    from test_remote_contract import function_bodies
+
+    wait = function_bodies(read_remote_file("PyinfraIis/92-release-health.ps1"))["Wait-ReleaseHealthy"]
+    start = function_bodies(read_remote_file("PyinfraIis/95-services.ps1"))["Start-AppService"]
+    assert "Wait-ReleaseHealthy -Health $health -Function $function -ServiceName $name" in start
+    loop = wait[wait.index("while ($true)"):]
+    stopped = loop.index("(Get-AppServiceStatus -Name $ServiceName) -eq 'Stopped'")
+    assert stopped < loop.index("Start-Sleep -Milliseconds 250")
+    assert "not waiting for the deadline" in loop[stopped:loop.index("Start-Sleep")]
+    assert "[string] $ServiceName = ''" in wait  # Switch-Release's wait (no service) is unchanged
+
+
+def test_a_config_revisions_start_check_runs_its_versions_venv_in_either_mode():
+    """A config revision folder (1.0.0+r2) holds web.config and the marker only: the start check
+    Switch-Release runs before committing must use 1.0.0's venv and app (it failed on every
+    HttpPlatformHandler config revision before)."""
+
+    from pyinfra_iis.models.site import Site
+    from pyinfra_iis.operations.release import switch_call
+    from pyinfra_iis.protocol import parse_remote_call
+
+    model = ReleaseSettings.model_validate({"app_name": "api", "root": ROOT})
+    site = Site.model_validate({"name": "api", "app_pool": "api", "physical_path": ROOT, "bindings": [{"protocol": "http", "port": 80}]})
+    _, payload = parse_remote_call(switch_call(model, {}, "1.0.0+r2", site, "api").get_raw_value())
+    assert payload["path"] == f"{ROOT}\\releases\\1.0.0+r2"
+    assert payload["preflight"]["file"] == f"{ROOT}\\releases\\1.0.0\\venv\\Scripts\\python.exe"

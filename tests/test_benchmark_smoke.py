@@ -1,6 +1,7 @@
 """A tiny run of benchmarks/fleet.py (1 and 2 simulated hosts, no release, no latency), so the
 benchmark and its baseline connector do not rot. Counts are asserted, never times: the
-benchmark prints figures and ratios."""
+benchmark prints figures and ratios. benchmarks/release.py's ARR mode runs small too (1 host, 2
+clients; its HttpPlatformHandler mode runs in tests/test_e2e_release_clients.py)."""
 
 from __future__ import annotations
 
@@ -84,3 +85,39 @@ def test_report_marks_missed_targets_without_failing():
     assert "target: no-op <= 8 HTTP requests/host: MISSED (worst host 13)" in lines
     assert "target: no-op <= 1 worker process/host: MISSED (worst host 2)" in lines
     assert "target: 50 hosts < 3x the wall time of 1 (no-op): MISSED (4.00x)" in lines
+
+
+RELEASE = PROJECT / "benchmarks" / "release.py"
+
+
+def load_release_module():
+    spec = importlib.util.spec_from_file_location("release_benchmark_smoke", RELEASE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_release_benchmark_runs_both_modes_for_both_or_no_mode():
+    bench = load_release_module()
+    assert list(bench.MODES) == ["httpplatform", "arr"]
+    assert bench.chosen_modes(None) == bench.chosen_modes(["both"]) == ["httpplatform", "arr"]
+    assert bench.chosen_modes(["arr", "arr"]) == ["arr"]
+    assert bench.WATCHED["arr"][0] == "start-appservice"  # the slot's start + health check: the refusal time
+
+
+@pytest.mark.e2e
+def test_the_release_benchmark_in_arr_mode_small(tmp_path):
+    """benchmarks/release.py --mode arr with 1 host and 2 clients: v2, broken v3 refused, rollback,
+    no failed request (figures printed, never timed)."""
+
+    out = tmp_path / "figures.json"
+    result = subprocess.run([sys.executable, str(RELEASE), "--mode", "arr", "--hosts", "1", "--clients", "2", "--workdir", str(tmp_path / "work"),
+                             "--json", str(out)], cwd=PROJECT, capture_output=True, text=True, timeout=1200)
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert [(r["mode"], r["step"], r["ok"]) for r in results] == [("arr", "v2", True), ("arr", "broken v3", False), ("arr", "rollback", True)]
+    assert all(r["whole"]["requests"] > 0 and r["whole"]["failed"] == 0 for r in results), [r["whole"] for r in results]
+    assert results[1]["refused_after"] is not None
+    assert "arr | v2 | " in result.stdout and "target: 0 failed requests: met" in result.stdout

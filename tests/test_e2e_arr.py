@@ -195,7 +195,7 @@ def test_bare_hosts_to_v1_v2_broken_v3_and_rollback_through_arr_without_a_failed
         failed = run(fleet, "deploys/release.py", "--serial", "--fail-percent", "0", version="3.0.0",
                      artifact=arr_artifacts["3.0.0"], ok=False)
     print("broken v3:", clients.ok, "ok,", len(clients.failed), "failed")
-    assert "health check http://127.0.0.1:8001/healthz (Host: api.example.com) of the blue slot failed" in failed, failed
+    assert "the start check of the blue slot's release failed with exit code" in failed, failed  # in seconds, not health_deadline
     assert "deliberately broken release" in failed  # the service's stderr reaches the operator
     assert clients.failed == [] and clients.versions == {"2.0.0"}
     for server in fleet.servers:
@@ -215,6 +215,24 @@ def test_bare_hosts_to_v1_v2_broken_v3_and_rollback_through_arr_without_a_failed
     attempted = [s for s in fleet.servers if s.host.path("C:\\sites\\api\\releases\\3.0.0").exists()]
     assert len(attempted) == 1
     assert [entry["ok"] for entry in state(attempted[0])["history"]] == [True, True, False, True]
+
+    # A retried unnamed rollback (a re-run pipeline job) stays where the rollback went: no toggle.
+    retried = run(fleet, "deploys/rollback.py")
+    assert changed(retried) == [], retried
+    for server in fleet.servers:
+        assert info(server)["version"] == "1.0.0"
+        assert (state(server)["active_slot"], state(server)["rolled_back_from"]) == ("blue", "2.0.0")
+
+    # A named rollback serves that installed release (through the idle slot); its retry is a no-op.
+    with Clients(fleet) as clients:
+        run(fleet, "deploys/rollback.py", "--data", "release_version=2.0.0")
+    assert clients.failed == []
+    for server in fleet.servers:
+        assert info(server)["version"] == "2.0.0"
+        assert (state(server)["current"], state(server)["active_slot"], state(server)["rolled_back_from"]) == ("2.0.0", "green", "1.0.0")
+    assert changed(run(fleet, "deploys/rollback.py", "--data", "release_version=2.0.0")) == []
+    assert changed(run(fleet, "deploys/rollback.py")) == []  # and an unnamed one after it stays there too
+    assert all(info(server)["version"] == "2.0.0" for server in fleet.servers)
 
 
 def test_misaligned_timeouts_are_refused_before_any_host_is_touched(tmp_path):
@@ -270,6 +288,32 @@ def test_a_request_longer_than_the_proxy_timeout_gets_502_3_from_arr(fleet, arr_
     status, body = fetch(fleet.servers[0], "/slow?seconds=12", timeout=60)
     assert status == 502 and "502.3" in body and "timed out" in body, body
     assert fetch(fleet.servers[0], "/slow?seconds=2", timeout=60)[0] == 200
+
+
+def test_changed_app_settings_without_a_version_become_a_config_revision_switched_through_the_idle_slot(fleet, arr_artifacts):
+    """Config without a rebuild in ARR mode: the served release's WinSW XML is re-rendered with
+    the new app_settings as ``<version>+r2`` in the idle slot, health-checked, switched; a re-run
+    changes nothing."""
+
+    if not fleet.servers[0].host.path(STATE).exists():
+        run(fleet, "deploys/site.py", version="1.0.0", artifact=arr_artifacts["1.0.0"])
+    assert changed(run(fleet, "deploys/release.py")) == []  # same settings: nothing to do
+    before = [(state(server)["current"], state(server)["active_slot"]) for server in fleet.servers]
+    with open(fleet.root / "inventories" / "group_data" / "all.py", "a", encoding="utf-8") as handle:
+        handle.write('\nrelease_app = {**release_app, "app_settings": {**release_app["app_settings"], "FEATURE_FLAG": "on"}}\n')
+    with Clients(fleet) as clients:
+        output = run(fleet, "deploys/release.py")
+    assert clients.failed == [], clients.failed[:5]
+    for server, (version, slot) in zip(fleet.servers, before):
+        now = state(server)
+        idle = "green" if slot == "blue" else "blue"
+        assert (now["current"], now["previous"], now["active_slot"]) == (f"{version}+r2", version, idle), output
+        assert now["slots"][idle] == f"{version}+r2" and now["history"][-1]["ok"] is True
+        xml = server.host.path(f"C:\\sites\\api\\services\\{idle}\\pyinfra-iis-api-{idle}.xml").read_text(encoding="utf-8")
+        assert '<env name="FEATURE_FLAG" value="on" />' in xml and f'value="{version}+r2"' in xml
+        assert info(server)["version"] == version  # the same release (its venv and app), new config
+        assert server.host.state["services"][f"pyinfra-iis-api-{slot}"]["state"] == "Stopped"
+    assert changed(run(fleet, "deploys/release.py")) == []
 
 
 def test_a_three_minute_request_completes_through_arr_with_the_documented_timeouts(tmp_path, arr_artifacts):

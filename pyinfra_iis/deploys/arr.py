@@ -82,25 +82,25 @@ def service_acl_rules(target: "ReleaseTarget") -> list[dict[str, Any]]:
 def arr_release(target: "ReleaseTarget", version: Optional[str] = None, rollback: bool = False) -> None:
     """The ARR steps of a release (or, with ``rollback``, of a rollback) of the current host.
 
-    A rollback with a ``version`` (``--data release_version=1.0.0``) switches to that installed
-    release, and a retry is a no-op once it serves; without one it goes to the release state's
-    ``previous`` release.
+    A rollback (:func:`~pyinfra_iis.operations.arr.arr_rolled_back`) with a ``version``
+    (``--data release_version=1.0.0``) switches to that installed release; without one to the
+    release state's ``previous``, or, when the last switch was a rollback, stays where it went
+    (``rolled_back_from``): a retry is a no-op either way. Without a ``version`` (and no
+    rollback), changed ``app_settings``/``app_secrets`` make a config revision
+    (:func:`~pyinfra_iis.operations.arr.arr_config_revised`).
     """
 
     settings = target.settings
     for rule in service_acl_rules(target):
         acl.acl(name=f"ACL {rule['path']} {rule['principal']}", rule=rule)
     entry_point = entry_point_of(target.release.artifact_path())
-    if rollback and version is not None:  # a named rollback: that installed release, health-checked like any switch
-        arr.arr_release_switched(name=f"Roll back {target.site.name} to {version} (ARR)", settings=settings, version=version,
-                                 site=target.site, app_pool=target.app_pool, entry_point=entry_point)
+    if rollback:  # named or not: idempotent, like the HttpPlatformHandler mode's rollback
+        arr.arr_rolled_back(name=f"Roll back {target.site.name}{f' to {version}' if version else ''} (ARR)", settings=settings,
+                            site=target.site, app_pool=target.app_pool, entry_point=entry_point, version=version)
         return
-    if rollback:
-        arr.arr_rolled_back(name=f"Roll back {target.site.name} (ARR)", settings=settings, site=target.site,
-                            app_pool=target.app_pool, entry_point=entry_point)
-        return
-    if version is None:
-        host.noop(f"no release version given: {settings.app_name} keeps its current slot")
+    if version is None:  # today's app_settings/app_secrets for the served release: a config revision if they changed
+        arr.arr_config_revised(name=f"Config of {settings.app_name} (ARR)", settings=settings, site=target.site,
+                               app_pool=target.app_pool, entry_point=entry_point)
         return
     arr.arr_release_switched(name=f"Switch {target.site.name} to {version} (ARR)", settings=settings, version=version,
                              site=target.site, app_pool=target.app_pool, entry_point=entry_point)

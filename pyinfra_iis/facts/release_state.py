@@ -50,7 +50,9 @@ def convert_root(raw: dict[str, Any]) -> dict[str, Any]:
             "history": list(state.get("history") or []),
             "versions": complete + other, "logs": list(raw.get("logs") or []),
             # ARR mode (operations/arr.py): which slot serves and the version each slot runs.
-            "active_slot": state.get("active_slot"), "slots": dict(state.get("slots") or {})}
+            "active_slot": state.get("active_slot"), "slots": dict(state.get("slots") or {}),
+            # ARR mode: "<slot>\\<service id>.xml" -> keyed digest of the slot's WinSW XML (its config).
+            "services": dict(raw.get("services") or {}), "entry_point": state.get("entry_point")}
 
 
 def convert(raw: dict[str, Any]) -> dict[str, Any]:

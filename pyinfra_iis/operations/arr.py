@@ -6,7 +6,11 @@ A release (:func:`arr_release_switched`) goes into the IDLE slot and is served o
 1. ``Write-TextFile`` the slot's WinSW XML (``release/services.py``; sent as a ``Secret``
    when it holds app secrets), ``Stop-AppService`` the idle slot (normally already stopped),
    ``Install-AppService`` (the pinned wrapper, its SHA-256 checked on the host);
-2. ``Start-AppService``: start, then health-check the slot DIRECTLY on
+2. ``Invoke-Program``: the release's start check (``release/startcheck.py``, as
+   ``Switch-Release``'s ``preflight``): an app that cannot import or answer is refused in
+   seconds, before its service starts (uvicorn's multiprocess supervisor keeps the service
+   running while its workers die, so the health wait would last ``health_deadline``); then
+   ``Start-AppService``: start, then health-check the slot DIRECTLY on
    ``http://127.0.0.1:<slot port><health path>`` from the host, with the site's host name and
    the release version expected (``X-Release-Version``);
 3. ONE ``Set-IisConfig``: the rewrite rule's target becomes the slot's port (on a first release
@@ -44,11 +48,12 @@ from ..models.extensions import HttpsSource, UncSource
 from ..models.release import ReleaseSettings
 from ..models.server import ProxySettings
 from ..models.site import Site
-from ..protocol import Secret, remote_call
+from ..protocol import Secret, remote_call, secret_digest
 from ..release import services
+from ..release.startcheck import start_check
 from ..sddl import ADMINISTRATORS, SYSTEM, app_pool_sid, protected_sddl
 from ._common import ReleaseStepError, call_host, controller_file, host_step, iis_of, validated
-from .release import HEALTHY_STATUS, _version, complete_versions, health_check, release_report
+from .release import HEALTHY_STATUS, _version, complete_versions, health_check, release_report, revision_name, revision_of
 
 #: The rewrite rule's section and name (under ``<location path="<site>">``).
 RULES = "system.webServer/rewrite/rules"
@@ -173,19 +178,64 @@ def wrapper_source(arr: ArrSettings, settings: ReleaseSettings) -> tuple[str, Op
     return f"{services.services_dir(settings)}\\WinSW-{arr.winsw.sha256[:12]}.exe", str(local)
 
 
-def state_text(report: dict, version: str, ok: bool, slot: str, slots: dict[str, Optional[str]]) -> str:
+def state_text(report: dict, version: str, ok: bool, slot: str, slots: dict[str, Optional[str]],
+               entry_point: Optional[str] = None) -> str:
     """release-state.json after an attempt to serve ``version`` from ``slot`` (``ok``: it
     serves): ``current``/``previous``/``history`` as ``operations.release.state_texts`` writes
-    them, plus ``mode``, ``active_slot`` and ``slots`` ({slot: version})."""
+    them, plus ``mode``, ``active_slot`` and ``slots`` ({slot: version}).
+
+    A rollback passes ``report["rollback_from"]`` (the release it leaves): as in the
+    HttpPlatformHandler mode the success state records it as ``rolled_back_from`` (its history
+    entry gets ``"rollback": true``), which makes a retried unnamed rollback a no-op; any other
+    successful switch clears it, a failed one keeps what the state had.
+
+    ``entry_point`` (the app's ``module:attribute`` the slot runs) is recorded after a success,
+    so a config revision without the artifact on the controller renders the same command line.
+    """
 
     current, previous = report.get("current"), report.get("previous")
+    rollback_from = report.get("rollback_from")
     at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    history = [*list(report.get("history") or [])[-99:], {"at": at, "from": current, "to": version, "ok": ok, "slot": slot}]
+    entry = {"at": at, "from": current, "to": version, "ok": ok, "slot": slot}
+    if rollback_from:
+        entry["rollback"] = True
+    history = [*list(report.get("history") or [])[-99:], entry]
     active = report.get("active_slot")
     if ok:
         previous, current, active = (current if current != version else previous), version, slot
     state = {"current": current, "previous": previous, "history": history, "mode": "arr", "active_slot": active, "slots": slots}
+    kept = rollback_from if ok else report.get("rolled_back_from")
+    if kept:
+        state["rolled_back_from"] = kept
+    point = entry_point if ok else report.get("entry_point")
+    if point:
+        state["entry_point"] = point
     return json.dumps(state, indent=2) + "\n"
+
+
+def config_current(report: dict, model: ReleaseSettings, slot: str, xml: str) -> bool:
+    """Whether ``slot``'s WinSW XML on the host is ``xml`` (the fact's keyed digest of the file,
+    ``facts/release_state.py`` ``services``; the XML holds app secrets, so only digests travel)."""
+
+    key = f"{slot}\\{services.service_name(model, slot)}.xml"
+    return (report.get("services") or {}).get(key) == secret_digest(xml)
+
+
+def next_revision(report: dict, version: str) -> str:
+    """The next config revision of ``version`` (``1.4.2+r<N+1>``, N the highest the release
+    state names: ``current``, ``previous``, ``slots``, ``history``)."""
+
+    names = [report.get("current"), report.get("previous"), *(report.get("slots") or {}).values(),
+             *[e.get("to") for e in report.get("history") or []]]
+    numbers = [revision_of(n)[1] for n in names if n and revision_of(n)[0] == version]
+    return revision_name(version, max(numbers + [1]) + 1)
+
+
+def installed(report: dict, name: Optional[str]) -> bool:
+    """Whether ``name`` (a version or a config revision of one) runs from a complete release
+    folder: ARR config revisions live in the service XML, their version's folder is the app."""
+
+    return bool(name) and revision_of(name)[0] in complete_versions(report)
 
 
 class SwitchPlan:
@@ -224,6 +274,13 @@ def switch_steps(host_: Any, plan: SwitchPlan) -> None:
         call_host(host_, "Install-AppService", {"name": new_name, "wrapper": plan.wrapper, "source": plan.source, "sha256": plan.sha256})
     except ReleaseStepError as exc:
         fail(f"release {plan.version}: the {new} slot's service could not be installed ({exc}); slot {old or 'none'} keeps serving")
+    preflight = getattr(plan, "preflight", None)
+    if preflight:  # the release's start check, as Switch-Release runs it: a broken app is refused in seconds
+        run = call_host(host_, "Invoke-Program", preflight)
+        if run.get("exit_code") != 0:
+            lines = f"{run.get('stderr') or ''}\n{run.get('stdout') or ''}".strip().splitlines()[-30:]
+            fail(f"release {plan.version}: the start check of the {new} slot's release failed with exit code {run.get('exit_code')}; "
+                 f"slot {old or 'none'} keeps serving and the {new} slot was not started. Last lines:\n" + "\n".join(lines))
     started = call_host(host_, "Start-AppService", {"name": new_name, "health": plan.health, "log": plan.err_log})
     answer = started.get("health") or {}
     if not answer.get("ok"):
@@ -259,7 +316,7 @@ def slot_health(site_model: Any, model: Any, version: str, port: int) -> dict:
 
 @operation()
 def arr_release_switched(settings: Any, version: str, site: Any, app_pool: Optional[str] = None, entry_point: Optional[str] = None,
-                         force: bool = False):
+                         force: bool = False, rollback_from: Optional[str] = None):
     """
     Serve an installed release through ARR from a blue/green slot, only once it answers healthy
     on its own port (the module docstring lists the steps).
@@ -272,9 +329,15 @@ def arr_release_switched(settings: Any, version: str, site: Any, app_pool: Optio
     + entry_point: ``module:attribute`` of the app (default ``main:app``; the deploy passes the
       artifact manifest's).
     + force: restart into the idle slot even when ``version`` is served (e.g. new app secrets).
+    + rollback_from: set by :func:`arr_rolled_back` (the release a rollback leaves): recorded
+      as ``rolled_back_from`` in release-state.json (:func:`state_text`).
 
-    Nothing happens when the rule points at the slot release-state.json says runs ``version``,
-    the rule is complete and ARR's proxy settings are as asked.
+    Nothing happens when the rule points at the slot release-state.json says runs ``version``
+    (a version: itself or a config revision of it), the rule is complete, ARR's proxy settings
+    are as asked, and that slot's WinSW XML is the one rendered now (keyed digest). When only the
+    XML differs (``app_settings``/``app_secrets`` changed, no new version) the release becomes
+    a config revision ``<version>+r<N>`` (``PYINFRA_IIS_RELEASE``, expected by the health
+    check), started in the idle slot from the same release folder and switched like a release.
 
     **Example:**
 
@@ -294,19 +357,26 @@ def arr_release_switched(settings: Any, version: str, site: Any, app_pool: Optio
     arr = model.arr
     fact = host_state(host, release_roots=[model.root])
     report = release_report(fact, model.root)
-    if version not in complete_versions(report):
+    if not installed(report, version):
         raise OperationError(f"release {version} is not installed under {model.releases_dir}; install it first")
+    entry_point = entry_point or report.get("entry_point")
     iis = iis_of(fact)
     active = active_slot(fact, model, site_model.name)
     slots = dict(report.get("slots") or {})
     proxy, proxy_diff = proxy_edits(arr, iis)
     whole = not rule_complete(fact, site_model.name)
-    if active and slots.get(active) == version and not proxy and not whole and not force:
-        host.noop(f"site {site_model.name} serves release {version} from the {active} slot (127.0.0.1:{arr.port(active)})")
-        return
+    served = slots.get(active) if active else None
+    if served and (served == version or revision_of(served)[0] == version) and not proxy and not whole and not force:
+        base = revision_of(served)[0]
+        xml_now = services.render_service_xml(model, active, served, model.release_dir(base), arr.port(active), entry_point)
+        if config_current(report, model, active, xml_now):
+            host.noop(f"site {site_model.name} serves release {served} from the {active} slot (127.0.0.1:{arr.port(active)})")
+            return
+        version = next_revision(report, base)  # same release, new app_settings/app_secrets: a config revision
+        logger.info(f"{model.app_name} {served}: its service config differs from today's settings: config revision {version}")
     slot = other_slot(active)
     port = arr.port(slot)
-    release_dir = model.release_dir(version)
+    release_dir = model.release_dir(revision_of(version)[0])
     edits = [*proxy, *rule_edits(site_model.name, port, whole)]
     if whole:
         edits.append(physical_path_edit(site_model.name, wwwroot(model)))
@@ -314,13 +384,14 @@ def arr_release_switched(settings: Any, version: str, site: Any, app_pool: Optio
     health = slot_health(site_model, model, version, port)
     source, upload = wrapper_source(arr, model)
     xml = services.render_service_xml(model, slot, version, release_dir, port, entry_point)
-    state_report = {**report, "active_slot": active}
+    state_report = {**report, "active_slot": active, "rollback_from": rollback_from}
     new_slots = {**{s: slots.get(s) for s in SLOTS}, slot: version}
     plan = SwitchPlan(slot=slot, old_slot=active, port=port, version=version, names=names, xml=xml, secret_xml=bool(model.app_secrets),
+                      preflight=start_check(model, revision_of(version)[0], HEALTHY_STATUS),
                       xml_path=services.xml_path(model, slot), wrapper=services.wrapper_path(model, slot), source=source,
                       sha256=arr.winsw.sha256, health=health, err_log=f"{services.service_logs_dir(model)}\\{names[slot]}.err.log", edits=edits, drain=arr.drain.seconds,
                       state_file=f"{model.root}\\release-state.json",
-                      state_ok=state_text(state_report, version, True, slot, new_slots),
+                      state_ok=state_text(state_report, version, True, slot, new_slots, entry_point),
                       state_failed=state_text(state_report, version, False, slot, {**{s: slots.get(s) for s in SLOTS}}))
     log_changes(host, f"Will serve {version} from the {slot} slot", [
         Change(f"site {site_model.name}: ARR target", f"{active} (127.0.0.1:{arr.port(active)})" if active else None, f"{slot} (127.0.0.1:{port})"),
@@ -332,22 +403,91 @@ def arr_release_switched(settings: Any, version: str, site: Any, app_pool: Optio
 
 
 @operation()
-def arr_rolled_back(settings: Any, site: Any, app_pool: Optional[str] = None, entry_point: Optional[str] = None):
+def arr_config_revised(settings: Any, site: Any, app_pool: Optional[str] = None, entry_point: Optional[str] = None):
     """
-    Serve the release state's ``previous`` release again, from the idle slot (the slot that
-    served it, normally), health-checked like any ARR release.
+    Without a new version: serve the release the active slot runs with today's ``app_settings``
+    and ``app_secrets``. When its WinSW XML differs from the one rendered now, a config revision
+    ``<version>+r<N>`` goes to the idle slot, is health-checked and switched like a release
+    (:func:`arr_release_switched`); recorded in release-state.json (``current``, ``slots``,
+    ``history``). Nothing happens when it is the same, or no slot serves yet.
 
-    + settings, site, app_pool, entry_point: as for :func:`arr_release_switched`.
+    + settings, site, app_pool, entry_point: as for :func:`arr_release_switched` (``entry_point``
+      defaults to the one release-state.json recorded).
 
-    Raises:
-        OperationError: no previous release, or it is no longer installed.
+    **Example:**
+
+    .. code:: python
+
+        arr_config_revised(name="Config of api", settings=settings, site=site, app_pool="api")
     """
 
     model = validated(ReleaseSettings, settings, "settings")
-    report = release_report(host_state(host, release_roots=[model.root]), model.root)
-    previous = report.get("previous")
-    if not previous:
-        raise OperationError(f"no previous release under {model.root} (current: {report.get('current') or 'none'}); nothing to roll back to")
-    if previous not in complete_versions(report):
-        raise OperationError(f"previous release {previous} is no longer installed under {model.releases_dir}")
-    yield from arr_release_switched._inner(settings=model, version=previous, site=site, app_pool=app_pool, entry_point=entry_point)
+    site_model = validated(Site, site, "site")
+    fact = host_state(host, release_roots=[model.root])
+    report = release_report(fact, model.root)
+    served = served_version(report, active_slot(fact, model, site_model.name))
+    if not served or not installed(report, served):
+        host.noop(f"no release version given and no slot serves an installed release of {model.app_name}: nothing to revise")
+        return
+    yield from arr_release_switched._inner(settings=model, version=revision_of(served)[0], site=site_model, app_pool=app_pool,
+                                           entry_point=entry_point)
+
+
+def served_version(report: dict, active: Optional[str]) -> Optional[str]:
+    """The version the active slot runs (release-state.json's ``slots``), or ``None``."""
+
+    return (report.get("slots") or {}).get(active) if active else None
+
+
+@operation()
+def arr_rolled_back(settings: Any, site: Any, app_pool: Optional[str] = None, entry_point: Optional[str] = None,
+                    version: Optional[str] = None):
+    """
+    Serve an earlier installed release again, from the idle slot, health-checked like any ARR
+    release; the same rule as the HttpPlatformHandler mode's ``release_rolled_back``, so a
+    retried pipeline job never undoes a rollback:
+
+    * ``version`` named (``--data release_version=1.0.0``): that installed release
+      (``operations.release.rollback_target``); nothing happens when the active slot runs it;
+    * unnamed: the release state's ``previous``, except when the last switch was a rollback
+      (release-state.json's ``rolled_back_from``): then it stays at what that rollback went
+      back to (nothing happens when the active slot serves it). Name a version to go further.
+
+    + settings, site, app_pool, entry_point: as for :func:`arr_release_switched`.
+    + version: the release to go back to; none: as above.
+
+    **Example:**
+
+    .. code:: python
+
+        arr_rolled_back(name="Roll back api", settings=settings, site=site, app_pool="api", version="1.4.1")
+
+    Raises:
+        OperationError: the named release is not installed and complete, or (unnamed) there is
+            no previous release or it is no longer installed; before any command.
+    """
+
+    from .release import rollback_target
+
+    model = validated(ReleaseSettings, settings, "settings")
+    site_model = validated(Site, site, "site")
+    version = _version(version) if version else None
+    fact = host_state(host, release_roots=[model.root])
+    report = release_report(fact, model.root)
+    current = report.get("current")
+    served = served_version(report, active_slot(fact, model, site_model.name))
+    if not version and report.get("rolled_back_from") and installed(report, current):
+        # The last switch was a rollback: an unnamed one (a retried job) stays there.
+        if served == current:
+            host.noop(f"site {site_model.name} was rolled back from {report['rolled_back_from']} to {current}; "
+                      f"name a version (--data release_version=...) to go further")
+            return
+        target = current
+    elif version:
+        target = rollback_target(report, version)
+    else:
+        # rollback_target's rule; a config revision (no folder of its own) counts as installed with its version
+        extra = [{"version": report["previous"], "complete": True}] if installed(report, report.get("previous")) else []
+        target = rollback_target({**report, "versions": [*(report.get("versions") or []), *extra]})
+    yield from arr_release_switched._inner(settings=model, version=target, site=site, app_pool=app_pool, entry_point=entry_point,
+                                           rollback_from=current if current != target else report.get("rolled_back_from"))

@@ -105,7 +105,7 @@ function Get-HostState {
         certificates = [object[]](Get-CertificateState -Stores $certStores -Function $function)
         acls = Get-PathAclState -Paths $aclPaths -Function $function
         pythons = Get-PythonState -Versions $pythonVersions -Function $function
-        releases = Get-ReleaseRootState -Roots $releaseRoots -Function $function
+        releases = Get-ReleaseRootState -Roots $releaseRoots -Function $function -DigestKey $digestKey
         grant_record = Get-GrantRecord
     }
     Write-CallResult -InputObject $result

@@ -9,11 +9,11 @@ $script:ReleaseCompleteMarker = '.pyinfra-iis-complete'
 function Get-ReleaseRootState {
     # The "releases" part of Get-HostState: root -> {state: release-state.json text or null,
     # folders: [{name, marker: the marker's last write time (UTC, "o") or null, web_config_sha256}],
-    # logs: [{name, size, modified}]}.
+    # logs: [{name, size, modified}], services: {"<slot>\<id>.xml": ConvertTo-SecretDigest of the ARR slot's WinSW XML}}.
     # Docs: https://learn.microsoft.com/dotnet/api/system.io.directoryinfo.getdirectories?view=netframework-4.8
     # Docs: https://learn.microsoft.com/dotnet/api/system.io.file.readalltext?view=netframework-4.8
     [CmdletBinding()]
-    param([AllowEmptyCollection()] [string[]] $Roots = @(), [string] $Function = 'remote call')
+    param([AllowEmptyCollection()] [string[]] $Roots = @(), [string] $Function = 'remote call', [byte[]] $DigestKey = $null)
     $utf8 = New-Object -TypeName 'System.Text.UTF8Encoding' -ArgumentList $false
     $result = [ordered]@{}
     foreach ($root in $Roots) {
@@ -41,7 +41,12 @@ function Get-ReleaseRootState {
                 [void]$logs.Add([ordered]@{ name = $file.Name; size = $file.Length; modified = $file.LastWriteTimeUtc.ToString("yyyy-MM-dd'T'HH:mm:ss'Z'", [System.Globalization.CultureInfo]::InvariantCulture) })
             }
         }
-        $result[$trimmed] = [ordered]@{ state = $state; folders = $folders.ToArray(); logs = $logs.ToArray() }
+        $services = [ordered]@{}
+        $serviceFolder = New-Object -TypeName 'System.IO.DirectoryInfo' -ArgumentList (Join-Path -Path $trimmed -ChildPath 'services')
+        if ($serviceFolder.Exists -and $null -ne $DigestKey) {
+            foreach ($file in $serviceFolder.GetFiles('*.xml', [System.IO.SearchOption]::AllDirectories)) { $services[$file.Directory.Name + '\' + $file.Name] = ConvertTo-SecretDigest -Value ([System.IO.File]::ReadAllText($file.FullName, $utf8)) -Key $DigestKey }
+        }
+        $result[$trimmed] = [ordered]@{ state = $state; folders = $folders.ToArray(); logs = $logs.ToArray(); services = $services }
     }
     return $result
 }

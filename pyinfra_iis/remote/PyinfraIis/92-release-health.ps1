@@ -53,10 +53,12 @@ function Wait-ReleaseHealthy {
     # Request the health URL every 250 ms until ExpectStatus from release ExpectVersion (header
     # X-Release-Version, or the version as a JSON string in the body), the deadline, or an answer of
     # IIS itself with one of give_up_statuses (502.3: HttpPlatformHandler gave up; 503: pool stopped).
-    # Returns {ok, status, body, error, seconds}.
+    # Returns {ok, status, body, error, seconds}. With ServiceName (ARR slots), a service that is
+    # Stopped after Start-Service saw it Running ends the wait too: WinSW exits when its process does.
     # Docs: https://learn.microsoft.com/dotnet/api/system.diagnostics.stopwatch?view=netframework-4.8
+    # Docs: https://learn.microsoft.com/windows/win32/services/service-status-transitions
     [CmdletBinding()]
-    param([Parameter(Mandatory = $true)] [psobject] $Health, [string] $Function = 'remote call')
+    param([Parameter(Mandatory = $true)] [psobject] $Health, [string] $Function = 'remote call', [string] $ServiceName = '')
     $url = Get-CallValue -Call $Health -Name 'url' -Type string -Required -Function $Function
     $hostName = Get-CallValue -Call $Health -Name 'host' -Type string -Default '' -Function $Function
     $hash = Get-CallValue -Call $Health -Name 'certificate_hash' -Type string -Default '' -Function $Function
@@ -73,6 +75,10 @@ function Wait-ReleaseHealthy {
         if ($answer['status'] -eq $expect -and -not $fromRelease) { $answer['error'] = 'the answer came from release {0}, not {1}' -f $answer['release'], $version }
         if ($null -eq $answer['release'] -and $null -ne $answer['status'] -and @($giveUp) -contains $answer['status']) {
             $answer['error'] = 'IIS answered {0} itself: the app cannot start or its pool stopped; not waiting for the deadline' -f $answer['status']
+            break
+        }
+        if (-not $answer['ok'] -and $ServiceName.Length -gt 0 -and (Get-AppServiceStatus -Name $ServiceName) -eq 'Stopped') {
+            $answer['error'] = 'service {0} stopped: its process exited; not waiting for the deadline' -f $ServiceName
             break
         }
         if ($answer['ok'] -or $clock.Elapsed.TotalSeconds + 0.25 -ge $deadline) { break }

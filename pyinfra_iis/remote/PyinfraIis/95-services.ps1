@@ -55,7 +55,8 @@ function Install-AppService {
 
 function Start-AppService {
     # Remote primitive: start the service (startup type Automatic; at most 120 s until Running), then request its
-    # health URL on 127.0.0.1:<slot port> until healthy or the deadline (Wait-ReleaseHealthy, part 92);
+    # health URL on 127.0.0.1:<slot port> until healthy, the deadline or the service Stopped (its process
+    # exited: WinSW exits with it; Wait-ReleaseHealthy, part 92);
     # unhealthy: the last 30 lines of "log" (the service's stderr log) in log_tail.
     # {"name", "health": {url, host, expect_version, expect_status, deadline_seconds}, "log"} -> {"name", "state", "health", "log_tail"}
     # Docs: https://learn.microsoft.com/dotnet/api/system.serviceprocess.servicecontroller.waitforstatus?view=netframework-4.8
@@ -70,7 +71,7 @@ function Start-AppService {
     $answer = [ordered]@{ ok = $false; status = $null; body = ''; error = $null; seconds = 0 }
     # Start-Service would wait without limit while StartPending (its DoWaitForStatus loop); WaitForStatus throws after 120 s.
     try { Set-Service -Name $name -StartupType Automatic; $service = Get-Service -Name $name; if ($service.Status -eq 'Stopped') { $service.Start() }; $service.WaitForStatus('Running', [TimeSpan]::FromSeconds(120)) } catch { $answer['error'] = ('start failed: {0}' -f $_.Exception.GetBaseException().Message) }
-    if ($null -eq $answer['error']) { $answer = Wait-ReleaseHealthy -Health $health -Function $function }
+    if ($null -eq $answer['error']) { $answer = Wait-ReleaseHealthy -Health $health -Function $function -ServiceName $name }
     $tail = $null
     if (-not $answer['ok'] -and $log.Length -gt 0) { $tail = Get-TextFileTail -Path $log -Count 30 }
     Write-CallResult -InputObject ([ordered]@{ name = $name; state = (Get-AppServiceStatus -Name $name); health = $answer; log_tail = $tail })

@@ -111,11 +111,12 @@ def _stamp(path: Path, precise: bool = False) -> str:
     return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ" if precise else "%Y-%m-%dT%H:%M:%SZ")
 
 
-def describe_releases(host: "SimHost", roots: list[str]) -> dict[str, Any]:
+def describe_releases(host: "SimHost", roots: list[str], digest_key: bytes | None = None) -> dict[str, Any]:
     """Raw ``releases`` for each root: ``{"state": text|None, "folders": [{"name", "marker": the
     completion marker's last write time or None, "web_config_sha256"}], "logs": [{"name", "size",
-    "modified"}]}`` (``facts/release_state.py``
-    turns it into what operations read)."""
+    "modified"}], "services": {"<slot>\\<id>.xml": secret_digest of the ARR slot's WinSW XML}}``
+    (``facts/release_state.py`` turns it into what operations read; ``services`` only with
+    ``digest_key``)."""
 
     result = {}
     for root in roots:
@@ -133,8 +134,14 @@ def describe_releases(host: "SimHost", roots: list[str]) -> dict[str, Any]:
         for item in sorted(log_dir.iterdir()) if log_dir.is_dir() else []:
             if item.is_file():
                 logs.append({"name": item.name, "size": item.stat().st_size, "modified": _stamp(item)})
+        services = {}
+        service_dir = _local(host, f"{root}\\services")
+        for item in sorted(service_dir.glob("*/*.xml")) if service_dir.is_dir() and digest_key else []:
+            from ...protocol import secret_digest
+
+            services[f"{item.parent.name}\\{item.name}"] = secret_digest(item.read_text(encoding="utf-8"), digest_key)
         result[root] = {"state": state_file.read_text(encoding="utf-8") if state_file.is_file() else None,
-                        "folders": folders, "logs": logs}
+                        "folders": folders, "logs": logs, "services": services}
     return result
 
 
@@ -229,6 +236,9 @@ def _sim_pip(host: "SimHost", python: str, arguments: list[str]) -> tuple[int, s
     return 0, "Successfully installed " + " ".join(requirements), ""
 
 
+from ...release.startcheck import START_CHECK_SCRIPT  # noqa: E402
+
+
 @sim_function("Invoke-Program")
 def invoke_program(host: "SimHost", payload: dict[str, Any]) -> str:
     """``{"file","arguments","working_directory","environment","timeout_seconds"}`` →
@@ -243,6 +253,14 @@ def invoke_program(host: "SimHost", payload: dict[str, Any]) -> str:
         code, out, err = _sim_venv(host, program, arguments)
     elif arguments[:4] == ["-I", "-m", "pip", "install"] and "--find-links" in arguments and "-r" in arguments:
         code, out, err = _sim_pip(host, program, arguments)
+    elif arguments[:2] == ["-I", "-c"] and len(arguments) == 4 and arguments[2] == START_CHECK_SCRIPT:
+        # the release's start check run on its own (ARR mode, operations/arr.py), as Switch-Release's preflight runs it
+        from ..apps.startcheck import run_start_check
+
+        run = run_start_check(host, payload)
+        if run.get("error"):
+            raise SimFunctionError(str(run["error"]).replace("Switch-Release:", "Invoke-Program:"))
+        code, out, err = run["exit_code"], run["stdout"], run["stderr"]
     else:
         raise SimFunctionError(f"Invoke-Program: the simulator cannot run {program} {' '.join(arguments)}")
     return json.dumps({"exit_code": code, "stdout": _tail(out), "stderr": _tail(err)})

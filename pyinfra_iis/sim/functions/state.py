@@ -114,7 +114,7 @@ def get_host_state(host: "SimHost", payload: dict[str, Any]) -> str:
             "certificates": describe_certificates(host, cert_stores),
             "acls": {path: describe_acl(host, path) for path in acl_paths},
             "pythons": describe_pythons(host, python_versions),
-            "releases": describe_releases(host, release_roots),
+            "releases": describe_releases(host, release_roots, digest_key),
             "grant_record": describe_grant_record(host),
         }
     return json.dumps(result, separators=(",", ":"))
