@@ -121,6 +121,22 @@ function Assert-FileSha256 {
     throw ('{0}: SHA-256 mismatch for {1}: expected {2}, actual {3}; {4}' -f $Function, $Path, $Expected.ToLowerInvariant(), $actual, $outcome)
 }
 
+function Invoke-CallProgram {
+    # Run what an Invoke-Program-shaped object names through Invoke-HostProgram -> {exit_code, stdout, stderr};
+    # for Invoke-Program and Switch-Release's start check (part 92). Step: what errors call the run.
+    [CmdletBinding()]
+    param([Parameter(Mandatory = $true)] [psobject] $Call, [int] $DefaultTimeout = 1800, [string] $Step = '', [string] $Function = 'remote call')
+    $file = Get-CallValue -Call $Call -Name 'file' -Type string -Required -Function $Function
+    $arguments = Get-CallValue -Call $Call -Name 'arguments' -Type array -Function $Function
+    $directory = Get-CallValue -Call $Call -Name 'working_directory' -Type string -Default '' -Function $Function
+    $timeout = Get-CallValue -Call $Call -Name 'timeout_seconds' -Type integer -Default $DefaultTimeout -Minimum 1 -Maximum 86400 -Function $Function
+    $variables = Get-CallValue -Call $Call -Name 'environment' -Type object -Function $Function
+    $environment = @{}
+    foreach ($name in (Get-CallMemberNames -Object $variables)) { $environment[$name] = [string]$variables.$name }
+    if ($Step.Length -eq 0) { $Step = 'run ' + $file }
+    return Invoke-HostProgram -FilePath $file -Arguments ([string[]]$arguments) -WorkingDirectory $directory -Environment $environment -TimeoutSeconds ([int]$timeout) -Step $Step -Function $Function
+}
+
 function Invoke-Program {
     # Remote primitive: run a program with a time limit and return its exit code and the last
     # 8 KB of stdout and stderr. The controller decides what a non-zero exit code means.
@@ -131,14 +147,7 @@ function Invoke-Program {
     param([Parameter(Mandatory = $true)] [AllowEmptyString()] [string] $Json)
     $function = 'Invoke-Program'
     $call = ConvertFrom-CallJson -Json $Json -Function $function
-    $file = Get-CallValue -Call $call -Name 'file' -Type string -Required -Function $function
-    $arguments = Get-CallValue -Call $call -Name 'arguments' -Type array -Function $function
-    $directory = Get-CallValue -Call $call -Name 'working_directory' -Type string -Default '' -Function $function
-    $timeout = Get-CallValue -Call $call -Name 'timeout_seconds' -Type integer -Default 1800 -Minimum 1 -Maximum 86400 -Function $function
-    $variables = Get-CallValue -Call $call -Name 'environment' -Type object -Function $function
-    $environment = @{}
-    foreach ($name in (Get-CallMemberNames -Object $variables)) { $environment[$name] = [string]$variables.$name }
-    $run = Invoke-HostProgram -FilePath $file -Arguments ([string[]]$arguments) -WorkingDirectory $directory -Environment $environment -TimeoutSeconds ([int]$timeout) -Step ('run ' + $file) -Function $function
+    $run = Invoke-CallProgram -Call $call -DefaultTimeout 1800 -Function $function
     foreach ($stream in @('stdout', 'stderr')) {
         $text = [string]$run[$stream]
         if ($text.Length -gt 8192) { $run[$stream] = $text.Substring($text.Length - 8192) }

@@ -96,14 +96,7 @@ function Assert-ReleaseStart {
     # otherwise throws with the last 30 lines it printed (its traceback and verdict).
     [CmdletBinding()]
     param([Parameter(Mandatory = $true)] [psobject] $Check, [Parameter(Mandatory = $true)] [string] $Path, [string] $Function = 'remote call')
-    $file = Get-CallValue -Call $Check -Name 'file' -Type string -Required -Function $Function
-    $arguments = Get-CallValue -Call $Check -Name 'arguments' -Type strings -Function $Function
-    $directory = Get-CallValue -Call $Check -Name 'working_directory' -Type string -Default '' -Function $Function
-    $timeout = Get-CallValue -Call $Check -Name 'timeout_seconds' -Type integer -Default 120 -Minimum 1 -Maximum 86400 -Function $Function
-    $variables = Get-CallValue -Call $Check -Name 'environment' -Type object -Function $Function
-    $environment = @{}
-    foreach ($name in (Get-CallMemberNames -Object $variables)) { $environment[$name] = [string]$variables.$name }
-    $run = Invoke-HostProgram -FilePath $file -Arguments $arguments -WorkingDirectory $directory -Environment $environment -TimeoutSeconds ([int]$timeout) -Step 'the release start check' -Function $Function
+    $run = Invoke-CallProgram -Call $Check -DefaultTimeout 120 -Step 'the release start check' -Function $Function  # part 15
     if ($run['exit_code'] -eq 0) { return }
     $lines = @(([string]$run['stderr'] + "`n" + [string]$run['stdout']).Trim() -split "`r?`n" | Select-Object -Last 30)
     throw ('{0} {1}: start check failed with exit code {2}; nothing was switched. Last lines:{3}{4}' -f $Function, $Path, $run['exit_code'], "`n", ($lines -join "`n"))
