@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from ...iis.appconfig import first_child, real_children
 from ..iis.store import config_file, load_config
-from .bindings import HttpError, relay
+from .bindings import HttpError, relay, send_answer
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..host import SimHost
@@ -139,13 +139,7 @@ class _FrontHandler(BaseHTTPRequestHandler):
         pass
 
     def _answer(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.send_response(status, reason)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        send_answer(self, status, reason, headers, body)
 
     def _error(self, error: HttpError) -> None:
         self._answer(error.status, error.reason, [("Content-Type", "text/html")], f"<h1>{error.status} {error.reason}</h1><p>{error.detail}</p>".encode())

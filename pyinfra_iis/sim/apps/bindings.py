@@ -60,6 +60,18 @@ class HttpError(Exception):
         self.status, self.reason, self.detail = status, reason, detail
 
 
+def send_answer(handler: BaseHTTPRequestHandler, status: int, reason: str, headers: list[tuple[str, str]], body: bytes) -> None:
+    """Write one whole answer on ``handler`` (a Content-Length, no body for HEAD)."""
+
+    handler.send_response(status, reason)
+    for name, value in headers:
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(body)
+
+
 def relay(command: str, port: int, url: str, headers: list[tuple[str, str]], body: bytes, timeout: float,
           timed_out: str, failed: str) -> tuple[http.client.HTTPResponse, bytes]:
     """Send one request to ``127.0.0.1:port`` as a reverse proxy does (no Host or
@@ -229,13 +241,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _send(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.send_response(status, reason)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        send_answer(self, status, reason, headers, body)
 
     def _error(self, error: HttpError) -> None:
         body = f"<h1>HTTP Error {error.status} - {error.reason}</h1>\r\n<p>{error.detail}</p>\r\n".encode("utf-8")
